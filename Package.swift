@@ -1,0 +1,44 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "aideon-credits",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "CreditEngine", targets: ["CreditEngine"]),
+        .executable(name: "credits", targets: ["credits"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // The pure ledger: a deterministic state machine. No I/O, no clock, no randomness.
+        .target(
+            name: "CreditCore",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")]
+        ),
+        // Shard actors and the public async facade over CreditCore.
+        .target(
+            name: "CreditEngine",
+            dependencies: ["CreditCore"]
+        ),
+        // liblz4 (frame format) from the system package liblz4-dev; the durability layer uses it.
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .executableTarget(
+            name: "credits",
+            dependencies: [
+                "CreditEngine",
+                "CLZ4",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "CreditCoreTests", dependencies: ["CreditCore"]),
+        .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

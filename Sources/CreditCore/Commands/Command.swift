@@ -1,0 +1,138 @@
+/// A request to the ledger. Every command carries the client's idempotency key; the ledger
+/// stamps it with a timestamp when it applies it (`Ledger.apply(_:at:)`).
+public struct Command: Sendable, Equatable {
+    public let key: IdempotencyKey
+    public let action: Action
+
+    @inlinable
+    public init(key: IdempotencyKey, _ action: Action) {
+        self.key = key
+        self.action = action
+    }
+
+    /// The tenant whose shard applies this command.
+    @inlinable
+    public var tenant: TenantID { action.tenant }
+}
+
+/// What a command asks for. Amounts are positive unless a case says otherwise.
+public enum Action: Sendable, Equatable {
+    /// Opens an individual (accounts opened separately) or an organisation (its pool,
+    /// account 0, and the given departments are opened with it).
+    case openTenant(TenantID, TenantKind)
+    /// Adds a department to an organisation.
+    case openDepartment(TenantID, DepartmentTerms)
+    /// Opens an account. An individual's accounts are `.standard`; an organisation's are
+    /// `.member`s, which spend from the organisation's pool.
+    case openAccount(AccountID, AccountKind)
+    /// Adds a block of credits to a standard account or an organisation pool.
+    case grant(AccountID, GrantTerms)
+    /// Spends credits now, in burn order. Never creates debt beyond the account's overdraft.
+    case debit(AccountID, Millicredits, scope: ChargeScope)
+    /// Reserves credits for a call whose cost is known only afterwards. The hold times out
+    /// `timeoutMillis` after the command's timestamp.
+    case reserve(AccountID, Millicredits, timeoutMillis: Int64, scope: ChargeScope)
+    /// Charges the actual cost of a hold (may be more or less than reserved, or zero).
+    case settle(HoldID, actual: Millicredits)
+    /// Cancels a hold; its credits become available again.
+    case release(HoldID)
+    /// Gives back (part of) an earlier debit of this account, named by its idempotency key.
+    case refund(AccountID, debit: IdempotencyKey, Millicredits)
+    /// An administrator's correction: positive adds an adjustment grant, negative removes
+    /// credits in burn order. The reason is recorded in the ledger entry.
+    case adjust(AccountID, Millicredits, reason: String)
+    case freeze(AccountID)
+    case unfreeze(AccountID)
+    /// Spend cap of a department per billing period; nil removes the cap.
+    case setDepartmentAllocation(TenantID, DepartmentID, perPeriod: Millicredits?)
+    /// Spend cap of a member per billing period; nil removes the cap.
+    case setMemberLimit(AccountID, perPeriod: Millicredits?)
+    /// Starts a new billing period of an organisation: department and member spend counters
+    /// restart from zero (open holds stay counted).
+    case startPeriod(TenantID)
+
+    @inlinable
+    public var tenant: TenantID {
+        switch self {
+        case .openTenant(let tenant, _), .openDepartment(let tenant, _),
+             .setDepartmentAllocation(let tenant, _, _), .startPeriod(let tenant):
+            return tenant
+        case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _),
+             .reserve(let account, _, _, _), .refund(let account, _, _), .adjust(let account, _, _),
+             .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _):
+            return account.tenant
+        case .settle(let hold, _), .release(let hold):
+            return hold.tenant
+        }
+    }
+}
+
+public enum TenantKind: Sendable, Equatable {
+    case individual
+    case organisation(departments: [DepartmentTerms])
+}
+
+public struct DepartmentTerms: Sendable, Equatable {
+    public var id: DepartmentID
+    /// The cost centre usage of this department is billed to (free text, at most 64 bytes).
+    public var costCentre: String
+    /// Spend cap per billing period against the organisation pool; nil = no cap.
+    public var allocationPerPeriod: Millicredits?
+
+    public init(id: DepartmentID, costCentre: String, allocationPerPeriod: Millicredits? = nil) {
+        self.id = id
+        self.costCentre = costCentre
+        self.allocationPerPeriod = allocationPerPeriod
+    }
+}
+
+public enum AccountKind: Sendable, Equatable {
+    /// Holds its own grants. `overdraft` is how far a debit may take it below zero (default 0).
+    case standard(overdraft: Millicredits = .zero)
+    /// A member of an organisation: spends from the pool, within its own limit and its
+    /// department's allocation per period.
+    case member(department: DepartmentID, limitPerPeriod: Millicredits?)
+
+    public static let standard = AccountKind.standard(overdraft: .zero)
+}
+
+/// The kind of a grant, as the seed's credit policy names them.
+public enum GrantKind: UInt8, Sendable, CaseIterable {
+    case monthlyAllocation = 1
+    case rollover = 2
+    case purchase = 3
+    case enterpriseContract = 4
+    case promotional = 5
+    case adjustment = 6
+    /// Credits given back by a refund that no existing grant could take.
+    case refund = 7
+}
+
+public struct GrantTerms: Sendable, Equatable {
+    public var kind: GrantKind
+    public var amount: Millicredits
+    /// When the credits become spendable; nil = the command's timestamp.
+    public var effectiveAt: Timestamp?
+    public var expiresAt: Timestamp
+    /// Lower numbers burn first. Default 100, so hosts can put grants before or after.
+    public var priority: UInt8
+    /// What the credits cost the holder, in nano-USD per credit: 0 for free and promotional
+    /// credits, 10,000,000 for credits bought at the base rate. Cheaper credits burn first.
+    public var costBasisNanoUSDPerCredit: UInt32
+    /// A scoped grant pays only for charges of this provider (and model, if given).
+    public var scope: ChargeScope
+
+    public static let priorityDefault: UInt8 = 100
+
+    public init(kind: GrantKind, amount: Millicredits, effectiveAt: Timestamp? = nil,
+                expiresAt: Timestamp = .never, priority: UInt8 = priorityDefault,
+                costBasisNanoUSDPerCredit: UInt32 = 0, scope: ChargeScope = .unscoped) {
+        self.kind = kind
+        self.amount = amount
+        self.effectiveAt = effectiveAt
+        self.expiresAt = expiresAt
+        self.priority = priority
+        self.costBasisNanoUSDPerCredit = costBasisNanoUSDPerCredit
+        self.scope = scope
+    }
+}

@@ -1,0 +1,163 @@
+/// Grants: adding them, the burn order, and giving credits back in reverse order.
+extension Ledger {
+    func checkAmount(_ amount: Millicredits) throws(LedgerError) {
+        if amount.rawValue <= 0 || amount.rawValue > LedgerLimits.amountMax { throw .invalidAmount(amount) }
+    }
+
+    mutating func grant(_ id: AccountID, _ terms: GrantTerms, at now: Int64, sequence: UInt64,
+                        _ draft: inout Draft) throws(LedgerError) {
+        try checkAmount(terms.amount)
+        let located = try locate(id, &draft)
+        guard accounts[located.slot].holdsGrants else { throw .notAllowed(id, .membersHoldNoGrants) }
+        let effective = terms.effectiveAt?.millisSinceEpoch ?? now
+        guard effective < terms.expiresAt.millisSinceEpoch else { throw .invalidText(.expiryBeforeEffective) }
+        try addGrant(to: located.slot, kind: terms.kind, amount: terms.amount.rawValue, effectiveAt: effective,
+                     expiresAt: terms.expiresAt.millisSinceEpoch, priority: terms.priority,
+                     costBasis: terms.costBasisNanoUSDPerCredit, scope: terms.scope, number: sequence, &draft)
+    }
+
+    /// Adds a grant (validated by the caller except for limits and overflow). Unscoped credits
+    /// first repay the account's debt.
+    mutating func addGrant(to slot: UInt32, kind: GrantKind, amount: Int64, effectiveAt: Int64, expiresAt: Int64,
+                           priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64,
+                           _ draft: inout Draft) throws(LedgerError) {
+        var account = accounts[slot]
+        if Int(account.liveGrants) >= LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
+        guard account.granted.addingReportingOverflow(amount).overflow == false,
+              totals.granted.addingReportingOverflow(amount).overflow == false else { throw .amountOverflow }
+
+        let repaid = scope.isUnscoped ? min(account.debt, amount) : 0
+        let record = GrantRecord(number: number, original: amount, remaining: amount - repaid, held: 0, consumed: repaid,
+                                 effectiveAt: effectiveAt, expiresAt: expiresAt, costBasis: costBasis,
+                                 scopeProvider: scope.provider, scopeModel: scope.model, account: slot, next: none,
+                                 priority: priority, kind: kind)
+        let grantSlot: UInt32
+        if let reused = freeGrantSlots.popLast() {
+            grantSlot = reused
+            grants[reused] = record
+        } else {
+            grantSlot = grants.append(record)
+        }
+        // Insert in static burn order.
+        var previous = none
+        var cursor = account.firstGrant
+        while cursor != none, grants[cursor].burnsBefore(record) {
+            previous = cursor
+            cursor = grants[cursor].next
+        }
+        grants[grantSlot].next = cursor
+        if previous == none { account.firstGrant = grantSlot } else { grants[previous].next = grantSlot }
+
+        account.liveGrants += 1
+        account.granted += amount
+        totals.granted += amount
+        if !scope.isUnscoped { account.flags.insert(.scopedGrants) }
+        if repaid > 0 {
+            account.debt -= repaid
+            totals.debt -= repaid
+            if var line = creditLines[slot] {
+                line.overrun = min(line.overrun, account.debt)
+                creditLines[slot] = line
+            }
+        }
+        accounts[slot] = account
+
+        draft.amount = amount
+        draft.created = .grant
+        draft.movements.append(GrantMovement(grant: number, amount: Millicredits(amount), change: .created))
+        if repaid > 0 { draft.movements.append(GrantMovement(grant: number, amount: Millicredits(repaid), change: .repaidDebt)) }
+    }
+
+    /// Credits of the account's grants that can pay for a charge with `scope` at `now`.
+    @inline(__always)
+    func spendable(_ slot: UInt32, scope: ChargeScope, at now: Int64) -> Int64 {
+        var total: Int64 = 0
+        var cursor = accounts[slot].firstGrant
+        while cursor != none {
+            let grant = grants[cursor]
+            if grant.isActive(at: now) && grant.covers(scope) { total += grant.remaining }
+            cursor = grant.next
+        }
+        return total
+    }
+
+    /// Takes `amount` from the account's grants in burn order: grants scoped to the charge
+    /// first, then the rest in static order. With `holding`, credits move to the grants'
+    /// held amounts and the parts are returned; otherwise they are consumed.
+    /// Precondition: `amount <= spendable(slot, scope:, at:)`.
+    @discardableResult
+    mutating func burn(_ amount: Int64, from slot: UInt32, scope: ChargeScope, at now: Int64, holding: Bool,
+                       _ movements: inout GrantMovements) -> [HoldPart] {
+        var parts: [HoldPart] = []
+        var left = amount
+        let scopedFirst = !scope.isUnscoped && accounts[slot].flags.contains(.scopedGrants)
+        for pass in 0 ..< (scopedFirst ? 2 : 1) where left > 0 {
+            var cursor = accounts[slot].firstGrant
+            while cursor != none, left > 0 {
+                let grant = grants[cursor]
+                let eligible = grant.isActive(at: now) && grant.covers(scope) && grant.remaining > 0
+                    && (!scopedFirst || grant.isScoped == (pass == 0))
+                if eligible {
+                    let taken = min(left, grant.remaining)
+                    left -= taken
+                    grants[cursor].remaining -= taken
+                    if holding {
+                        grants[cursor].held += taken
+                        parts.append(HoldPart(grant: cursor, amount: taken))
+                    } else {
+                        grants[cursor].consumed += taken
+                    }
+                    movements.append(GrantMovement(grant: grant.number, amount: Millicredits(taken),
+                                                   change: holding ? .held : .consumed))
+                }
+                cursor = grant.next
+            }
+        }
+        precondition(left == 0, "burn took more than was spendable")
+        if !holding { retireDepleted(slot, at: now) }
+        return parts
+    }
+
+    /// Gives `amount` back to the account's unscoped active grants in reverse burn order,
+    /// each up to what it has consumed. Returns what could not be placed.
+    mutating func refill(_ amount: Int64, into slot: UInt32, at now: Int64, _ movements: inout GrantMovements) -> Int64 {
+        var candidates: [UInt32] = []
+        var cursor = accounts[slot].firstGrant
+        while cursor != none {
+            let grant = grants[cursor]
+            if grant.isActive(at: now) && !grant.isScoped && grant.consumed > 0 { candidates.append(cursor) }
+            cursor = grant.next
+        }
+        var left = amount
+        for candidate in candidates.reversed() where left > 0 {
+            let given = min(left, grants[candidate].consumed)
+            grants[candidate].consumed -= given
+            grants[candidate].remaining += given
+            left -= given
+            movements.append(GrantMovement(grant: grants[candidate].number, amount: Millicredits(given), change: .refilled))
+        }
+        return left
+    }
+
+    /// Unlinks grants that can never be spent or refilled again: nothing remaining or held,
+    /// and either never expiring (a refund would open a new grant) or already expired.
+    mutating func retireDepleted(_ slot: UInt32, at now: Int64) {
+        var previous = none
+        var cursor = accounts[slot].firstGrant
+        var scoped = false
+        while cursor != none {
+            let grant = grants[cursor]
+            let next = grant.next
+            if grant.remaining == 0 && grant.held == 0 && (grant.expiresAt == Int64.max || grant.expiresAt <= now) {
+                if previous == none { accounts[slot].firstGrant = next } else { grants[previous].next = next }
+                accounts[slot].liveGrants -= 1
+                freeGrantSlots.append(cursor)
+            } else {
+                scoped = scoped || grant.isScoped
+                previous = cursor
+            }
+            cursor = next
+        }
+        if !scoped { accounts[slot].flags.remove(.scopedGrants) }
+    }
+}

@@ -1,0 +1,137 @@
+/// The invariant checker, in the spirit of swift-collections' `_checkInvariants()`: it walks
+/// the whole state and lists every broken rule. Tests call it after every step.
+///
+/// Conservation per account and in total: granted + debt = remaining + consumed + expired +
+/// held. Per grant: original = remaining + held + consumed. Every hold is backed by exactly
+/// its parts; every cap holds (spent + held ≤ cap + overrun); debt only within an overdraft
+/// or from a settle's overrun.
+extension Ledger {
+    public func invariantViolations() -> [String] {
+        var problems: [String] = []
+        func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+            if !condition { problems.append(message()) }
+        }
+
+        // Holds: per grant slot, what open holds hold from it.
+        var heldByGrant: [UInt32: Int64] = [:]
+        var heldByPrincipal: [UInt32: Int64] = [:]
+        for (number, hold) in holds {
+            check(hold.amount > 0, "hold \(number) has amount \(hold.amount)")
+            check(hold.parts.reduce(0) { $0 + $1.amount } == hold.amount, "hold \(number) parts do not sum to its amount")
+            check(!closedHolds.contains(number), "hold \(number) is both open and closed")
+            check(Int(hold.principal) < accounts.count && Int(hold.account) < accounts.count, "hold \(number) has a bad account")
+            for part in hold.parts {
+                check(part.amount > 0, "hold \(number) has an empty part")
+                check(grants[part.grant].account == hold.account, "hold \(number) holds a grant of another account")
+                heldByGrant[part.grant, default: 0] += part.amount
+            }
+            heldByPrincipal[hold.principal, default: 0] += hold.amount
+        }
+
+        var sums = LedgerTotals()
+        var liveGrantCount = 0
+        accounts.forEach { slot, account in
+            let name = "account \(account.tenant)/a\(account.number)"
+            sums.granted += account.granted
+            sums.consumed += account.flags.contains(.member) ? 0 : account.consumed
+            sums.expired += account.expired
+            sums.debt += account.debt
+            check(account.granted >= 0 && account.consumed >= 0 && account.expired >= 0 && account.debt >= 0,
+                  "\(name) has a negative total")
+            if account.flags.contains(.member) {
+                check(account.firstGrant == none && account.granted == 0 && account.debt == 0, "member \(name) holds credits")
+                return
+            }
+            var remaining: Int64 = 0
+            var held: Int64 = 0
+            var count = 0
+            var scoped = false
+            var previous: GrantRecord?
+            var cursor = account.firstGrant
+            while cursor != none, count <= LedgerLimits.grantsPerAccountMax {
+                let grant = grants[cursor]
+                count += 1
+                check(grant.account == slot, "\(name) lists grant \(grant.number) of another account")
+                check(grant.remaining >= 0 && grant.held >= 0 && grant.consumed >= 0, "grant \(grant.number) has a negative part")
+                check(grant.original == grant.remaining + grant.held + grant.consumed,
+                      "grant \(grant.number): original \(grant.original) ≠ remaining \(grant.remaining) + held \(grant.held) + consumed \(grant.consumed)")
+                check(grant.effectiveAt < grant.expiresAt, "grant \(grant.number) expires before it is effective")
+                check(grant.held == heldByGrant[cursor] ?? 0, "grant \(grant.number) held \(grant.held) ≠ its holds' parts")
+                if let previous { check(previous.burnsBefore(grant), "\(name) grants are not in burn order") }
+                remaining += grant.remaining
+                held += grant.held
+                scoped = scoped || grant.isScoped
+                previous = grant
+                cursor = grant.next
+            }
+            liveGrantCount += count
+            check(count == Int(account.liveGrants), "\(name) counts \(account.liveGrants) live grants, lists \(count)")
+            check(!scoped || account.flags.contains(.scopedGrants), "\(name) has scoped grants but not the flag")
+            check(account.granted + account.debt == remaining + account.consumed + account.expired + held,
+                  "\(name) does not conserve: granted \(account.granted) + debt \(account.debt) ≠ remaining \(remaining) + consumed \(account.consumed) + expired \(account.expired) + held \(held)")
+            let line = creditLines[slot] ?? CreditLine(overdraft: 0, overrun: 0)
+            check(account.debt <= line.overdraft + line.overrun,
+                  "\(name) debt \(account.debt) beyond overdraft \(line.overdraft) + settle overrun \(line.overrun)")
+        }
+        check(sums == totals, "per-account totals \(sums) ≠ ledger totals \(totals)")
+        check(liveGrantCount + freeGrantSlots.count == grants.count,
+              "\(liveGrantCount) live + \(freeGrantSlots.count) free grant slots ≠ \(grants.count)")
+
+        for (id, tenant) in tenants {
+            if tenant.organisation == none {
+                var cursor = tenant.firstAccount
+                var steps = 0
+                while cursor != none, steps <= accounts.count {
+                    check(accounts[cursor].tenant == id && accounts[cursor].flags.isEmpty
+                          || accounts[cursor].flags == .frozen || accounts[cursor].flags == .scopedGrants
+                          || accounts[cursor].flags == [.frozen, .scopedGrants],
+                          "tenant \(id) chains a foreign or member account")
+                    cursor = accounts[cursor].nextInTenant
+                    steps += 1
+                }
+                check(steps <= accounts.count, "tenant \(id) account chain has a cycle")
+                continue
+            }
+            let organisation = organisations[Int(tenant.organisation)]
+            check(organisation.tenant == id && tenant.firstAccount == organisation.pool, "tenant \(id) organisation link is wrong")
+            check(accounts[organisation.pool].flags.contains(.pool), "tenant \(id) pool is not a pool")
+            var departmentSpent = [Int64](repeating: 0, count: organisation.departments.count)
+            var departmentHeld = [Int64](repeating: 0, count: organisation.departments.count)
+            for (index, member) in organisation.members.enumerated() {
+                let account = accounts[member.account]
+                check(account.flags.contains(.member) && Int(account.link) == index && account.tenant == id,
+                      "member \(index) of \(id) is not linked")
+                check(organisation.memberSlots[account.number] == member.account, "member \(index) of \(id) is not indexed")
+                check(member.period.held == heldByPrincipal[member.account] ?? 0,
+                      "member \(id)/a\(account.number) period held \(member.period.held) ≠ its open holds")
+                checkCap(member.period, "member \(id)/a\(account.number)", check)
+                departmentSpent[member.department] += member.period.spent
+                departmentHeld[member.department] += member.period.held
+            }
+            check(organisation.memberSlots.count == organisation.members.count, "organisation \(id) member index size")
+            for (index, department) in organisation.departments.enumerated() {
+                check(department.period.spent == departmentSpent[index] && department.period.held == departmentHeld[index],
+                      "department \(department.id) of \(id) counters ≠ the sum of its members")
+                checkCap(department.period, "department \(department.id) of \(id)", check)
+            }
+        }
+
+        check(idempotency.count == idempotency.order.count && idempotency.count <= idempotency.keysMax,
+              "idempotency table has \(idempotency.count) keys, \(idempotency.order.count) in order, max \(idempotency.keysMax)")
+        return problems
+    }
+
+    private func checkCap(_ period: PeriodCap, _ name: String, _ check: (Bool, @autoclosure () -> String) -> Void) {
+        check(period.spent >= 0 && period.held >= 0 && period.overrun >= 0, "\(name) has a negative period counter")
+        if let cap = period.cap {
+            check(period.spent + period.held <= cap + period.overrun,
+                  "\(name) spent \(period.spent) + held \(period.held) beyond cap \(cap) + overrun \(period.overrun)")
+        }
+    }
+
+    /// Stops the process with the list of violations if any invariant is broken.
+    public func checkInvariants() {
+        let problems = invariantViolations()
+        precondition(problems.isEmpty, "ledger invariants broken:\n" + problems.joined(separator: "\n"))
+    }
+}

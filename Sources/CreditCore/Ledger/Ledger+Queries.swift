@@ -1,0 +1,145 @@
+/// Read-only views of the ledger. They never change state.
+public struct Balance: Sendable, Equatable {
+    public let account: AccountID
+    /// What can be spent now on an unscoped charge: active unscoped grants minus debt. For a
+    /// member, the least of that on the pool and the member's and department's headroom.
+    public let available: Millicredits
+    /// Remaining credits of all live grants, including scoped, not yet effective and
+    /// expired-but-not-yet-processed ones.
+    public let remaining: Millicredits
+    public let held: Millicredits
+    public let debt: Millicredits
+    public let granted: Millicredits
+    public let consumed: Millicredits
+    public let expired: Millicredits
+    public let isFrozen: Bool
+    /// Live grants in static burn order.
+    public let grants: [GrantView]
+}
+
+public struct GrantView: Sendable, Equatable {
+    public let id: GrantID
+    public let kind: GrantKind
+    public let original: Millicredits
+    public let remaining: Millicredits
+    public let held: Millicredits
+    public let consumed: Millicredits
+    public let effectiveAt: Timestamp
+    public let expiresAt: Timestamp
+    public let priority: UInt8
+    public let costBasisNanoUSDPerCredit: UInt32
+    public let scope: ChargeScope
+}
+
+public struct HoldView: Sendable, Equatable {
+    public let id: HoldID
+    public let principal: AccountID
+    public let amount: Millicredits
+    public let expiresAt: Timestamp
+}
+
+/// An organisation's caps and what was spent against them this billing period.
+public struct OrganisationView: Sendable, Equatable {
+    public struct Usage: Sendable, Equatable {
+        public let cap: Millicredits?
+        public let spent: Millicredits
+        public let held: Millicredits
+        public let overrun: Millicredits
+    }
+    public let tenant: TenantID
+    public let periodsStarted: UInt64
+    public let departments: [(id: DepartmentID, costCentre: String, usage: Usage)]
+    public let members: [(account: AccountID, department: DepartmentID, usage: Usage)]
+
+    public static func == (lhs: OrganisationView, rhs: OrganisationView) -> Bool {
+        lhs.tenant == rhs.tenant && lhs.periodsStarted == rhs.periodsStarted
+            && lhs.departments.elementsEqual(rhs.departments) { $0.id == $1.id && $0.costCentre == $1.costCentre && $0.usage == $1.usage }
+            && lhs.members.elementsEqual(rhs.members) { $0.account == $1.account && $0.department == $1.department && $0.usage == $1.usage }
+    }
+}
+
+extension Ledger {
+    public var tenantCount: Int { tenants.count }
+    public var accountCount: Int { accounts.count }
+    public var openHoldCount: Int { holds.count }
+    public var rememberedKeyCount: Int { idempotency.count }
+
+    public func balance(of id: AccountID, at time: Timestamp) -> Balance? {
+        guard let slot = slot(of: id) else { return nil }
+        let record = accounts[slot]
+        let now = time.millisSinceEpoch
+        var views: [GrantView] = []
+        var remaining: Int64 = 0
+        var held: Int64 = 0
+        var cursor = record.firstGrant
+        while cursor != none {
+            let grant = grants[cursor]
+            remaining += grant.remaining
+            held += grant.held
+            views.append(view(of: grant, tenant: id.tenant))
+            cursor = grant.next
+        }
+        let available: Int64
+        if record.flags.contains(.member) {
+            available = memberAvailable(slot, organisation: tenants[id.tenant]!.organisation, scope: .unscoped, at: now)
+            held = holds.values.reduce(0) { $0 + ($1.principal == slot ? $1.amount : 0) }
+        } else {
+            available = spendable(slot, scope: .unscoped, at: now) - record.debt
+        }
+        return Balance(account: id, available: Millicredits(available), remaining: Millicredits(remaining),
+                       held: Millicredits(held), debt: Millicredits(record.debt), granted: Millicredits(record.granted),
+                       consumed: Millicredits(record.consumed), expired: Millicredits(record.expired),
+                       isFrozen: record.flags.contains(.frozen), grants: views)
+    }
+
+    /// What a charge with this scope could spend now (scoped grants included).
+    public func available(of id: AccountID, scope: ChargeScope, at time: Timestamp) -> Millicredits? {
+        guard let slot = slot(of: id) else { return nil }
+        let record = accounts[slot]
+        if record.flags.contains(.member) {
+            return Millicredits(memberAvailable(slot, organisation: tenants[id.tenant]!.organisation, scope: scope,
+                                                at: time.millisSinceEpoch))
+        }
+        return Millicredits(spendable(slot, scope: scope, at: time.millisSinceEpoch) - record.debt)
+    }
+
+    public func hold(_ id: HoldID) -> HoldView? {
+        guard let hold = holds[id.number], accounts[hold.principal].tenant == id.tenant else { return nil }
+        let principal = accounts[hold.principal]
+        return HoldView(id: id, principal: AccountID(tenant: principal.tenant, number: principal.number),
+                        amount: Millicredits(hold.amount), expiresAt: Timestamp(millisSinceEpoch: hold.expiresAt))
+    }
+
+    /// Open holds whose time-out is at or before `time`, oldest first (the scheduler releases them).
+    public func holdsTimedOut(at time: Timestamp) -> [HoldID] {
+        holds.filter { $0.value.expiresAt <= time.millisSinceEpoch }
+            .map { HoldID(tenant: accounts[$0.value.principal].tenant, number: $0.key) }
+            .sorted { $0.number < $1.number }
+    }
+
+    public func organisation(_ id: TenantID) -> OrganisationView? {
+        guard let tenant = tenants[id], tenant.organisation != none else { return nil }
+        let record = organisations[Int(tenant.organisation)]
+        func usage(_ period: PeriodCap) -> OrganisationView.Usage {
+            .init(cap: period.cap.map(Millicredits.init), spent: Millicredits(period.spent),
+                  held: Millicredits(period.held), overrun: Millicredits(period.overrun))
+        }
+        return OrganisationView(
+            tenant: id, periodsStarted: record.periodsStarted,
+            departments: record.departments.map { ($0.id, $0.costCentre, usage($0.period)) },
+            members: record.members.map {
+                (AccountID(tenant: id, number: accounts[$0.account].number), record.departments[$0.department].id,
+                 usage($0.period))
+            })
+    }
+
+    func view(of grant: GrantRecord, tenant: TenantID) -> GrantView {
+        GrantView(id: GrantID(tenant: tenant, number: grant.number), kind: grant.kind,
+                  original: Millicredits(grant.original), remaining: Millicredits(grant.remaining),
+                  held: Millicredits(grant.held), consumed: Millicredits(grant.consumed),
+                  effectiveAt: Timestamp(millisSinceEpoch: grant.effectiveAt),
+                  expiresAt: Timestamp(millisSinceEpoch: grant.expiresAt), priority: grant.priority,
+                  costBasisNanoUSDPerCredit: grant.costBasis,
+                  scope: ChargeScope(provider: grant.scopeProvider, model: grant.scopeModel))
+    }
+}

@@ -1,0 +1,225 @@
+/// Spending: debit, reserve, settle, release, refund and adjust.
+extension Ledger {
+    func overdraft(of slot: UInt32) -> Int64 { creditLines[slot]?.overdraft ?? 0 }
+
+    /// Records `amount` of new debt on an account; the part beyond its overdraft is an overrun.
+    mutating func addDebt(_ amount: Int64, to slot: UInt32) {
+        guard amount > 0 else { return }
+        accounts[slot].debt += amount
+        totals.debt += amount
+        var line = creditLines[slot] ?? CreditLine(overdraft: 0, overrun: 0)
+        line.overrun = max(line.overrun, accounts[slot].debt - line.overdraft)
+        creditLines[slot] = line
+    }
+
+    func checkConsumption(_ slot: UInt32, _ amount: Int64) throws(LedgerError) {
+        if accounts[slot].consumed.addingReportingOverflow(amount).overflow
+            || totals.consumed.addingReportingOverflow(amount).overflow
+            || accounts[slot].debt.addingReportingOverflow(amount).overflow {
+            throw .amountOverflow
+        }
+    }
+
+    mutating func debit(_ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope, at now: Int64,
+                        _ draft: inout Draft) throws(LedgerError) {
+        try checkAmount(amount)
+        let located = try locate(id, &draft)
+        let value = amount.rawValue
+        try checkMaySpend(located, id, value)
+        let funding = located.funding
+        let spendable = spendable(funding, scope: scope, at: now)
+        let debt = accounts[funding].debt
+        guard spendable - debt + overdraft(of: funding) >= value else {
+            throw .insufficientCredits(available: Millicredits(spendable - debt), requested: amount)
+        }
+        try checkConsumption(funding, value)
+
+        let fromGrants = min(value, spendable)
+        burn(fromGrants, from: funding, scope: scope, at: now, holding: false, &draft.movements)
+        addDebt(value - fromGrants, to: funding)
+        accounts[funding].consumed += value
+        totals.consumed += value
+        if located.member != nil { accounts[located.slot].consumed += value }
+        updateCaps(located) { $0.spent += value }
+        draft.amount = value
+        draft.refundable = value
+    }
+
+    mutating func reserve(_ id: AccountID, _ amount: Millicredits, timeoutMillis: Int64, _ scope: ChargeScope,
+                          at now: Int64, sequence: UInt64, _ draft: inout Draft) throws(LedgerError) {
+        try checkAmount(amount)
+        guard timeoutMillis > 0 && timeoutMillis <= LedgerLimits.holdTimeoutMillisMax else {
+            throw .invalidTimeout(millis: timeoutMillis)
+        }
+        let located = try locate(id, &draft)
+        let value = amount.rawValue
+        try checkMaySpend(located, id, value)
+        let funding = located.funding
+        let available = spendable(funding, scope: scope, at: now) - accounts[funding].debt
+        guard available >= value else { throw .insufficientCredits(available: Millicredits(available), requested: amount) }
+        if holds.count >= LedgerLimits.openHoldsPerShardMax { throw .limitReached(.openHoldsPerShard) }
+
+        let parts = burn(value, from: funding, scope: scope, at: now, holding: true, &draft.movements)
+        holds[sequence] = HoldRecord(account: funding, principal: located.slot, amount: value,
+                                     expiresAt: now + timeoutMillis, scope: scope, parts: parts)
+        updateCaps(located) { $0.held += value }
+        draft.amount = value
+        draft.created = .hold
+    }
+
+    /// Finds an open hold and records its accounts in the draft.
+    func openHold(_ id: HoldID, _ draft: inout Draft) throws(LedgerError) -> (HoldRecord, Located) {
+        guard let hold = holds[id.number], accounts[hold.principal].tenant == id.tenant else {
+            if closedHolds.contains(id.number) { throw .holdNotOpen(id) }
+            throw .unknownHold(id)
+        }
+        let principal = accounts[hold.principal]
+        let located = try locate(AccountID(tenant: principal.tenant, number: principal.number), &draft)
+        return (hold, located)
+    }
+
+    mutating func closeHold(_ number: UInt64) {
+        holds.removeValue(forKey: number)
+        closedHolds.insert(number)
+    }
+
+    /// Settles a hold at its actual cost. The call has happened, so settling is allowed on a
+    /// frozen account and past the hold's time-out, and a cost above the reserve is charged
+    /// from the balance and, where the balance cannot cover it, recorded as debt.
+    mutating func settle(_ id: HoldID, actual: Millicredits, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
+        let (hold, located) = try openHold(id, &draft)
+        guard actual.rawValue >= 0 && actual.rawValue <= LedgerLimits.amountMax else { throw .invalidAmount(actual) }
+        let value = actual.rawValue
+        try checkConsumption(hold.account, value)
+
+        var toConsume = min(value, hold.amount)
+        for part in hold.parts {
+            let consumed = min(part.amount, toConsume)
+            toConsume -= consumed
+            let number = grants[part.grant].number
+            grants[part.grant].held -= part.amount
+            grants[part.grant].consumed += consumed
+            grants[part.grant].remaining += part.amount - consumed
+            if consumed > 0 { draft.movements.append(GrantMovement(grant: number, amount: Millicredits(consumed), change: .consumed)) }
+            if part.amount > consumed {
+                draft.movements.append(GrantMovement(grant: number, amount: Millicredits(part.amount - consumed), change: .unheld))
+            }
+        }
+        let excess = value - hold.amount
+        if excess > 0 {
+            let fromGrants = min(excess, spendable(hold.account, scope: hold.scope, at: now))
+            burn(fromGrants, from: hold.account, scope: hold.scope, at: now, holding: false, &draft.movements)
+            addDebt(excess - fromGrants, to: hold.account)
+        }
+        retireDepleted(hold.account, at: now)
+        accounts[hold.account].consumed += value
+        totals.consumed += value
+        if located.member != nil { accounts[located.slot].consumed += value }
+        updateCaps(located) { $0.settle(reserved: hold.amount, actual: value) }
+        closeHold(id.number)
+        draft.amount = value
+        draft.refundable = value
+    }
+
+    mutating func release(_ id: HoldID, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
+        let (hold, located) = try openHold(id, &draft)
+        for part in hold.parts {
+            grants[part.grant].held -= part.amount
+            grants[part.grant].remaining += part.amount
+            draft.movements.append(GrantMovement(grant: grants[part.grant].number, amount: Millicredits(part.amount),
+                                                 change: .unheld))
+        }
+        retireDepleted(hold.account, at: now)
+        updateCaps(located) { $0.held -= hold.amount }
+        closeHold(id.number)
+        draft.amount = hold.amount
+    }
+
+    /// Gives back part or all of an earlier charge (debit or settle) of this account: first
+    /// against its debt, then into its active unscoped grants in reverse burn order (each up
+    /// to what it consumed), and any rest as a new never-expiring refund grant.
+    mutating func refund(_ id: AccountID, debit key: IdempotencyKey, _ amount: Millicredits, at now: Int64,
+                         sequence: UInt64, _ draft: inout Draft) throws(LedgerError) {
+        try checkAmount(amount)
+        let located = try locate(id, &draft)
+        guard let original = idempotency[key], original.principal == located.slot else { throw .unknownDebit(key) }
+        let value = amount.rawValue
+        guard value <= original.refundable else {
+            throw .refundExceedsDebit(refundable: Millicredits(original.refundable), requested: amount)
+        }
+        let funding = located.funding
+        let repaid = min(value, accounts[funding].debt)
+        let rest = value - repaid
+        let placeable = placeableRefill(funding, at: now)
+        if rest > placeable {
+            if Int(accounts[funding].liveGrants) >= LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
+            if accounts[funding].granted.addingReportingOverflow(rest - placeable).overflow { throw .amountOverflow }
+        }
+
+        if repaid > 0 {
+            accounts[funding].debt -= repaid
+            totals.debt -= repaid
+            accounts[funding].consumed -= repaid
+            totals.consumed -= repaid
+            if var line = creditLines[funding] {
+                line.overrun = min(line.overrun, accounts[funding].debt)
+                creditLines[funding] = line
+            }
+        }
+        let unplaced = refill(rest, into: funding, at: now, &draft.movements)
+        accounts[funding].consumed -= rest - unplaced
+        totals.consumed -= rest - unplaced
+        if unplaced > 0 {
+            try addGrant(to: funding, kind: .refund, amount: unplaced, effectiveAt: now, expiresAt: Int64.max,
+                         priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence, &draft)
+        }
+        if let member = located.member {
+            accounts[located.slot].consumed -= value
+            // The refunded charge may belong to an earlier period: give back at most what the
+            // member spent this period, and the same to its department so the sums agree.
+            let spent = organisations[Int(located.organisation)].members[member].period.spent
+            let headroomBack = min(value, spent)
+            updateCaps(located) { $0.spent -= headroomBack }
+        }
+        idempotency.updateRefundable(key, to: original.refundable - value)
+        draft.amount = value
+    }
+
+    /// How much `refill` could place into the account's grants.
+    func placeableRefill(_ slot: UInt32, at now: Int64) -> Int64 {
+        var total: Int64 = 0
+        var cursor = accounts[slot].firstGrant
+        while cursor != none {
+            let grant = grants[cursor]
+            if grant.isActive(at: now) && !grant.isScoped { total += grant.consumed }
+            cursor = grant.next
+        }
+        return total
+    }
+
+    mutating func adjust(_ id: AccountID, _ amount: Millicredits, reason: String, at now: Int64, sequence: UInt64,
+                         _ draft: inout Draft) throws(LedgerError) {
+        guard !reason.isEmpty else { throw .invalidText(.reasonRequired) }
+        try checkText(reason)
+        guard amount.rawValue != 0, amount.rawValue.magnitude <= UInt64(LedgerLimits.amountMax) else {
+            throw .invalidAmount(amount)
+        }
+        let located = try locate(id, &draft)
+        guard accounts[located.slot].holdsGrants else { throw .notAllowed(id, .membersHoldNoGrants) }
+        draft.reason = reason
+        if amount.rawValue > 0 {
+            try addGrant(to: located.slot, kind: .adjustment, amount: amount.rawValue, effectiveAt: now,
+                         expiresAt: Int64.max, priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped,
+                         number: sequence, &draft)
+            return
+        }
+        let value = -amount.rawValue
+        let available = spendable(located.slot, scope: .unscoped, at: now) - accounts[located.slot].debt
+        guard available >= value else { throw .insufficientCredits(available: Millicredits(available), requested: Millicredits(value)) }
+        try checkConsumption(located.slot, value)
+        burn(value, from: located.slot, scope: .unscoped, at: now, holding: false, &draft.movements)
+        accounts[located.slot].consumed += value
+        totals.consumed += value
+        draft.amount = amount.rawValue
+    }
+}

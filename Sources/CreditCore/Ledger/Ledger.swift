@@ -1,0 +1,157 @@
+/// The ledger of one shard: a deterministic state machine.
+///
+/// `apply(_:at:)` is the only way to change it. Given the same commands at the same
+/// timestamps, two ledgers end in the same state (`stateDigest()` equal), which is what
+/// recovery by replay relies on. A rejected command changes nothing but its entry in the
+/// idempotency table.
+///
+/// Complexity: a debit is O(live grants of the account) plus O(1) hash lookups.
+public struct Ledger: Sendable {
+    public let configuration: LedgerConfiguration
+
+    var tenants: [TenantID: TenantSlot] = [:]
+    var accounts = PagedArray<AccountRecord>()
+    var grants = PagedArray<GrantRecord>()
+    /// Slots of retired grants, reused before the array grows.
+    var freeGrantSlots: [UInt32] = []
+    /// Open holds by hold number.
+    var holds: [UInt64: HoldRecord] = [:]
+    var closedHolds: ClosedHolds
+    var organisations: [OrganisationRecord] = []
+    /// Overdraft terms of the few accounts that have them, by account slot.
+    var creditLines: [UInt32: CreditLine] = [:]
+    var idempotency: IdempotencyTable
+    var totals = LedgerTotals()
+
+    /// The sequence the next recorded entry gets. Sequences start at 1.
+    public private(set) var nextSequence: UInt64 = 1
+    /// Timestamp of the last applied command; the next must not be earlier.
+    public private(set) var lastTime: Timestamp = .epoch
+
+    struct CreditLine: Sendable, Equatable {
+        /// How far debits may take the balance below zero.
+        var overdraft: Int64
+        /// Debt that settles put beyond the overdraft (the call had already happened).
+        var overrun: Int64
+    }
+
+    public init(configuration: LedgerConfiguration = LedgerConfiguration()) {
+        self.configuration = configuration
+        idempotency = IdempotencyTable(keysMax: configuration.idempotencyKeysMax,
+                                       windowMillis: configuration.idempotencyWindowMillis)
+        closedHolds = ClosedHolds(rememberedMax: configuration.closedHoldsRememberedMax)
+    }
+
+    /// What `apply` did: the outcome for the caller, and the new ledger entry — nil when the
+    /// command was a retry (its original outcome is returned) or a key conflict.
+    public struct Applied: Sendable {
+        public let outcome: Outcome
+        public let entry: LedgerEntry?
+    }
+
+    /// Applies one command at `time`. Precondition: `time >= lastTime`.
+    public mutating func apply(_ command: Command, at time: Timestamp) -> Applied {
+        precondition(time >= lastTime, "commands must be applied in time order")
+        let fingerprint = command.fingerprint
+        if let remembered = idempotency[command.key] {
+            if remembered.fingerprint == fingerprint { return Applied(outcome: remembered.outcome, entry: nil) }
+            return Applied(outcome: .failure(.idempotencyConflict(command.key)), entry: nil)
+        }
+        lastTime = time
+        var draft = Draft(kind: command.action.entryKind)
+        do {
+            try execute(command.action, at: time.millisSinceEpoch, sequence: nextSequence, &draft)
+        } catch {
+            draft.error = error
+        }
+        let entry = finish(draft, sequence: nextSequence, time: time, key: command.key, tenant: command.tenant)
+        nextSequence += 1
+        let refundable = draft.error == nil && draft.refundable > 0
+        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: entry.outcome,
+                                                     principal: refundable ? draft.principalSlot : none,
+                                                     refundable: refundable ? draft.refundable : 0),
+                             at: time.millisSinceEpoch)
+        return Applied(outcome: entry.outcome, entry: entry)
+    }
+
+    /// What a handler fills in while it runs; becomes the ledger entry.
+    struct Draft {
+        var kind: EntryKind
+        var account: AccountID?
+        var principal: AccountID?
+        var accountSlot = none
+        var principalSlot = none
+        var organisation = none
+        var amount: Int64 = 0
+        var movements = GrantMovements()
+        var reason: String?
+        var created = Receipt.Created.nothing
+        var refundable: Int64 = 0
+        var error: LedgerError?
+    }
+
+    private func finish(_ draft: Draft, sequence: UInt64, time: Timestamp, key: IdempotencyKey,
+                        tenant: TenantID) -> LedgerEntry {
+        var available: Int64 = 0
+        var debt: Int64 = 0
+        if draft.accountSlot != none {
+            let now = time.millisSinceEpoch
+            debt = accounts[draft.accountSlot].debt
+            available = draft.principalSlot != draft.accountSlot && draft.principalSlot != none
+                ? memberAvailable(draft.principalSlot, organisation: draft.organisation, scope: .unscoped, at: now)
+                : spendable(draft.accountSlot, scope: .unscoped, at: now) - debt
+        }
+        return LedgerEntry(sequence: sequence, time: time, key: key, kind: draft.kind,
+                           account: draft.account, principal: draft.principal,
+                           amount: Millicredits(draft.amount), availableAfter: Millicredits(available),
+                           debtAfter: Millicredits(debt), movements: draft.movements, reason: draft.reason,
+                           error: draft.error, created: draft.created, tenantOfEntry: tenant)
+    }
+
+    private mutating func execute(_ action: Action, at now: Int64, sequence: UInt64,
+                                  _ draft: inout Draft) throws(LedgerError) {
+        switch action {
+        case .openTenant(let tenant, let kind): try openTenant(tenant, kind, &draft)
+        case .openDepartment(let tenant, let terms): try openDepartment(tenant, terms, &draft)
+        case .openAccount(let account, let kind): try openAccount(account, kind, &draft)
+        case .grant(let account, let terms): try grant(account, terms, at: now, sequence: sequence, &draft)
+        case .debit(let account, let amount, let scope): try debit(account, amount, scope, at: now, &draft)
+        case .reserve(let account, let amount, let timeout, let scope):
+            try reserve(account, amount, timeoutMillis: timeout, scope, at: now, sequence: sequence, &draft)
+        case .settle(let hold, let actual): try settle(hold, actual: actual, at: now, &draft)
+        case .release(let hold): try release(hold, at: now, &draft)
+        case .refund(let account, let debit, let amount):
+            try refund(account, debit: debit, amount, at: now, sequence: sequence, &draft)
+        case .adjust(let account, let amount, let reason):
+            try adjust(account, amount, reason: reason, at: now, sequence: sequence, &draft)
+        case .freeze(let account): try setFrozen(account, true, &draft)
+        case .unfreeze(let account): try setFrozen(account, false, &draft)
+        case .setDepartmentAllocation(let tenant, let department, let cap):
+            try setDepartmentAllocation(tenant, department, cap, &draft)
+        case .setMemberLimit(let account, let cap): try setMemberLimit(account, cap, &draft)
+        case .startPeriod(let tenant): try startPeriod(tenant, &draft)
+        }
+    }
+}
+
+extension Action {
+    var entryKind: EntryKind {
+        switch self {
+        case .openTenant: .tenantOpened
+        case .openDepartment: .departmentOpened
+        case .openAccount: .accountOpened
+        case .grant: .granted
+        case .debit: .debited
+        case .reserve: .reserved
+        case .settle: .settled
+        case .release: .released
+        case .refund: .refunded
+        case .adjust: .adjusted
+        case .freeze: .frozen
+        case .unfreeze: .unfrozen
+        case .setDepartmentAllocation: .departmentAllocationSet
+        case .setMemberLimit: .memberLimitSet
+        case .startPeriod: .periodStarted
+        }
+    }
+}

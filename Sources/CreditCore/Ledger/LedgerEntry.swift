@@ -1,0 +1,82 @@
+/// The record of one applied command: what changed, which grants, the amounts, the balance
+/// after, who acted and why. Successful and rejected commands both produce one; entries are
+/// handed to the log and a statement per account is a filter over them.
+public struct LedgerEntry: Sendable, Equatable {
+    public let sequence: UInt64
+    public let time: Timestamp
+    public let key: IdempotencyKey
+    public let kind: EntryKind
+    /// The account whose credits moved: for a member's spending, the organisation pool.
+    public let account: AccountID?
+    /// Who acted: the member for organisation spending, otherwise the account itself.
+    public let principal: AccountID?
+    public let amount: Millicredits
+    public let availableAfter: Millicredits
+    public let debtAfter: Millicredits
+    public let movements: GrantMovements
+    public let reason: String?
+    /// Set when the command was rejected; nothing else changed.
+    public let error: LedgerError?
+    let created: Receipt.Created
+
+    /// The outcome returned to the caller (and to any retry of the same key).
+    public var outcome: Outcome {
+        if let error { return .failure(error) }
+        return .success(Receipt(sequence: sequence, amount: amount, availableAfter: availableAfter,
+                                tenant: tenantOfEntry, created: created))
+    }
+
+    let tenantOfEntry: TenantID
+}
+
+public enum EntryKind: UInt8, Sendable, CaseIterable {
+    case tenantOpened = 1, departmentOpened, accountOpened, granted, debited, reserved, settled,
+         released, refunded, adjusted, frozen, unfrozen, departmentAllocationSet, memberLimitSet,
+         periodStarted
+}
+
+/// One grant-level change inside an entry.
+public struct GrantMovement: Sendable, Equatable {
+    public enum Change: UInt8, Sendable {
+        /// Spent from the grant's remaining (or its hold part).
+        case consumed = 1
+        /// Moved from remaining to held by a reserve.
+        case held
+        /// Moved from held back to remaining (release, or a settle below the reserve).
+        case unheld
+        /// Given back by a refund.
+        case refilled
+        /// A new grant's amount.
+        case created
+        /// Taken from a new grant to repay debt.
+        case repaidDebt
+    }
+    public let grant: UInt64
+    public let amount: Millicredits
+    public let change: Change
+}
+
+/// The movements of one entry. The first two are stored inline because almost every debit
+/// touches one or two grants; more spill into an array.
+public struct GrantMovements: Sendable, Equatable, RandomAccessCollection {
+    private var inline0: GrantMovement?
+    private var inline1: GrantMovement?
+    private var spilled: [GrantMovement] = []
+
+    public init() {}
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { (inline0 == nil ? 0 : 1) + (inline1 == nil ? 0 : 1) + spilled.count }
+
+    public subscript(position: Int) -> GrantMovement {
+        switch position {
+        case 0: return inline0!
+        case 1: return inline1!
+        default: return spilled[position - 2]
+        }
+    }
+
+    mutating func append(_ movement: GrantMovement) {
+        if inline0 == nil { inline0 = movement } else if inline1 == nil { inline1 = movement } else { spilled.append(movement) }
+    }
+}

@@ -1,0 +1,150 @@
+/// The records the ledger keeps, laid out for memory and cache: fixed-size structs in paged
+/// arrays linked by `UInt32` slot indices, not objects. `none` marks an empty link.
+let none = UInt32.max
+
+/// Where a tenant's accounts are. Individuals chain their accounts through
+/// `AccountRecord.nextInTenant`; organisations index members in their `OrganisationRecord`.
+struct TenantSlot: Sendable, Equatable {
+    var firstAccount: UInt32
+    var organisation: UInt32
+}
+
+struct AccountRecord: Sendable, Equatable {
+    var tenant: TenantID
+    var number: UInt32
+    var nextInTenant: UInt32
+    /// Head of this account's live grants, kept sorted by the static burn order.
+    var firstGrant: UInt32
+    /// For a member: its index in the organisation's members. For a pool: the organisation.
+    var link: UInt32
+    var flags: Flags
+    var liveGrants: UInt16
+    /// Lifetime totals, in millicredits: granted + debt = remaining + consumed + expired + held.
+    var granted: Int64
+    var consumed: Int64
+    var expired: Int64
+    /// Credits spent beyond the grants (negative balance), repaid first by new credits.
+    var debt: Int64
+
+    struct Flags: OptionSet, Sendable, Equatable {
+        let rawValue: UInt8
+        static let frozen = Flags(rawValue: 1)
+        static let pool = Flags(rawValue: 2)
+        static let member = Flags(rawValue: 4)
+        /// At least one live grant has a scope: charges must look for it first.
+        static let scopedGrants = Flags(rawValue: 8)
+    }
+
+    var holdsGrants: Bool { !flags.contains(.member) }
+}
+
+struct GrantRecord: Sendable, Equatable {
+    var number: UInt64
+    var original: Int64
+    var remaining: Int64
+    var held: Int64
+    var consumed: Int64
+    var effectiveAt: Int64
+    var expiresAt: Int64
+    var costBasis: UInt32
+    var scopeProvider: UInt32
+    var scopeModel: UInt32
+    var account: UInt32
+    var next: UInt32
+    var priority: UInt8
+    var kind: GrantKind
+
+    var isScoped: Bool { scopeProvider != 0 || scopeModel != 0 }
+
+    /// Spendable at `time`: effective and not yet expired.
+    @inline(__always)
+    func isActive(at time: Int64) -> Bool { effectiveAt <= time && time < expiresAt }
+
+    /// Can pay for a charge with this scope. Unscoped grants pay for anything.
+    @inline(__always)
+    func covers(_ scope: ChargeScope) -> Bool {
+        if !isScoped { return true }
+        return scopeProvider == scope.provider && (scopeModel == 0 || scopeModel == scope.model)
+    }
+
+    /// The static part of the burn order: lower priority number, sooner expiry (never last),
+    /// cheaper cost basis, older, then grant number. Scope is applied per charge on top.
+    @inline(__always)
+    func burnsBefore(_ other: GrantRecord) -> Bool {
+        (priority, expiresAt, costBasis, effectiveAt, number)
+            < (other.priority, other.expiresAt, other.costBasis, other.effectiveAt, other.number)
+    }
+}
+
+/// A part of a hold: how much it holds from which grant slot.
+struct HoldPart: Sendable, Equatable {
+    var grant: UInt32
+    var amount: Int64
+}
+
+struct HoldRecord: Sendable, Equatable {
+    /// The account whose grants are held (a member's holds are on the pool).
+    var account: UInt32
+    /// Who reserved: the member, or the account itself.
+    var principal: UInt32
+    var amount: Int64
+    var expiresAt: Int64
+    var scope: ChargeScope
+    var parts: [HoldPart]
+}
+
+/// A spend cap per billing period: a department's allocation or a member's limit.
+struct PeriodCap: Sendable, Equatable {
+    /// nil = no cap.
+    var cap: Int64?
+    var spent: Int64 = 0
+    var held: Int64 = 0
+    /// Spending a settle put beyond the cap (the call had already happened).
+    var overrun: Int64 = 0
+
+    /// What may still be spent or reserved this period.
+    var headroom: Int64 { cap.map { max(0, $0 + overrun - spent - held) } ?? .max }
+}
+
+struct DepartmentRecord: Sendable, Equatable {
+    var id: DepartmentID
+    var costCentre: String
+    var period: PeriodCap
+}
+
+struct MemberRecord: Sendable, Equatable {
+    var account: UInt32
+    var department: Int
+    var period: PeriodCap
+}
+
+struct OrganisationRecord: Sendable, Equatable {
+    var tenant: TenantID
+    var pool: UInt32
+    var departments: [DepartmentRecord]
+    var members: [MemberRecord]
+    /// Member account number → account slot.
+    var memberSlots: [UInt32: UInt32]
+    var periodsStarted: UInt64
+
+    func departmentIndex(_ id: DepartmentID) -> Int? { departments.firstIndex { $0.id == id } }
+}
+
+/// What the idempotency table remembers of one command.
+struct Remembered: Sendable, Equatable {
+    var fingerprint: UInt64
+    var outcome: Outcome
+    /// For a successful charge (debit or settle): the principal's slot and what may still be
+    /// refunded. Otherwise `principal == none`.
+    var principal: UInt32
+    var refundable: Int64
+}
+
+/// Running totals over all accounts, kept separately so the checker can compare them with
+/// the per-account sums.
+struct LedgerTotals: Sendable, Equatable {
+    var granted: Int64 = 0
+    var consumed: Int64 = 0
+    var expired: Int64 = 0
+    var debt: Int64 = 0
+}

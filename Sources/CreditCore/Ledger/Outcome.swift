@@ -1,0 +1,116 @@
+/// The result of one command: a receipt, or the typed reason it was rejected.
+public typealias Outcome = Result<Receipt, LedgerError>
+
+/// What a successful command did, as the caller needs it.
+public struct Receipt: Sendable, Equatable {
+    /// Position of the command's ledger entry in its shard's log.
+    public let sequence: UInt64
+    /// The amount that moved: charged, reserved, granted, refunded or released (0 for
+    /// commands that move no credits).
+    public let amount: Millicredits
+    /// The account's spendable balance afterwards (for a member: what the member may still
+    /// spend, the least of pool, department and member headroom). Negative means debt.
+    public let availableAfter: Millicredits
+    let tenant: TenantID
+    let created: Created
+
+    enum Created: UInt8, Sendable { case nothing, hold, grant }
+
+    /// The hold a `reserve` opened.
+    public var hold: HoldID? { created == .hold ? HoldID(tenant: tenant, number: sequence) : nil }
+    /// The grant a `grant`, positive `adjust` or `refund` created (nil if a refund only refilled).
+    public var grant: GrantID? { created == .grant ? GrantID(tenant: tenant, number: sequence) : nil }
+}
+
+/// Why a command was rejected. A rejected command changes nothing but the idempotency table
+/// (so a retry gets the same rejection) and the log.
+public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Zero, negative (where positive is required) or above `LedgerLimits.amountMax`.
+    case invalidAmount(Millicredits)
+    /// The command would overflow a 64-bit total.
+    case amountOverflow
+    case tenantExists(TenantID)
+    case unknownTenant(TenantID)
+    case accountExists(AccountID)
+    case unknownAccount(AccountID)
+    case departmentExists(TenantID, DepartmentID)
+    case unknownDepartment(TenantID, DepartmentID)
+    /// No hold with this id was ever opened.
+    case unknownHold(HoldID)
+    /// The hold was already settled, released or timed out.
+    case holdNotOpen(HoldID)
+    case accountFrozen(AccountID)
+    case insufficientCredits(available: Millicredits, requested: Millicredits)
+    case memberLimitExceeded(remaining: Millicredits, requested: Millicredits)
+    case departmentAllocationExceeded(remaining: Millicredits, requested: Millicredits)
+    /// The command is not allowed for this kind of tenant or account.
+    case notAllowed(AccountID, Rule)
+    /// The key was already used for a request with different content.
+    case idempotencyConflict(IdempotencyKey)
+    /// The refund names a key that is not a debit of this account still retained in the
+    /// idempotency window (use `adjust` for older corrections).
+    case unknownDebit(IdempotencyKey)
+    case refundExceedsDebit(refundable: Millicredits, requested: Millicredits)
+    case invalidTimeout(millis: Int64)
+    case invalidText(Rule)
+    /// A named limit of `LedgerLimits` was reached.
+    case limitReached(Rule)
+
+    public enum Rule: UInt8, Sendable, CustomStringConvertible {
+        case onlyOrganisationsHaveMembers = 1
+        case onlyIndividualsHaveStandardAccounts
+        case membersHoldNoGrants
+        case limitsApplyToMembersOnly
+        case poolIsNotAMember
+        case individualsHaveNoDepartments
+        case reasonRequired
+        case textTooLong
+        case grantsPerAccount
+        case openHoldsPerShard
+        case departmentsPerOrganisation
+        case expiryBeforeEffective
+
+        public var description: String {
+            switch self {
+            case .onlyOrganisationsHaveMembers: "only an organisation has member accounts"
+            case .onlyIndividualsHaveStandardAccounts: "an organisation's accounts are its pool (opened with it) and members"
+            case .membersHoldNoGrants: "a member spends from the organisation pool and holds no grants"
+            case .limitsApplyToMembersOnly: "member limits apply to member accounts only"
+            case .poolIsNotAMember: "the organisation pool is not a member"
+            case .individualsHaveNoDepartments: "an individual has no departments"
+            case .reasonRequired: "an adjustment needs a reason"
+            case .textTooLong: "text longer than \(LedgerLimits.textBytesMax) bytes"
+            case .grantsPerAccount: "an account holds at most \(LedgerLimits.grantsPerAccountMax) live grants"
+            case .openHoldsPerShard: "a shard holds at most \(LedgerLimits.openHoldsPerShardMax) open holds"
+            case .departmentsPerOrganisation: "an organisation has at most \(LedgerLimits.departmentsPerOrganisationMax) departments"
+            case .expiryBeforeEffective: "a grant must expire after it becomes effective"
+            }
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidAmount(let amount): "invalid amount \(amount): must be positive and at most \(Millicredits(LedgerLimits.amountMax))"
+        case .amountOverflow: "the command would overflow a 64-bit millicredit total"
+        case .tenantExists(let tenant): "tenant \(tenant) already exists"
+        case .unknownTenant(let tenant): "no tenant \(tenant)"
+        case .accountExists(let account): "account \(account) already exists"
+        case .unknownAccount(let account): "no account \(account)"
+        case .departmentExists(let tenant, let department): "department \(department) of \(tenant) already exists"
+        case .unknownDepartment(let tenant, let department): "no department \(department) in \(tenant)"
+        case .unknownHold(let hold): "no hold \(hold) was ever opened"
+        case .holdNotOpen(let hold): "hold \(hold) was already settled, released or timed out"
+        case .accountFrozen(let account): "account \(account) is frozen"
+        case .insufficientCredits(let available, let requested): "insufficient credits: \(available) available, \(requested) requested"
+        case .memberLimitExceeded(let remaining, let requested): "member limit exceeded: \(remaining) left this period, \(requested) requested"
+        case .departmentAllocationExceeded(let remaining, let requested): "department allocation exceeded: \(remaining) left this period, \(requested) requested"
+        case .notAllowed(let account, let rule): "not allowed for \(account): \(rule)"
+        case .idempotencyConflict(let key): "idempotency key \(key) was already used for a different request"
+        case .unknownDebit(let key): "\(key) is not a retained debit of this account"
+        case .refundExceedsDebit(let refundable, let requested): "refund of \(requested) exceeds the \(refundable) still refundable"
+        case .invalidTimeout(let millis): "invalid hold timeout \(millis) ms: must be 1 ms to \(LedgerLimits.holdTimeoutMillisMax) ms"
+        case .invalidText(let rule): "invalid text: \(rule)"
+        case .limitReached(let rule): "limit reached: \(rule)"
+        }
+    }
+}
