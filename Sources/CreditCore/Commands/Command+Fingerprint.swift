@@ -45,6 +45,8 @@ extension Action {
             hasher.combine(UInt8(7)); hold.feed(into: &hasher); hasher.combine(actual.rawValue)
         case .release(let hold):
             hasher.combine(UInt8(8)); hold.feed(into: &hasher)
+        case .timeOutHold(let hold):
+            hasher.combine(UInt8(16)); hold.feed(into: &hasher)
         case .refund(let account, let debit, let amount):
             hasher.combine(UInt8(9)); account.feed(into: &hasher)
             hasher.combine(debit.high); hasher.combine(debit.low); hasher.combine(amount.rawValue)

@@ -36,6 +36,8 @@ public enum Action: Sendable, Equatable {
     case settle(HoldID, actual: Millicredits)
     /// Cancels a hold; its credits become available again.
     case release(HoldID)
+    /// Releases a hold whose time-out has passed (issued by the engine, not by clients).
+    case timeOutHold(HoldID)
     /// Gives back (part of) an earlier debit of this account, named by its idempotency key.
     case refund(AccountID, debit: IdempotencyKey, Millicredits)
     /// An administrator's correction: positive adds an adjustment grant, negative removes
@@ -61,7 +63,7 @@ public enum Action: Sendable, Equatable {
              .reserve(let account, _, _, _), .refund(let account, _, _), .adjust(let account, _, _),
              .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _):
             return account.tenant
-        case .settle(let hold, _), .release(let hold):
+        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
             return hold.tenant
         }
     }

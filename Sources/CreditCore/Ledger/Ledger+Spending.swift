@@ -121,6 +121,12 @@ extension Ledger {
         draft.refundable = value
     }
 
+    mutating func timeOutHold(_ id: HoldID, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
+        let (hold, _) = try openHold(id, &draft)
+        guard hold.expiresAt <= now else { throw .holdNotDue(id, expiresAt: Timestamp(millisSinceEpoch: hold.expiresAt)) }
+        try release(id, at: now, &draft)
+    }
+
     mutating func release(_ id: HoldID, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
         let (hold, located) = try openHold(id, &draft)
         for part in hold.parts {

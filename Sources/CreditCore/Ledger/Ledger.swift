@@ -120,6 +120,7 @@ public struct Ledger: Sendable {
             try reserve(account, amount, timeoutMillis: timeout, scope, at: now, sequence: sequence, &draft)
         case .settle(let hold, let actual): try settle(hold, actual: actual, at: now, &draft)
         case .release(let hold): try release(hold, at: now, &draft)
+        case .timeOutHold(let hold): try timeOutHold(hold, at: now, &draft)
         case .refund(let account, let debit, let amount):
             try refund(account, debit: debit, amount, at: now, sequence: sequence, &draft)
         case .adjust(let account, let amount, let reason):
@@ -145,6 +146,7 @@ extension Action {
         case .reserve: .reserved
         case .settle: .settled
         case .release: .released
+        case .timeOutHold: .holdTimedOut
         case .refund: .refunded
         case .adjust: .adjusted
         case .freeze: .frozen

@@ -32,7 +32,7 @@ public struct LedgerEntry: Sendable, Equatable {
 public enum EntryKind: UInt8, Sendable, CaseIterable {
     case tenantOpened = 1, departmentOpened, accountOpened, granted, debited, reserved, settled,
          released, refunded, adjusted, frozen, unfrozen, departmentAllocationSet, memberLimitSet,
-         periodStarted
+         periodStarted, holdTimedOut
 }
 
 /// One grant-level change inside an entry.

@@ -39,6 +39,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     case unknownHold(HoldID)
     /// The hold was already settled, released or timed out.
     case holdNotOpen(HoldID)
+    /// A time-out was asked for before the hold's deadline.
+    case holdNotDue(HoldID, expiresAt: Timestamp)
     case accountFrozen(AccountID)
     case insufficientCredits(available: Millicredits, requested: Millicredits)
     case memberLimitExceeded(remaining: Millicredits, requested: Millicredits)
@@ -100,6 +102,7 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownDepartment(let tenant, let department): "no department \(department) in \(tenant)"
         case .unknownHold(let hold): "no hold \(hold) was ever opened"
         case .holdNotOpen(let hold): "hold \(hold) was already settled, released or timed out"
+        case .holdNotDue(let hold, let expiresAt): "hold \(hold) does not time out before \(expiresAt)"
         case .accountFrozen(let account): "account \(account) is frozen"
         case .insufficientCredits(let available, let requested): "insufficient credits: \(available) available, \(requested) requested"
         case .memberLimitExceeded(let remaining, let requested): "member limit exceeded: \(remaining) left this period, \(requested) requested"

@@ -7,7 +7,7 @@ public struct StableHasher: Sendable {
     public init(seed: UInt64 = 0x9E37_79B9_7F4A_7C15) { state = seed }
 
     @inlinable @inline(__always)
-    static func mix(_ value: UInt64) -> UInt64 {
+    public static func mix(_ value: UInt64) -> UInt64 {
         // splitmix64's finaliser: a bijection with full avalanche.
         var z = value &+ 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

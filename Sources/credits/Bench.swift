@@ -1,0 +1,204 @@
+import ArgumentParser
+import CreditEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The load benchmark: uniform random debits against pre-funded accounts, in memory.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load benchmark: uniform random debits over pre-funded accounts.",
+        discussion: """
+            Opens --accounts individual tenants with one account and one grant each, then runs \
+            --ops debits from --concurrency tasks. With --batch 1 each debit is its own call; with \
+            --batch B each task sends batches of B debits through the batch entry point, and the \
+            latency reported is that of a whole batch call.
+            """
+    )
+
+    @Option(help: "Number of funded accounts.") var accounts = 1_000_000
+    @Option(help: "Number of debits to run.") var ops = 10_000_000
+    @Option(help: "Concurrent tasks issuing debits.") var concurrency = 64
+    @Option(help: "Shard actors (default: 4 per core).") var shards = EngineConfiguration.shardCountDefault
+    @Option(help: "Debits per call (1 = single-command calls).") var batch = 1_000
+    @Option(help: "Durability mode: none (in memory; the write-ahead log comes with the durability layer).")
+    var durability = "none"
+    @Option(help: "Seed of the random account choice.") var seed: UInt64 = 42
+    @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
+    @Flag(help: "Print one JSON object instead of text.") var json = false
+
+    func validate() throws {
+        guard accounts > 0, ops > 0, concurrency > 0, batch > 0 else {
+            throw ValidationError("--accounts, --ops, --concurrency and --batch must be positive")
+        }
+        guard shards >= 1 && shards <= EngineConfiguration.shardCountMax else {
+            throw ValidationError("--shards must be 1...\(EngineConfiguration.shardCountMax)")
+        }
+        guard durability == "none" else {
+            throw ValidationError("--durability \(durability) is not available yet: this build is in memory only (none)")
+        }
+    }
+
+    func run() async throws {
+        let engine = CreditEngine(configuration: EngineConfiguration(shardCount: shards))
+        let residentBefore = residentBytes()
+        let setupStart = monotonicNanos()
+        try await fund(engine)
+        let setupSeconds = Double(monotonicNanos() - setupStart) / 1e9
+        let residentAfter = residentBytes()
+
+        let result = await load(engine)
+        let bytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
+        let statistics = await engine.statistics()
+
+        var problems: [String] = []
+        if check { problems = await engine.invariantViolations() }
+
+        let report = BenchReport(
+            ops: result.succeeded, failed: result.failed, seconds: result.seconds,
+            p50Micros: result.latency.percentile(0.50) / 1_000, p99Micros: result.latency.percentile(0.99) / 1_000,
+            maxMicros: result.latency.maximum / 1_000, accounts: accounts, shards: shards, batch: batch,
+            concurrency: concurrency, durability: durability, setupSeconds: setupSeconds,
+            bytesPerAccount: bytesPerAccount, rememberedKeys: statistics.rememberedKeys,
+            invariantsChecked: check, invariantViolations: problems.count)
+        print(json ? report.json : report.text)
+        for problem in problems.prefix(20) { printError(problem) }
+        if result.failed > 0 || !problems.isEmpty { throw ExitCode.failure }
+    }
+
+    static let creditsPerAccount: Int64 = 1_000_000_000
+
+    /// One tenant, one account, one never-expiring grant per account, in batches.
+    private func fund(_ engine: CreditEngine) async throws {
+        let chunk = 8_192
+        var start = 0
+        while start < accounts {
+            let end = min(start + chunk, accounts)
+            var commands: [Command] = []
+            commands.reserveCapacity((end - start) * 3)
+            for index in start ..< end {
+                let tenant = TenantID(UInt64(index))
+                let account = AccountID(tenant: tenant, number: 0)
+                commands.append(Command(key: IdempotencyKey(high: 1, low: UInt64(index)), .openTenant(tenant, .individual)))
+                commands.append(Command(key: IdempotencyKey(high: 2, low: UInt64(index)), .openAccount(account, .standard)))
+                commands.append(Command(key: IdempotencyKey(high: 3, low: UInt64(index)),
+                                        .grant(account, GrantTerms(kind: .promotional,
+                                                                   amount: try .credits(Self.creditsPerAccount)))))
+            }
+            for outcome in await engine.execute(batch: commands) {
+                if case .failure(let error) = outcome { throw ValidationError("setup failed: \(error)") }
+            }
+            start = end
+        }
+    }
+
+    struct LoadResult {
+        var succeeded = 0
+        var failed = 0
+        var seconds = 0.0
+        var latency = LatencyHistogram()
+    }
+
+    private func load(_ engine: CreditEngine) async -> LoadResult {
+        let accounts = UInt64(self.accounts)
+        let batch = self.batch
+        let perTask = (ops + concurrency - 1) / concurrency
+        let totalOps = ops
+        let seed = self.seed
+        let start = monotonicNanos()
+        var total = LoadResult()
+        await withTaskGroup(of: LoadResult.self) { group in
+            for task in 0 ..< concurrency {
+                let count = max(0, min(perTask, totalOps - task * perTask))
+                group.addTask {
+                    var random = SplitMix64(seed: seed &+ UInt64(task) &* 0x9E37_79B9_7F4A_7C15)
+                    var result = LoadResult()
+                    var sequence: UInt64 = 0
+                    func nextDebit() -> Command {
+                        sequence += 1
+                        let tenant = TenantID(random.next() % accounts)
+                        let amount = Millicredits(Int64(1 + random.next() % 1_000))
+                        return Command(key: IdempotencyKey(high: 0x1000 + UInt64(task), low: sequence),
+                                       .debit(AccountID(tenant: tenant, number: 0), amount, scope: .unscoped))
+                    }
+                    var done = 0
+                    if batch == 1 {
+                        while done < count {
+                            let command = nextDebit()
+                            let before = monotonicNanos()
+                            let outcome = await engine.execute(command)
+                            result.latency.record(monotonicNanos() - before)
+                            if case .success = outcome { result.succeeded += 1 } else { result.failed += 1 }
+                            done += 1
+                        }
+                    } else {
+                        var commands: [Command] = []
+                        commands.reserveCapacity(batch)
+                        while done < count {
+                            commands.removeAll(keepingCapacity: true)
+                            for _ in 0 ..< min(batch, count - done) { commands.append(nextDebit()) }
+                            let before = monotonicNanos()
+                            let outcomes = await engine.execute(batch: commands)
+                            result.latency.record(monotonicNanos() - before)
+                            for outcome in outcomes {
+                                if case .success = outcome { result.succeeded += 1 } else { result.failed += 1 }
+                            }
+                            done += commands.count
+                        }
+                    }
+                    return result
+                }
+            }
+            for await result in group {
+                total.succeeded += result.succeeded
+                total.failed += result.failed
+                total.latency.merge(result.latency)
+            }
+        }
+        total.seconds = Double(monotonicNanos() - start) / 1e9
+        return total
+    }
+}
+
+struct BenchReport {
+    var ops: Int
+    var failed: Int
+    var seconds: Double
+    var p50Micros: Double
+    var p99Micros: Double
+    var maxMicros: Double
+    var accounts: Int
+    var shards: Int
+    var batch: Int
+    var concurrency: Int
+    var durability: String
+    var setupSeconds: Double
+    var bytesPerAccount: Double
+    var rememberedKeys: Int
+    var invariantsChecked: Bool
+    var invariantViolations: Int
+
+    var opsPerSecond: Double { Double(ops) / seconds }
+
+    var json: String {
+        "{\"ops\": \(ops), \"failed\": \(failed), \"seconds\": \(fixed(seconds, 3)), "
+            + "\"ops_per_sec\": \(fixed(opsPerSecond, 0)), \"p50_us\": \(fixed(p50Micros, 2)), "
+            + "\"p99_us\": \(fixed(p99Micros, 2)), \"max_us\": \(fixed(maxMicros, 2)), "
+            + "\"accounts\": \(accounts), \"shards\": \(shards), \"batch\": \(batch), "
+            + "\"concurrency\": \(concurrency), \"durability\": \"\(durability)\", "
+            + "\"setup_seconds\": \(fixed(setupSeconds, 3)), \"bytes_per_account\": \(fixed(bytesPerAccount, 1)), "
+            + "\"remembered_keys\": \(rememberedKeys), \"invariants_checked\": \(invariantsChecked), "
+            + "\"invariant_violations\": \(invariantViolations)}"
+    }
+
+    var text: String {
+        """
+        \(ops) debits in \(fixed(seconds, 3)) s: \(fixed(opsPerSecond / 1e6, 2)) M debits/s \
+        (failed \(failed))
+        latency per call: p50 \(fixed(p50Micros, 1)) µs, p99 \(fixed(p99Micros, 1)) µs, max \(fixed(maxMicros, 1)) µs
+        \(accounts) accounts, \(shards) shards, batch \(batch), concurrency \(concurrency), durability \(durability)
+        setup \(fixed(setupSeconds, 2)) s, \(fixed(bytesPerAccount, 1)) bytes per account (resident, incl. \
+        \(rememberedKeys) remembered keys)\(invariantsChecked ? ", invariants: \(invariantViolations) violations" : "")
+        """
+    }
+}
