@@ -29,11 +29,14 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
+        // glibc allocator statistics for the benchmark's memory figures.
+        .target(name: "CSystemStats"),
         .executableTarget(
             name: "credits",
             dependencies: [
                 "CreditEngine",
                 "CLZ4",
+                "CSystemStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -42,13 +42,16 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         let engine = CreditEngine(configuration: EngineConfiguration(shardCount: shards))
         let residentBefore = residentBytes()
+        let heapBefore = heapBytesInUse()
         let setupStart = monotonicNanos()
         try await fund(engine)
         let setupSeconds = Double(monotonicNanos() - setupStart) / 1e9
         let residentAfter = residentBytes()
+        let heapAfter = heapBytesInUse()
 
         let result = await load(engine)
-        let bytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
+        let bytesPerAccount = Double(heapAfter - heapBefore) / Double(accounts)
+        let residentBytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
         let statistics = await engine.statistics()
 
         var problems: [String] = []
@@ -59,7 +62,7 @@ struct Bench: AsyncParsableCommand {
             p50Micros: result.latency.percentile(0.50) / 1_000, p99Micros: result.latency.percentile(0.99) / 1_000,
             maxMicros: result.latency.maximum / 1_000, accounts: accounts, shards: shards, batch: batch,
             concurrency: concurrency, durability: durability, setupSeconds: setupSeconds,
-            bytesPerAccount: bytesPerAccount, rememberedKeys: statistics.rememberedKeys,
+            bytesPerAccount: bytesPerAccount, residentBytesPerAccount: residentBytesPerAccount, rememberedKeys: statistics.rememberedKeys,
             invariantsChecked: check, invariantViolations: problems.count)
         print(json ? report.json : report.text)
         for problem in problems.prefix(20) { printError(problem) }
@@ -174,6 +177,7 @@ struct BenchReport {
     var durability: String
     var setupSeconds: Double
     var bytesPerAccount: Double
+    var residentBytesPerAccount: Double
     var rememberedKeys: Int
     var invariantsChecked: Bool
     var invariantViolations: Int
@@ -187,6 +191,7 @@ struct BenchReport {
             + "\"accounts\": \(accounts), \"shards\": \(shards), \"batch\": \(batch), "
             + "\"concurrency\": \(concurrency), \"durability\": \"\(durability)\", "
             + "\"setup_seconds\": \(fixed(setupSeconds, 3)), \"bytes_per_account\": \(fixed(bytesPerAccount, 1)), "
+            + "\"resident_bytes_per_account\": \(fixed(residentBytesPerAccount, 1)), "
             + "\"remembered_keys\": \(rememberedKeys), \"invariants_checked\": \(invariantsChecked), "
             + "\"invariant_violations\": \(invariantViolations)}"
     }
@@ -197,8 +202,8 @@ struct BenchReport {
         (failed \(failed))
         latency per call: p50 \(fixed(p50Micros, 1)) µs, p99 \(fixed(p99Micros, 1)) µs, max \(fixed(maxMicros, 1)) µs
         \(accounts) accounts, \(shards) shards, batch \(batch), concurrency \(concurrency), durability \(durability)
-        setup \(fixed(setupSeconds, 2)) s, \(fixed(bytesPerAccount, 1)) bytes per account (resident, incl. \
-        \(rememberedKeys) remembered keys)\(invariantsChecked ? ", invariants: \(invariantViolations) violations" : "")
+        setup \(fixed(setupSeconds, 2)) s, \(fixed(bytesPerAccount, 1)) bytes per account in use \
+        (\(fixed(residentBytesPerAccount, 1)) resident), incl. \(rememberedKeys) remembered keys\(invariantsChecked ? ", invariants: \(invariantViolations) violations" : "")
         """
     }
 }

@@ -1,3 +1,4 @@
+import CSystemStats
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,10 @@ func residentBytes() -> Int {
     guard fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
+
+/// Bytes the allocator has handed out and not got back (all arenas): live heap, without
+/// the freed-but-kept pages that resident size also counts.
+func heapBytesInUse() -> Int { Int(system_stats_heap_bytes_in_use()) }
 
 func printError(_ message: String) {
     let line = message + "\n"

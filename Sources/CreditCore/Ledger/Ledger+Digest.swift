@@ -7,7 +7,7 @@ extension Ledger {
         hasher.combine(lastTime.millisSinceEpoch)
         hasher.combine(UInt64(configuration.idempotencyKeysMax))
         hasher.combine(configuration.idempotencyWindowMillis)
-        for (id, slot) in tenants.sorted(by: { $0.key < $1.key }) {
+        for (id, slot) in tenants.sorted() {
             hasher.combine(id.rawValue); hasher.combine(slot.firstAccount); hasher.combine(slot.organisation)
         }
         accounts.forEach { _, account in
@@ -30,7 +30,7 @@ extension Ledger {
             hasher.combine(hold.amount); hasher.combine(hold.expiresAt); hold.scope.feed(into: &hasher)
             for part in hold.parts { hasher.combine(part.grant); hasher.combine(part.amount) }
         }
-        for number in closedHolds.order { hasher.combine(number) }
+        for number in closedHolds.inOrder { hasher.combine(number) }
         for organisation in organisations {
             hasher.combine(organisation.tenant.rawValue); hasher.combine(organisation.pool)
             hasher.combine(organisation.periodsStarted)
@@ -45,17 +45,12 @@ extension Ledger {
         for (slot, line) in creditLines.sorted(by: { $0.key < $1.key }) {
             hasher.combine(slot); hasher.combine(line.overdraft); hasher.combine(line.overrun)
         }
-        for (key, millis) in idempotency.order {
-            let remembered = idempotency[key]!
-            hasher.combine(key.high); hasher.combine(key.low); hasher.combine(millis)
+        for record in idempotency.records {
+            let remembered = record.remembered
+            hasher.combine(record.key.high); hasher.combine(record.key.low); hasher.combine(record.millis)
             hasher.combine(remembered.fingerprint); hasher.combine(remembered.principal); hasher.combine(remembered.refundable)
-            switch remembered.outcome {
-            case .success(let receipt):
-                hasher.combine(receipt.sequence); hasher.combine(receipt.amount.rawValue)
-                hasher.combine(receipt.availableAfter.rawValue); hasher.combine(receipt.created.rawValue)
-            case .failure(let error):
-                hasher.combine(error.description)
-            }
+            hasher.combine(remembered.outcome.code); hasher.combine(remembered.outcome.w0)
+            hasher.combine(remembered.outcome.w1); hasher.combine(remembered.outcome.w2)
         }
         hasher.combine(totals.granted); hasher.combine(totals.consumed); hasher.combine(totals.expired); hasher.combine(totals.debt)
         return hasher.finish()

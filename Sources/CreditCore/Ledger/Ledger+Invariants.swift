@@ -77,7 +77,7 @@ extension Ledger {
         check(liveGrantCount + freeGrantSlots.count == grants.count,
               "\(liveGrantCount) live + \(freeGrantSlots.count) free grant slots ≠ \(grants.count)")
 
-        for (id, tenant) in tenants {
+        for (id, tenant) in tenants.sorted() {
             if tenant.organisation == none {
                 var cursor = tenant.firstAccount
                 var steps = 0
@@ -116,8 +116,7 @@ extension Ledger {
             }
         }
 
-        check(idempotency.count == idempotency.order.count && idempotency.count <= idempotency.keysMax,
-              "idempotency table has \(idempotency.count) keys, \(idempotency.order.count) in order, max \(idempotency.keysMax)")
+        problems += idempotency.consistencyProblems()
         return problems
     }
 

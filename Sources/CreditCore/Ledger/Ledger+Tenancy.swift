@@ -56,7 +56,7 @@ extension Ledger {
         if tenants[id] != nil { throw .tenantExists(id) }
         switch kind {
         case .individual:
-            tenants[id] = TenantSlot(firstAccount: none, organisation: none)
+            tenants.insert(id, TenantSlot(firstAccount: none, organisation: none))
         case .organisation(let terms):
             if terms.count > LedgerLimits.departmentsPerOrganisationMax { throw .limitReached(.departmentsPerOrganisation) }
             var departments: [DepartmentRecord] = []
@@ -73,7 +73,7 @@ extension Ledger {
                                                      granted: 0, consumed: 0, expired: 0, debt: 0))
             organisations.append(OrganisationRecord(tenant: id, pool: pool, departments: departments, members: [],
                                                     memberSlots: [:], periodsStarted: 0))
-            tenants[id] = TenantSlot(firstAccount: pool, organisation: organisation)
+            tenants.insert(id, TenantSlot(firstAccount: pool, organisation: organisation))
             draft.account = AccountID(tenant: id, number: 0)
             draft.principal = draft.account
         }
@@ -109,7 +109,7 @@ extension Ledger {
             let slot = accounts.append(AccountRecord(tenant: id.tenant, number: id.number, nextInTenant: tenant.firstAccount,
                                                      firstGrant: none, link: none, flags: [], liveGrants: 0,
                                                      granted: 0, consumed: 0, expired: 0, debt: 0))
-            tenants[id.tenant]!.firstAccount = slot
+            tenants.setFirstAccount(of: id.tenant, to: slot)
             if overdraft.rawValue > 0 { creditLines[slot] = CreditLine(overdraft: overdraft.rawValue, overrun: 0) }
         case .member(let department, let limit):
             guard tenant.organisation != none else { throw .notAllowed(id, .onlyOrganisationsHaveMembers) }

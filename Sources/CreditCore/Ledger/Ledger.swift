@@ -9,7 +9,7 @@
 public struct Ledger: Sendable {
     public let configuration: LedgerConfiguration
 
-    var tenants: [TenantID: TenantSlot] = [:]
+    var tenants = TenantTable()
     var accounts = PagedArray<AccountRecord>()
     var grants = PagedArray<GrantRecord>()
     /// Slots of retired grants, reused before the array grows.
@@ -54,7 +54,9 @@ public struct Ledger: Sendable {
         precondition(time >= lastTime, "commands must be applied in time order")
         let fingerprint = command.fingerprint
         if let remembered = idempotency[command.key] {
-            if remembered.fingerprint == fingerprint { return Applied(outcome: remembered.outcome, entry: nil) }
+            if remembered.fingerprint == fingerprint {
+                return Applied(outcome: remembered.outcome.outcome(tenant: command.tenant), entry: nil)
+            }
             return Applied(outcome: .failure(.idempotencyConflict(command.key)), entry: nil)
         }
         lastTime = time
@@ -67,9 +69,9 @@ public struct Ledger: Sendable {
         let entry = finish(draft, sequence: nextSequence, time: time, key: command.key, tenant: command.tenant)
         nextSequence += 1
         let refundable = draft.error == nil && draft.refundable > 0
-        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: entry.outcome,
-                                                     principal: refundable ? draft.principalSlot : none,
-                                                     refundable: refundable ? draft.refundable : 0),
+        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: StoredOutcome(entry.outcome),
+                                                     refundable: refundable ? draft.refundable : 0,
+                                                     principal: refundable ? draft.principalSlot : none),
                              at: time.millisSinceEpoch)
         return Applied(outcome: entry.outcome, entry: entry)
     }

@@ -130,14 +130,14 @@ struct OrganisationRecord: Sendable, Equatable {
     func departmentIndex(_ id: DepartmentID) -> Int? { departments.firstIndex { $0.id == id } }
 }
 
-/// What the idempotency table remembers of one command.
+/// What the idempotency table remembers of one command (48 bytes).
 struct Remembered: Sendable, Equatable {
     var fingerprint: UInt64
-    var outcome: Outcome
-    /// For a successful charge (debit or settle): the principal's slot and what may still be
-    /// refunded. Otherwise `principal == none`.
-    var principal: UInt32
+    var outcome: StoredOutcome
+    /// For a successful charge (debit or settle): what may still be refunded, and the
+    /// principal's slot. Otherwise 0 and `none`.
     var refundable: Int64
+    var principal: UInt32
 }
 
 /// Running totals over all accounts, kept separately so the checker can compare them with

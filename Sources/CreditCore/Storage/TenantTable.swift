@@ -1,0 +1,38 @@
+/// Tenant id → where its accounts are. A `FlatTable` of 16-byte entries.
+struct TenantTable: Sendable, Equatable {
+    struct Entry: FlatTableEntry {
+        var id: UInt64
+        var slot: TenantSlot
+
+        var key: UInt64 { id }
+        /// No real organisation index reaches `UInt32.max - 1`.
+        var isEmpty: Bool { slot.organisation == UInt32.max - 1 }
+        static var empty: Entry { Entry(id: 0, slot: TenantSlot(firstAccount: 0, organisation: UInt32.max - 1)) }
+        @inline(__always)
+        static func hash(_ key: UInt64) -> UInt64 { StableHasher.mix(key) }
+    }
+
+    private var table = FlatTable<Entry>()
+
+    var count: Int { table.count }
+
+    @inline(__always)
+    subscript(id: TenantID) -> TenantSlot? { table[id.rawValue]?.slot }
+
+    mutating func insert(_ id: TenantID, _ slot: TenantSlot) {
+        table.insertNew(Entry(id: id.rawValue, slot: slot))
+    }
+
+    mutating func setFirstAccount(of id: TenantID, to account: UInt32) {
+        let index = table.find(id.rawValue)!
+        table[slot: index].slot.firstAccount = account
+    }
+
+    /// All tenants in id order.
+    func sorted() -> [(id: TenantID, slot: TenantSlot)] {
+        var result: [(id: TenantID, slot: TenantSlot)] = []
+        result.reserveCapacity(count)
+        table.forEach { result.append((TenantID($0.id), $0.slot)) }
+        return result.sorted { $0.id < $1.id }
+    }
+}
