@@ -9,15 +9,13 @@ let package = Package(
         .executable(name: "credits", targets: ["credits"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // The pure ledger: a deterministic state machine. No I/O, no clock, no randomness.
-        .target(
-            name: "CreditCore",
-            dependencies: [.product(name: "DequeModule", package: "swift-collections")]
-        ),
+        .target(name: "CreditCore", dependencies: ["CCacheHints"]),
+        // A cache prefetch hint the core's batch path uses to overlap memory latency.
+        .target(name: "CCacheHints"),
         // Shard actors and the public async facade over CreditCore.
         .target(
             name: "CreditEngine",

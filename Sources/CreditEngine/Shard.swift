@@ -4,16 +4,16 @@ actor Shard {
     let index: Int
     private var ledger: Ledger
     private let clock: any LedgerClock
-    private var recent: EntryWindow
     private let onEntry: (@Sendable (Int, LedgerEntry) -> Void)?
     private var replays: UInt64 = 0
     private var conflicts: UInt64 = 0
 
     init(index: Int, configuration: EngineConfiguration, clock: any LedgerClock) {
         self.index = index
-        ledger = Ledger(configuration: configuration.ledger)
+        var ledgerConfiguration = configuration.ledger
+        ledgerConfiguration.recentEntriesMax = configuration.recentEntriesPerShard
+        ledger = Ledger(configuration: ledgerConfiguration)
         self.clock = clock
-        recent = EntryWindow(capacity: configuration.recentEntriesPerShard)
         onEntry = configuration.onEntry
     }
 
@@ -21,7 +21,9 @@ actor Shard {
     private func stamp() -> Timestamp { max(clock.now(), ledger.lastTime) }
 
     func execute(_ command: Command) -> Outcome {
-        apply(command, at: stamp())
+        let (outcome, recorded) = ledger.record(command, at: stamp())
+        count(outcome, recorded: recorded, entry: recorded && onEntry != nil ? ledger.recentEntries.newest : nil)
+        return outcome
     }
 
     /// All commands of a batch share one timestamp (they arrived together).
@@ -29,21 +31,21 @@ actor Shard {
         let time = stamp()
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(commands.count)
-        for command in commands { outcomes.append(apply(command, at: time)) }
+        ledger.record(batch: commands, at: time, passingEntries: onEntry != nil) { outcome, recorded, entry in
+            count(outcome, recorded: recorded, entry: entry)
+            outcomes.append(outcome)
+        }
         return outcomes
     }
 
-    private func apply(_ command: Command, at time: Timestamp) -> Outcome {
-        let applied = ledger.apply(command, at: time)
-        if let entry = applied.entry {
-            recent.append(entry)
-            onEntry?(index, entry)
-        } else if case .failure(.idempotencyConflict) = applied.outcome {
+    private func count(_ outcome: Outcome, recorded: Bool, entry: LedgerEntry?) {
+        if recorded {
+            if let onEntry, let entry { onEntry(index, entry) }
+        } else if case .failure(.idempotencyConflict) = outcome {
             conflicts += 1
         } else {
             replays += 1
         }
-        return applied.outcome
     }
 
     func timeOutHolds() -> Int {
@@ -51,7 +53,9 @@ actor Shard {
         var released = 0
         for hold in ledger.holdsTimedOut(at: time) {
             let key = IdempotencyKey(deriving: "hold-timeout/\(hold.tenant.rawValue)/\(hold.number)")
-            if case .success = apply(Command(key: key, .timeOutHold(hold)), at: time) { released += 1 }
+            let (outcome, recorded) = ledger.record(Command(key: key, .timeOutHold(hold)), at: time)
+            count(outcome, recorded: recorded, entry: recorded && onEntry != nil ? ledger.recentEntries.newest : nil)
+            if case .success = outcome { released += 1 }
         }
         return released
     }
@@ -64,7 +68,7 @@ actor Shard {
     func organisation(_ id: TenantID) -> OrganisationView? { ledger.organisation(id) }
 
     func recentStatement(of account: AccountID) -> [LedgerEntry] {
-        recent.filter { $0.account == account || $0.principal == account }
+        ledger.recentEntries.filter { $0.account == account || $0.principal == account }
     }
 
     func invariantViolations() -> [String] { ledger.invariantViolations().map { "shard \(index): \($0)" } }
@@ -80,32 +84,5 @@ actor Shard {
         statistics.replays = replays
         statistics.conflicts = conflicts
         return statistics
-    }
-}
-
-/// The last `capacity` entries of a shard, oldest overwritten first.
-struct EntryWindow {
-    private var ring: [LedgerEntry] = []
-    private var next = 0
-    let capacity: Int
-
-    init(capacity: Int) {
-        precondition(capacity > 0)
-        self.capacity = capacity
-    }
-
-    mutating func append(_ entry: LedgerEntry) {
-        if ring.count < capacity {
-            ring.append(entry)
-        } else {
-            ring[next] = entry
-        }
-        next = (next + 1) % capacity
-    }
-
-    /// Matching entries, oldest first.
-    func filter(_ isIncluded: (LedgerEntry) -> Bool) -> [LedgerEntry] {
-        let ordered = ring.count < capacity ? ring[...] + [] : ring[next...] + ring[..<next]
-        return ordered.filter(isIncluded)
     }
 }

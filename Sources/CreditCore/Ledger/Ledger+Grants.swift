@@ -90,6 +90,7 @@ extension Ledger {
                        _ movements: inout GrantMovements) -> [HoldPart] {
         var parts: [HoldPart] = []
         var left = amount
+        var depleted = false
         let scopedFirst = !scope.isUnscoped && accounts[slot].flags.contains(.scopedGrants)
         for pass in 0 ..< (scopedFirst ? 2 : 1) where left > 0 {
             var cursor = accounts[slot].firstGrant
@@ -100,13 +101,16 @@ extension Ledger {
                 if eligible {
                     let taken = min(left, grant.remaining)
                     left -= taken
-                    grants[cursor].remaining -= taken
+                    var updated = grant
+                    updated.remaining -= taken
                     if holding {
-                        grants[cursor].held += taken
+                        updated.held += taken
                         parts.append(HoldPart(grant: cursor, amount: taken))
                     } else {
-                        grants[cursor].consumed += taken
+                        updated.consumed += taken
+                        depleted = depleted || updated.remaining == 0
                     }
+                    grants[cursor] = updated
                     movements.append(GrantMovement(grant: grant.number, amount: Millicredits(taken),
                                                    change: holding ? .held : .consumed))
                 }
@@ -114,7 +118,7 @@ extension Ledger {
             }
         }
         precondition(left == 0, "burn took more than was spendable")
-        if !holding { retireDepleted(slot, at: now) }
+        if depleted { retireDepleted(slot, at: now) }
         return parts
     }
 

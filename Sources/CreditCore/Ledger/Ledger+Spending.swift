@@ -12,6 +12,7 @@ extension Ledger {
         creditLines[slot] = line
     }
 
+    @inline(__always)
     func checkConsumption(_ slot: UInt32, _ amount: Int64) throws(LedgerError) {
         if accounts[slot].consumed.addingReportingOverflow(amount).overflow
             || totals.consumed.addingReportingOverflow(amount).overflow
@@ -39,8 +40,12 @@ extension Ledger {
         addDebt(value - fromGrants, to: funding)
         accounts[funding].consumed += value
         totals.consumed += value
-        if located.member != nil { accounts[located.slot].consumed += value }
-        updateCaps(located) { $0.spent += value }
+        if located.member != nil {
+            accounts[located.slot].consumed += value
+            updateCaps(located) { $0.spent += value }
+        } else if scope.isUnscoped {
+            draft.spendableAfter = spendable - fromGrants
+        }
         draft.amount = value
         draft.refundable = value
     }
@@ -148,7 +153,9 @@ extension Ledger {
                          sequence: UInt64, _ draft: inout Draft) throws(LedgerError) {
         try checkAmount(amount)
         let located = try locate(id, &draft)
-        guard let original = idempotency[key], original.principal == located.slot else { throw .unknownDebit(key) }
+        guard let original = idempotency.lookup(key, at: now), original.principal == located.slot else {
+            throw .unknownDebit(key)
+        }
         let value = amount.rawValue
         guard value <= original.refundable else {
             throw .refundExceedsDebit(refundable: Millicredits(original.refundable), requested: amount)
@@ -187,7 +194,7 @@ extension Ledger {
             let headroomBack = min(value, spent)
             updateCaps(located) { $0.spent -= headroomBack }
         }
-        idempotency.updateRefundable(key, to: original.refundable - value)
+        idempotency.updateRefundable(key, at: now, to: original.refundable - value)
         draft.amount = value
     }
 

@@ -166,9 +166,15 @@ extension Ledger {
 
     /// Rejects spending when the account (or, for a member, the pool) is frozen, or when a
     /// member's limit or its department's allocation has less headroom than `amount`.
+    @inline(__always)
     func checkMaySpend(_ located: Located, _ id: AccountID, _ amount: Int64) throws(LedgerError) {
         if accounts[located.slot].flags.contains(.frozen) { throw .accountFrozen(id) }
         guard let member = located.member else { return }
+        try checkMemberMaySpend(located, member, id, amount)
+    }
+
+    private func checkMemberMaySpend(_ located: Located, _ member: Int, _ id: AccountID,
+                                     _ amount: Int64) throws(LedgerError) {
         if accounts[located.funding].flags.contains(.frozen) { throw .accountFrozen(AccountID(tenant: id.tenant, number: 0)) }
         let organisation = organisations[Int(located.organisation)]
         let record = organisation.members[member]

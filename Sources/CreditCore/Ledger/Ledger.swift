@@ -22,6 +22,8 @@ public struct Ledger: Sendable {
     var creditLines: [UInt32: CreditLine] = [:]
     var idempotency: IdempotencyTable
     var totals = LedgerTotals()
+    /// The most recent entries, newest last. Output, not state: not in the digest.
+    public private(set) var recentEntries: EntryWindow
 
     /// The sequence the next recorded entry gets. Sequences start at 1.
     public private(set) var nextSequence: UInt64 = 1
@@ -40,6 +42,7 @@ public struct Ledger: Sendable {
         idempotency = IdempotencyTable(keysMax: configuration.idempotencyKeysMax,
                                        windowMillis: configuration.idempotencyWindowMillis)
         closedHolds = ClosedHolds(rememberedMax: configuration.closedHoldsRememberedMax)
+        recentEntries = EntryWindow(capacity: configuration.recentEntriesMax)
     }
 
     /// What `apply` did: the outcome for the caller, and the new ledger entry — nil when the
@@ -49,15 +52,24 @@ public struct Ledger: Sendable {
         public let entry: LedgerEntry?
     }
 
-    /// Applies one command at `time`. Precondition: `time >= lastTime`.
+    /// Applies one command at `time` and returns its outcome and new entry.
+    /// Precondition: `time >= lastTime`.
     public mutating func apply(_ command: Command, at time: Timestamp) -> Applied {
+        let (outcome, recorded) = record(command, at: time)
+        return Applied(outcome: outcome, entry: recorded ? recentEntries.newest : nil)
+    }
+
+    /// Applies one command at `time`; its entry, if it made one (`recorded`), is the newest
+    /// of `recentEntries`. The fast path: the entry is built once, in the window.
+    /// Precondition: `time >= lastTime`.
+    public mutating func record(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
         precondition(time >= lastTime, "commands must be applied in time order")
         let fingerprint = command.fingerprint
-        if let remembered = idempotency[command.key] {
+        if let remembered = idempotency.lookup(command.key, at: time.millisSinceEpoch) {
             if remembered.fingerprint == fingerprint {
-                return Applied(outcome: remembered.outcome.outcome(tenant: command.tenant), entry: nil)
+                return (remembered.outcome.outcome(tenant: command.tenant), false)
             }
-            return Applied(outcome: .failure(.idempotencyConflict(command.key)), entry: nil)
+            return (.failure(.idempotencyConflict(command.key)), false)
         }
         lastTime = time
         var draft = Draft(kind: command.action.entryKind)
@@ -66,14 +78,29 @@ public struct Ledger: Sendable {
         } catch {
             draft.error = error
         }
-        let entry = finish(draft, sequence: nextSequence, time: time, key: command.key, tenant: command.tenant)
+        let sequence = nextSequence
+        let (available, debt) = balanceAfter(draft, at: time.millisSinceEpoch)
+        let outcome: Outcome
+        if let error = draft.error {
+            outcome = .failure(error)
+        } else {
+            outcome = .success(Receipt(sequence: sequence, amount: Millicredits(draft.amount),
+                                       availableAfter: Millicredits(available), tenant: command.tenant,
+                                       created: draft.created))
+        }
+        recentEntries.append(LedgerEntry(sequence: sequence, time: time, key: command.key, kind: draft.kind,
+                                         account: draft.account, principal: draft.principal,
+                                         amount: Millicredits(draft.amount), availableAfter: Millicredits(available),
+                                         debtAfter: Millicredits(debt), movements: draft.movements,
+                                         reason: draft.reason, error: draft.error, created: draft.created,
+                                         tenant: command.tenant))
         nextSequence += 1
         let refundable = draft.error == nil && draft.refundable > 0
-        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: StoredOutcome(entry.outcome),
+        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: StoredOutcome(outcome),
                                                      refundable: refundable ? draft.refundable : 0,
                                                      principal: refundable ? draft.principalSlot : none),
                              at: time.millisSinceEpoch)
-        return Applied(outcome: entry.outcome, entry: entry)
+        return (outcome, true)
     }
 
     /// What a handler fills in while it runs; becomes the ledger entry.
@@ -90,24 +117,28 @@ public struct Ledger: Sendable {
         var created = Receipt.Created.nothing
         var refundable: Int64 = 0
         var error: LedgerError?
+        /// Set by a handler that already knows the account's spendable balance afterwards
+        /// (the debit path), so `finish` need not walk the grants again.
+        var spendableAfter: Int64?
     }
 
-    private func finish(_ draft: Draft, sequence: UInt64, time: Timestamp, key: IdempotencyKey,
-                        tenant: TenantID) -> LedgerEntry {
+    /// The spendable balance and debt of the draft's account after the command (0, 0 when
+    /// the command names no account).
+    @inline(__always)
+    private func balanceAfter(_ draft: borrowing Draft, at now: Int64) -> (available: Int64, debt: Int64) {
         var available: Int64 = 0
         var debt: Int64 = 0
         if draft.accountSlot != none {
-            let now = time.millisSinceEpoch
             debt = accounts[draft.accountSlot].debt
-            available = draft.principalSlot != draft.accountSlot && draft.principalSlot != none
-                ? memberAvailable(draft.principalSlot, organisation: draft.organisation, scope: .unscoped, at: now)
-                : spendable(draft.accountSlot, scope: .unscoped, at: now) - debt
+            if draft.principalSlot != draft.accountSlot && draft.principalSlot != none {
+                available = memberAvailable(draft.principalSlot, organisation: draft.organisation, scope: .unscoped, at: now)
+            } else if let spendableAfter = draft.spendableAfter, draft.error == nil {
+                available = spendableAfter - debt
+            } else {
+                available = spendable(draft.accountSlot, scope: .unscoped, at: now) - debt
+            }
         }
-        return LedgerEntry(sequence: sequence, time: time, key: key, kind: draft.kind,
-                           account: draft.account, principal: draft.principal,
-                           amount: Millicredits(draft.amount), availableAfter: Millicredits(available),
-                           debtAfter: Millicredits(debt), movements: draft.movements, reason: draft.reason,
-                           error: draft.error, created: draft.created, tenantOfEntry: tenant)
+        return (available, debt)
     }
 
     private mutating func execute(_ action: Action, at now: Int64, sequence: UInt64,

@@ -23,10 +23,11 @@ public struct LedgerEntry: Sendable, Equatable {
     public var outcome: Outcome {
         if let error { return .failure(error) }
         return .success(Receipt(sequence: sequence, amount: amount, availableAfter: availableAfter,
-                                tenant: tenantOfEntry, created: created))
+                                tenant: tenant, created: created))
     }
 
-    let tenantOfEntry: TenantID
+    /// The tenant of the command (its shard).
+    public let tenant: TenantID
 }
 
 public enum EntryKind: UInt8, Sendable, CaseIterable {

@@ -23,14 +23,20 @@ public struct LedgerConfiguration: Sendable, Equatable {
     /// How many recently closed hold ids are remembered to answer `holdNotOpen` rather
     /// than `unknownHold`.
     public var closedHoldsRememberedMax: Int
+    /// Entries kept in memory for recent statements (the log keeps all of them).
+    public var recentEntriesMax: Int
 
     public static let idempotencyKeysMaxDefault = 65_536
     public static let idempotencyWindowMillisDefault: Int64 = 24 * 3_600_000
+    public static let recentEntriesMaxDefault = 4_096
 
     public init(idempotencyKeysMax: Int = idempotencyKeysMaxDefault,
                 idempotencyWindowMillis: Int64 = idempotencyWindowMillisDefault,
-                closedHoldsRememberedMax: Int = idempotencyKeysMaxDefault) {
-        precondition(idempotencyKeysMax > 0 && idempotencyWindowMillis > 0 && closedHoldsRememberedMax > 0)
+                closedHoldsRememberedMax: Int = idempotencyKeysMaxDefault,
+                recentEntriesMax: Int = recentEntriesMaxDefault) {
+        precondition(idempotencyKeysMax > 0 && idempotencyWindowMillis > 0 && closedHoldsRememberedMax > 0
+                     && recentEntriesMax > 0)
+        self.recentEntriesMax = recentEntriesMax
         self.idempotencyKeysMax = idempotencyKeysMax
         self.idempotencyWindowMillis = idempotencyWindowMillis
         self.closedHoldsRememberedMax = closedHoldsRememberedMax

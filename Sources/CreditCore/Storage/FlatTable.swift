@@ -32,6 +32,11 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
     @inline(__always)
     private func home(_ key: Entry.Key) -> Int { Int(truncatingIfNeeded: Entry.hash(key)) & mask }
 
+    /// Where the probe for `key` starts, for prefetching.
+    func addressHint(_ key: Entry.Key) -> UnsafeRawPointer {
+        slots.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress! + home(key)) }
+    }
+
     /// The slot holding `key`, or nil.
     @inline(__always)
     func find(_ key: Entry.Key) -> Int? {

@@ -1,12 +1,16 @@
 /// The keys of recent commands and their outcomes, so a retry gets the original outcome.
 ///
-/// Bounded twice: at most `keysMax` keys, and none older than `windowMillis` of command
-/// time. The oldest key is forgotten first; a retry that arrives after its key was forgotten
-/// is treated as a new request, so hosts must retry within the window (docs/semantics.md).
+/// Two generations, as a generational cache: new keys go to the current generation; when it
+/// holds `keysMax / 2` keys, the previous generation is dropped whole and the current one
+/// becomes the previous. So the table always remembers at least the last `keysMax / 2` keys
+/// and at most `keysMax`, with no per-command eviction work. Keys older than `windowMillis`
+/// of command time are forgotten too (a lookup ignores them; a generation whose keys are
+/// all that old is dropped). A retry after its key was forgotten is treated as a new request,
+/// so hosts must retry within the window (docs/semantics.md).
 ///
-/// Layout, for memory and speed: records live densely in a ring in arrival order (which is
-/// also the eviction order), and an open-addressing index of 64-bit slots — ring position
-/// in the low half, a hash tag in the high half — finds them. About 90 bytes per key.
+/// Each generation keeps its records densely in arrival order and an open-addressing index
+/// of 64-bit slots (record position in the low half, the hash's high 32 bits in the high
+/// half; the probe starts at those bits), at most half full. About 90 bytes per key.
 struct IdempotencyTable: Sendable {
     struct Record: Sendable, Equatable {
         var key: IdempotencyKey
@@ -14,147 +18,147 @@ struct IdempotencyTable: Sendable {
         var remembered: Remembered
     }
 
-    private var ring: [Record] = []
-    /// Ring index of the oldest record (once the ring is full).
-    private var oldest = 0
-    private var index: [UInt64]
-    private var indexMask: Int
+    struct Generation: Sendable {
+        var records: [Record] = []
+        var index = [UInt64](repeating: emptySlot, count: 16)
+
+        var mask: Int { index.count - 1 }
+
+        @inline(__always)
+        func locate(_ key: IdempotencyKey, tag: UInt64) -> Int? {
+            var slot = Int(truncatingIfNeeded: tag) & mask
+            while true {
+                let entry = index[slot]
+                if entry == emptySlot { return nil }
+                if entry >> 32 == tag {
+                    let position = Int(truncatingIfNeeded: entry & 0xFFFF_FFFF)
+                    if records[position].key == key { return position }
+                }
+                slot = (slot + 1) & mask
+            }
+        }
+
+        mutating func append(_ record: Record, tag: UInt64) {
+            if (records.count + 1) * 2 > index.count { grow() }
+            insert(tag, position: records.count)
+            records.append(record)
+        }
+
+        private mutating func insert(_ tag: UInt64, position: Int) {
+            var slot = Int(truncatingIfNeeded: tag) & mask
+            while index[slot] != emptySlot { slot = (slot + 1) & mask }
+            index[slot] = tag << 32 | UInt64(position)
+        }
+
+        private mutating func grow() {
+            index = [UInt64](repeating: emptySlot, count: index.count * 2)
+            for (position, record) in records.enumerated() { insert(IdempotencyTable.tag(record.key), position: position) }
+        }
+
+        /// Empties the generation, keeping its storage for reuse.
+        mutating func clear() {
+            records.removeAll(keepingCapacity: true)
+            for slot in index.indices { index[slot] = emptySlot }
+        }
+
+        func addressHint(_ tag: UInt64) -> UnsafeRawPointer {
+            index.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress! + (Int(truncatingIfNeeded: tag) & mask)) }
+        }
+    }
+
+    private var current = Generation()
+    private var previous = Generation()
     let keysMax: Int
     let windowMillis: Int64
 
-    private static var emptySlot: UInt64 { .max }
+    static var emptySlot: UInt64 { .max }
 
     init(keysMax: Int, windowMillis: Int64) {
-        precondition(keysMax > 0 && keysMax < Int(UInt32.max))
+        precondition(keysMax >= 2 && keysMax < Int(UInt32.max))
         self.keysMax = keysMax
         self.windowMillis = windowMillis
-        index = [UInt64](repeating: Self.emptySlot, count: 16)
-        indexMask = 15
     }
 
-    var count: Int { ring.count - evictedInRing }
-    /// Ring records forgotten by the time window but not yet overwritten: the oldest ones.
-    private var evictedInRing = 0
+    /// Keys held, including any older than the window not yet dropped.
+    var count: Int { current.records.count + previous.records.count }
 
+    /// The hash's high 32 bits: the tag stored in the index and the probe start.
     @inline(__always)
-    private static func hash(_ key: IdempotencyKey) -> UInt64 {
-        StableHasher.mix(key.high ^ StableHasher.mix(key.low))
+    static func tag(_ key: IdempotencyKey) -> UInt64 {
+        StableHasher.mix(key.high ^ StableHasher.mix(key.low)) >> 32
     }
 
-    /// Index slot and ring position of `key`, if remembered.
+    /// Where the probes for `key` start, for prefetching.
+    func addressHints(_ key: IdempotencyKey) -> (UnsafeRawPointer, UnsafeRawPointer) {
+        let tag = Self.tag(key)
+        return (current.addressHint(tag), previous.addressHint(tag))
+    }
+
+    private enum Place { case current(Int), previous(Int) }
+
     @inline(__always)
-    private func locate(_ key: IdempotencyKey) -> (slot: Int, position: Int)? {
-        let hash = Self.hash(key)
-        let tag = hash >> 32
-        var slot = Int(truncatingIfNeeded: hash) & indexMask
-        while true {
-            let entry = index[slot]
-            if entry == Self.emptySlot { return nil }
-            if entry >> 32 == tag {
-                let position = Int(entry & 0xFFFF_FFFF)
-                if ring[position].key == key { return (slot, position) }
-            }
-            slot = (slot + 1) & indexMask
+    private func place(of key: IdempotencyKey, at millis: Int64) -> Place? {
+        let tag = Self.tag(key)
+        let oldestKept = millis - windowMillis
+        if let position = current.locate(key, tag: tag) {
+            return current.records[position].millis >= oldestKept ? .current(position) : nil
+        }
+        if let position = previous.locate(key, tag: tag) {
+            return previous.records[position].millis >= oldestKept ? .previous(position) : nil
+        }
+        return nil
+    }
+
+    /// What is remembered of `key` at command time `millis`.
+    @inline(__always)
+    func lookup(_ key: IdempotencyKey, at millis: Int64) -> Remembered? {
+        switch place(of: key, at: millis) {
+        case .current(let position): current.records[position].remembered
+        case .previous(let position): previous.records[position].remembered
+        case nil: nil
         }
     }
 
-    @inline(__always)
-    subscript(key: IdempotencyKey) -> Remembered? {
-        guard let (_, position) = locate(key) else { return nil }
-        return ring[position].remembered
+    mutating func updateRefundable(_ key: IdempotencyKey, at millis: Int64, to refundable: Int64) {
+        switch place(of: key, at: millis) {
+        case .current(let position): current.records[position].remembered.refundable = refundable
+        case .previous(let position): previous.records[position].remembered.refundable = refundable
+        case nil: preconditionFailure("updating a key that is not remembered")
+        }
     }
 
-    mutating func updateRefundable(_ key: IdempotencyKey, to refundable: Int64) {
-        let (_, position) = locate(key)!
-        ring[position].remembered.refundable = refundable
-    }
-
-    /// Remembers a new key, forgetting the oldest ones beyond the bounds.
-    /// Precondition: the key is not remembered yet.
+    /// Remembers a new key. Precondition: `lookup(key, at: millis)` is nil.
     mutating func remember(_ key: IdempotencyKey, _ remembered: Remembered, at millis: Int64) {
-        precondition(locate(key) == nil, "idempotency key remembered twice")
-        forgetExpired(before: millis - windowMillis)
-        if (count + 1) * 4 > index.count * 3 { growIndex() }
-        let record = Record(key: key, millis: millis, remembered: remembered)
-        let position: Int
-        if ring.count < keysMax {
-            position = ring.count
-            ring.append(record)
-        } else {
-            position = oldest
-            if evictedInRing > 0 { evictedInRing -= 1 } else { unindex(ring[position].key, position) }
-            ring[position] = record
-            oldest = (oldest + 1) % keysMax
+        let oldestKept = millis - windowMillis
+        if let newest = previous.records.last, newest.millis < oldestKept { previous.clear() }
+        if current.records.count >= keysMax / 2 || (current.records.first.map { $0.millis < oldestKept } ?? false) {
+            swap(&current, &previous)
+            current.clear()
         }
-        insertIntoIndex(Self.hash(key), position)
+        current.append(Record(key: key, millis: millis, remembered: remembered), tag: Self.tag(key))
     }
 
-    /// Forgets records older than the window. They stay in the ring, unindexed, until
-    /// overwritten. (While the ring grows, `oldest` is 0, so the same arithmetic holds.)
-    private mutating func forgetExpired(before millis: Int64) {
-        while evictedInRing < ring.count {
-            let position = (oldest + evictedInRing) % ring.count
-            guard ring[position].millis < millis else { return }
-            unindex(ring[position].key, position)
-            evictedInRing += 1
-        }
-    }
+    /// Held records, oldest first.
+    var records: [Record] { previous.records + current.records }
 
-    private mutating func insertIntoIndex(_ hash: UInt64, _ position: Int) {
-        var slot = Int(truncatingIfNeeded: hash) & indexMask
-        while index[slot] != Self.emptySlot { slot = (slot + 1) & indexMask }
-        index[slot] = (hash >> 32) << 32 | UInt64(position)
-    }
-
-    private mutating func unindex(_ key: IdempotencyKey, _ position: Int) {
-        let (found, at) = locate(key)!
-        precondition(at == position, "idempotency index points elsewhere")
-        var hole = found
-        var slot = (hole + 1) & indexMask
-        while index[slot] != Self.emptySlot {
-            let home = Int(truncatingIfNeeded: Self.hash(ring[Int(index[slot] & 0xFFFF_FFFF)].key)) & indexMask
-            if (slot - home) & indexMask >= (slot - hole) & indexMask {
-                index[hole] = index[slot]
-                hole = slot
-            }
-            slot = (slot + 1) & indexMask
-        }
-        index[hole] = Self.emptySlot
-    }
-
-    private mutating func growIndex() {
-        index = [UInt64](repeating: Self.emptySlot, count: index.count * 2)
-        indexMask = index.count - 1
-        forEachLive { position, record in insertIntoIndex(Self.hash(record.key), position) }
-    }
-
-    /// Remembered records, oldest first, with their ring positions.
-    private func forEachLive(_ body: (Int, Record) -> Void) {
-        guard !ring.isEmpty else { return }
-        for offset in evictedInRing ..< ring.count {
-            let position = (oldest + offset) % ring.count
-            body(position, ring[position])
-        }
-    }
-
-    /// Remembered records, oldest first.
-    var records: [Record] {
-        var result: [Record] = []
-        result.reserveCapacity(count)
-        forEachLive { _, record in result.append(record) }
-        return result
-    }
-
-    /// Checks the index and the ring agree; returns what is wrong.
+    /// Checks each index against its records; returns what is wrong.
     func consistencyProblems() -> [String] {
         var problems: [String] = []
-        var indexed = 0
-        for entry in index where entry != Self.emptySlot { indexed += 1; _ = entry }
-        if indexed != count { problems.append("idempotency index holds \(indexed) keys, ring \(count)") }
-        if count > keysMax { problems.append("idempotency table holds \(count) keys, max \(keysMax)") }
-        forEachLive { position, record in
-            if locate(record.key)?.position != position { problems.append("key \(record.key) is not indexed") }
+        for (name, generation) in [("current", current), ("previous", previous)] {
+            let indexed = generation.index.reduce(0) { $0 + ($1 == Self.emptySlot ? 0 : 1) }
+            if indexed != generation.records.count {
+                problems.append("idempotency \(name) generation indexes \(indexed) keys, holds \(generation.records.count)")
+            }
+            if generation.records.count > keysMax / 2 {
+                problems.append("idempotency \(name) generation holds \(generation.records.count) keys, max \(keysMax / 2)")
+            }
+            for (position, record) in generation.records.enumerated()
+            where generation.locate(record.key, tag: Self.tag(record.key)) != position {
+                problems.append("idempotency key \(record.key) is not indexed")
+            }
         }
+        let times = records.map(\.millis)
+        if times != times.sorted() { problems.append("idempotency records are not in time order") }
         return problems
     }
 }

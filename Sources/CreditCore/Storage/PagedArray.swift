@@ -29,6 +29,14 @@ public struct PagedArray<Element>: Sendable where Element: Sendable {
         }
     }
 
+    /// The address of an element, for prefetching only.
+    func addressHint(_ index: UInt32) -> UnsafeRawPointer {
+        let index = Int(index)
+        return pages[index >> Self.pageShift].withUnsafeBufferPointer {
+            UnsafeRawPointer($0.baseAddress! + (index & Self.pageMask))
+        }
+    }
+
     /// Appends and returns the new element's index. O(1); allocates a page every `pageSize`.
     @discardableResult
     public mutating func append(_ element: Element) -> UInt32 {

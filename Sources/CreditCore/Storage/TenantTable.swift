@@ -19,6 +19,8 @@ struct TenantTable: Sendable, Equatable {
     @inline(__always)
     subscript(id: TenantID) -> TenantSlot? { table[id.rawValue]?.slot }
 
+    func addressHint(_ id: TenantID) -> UnsafeRawPointer { table.addressHint(id.rawValue) }
+
     mutating func insert(_ id: TenantID, _ slot: TenantSlot) {
         table.insertNew(Entry(id: id.rawValue, slot: slot))
     }
