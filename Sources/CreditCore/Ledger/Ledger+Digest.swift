@@ -18,11 +18,12 @@ extension Ledger {
         }
         grants.forEach { _, grant in
             hasher.combine(grant.number); hasher.combine(grant.original); hasher.combine(grant.remaining)
-            hasher.combine(grant.held); hasher.combine(grant.consumed); hasher.combine(grant.effectiveAt)
-            hasher.combine(grant.expiresAt); hasher.combine(grant.costBasis); hasher.combine(grant.scopeProvider)
-            hasher.combine(grant.scopeModel); hasher.combine(grant.account); hasher.combine(grant.next)
+            hasher.combine(grant.held); hasher.combine(grant.effectiveAt)
+            hasher.combine(grant.expiresAt); hasher.combine(grant.costBasis); hasher.combine(grant.isScoped)
+            hasher.combine(grant.account); hasher.combine(grant.next)
             hasher.combine(grant.priority); hasher.combine(grant.kind.rawValue)
         }
+        for (slot, scope) in grantScopes.sorted(by: { $0.key < $1.key }) { hasher.combine(slot); scope.feed(into: &hasher) }
         hasher.combine(UInt64(freeGrantSlots.count))
         for slot in freeGrantSlots { hasher.combine(slot) }
         for (number, hold) in holds.sorted(by: { $0.key < $1.key }) {

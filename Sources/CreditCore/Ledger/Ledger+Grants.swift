@@ -27,10 +27,9 @@ extension Ledger {
               totals.granted.addingReportingOverflow(amount).overflow == false else { throw .amountOverflow }
 
         let repaid = scope.isUnscoped ? min(account.debt, amount) : 0
-        let record = GrantRecord(number: number, original: amount, remaining: amount - repaid, held: 0, consumed: repaid,
+        let record = GrantRecord(number: number, original: amount, remaining: amount - repaid, held: 0,
                                  effectiveAt: effectiveAt, expiresAt: expiresAt, costBasis: costBasis,
-                                 scopeProvider: scope.provider, scopeModel: scope.model, account: slot, next: none,
-                                 priority: priority, kind: kind)
+                                 account: slot, next: none, priority: priority, kind: kind, isScoped: !scope.isUnscoped)
         let grantSlot: UInt32
         if let reused = freeGrantSlots.popLast() {
             grantSlot = reused
@@ -38,6 +37,7 @@ extension Ledger {
         } else {
             grantSlot = grants.append(record)
         }
+        if !scope.isUnscoped { grantScopes[grantSlot] = scope }
         // Insert in static burn order.
         var previous = none
         var cursor = account.firstGrant
@@ -68,6 +68,15 @@ extension Ledger {
         if repaid > 0 { draft.movements.append(GrantMovement(grant: number, amount: Millicredits(repaid), change: .repaidDebt)) }
     }
 
+    /// Whether a grant can pay for a charge with this scope. Unscoped grants pay for
+    /// anything; a scoped one only for its provider (and model, if it names one).
+    @inline(__always)
+    func covers(_ grant: GrantRecord, slot: UInt32, _ scope: ChargeScope) -> Bool {
+        if !grant.isScoped { return true }
+        let own = grantScopes[slot]!
+        return own.provider == scope.provider && (own.model == 0 || own.model == scope.model)
+    }
+
     /// Credits of the account's grants that can pay for a charge with `scope` at `now`.
     @inline(__always)
     func spendable(_ slot: UInt32, scope: ChargeScope, at now: Int64) -> Int64 {
@@ -75,7 +84,7 @@ extension Ledger {
         var cursor = accounts[slot].firstGrant
         while cursor != none {
             let grant = grants[cursor]
-            if grant.isActive(at: now) && grant.covers(scope) { total += grant.remaining }
+            if grant.isActive(at: now) && covers(grant, slot: cursor, scope) { total += grant.remaining }
             cursor = grant.next
         }
         return total
@@ -96,7 +105,7 @@ extension Ledger {
             var cursor = accounts[slot].firstGrant
             while cursor != none, left > 0 {
                 let grant = grants[cursor]
-                let eligible = grant.isActive(at: now) && grant.covers(scope) && grant.remaining > 0
+                let eligible = grant.isActive(at: now) && grant.remaining > 0 && covers(grant, slot: cursor, scope)
                     && (!scopedFirst || grant.isScoped == (pass == 0))
                 if eligible {
                     let taken = min(left, grant.remaining)
@@ -107,7 +116,6 @@ extension Ledger {
                         updated.held += taken
                         parts.append(HoldPart(grant: cursor, amount: taken))
                     } else {
-                        updated.consumed += taken
                         depleted = depleted || updated.remaining == 0
                     }
                     grants[cursor] = updated
@@ -135,7 +143,6 @@ extension Ledger {
         var left = amount
         for candidate in candidates.reversed() where left > 0 {
             let given = min(left, grants[candidate].consumed)
-            grants[candidate].consumed -= given
             grants[candidate].remaining += given
             left -= given
             movements.append(GrantMovement(grant: grants[candidate].number, amount: Millicredits(given), change: .refilled))
@@ -156,6 +163,7 @@ extension Ledger {
                 if previous == none { accounts[slot].firstGrant = next } else { grants[previous].next = next }
                 accounts[slot].liveGrants -= 1
                 freeGrantSlots.append(cursor)
+                if grant.isScoped { grantScopes.removeValue(forKey: cursor) }
             } else {
                 scoped = scoped || grant.isScoped
                 previous = cursor

@@ -2,7 +2,7 @@
 /// the whole state and lists every broken rule. Tests call it after every step.
 ///
 /// Conservation per account and in total: granted + debt = remaining + consumed + expired +
-/// held. Per grant: original = remaining + held + consumed. Every hold is backed by exactly
+/// held. Per grant: remaining + held ≤ original (consumed is the rest). Every hold is backed by exactly
 /// its parts; every cap holds (spent + held ≤ cap + overrun); debt only within an overdraft
 /// or from a settle's overrun.
 extension Ledger {
@@ -52,9 +52,9 @@ extension Ledger {
                 let grant = grants[cursor]
                 count += 1
                 check(grant.account == slot, "\(name) lists grant \(grant.number) of another account")
-                check(grant.remaining >= 0 && grant.held >= 0 && grant.consumed >= 0, "grant \(grant.number) has a negative part")
-                check(grant.original == grant.remaining + grant.held + grant.consumed,
-                      "grant \(grant.number): original \(grant.original) ≠ remaining \(grant.remaining) + held \(grant.held) + consumed \(grant.consumed)")
+                check(grant.remaining >= 0 && grant.held >= 0 && grant.consumed >= 0,
+                      "grant \(grant.number): remaining \(grant.remaining) + held \(grant.held) ≤ original \(grant.original) broken")
+                check(grant.isScoped == (grantScopes[cursor] != nil), "grant \(grant.number) scope flag ≠ scope table")
                 check(grant.effectiveAt < grant.expiresAt, "grant \(grant.number) expires before it is effective")
                 check(grant.held == heldByGrant[cursor] ?? 0, "grant \(grant.number) held \(grant.held) ≠ its holds' parts")
                 if let previous { check(previous.burnsBefore(grant), "\(name) grants are not in burn order") }
@@ -74,6 +74,7 @@ extension Ledger {
                   "\(name) debt \(account.debt) beyond overdraft \(line.overdraft) + settle overrun \(line.overrun)")
         }
         check(sums == totals, "per-account totals \(sums) ≠ ledger totals \(totals)")
+        check(grantScopes.keys.allSatisfy { Int($0) < grants.count && grants[$0].isScoped }, "scope table names unscoped grants")
         check(liveGrantCount + freeGrantSlots.count == grants.count,
               "\(liveGrantCount) live + \(freeGrantSlots.count) free grant slots ≠ \(grants.count)")
 

@@ -76,7 +76,7 @@ extension Ledger {
             let grant = grants[cursor]
             remaining += grant.remaining
             held += grant.held
-            views.append(view(of: grant, tenant: id.tenant))
+            views.append(view(of: grant, slot: cursor, tenant: id.tenant))
             cursor = grant.next
         }
         let available: Int64
@@ -133,13 +133,13 @@ extension Ledger {
             })
     }
 
-    func view(of grant: GrantRecord, tenant: TenantID) -> GrantView {
+    func view(of grant: GrantRecord, slot: UInt32, tenant: TenantID) -> GrantView {
         GrantView(id: GrantID(tenant: tenant, number: grant.number), kind: grant.kind,
                   original: Millicredits(grant.original), remaining: Millicredits(grant.remaining),
                   held: Millicredits(grant.held), consumed: Millicredits(grant.consumed),
                   effectiveAt: Timestamp(millisSinceEpoch: grant.effectiveAt),
                   expiresAt: Timestamp(millisSinceEpoch: grant.expiresAt), priority: grant.priority,
                   costBasisNanoUSDPerCredit: grant.costBasis,
-                  scope: ChargeScope(provider: grant.scopeProvider, model: grant.scopeModel))
+                  scope: grantScopes[slot] ?? .unscoped)
     }
 }

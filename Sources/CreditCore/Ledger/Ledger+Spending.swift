@@ -102,9 +102,10 @@ extension Ledger {
             let consumed = min(part.amount, toConsume)
             toConsume -= consumed
             let number = grants[part.grant].number
-            grants[part.grant].held -= part.amount
-            grants[part.grant].consumed += consumed
-            grants[part.grant].remaining += part.amount - consumed
+            var grant = grants[part.grant]
+            grant.held -= part.amount
+            grant.remaining += part.amount - consumed
+            grants[part.grant] = grant
             if consumed > 0 { draft.movements.append(GrantMovement(grant: number, amount: Millicredits(consumed), change: .consumed)) }
             if part.amount > consumed {
                 draft.movements.append(GrantMovement(grant: number, amount: Millicredits(part.amount - consumed), change: .unheld))
@@ -135,8 +136,10 @@ extension Ledger {
     mutating func release(_ id: HoldID, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
         let (hold, located) = try openHold(id, &draft)
         for part in hold.parts {
-            grants[part.grant].held -= part.amount
-            grants[part.grant].remaining += part.amount
+            var grant = grants[part.grant]
+            grant.held -= part.amount
+            grant.remaining += part.amount
+            grants[part.grant] = grant
             draft.movements.append(GrantMovement(grant: grants[part.grant].number, amount: Millicredits(part.amount),
                                                  change: .unheld))
         }

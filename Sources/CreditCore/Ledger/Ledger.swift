@@ -14,6 +14,8 @@ public struct Ledger: Sendable {
     var grants = PagedArray<GrantRecord>()
     /// Slots of retired grants, reused before the array grows.
     var freeGrantSlots: [UInt32] = []
+    /// The scope of each scoped grant, by grant slot (scoped grants are rare).
+    var grantScopes: [UInt32: ChargeScope] = [:]
     /// Open holds by hold number.
     var holds: [UInt64: HoldRecord] = [:]
     var closedHolds: ClosedHolds
@@ -38,6 +40,7 @@ public struct Ledger: Sendable {
     }
 
     public init(configuration: LedgerConfiguration = LedgerConfiguration()) {
+        RecordLayout.check()
         self.configuration = configuration
         idempotency = IdempotencyTable(keysMax: configuration.idempotencyKeysMax,
                                        windowMillis: configuration.idempotencyWindowMillis)
@@ -64,6 +67,7 @@ public struct Ledger: Sendable {
     /// Precondition: `time >= lastTime`.
     public mutating func record(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
         precondition(time >= lastTime, "commands must be applied in time order")
+        prefetchIndependentLines(of: command)
         let fingerprint = command.fingerprint
         if let remembered = idempotency.lookup(command.key, at: time.millisSinceEpoch) {
             if remembered.fingerprint == fingerprint {

@@ -38,34 +38,28 @@ struct AccountRecord: Sendable, Equatable {
     var holdsGrants: Bool { !flags.contains(.member) }
 }
 
+/// One grant, exactly 64 bytes (one cache line in an aligned page). What it has consumed
+/// is derived (original − remaining − held); the rare scope lives in `Ledger.grantScopes`.
 struct GrantRecord: Sendable, Equatable {
     var number: UInt64
     var original: Int64
     var remaining: Int64
     var held: Int64
-    var consumed: Int64
     var effectiveAt: Int64
     var expiresAt: Int64
     var costBasis: UInt32
-    var scopeProvider: UInt32
-    var scopeModel: UInt32
     var account: UInt32
     var next: UInt32
     var priority: UInt8
     var kind: GrantKind
+    /// The grant pays only for charges in its scope (`Ledger.grantScopes`).
+    var isScoped: Bool
 
-    var isScoped: Bool { scopeProvider != 0 || scopeModel != 0 }
+    var consumed: Int64 { original - remaining - held }
 
     /// Spendable at `time`: effective and not yet expired.
     @inline(__always)
     func isActive(at time: Int64) -> Bool { effectiveAt <= time && time < expiresAt }
-
-    /// Can pay for a charge with this scope. Unscoped grants pay for anything.
-    @inline(__always)
-    func covers(_ scope: ChargeScope) -> Bool {
-        if !isScoped { return true }
-        return scopeProvider == scope.provider && (scopeModel == 0 || scopeModel == scope.model)
-    }
 
     /// The static part of the burn order: lower priority number, sooner expiry (never last),
     /// cheaper cost basis, older, then grant number. Scope is applied per charge on top.
@@ -147,4 +141,12 @@ struct LedgerTotals: Sendable, Equatable {
     var consumed: Int64 = 0
     var expired: Int64 = 0
     var debt: Int64 = 0
+}
+
+/// Layout contracts: each record is one cache line.
+enum RecordLayout {
+    static func check() {
+        precondition(MemoryLayout<AccountRecord>.stride == 64, "AccountRecord must be 64 bytes")
+        precondition(MemoryLayout<GrantRecord>.stride == 64, "GrantRecord must be 64 bytes")
+    }
 }
