@@ -9,6 +9,7 @@ extension Ledger {
         hasher.combine(configuration.idempotencyWindowMillis)
         for (id, slot) in tenants.sorted() {
             hasher.combine(id.rawValue); hasher.combine(slot.firstAccount); hasher.combine(slot.organisation)
+            hasher.combine(slot.grantHint)
         }
         accounts.forEach { _, account in
             hasher.combine(account.tenant.rawValue); hasher.combine(account.number); hasher.combine(account.nextInTenant)

@@ -46,7 +46,12 @@ extension Ledger {
             cursor = grants[cursor].next
         }
         grants[grantSlot].next = cursor
-        if previous == none { account.firstGrant = grantSlot } else { grants[previous].next = grantSlot }
+        if previous == none {
+            account.firstGrant = grantSlot
+            refreshGrantHint(account.tenant, slot, grantSlot)
+        } else {
+            grants[previous].next = grantSlot
+        }
 
         account.liveGrants += 1
         account.granted += amount
@@ -150,6 +155,13 @@ extension Ledger {
         return left
     }
 
+    /// Keeps the tenant's grant hint equal to its first account's first grant.
+    mutating func refreshGrantHint(_ tenant: TenantID, _ account: UInt32, _ firstGrant: UInt32) {
+        if let entry = tenants[tenant], entry.firstAccount == account, entry.grantHint != firstGrant {
+            tenants.setGrantHint(of: tenant, to: firstGrant)
+        }
+    }
+
     /// Unlinks grants that can never be spent or refilled again: nothing remaining or held,
     /// and either never expiring (a refund would open a new grant) or already expired.
     mutating func retireDepleted(_ slot: UInt32, at now: Int64) {
@@ -160,7 +172,12 @@ extension Ledger {
             let grant = grants[cursor]
             let next = grant.next
             if grant.remaining == 0 && grant.held == 0 && (grant.expiresAt == Int64.max || grant.expiresAt <= now) {
-                if previous == none { accounts[slot].firstGrant = next } else { grants[previous].next = next }
+                if previous == none {
+                    accounts[slot].firstGrant = next
+                    refreshGrantHint(accounts[slot].tenant, slot, next)
+                } else {
+                    grants[previous].next = next
+                }
                 accounts[slot].liveGrants -= 1
                 freeGrantSlots.append(cursor)
                 if grant.isScoped { grantScopes.removeValue(forKey: cursor) }

@@ -80,6 +80,8 @@ extension Ledger {
 
         for (id, tenant) in tenants.sorted() {
             if tenant.organisation == none {
+                check(tenant.grantHint == (tenant.firstAccount == none ? none : accounts[tenant.firstAccount].firstGrant),
+                      "tenant \(id) grant hint is stale")
                 var cursor = tenant.firstAccount
                 var steps = 0
                 while cursor != none, steps <= accounts.count {
@@ -94,6 +96,7 @@ extension Ledger {
                 continue
             }
             let organisation = organisations[Int(tenant.organisation)]
+            check(tenant.grantHint == accounts[tenant.firstAccount].firstGrant, "tenant \(id) grant hint is stale")
             check(organisation.tenant == id && tenant.firstAccount == organisation.pool, "tenant \(id) organisation link is wrong")
             check(accounts[organisation.pool].flags.contains(.pool), "tenant \(id) pool is not a pool")
             var departmentSpent = [Int64](repeating: 0, count: organisation.departments.count)

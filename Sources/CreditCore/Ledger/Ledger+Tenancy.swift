@@ -1,3 +1,5 @@
+import CCacheHints
+
 /// Tenants, accounts, departments, freezing, and the enterprise caps per billing period.
 extension Ledger {
     /// An account found by id, with what spending from it involves.
@@ -12,6 +14,7 @@ extension Ledger {
 
     func slot(of id: AccountID) -> UInt32? {
         guard let tenant = tenants[id.tenant] else { return nil }
+        if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
         if tenant.organisation != none {
             let organisation = organisations[Int(tenant.organisation)]
             return id.number == 0 ? organisation.pool : organisation.memberSlots[id.number]
@@ -109,7 +112,7 @@ extension Ledger {
             let slot = accounts.append(AccountRecord(tenant: id.tenant, number: id.number, nextInTenant: tenant.firstAccount,
                                                      firstGrant: none, link: none, flags: [], liveGrants: 0,
                                                      granted: 0, consumed: 0, expired: 0, debt: 0))
-            tenants.setFirstAccount(of: id.tenant, to: slot)
+            tenants.setFirstAccount(of: id.tenant, to: slot, grantHint: none)
             if overdraft.rawValue > 0 { creditLines[slot] = CreditLine(overdraft: overdraft.rawValue, overrun: 0) }
         case .member(let department, let limit):
             guard tenant.organisation != none else { throw .notAllowed(id, .onlyOrganisationsHaveMembers) }

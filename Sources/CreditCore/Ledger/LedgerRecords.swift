@@ -7,6 +7,9 @@ let none = UInt32.max
 struct TenantSlot: Sendable, Equatable {
     var firstAccount: UInt32
     var organisation: UInt32
+    /// The first grant of `firstAccount` (an organisation's pool): lets a lookup fetch the
+    /// account and its grant in parallel rather than one after the other.
+    var grantHint: UInt32 = none
 }
 
 struct AccountRecord: Sendable, Equatable {

@@ -25,9 +25,15 @@ struct TenantTable: Sendable, Equatable {
         table.insertNew(Entry(id: id.rawValue, slot: slot))
     }
 
-    mutating func setFirstAccount(of id: TenantID, to account: UInt32) {
+    mutating func setFirstAccount(of id: TenantID, to account: UInt32, grantHint: UInt32) {
         let index = table.find(id.rawValue)!
         table[slot: index].slot.firstAccount = account
+        table[slot: index].slot.grantHint = grantHint
+    }
+
+    mutating func setGrantHint(of id: TenantID, to grant: UInt32) {
+        let index = table.find(id.rawValue)!
+        table[slot: index].slot.grantHint = grant
     }
 
     /// All tenants in id order.
