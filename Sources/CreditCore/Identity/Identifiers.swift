@@ -70,7 +70,7 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible {
     /// Parses 32 hex digits (dashes, as in a UUID, are ignored).
     public init?(hex text: String) {
         let digits = text.filter { $0 != "-" }
-        guard digits.count == 32,
+        guard digits.count == 32, digits.allSatisfy(\.isHexDigit),
               let high = UInt64(digits.prefix(16), radix: 16),
               let low = UInt64(digits.suffix(16), radix: 16) else { return nil }
         self.init(high: high, low: low)

@@ -21,10 +21,8 @@ extension Ledger {
     mutating func addGrant(to slot: UInt32, kind: GrantKind, amount: Int64, effectiveAt: Int64, expiresAt: Int64,
                            priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64,
                            _ draft: inout Draft) throws(LedgerError) {
+        try checkCanAddGrant(to: slot, amount)
         var account = accounts[slot]
-        if Int(account.liveGrants) >= LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
-        guard account.granted.addingReportingOverflow(amount).overflow == false,
-              totals.granted.addingReportingOverflow(amount).overflow == false else { throw .amountOverflow }
 
         let repaid = scope.isUnscoped ? min(account.debt, amount) : 0
         let record = GrantRecord(number: number, original: amount, remaining: amount - repaid, held: 0,
@@ -80,6 +78,16 @@ extension Ledger {
         if !grant.isScoped { return true }
         let own = grantScopes[slot]!
         return own.provider == scope.provider && (own.model == 0 || own.model == scope.model)
+    }
+
+    /// Throws what `addGrant` would: the account's live-grant limit, or an overflow of the
+    /// account's or the ledger's granted total.
+    func checkCanAddGrant(to slot: UInt32, _ amount: Int64) throws(LedgerError) {
+        if Int(accounts[slot].liveGrants) >= LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
+        if accounts[slot].granted.addingReportingOverflow(amount).overflow
+            || totals.granted.addingReportingOverflow(amount).overflow {
+            throw .amountOverflow
+        }
     }
 
     /// Credits of the account's grants that can pay for a charge with `scope` at `now`.

@@ -167,10 +167,7 @@ extension Ledger {
         let repaid = min(value, accounts[funding].debt)
         let rest = value - repaid
         let placeable = placeableRefill(funding, at: now)
-        if rest > placeable {
-            if Int(accounts[funding].liveGrants) >= LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
-            if accounts[funding].granted.addingReportingOverflow(rest - placeable).overflow { throw .amountOverflow }
-        }
+        if rest > placeable { try checkCanAddGrant(to: funding, rest - placeable) }
 
         if repaid > 0 {
             accounts[funding].debt -= repaid

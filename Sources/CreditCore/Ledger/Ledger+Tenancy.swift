@@ -128,6 +128,9 @@ extension Ledger {
             organisations[organisation].members.append(MemberRecord(account: slot, department: departmentIndex,
                                                                      period: PeriodCap(cap: limit?.rawValue)))
             organisations[organisation].memberSlots[id.number] = slot
+            draft.principalSlot = slot
+            draft.accountSlot = organisations[organisation].pool
+            draft.organisation = tenant.organisation
         }
     }
 
@@ -143,7 +146,7 @@ extension Ledger {
             throw .unknownDepartment(id, department)
         }
         try checkCap(cap)
-        organisations[organisation].departments[index].period.cap = cap?.rawValue
+        organisations[organisation].departments[index].period.setCap(cap?.rawValue)
         draft.amount = cap?.rawValue ?? 0
     }
 
@@ -151,7 +154,7 @@ extension Ledger {
         let located = try locate(id, &draft)
         guard let member = located.member else { throw .notAllowed(id, .limitsApplyToMembersOnly) }
         try checkCap(cap)
-        organisations[Int(located.organisation)].members[member].period.cap = cap?.rawValue
+        organisations[Int(located.organisation)].members[member].period.setCap(cap?.rawValue)
         draft.amount = cap?.rawValue ?? 0
     }
 
@@ -213,8 +216,17 @@ extension Ledger {
 extension PeriodCap {
     mutating func startPeriod() {
         spent = 0
-        overrun = 0
+        overrun = excess
     }
+
+    /// A new cap applies to what comes next; spending already above it is recorded as overrun.
+    mutating func setCap(_ newCap: Int64?) {
+        cap = newCap
+        overrun = excess
+    }
+
+    /// How far spent + held is above the cap now.
+    private var excess: Int64 { cap.map { max(0, spent + held - $0) } ?? 0 }
 
     /// Records a settle's spending; any part beyond the cap is an overrun, not an error.
     mutating func settle(reserved: Int64, actual: Int64) {

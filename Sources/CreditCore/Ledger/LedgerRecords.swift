@@ -96,11 +96,13 @@ struct PeriodCap: Sendable, Equatable {
     var cap: Int64?
     var spent: Int64 = 0
     var held: Int64 = 0
-    /// Spending a settle put beyond the cap (the call had already happened).
+    /// How far spending is above the cap without a debit or reserve having passed it: a
+    /// settle above its reserve (the call had already happened), or a cap lowered below
+    /// what was already spent. Debits and reserves never add to it.
     var overrun: Int64 = 0
 
     /// What may still be spent or reserved this period.
-    var headroom: Int64 { cap.map { max(0, $0 + overrun - spent - held) } ?? .max }
+    var headroom: Int64 { cap.map { max(0, $0 - spent - held) } ?? .max }
 }
 
 struct DepartmentRecord: Sendable, Equatable {

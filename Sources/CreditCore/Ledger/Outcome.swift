@@ -63,7 +63,6 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case onlyIndividualsHaveStandardAccounts
         case membersHoldNoGrants
         case limitsApplyToMembersOnly
-        case poolIsNotAMember
         case individualsHaveNoDepartments
         case reasonRequired
         case textTooLong
@@ -78,7 +77,6 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .onlyIndividualsHaveStandardAccounts: "an organisation's accounts are its pool (opened with it) and members"
             case .membersHoldNoGrants: "a member spends from the organisation pool and holds no grants"
             case .limitsApplyToMembersOnly: "member limits apply to member accounts only"
-            case .poolIsNotAMember: "the organisation pool is not a member"
             case .individualsHaveNoDepartments: "an individual has no departments"
             case .reasonRequired: "an adjustment needs a reason"
             case .textTooLong: "text longer than \(LedgerLimits.textBytesMax) bytes"

@@ -71,10 +71,19 @@ public struct Millicredits: Hashable, Comparable, Sendable, CustomStringConverti
         }
         guard fractionText.count <= 3 else { throw .tooPrecise(text) }
         while fractionText.count < 3 { fractionText += "0" }
-        guard let whole = Int64(wholeText), let fraction = Int64(fractionText) else { throw .overflow }
-        var value = try Millicredits.credits(whole).adding(Millicredits(fraction))
-        if negative { value = Millicredits(-value.rawValue) }
-        self = value
+        // Build the magnitude unsigned, so the most negative amount (whose magnitude is one
+        // more than the largest positive) parses too.
+        guard let whole = UInt64(wholeText), let fraction = UInt64(fractionText) else { throw .overflow }
+        let (scaled, overflowScaling) = whole.multipliedReportingOverflow(by: UInt64(Self.perCredit))
+        let (magnitude, overflowAdding) = scaled.addingReportingOverflow(fraction)
+        guard !overflowScaling, !overflowAdding else { throw .overflow }
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { throw .overflow }
+            self.init(Int64(truncatingIfNeeded: 0 &- magnitude))
+        } else {
+            guard magnitude <= UInt64(Int64.max) else { throw .overflow }
+            self.init(Int64(magnitude))
+        }
     }
 }
 
