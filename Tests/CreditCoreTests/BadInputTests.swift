@@ -89,7 +89,7 @@ struct BadInputTests {
         #expect(LedgerError.invalidTimeout(millis: 0).description.contains("0 ms"))
         #expect(LedgerError.holdNotDue(HoldID(tenant: TenantID(42), number: 7), expiresAt: Timestamp(millisSinceEpoch: 99)).description
             .contains("t42/h7"))
-        for rule in [LedgerError.Rule.reasonRequired, .textTooLong, .grantsPerAccount, .expiryBeforeEffective] {
+        for rule in [LedgerError.Rule.reasonRequired, .textTooLong, .grantsPerAccount] {
             #expect(!rule.description.isEmpty)
         }
     }
@@ -161,7 +161,7 @@ struct BadInputTests {
             "notAllowed.\(LedgerError.Rule.individualsHaveNoDepartments)",
             "idempotencyConflict", "unknownDebit", "refundExceedsDebit", "invalidTimeout",
             "invalidText.\(LedgerError.Rule.reasonRequired)", "invalidText.\(LedgerError.Rule.textTooLong)",
-            "invalidText.\(LedgerError.Rule.expiryBeforeEffective)",
+            "invalidExpiry",
             "limitReached.\(LedgerError.Rule.grantsPerAccount)", "limitReached.\(LedgerError.Rule.departmentsPerOrganisation)",
         ]
         // Not provoked: limitReached(.openHoldsPerShard) needs 4,000,000 open holds, and

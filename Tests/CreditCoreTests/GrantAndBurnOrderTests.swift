@@ -54,17 +54,20 @@ struct GrantAndBurnOrderTests {
         #expect(try h.balance(account).available == Millicredits(LedgerLimits.amountMax))
     }
 
-    @Test("a grant must expire after it becomes effective")
+    @Test("a grant must expire after it becomes effective and after now")
     func grantExpiryBeforeEffectiveRejected() throws {
         var h = LedgerHarness()
         let account = try h.openIndividual(1)
         h.advance(dayMillis)
-        h.reject(.grant(account, GrantTerms(kind: .purchase, amount: credits(1), expiresAt: h.now)), .invalidText(.expiryBeforeEffective))
-        h.reject(.grant(account, GrantTerms(kind: .purchase, amount: credits(1), expiresAt: h.now.plus(-1))), .invalidText(.expiryBeforeEffective))
+        h.reject(.grant(account, GrantTerms(kind: .purchase, amount: credits(1), expiresAt: h.now)), .invalidExpiry(expiresAt: h.now))
+        h.reject(.grant(account, GrantTerms(kind: .purchase, amount: credits(1), expiresAt: h.now.plus(-1))), .invalidExpiry(expiresAt: h.now.plus(-1)))
         h.reject(.grant(account, GrantTerms(kind: .purchase, amount: credits(1), effectiveAt: t0.plus(5 * dayMillis),
-                                            expiresAt: t0.plus(5 * dayMillis))), .invalidText(.expiryBeforeEffective))
+                                            expiresAt: t0.plus(5 * dayMillis))), .invalidExpiry(expiresAt: t0.plus(5 * dayMillis)))
         h.reject(.grant(account, GrantTerms(kind: .purchase, amount: credits(1), effectiveAt: t0.plus(5 * dayMillis),
-                                            expiresAt: t0.plus(4 * dayMillis))), .invalidText(.expiryBeforeEffective))
+                                            expiresAt: t0.plus(4 * dayMillis))), .invalidExpiry(expiresAt: t0.plus(4 * dayMillis)))
+        // A backdated grant that has already expired would never be spendable.
+        h.reject(.grant(account, GrantTerms(kind: .purchase, amount: credits(1), effectiveAt: t0, expiresAt: t0.plus(hourMillis))),
+                 .invalidExpiry(expiresAt: t0.plus(hourMillis)))
         // One millisecond of life is enough.
         try h.grant(account, credits(1), expiresAt: h.now.plus(1))
     }

@@ -10,7 +10,7 @@ extension Ledger {
         let located = try locate(id, &draft)
         guard accounts[located.slot].holdsGrants else { throw .notAllowed(id, .membersHoldNoGrants) }
         let effective = terms.effectiveAt?.millisSinceEpoch ?? now
-        guard effective < terms.expiresAt.millisSinceEpoch else { throw .invalidText(.expiryBeforeEffective) }
+        guard terms.expiresAt.millisSinceEpoch > max(effective, now) else { throw .invalidExpiry(expiresAt: terms.expiresAt) }
         try addGrant(to: located.slot, kind: terms.kind, amount: terms.amount.rawValue, effectiveAt: effective,
                      expiresAt: terms.expiresAt.millisSinceEpoch, priority: terms.priority,
                      costBasis: terms.costBasisNanoUSDPerCredit, scope: terms.scope, number: sequence, &draft)

@@ -69,6 +69,7 @@ struct StoredOutcome: Sendable, Equatable {
         case .invalidTimeout(let millis): return make(20, UInt64(bitPattern: millis))
         case .invalidText(let rule): return make(21, UInt64(rule.rawValue))
         case .limitReached(let rule): return make(22, UInt64(rule.rawValue))
+        case .invalidExpiry(let expiresAt): return make(23, UInt64(bitPattern: expiresAt.millisSinceEpoch))
         }
     }
 
@@ -96,6 +97,7 @@ struct StoredOutcome: Sendable, Equatable {
         case 20: return .invalidTimeout(millis: Int64(bitPattern: w0))
         case 21: return .invalidText(LedgerError.Rule(rawValue: UInt8(truncatingIfNeeded: w0))!)
         case 22: return .limitReached(LedgerError.Rule(rawValue: UInt8(truncatingIfNeeded: w0))!)
+        case 23: return .invalidExpiry(expiresAt: Timestamp(millisSinceEpoch: Int64(bitPattern: w0)))
         default: preconditionFailure("unknown stored outcome code \(code)")
         }
     }

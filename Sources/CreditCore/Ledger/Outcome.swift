@@ -54,6 +54,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     case unknownDebit(IdempotencyKey)
     case refundExceedsDebit(refundable: Millicredits, requested: Millicredits)
     case invalidTimeout(millis: Int64)
+    /// A grant must expire after it becomes effective and after the command's time.
+    case invalidExpiry(expiresAt: Timestamp)
     case invalidText(Rule)
     /// A named limit of `LedgerLimits` was reached.
     case limitReached(Rule)
@@ -69,7 +71,6 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case grantsPerAccount
         case openHoldsPerShard
         case departmentsPerOrganisation
-        case expiryBeforeEffective
 
         public var description: String {
             switch self {
@@ -83,7 +84,6 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .grantsPerAccount: "an account holds at most \(LedgerLimits.grantsPerAccountMax) live grants"
             case .openHoldsPerShard: "a shard holds at most \(LedgerLimits.openHoldsPerShardMax) open holds"
             case .departmentsPerOrganisation: "an organisation has at most \(LedgerLimits.departmentsPerOrganisationMax) departments"
-            case .expiryBeforeEffective: "a grant must expire after it becomes effective"
             }
         }
     }
@@ -110,6 +110,7 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownDebit(let key): "\(key) is not a retained debit of this account"
         case .refundExceedsDebit(let refundable, let requested): "refund of \(requested) exceeds the \(refundable) still refundable"
         case .invalidTimeout(let millis): "invalid hold timeout \(millis) ms: must be 1 ms to \(LedgerLimits.holdTimeoutMillisMax) ms"
+        case .invalidExpiry(let expiresAt): "a grant expiring at \(expiresAt) would never be spendable: it must expire after it becomes effective and after now"
         case .invalidText(let rule): "invalid text: \(rule)"
         case .limitReached(let rule): "limit reached: \(rule)"
         }

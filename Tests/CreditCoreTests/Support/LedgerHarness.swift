@@ -388,6 +388,7 @@ func errorCaseName(_ error: LedgerError) -> String {
     case .unknownDepartment: "unknownDepartment"
     case .unknownHold: "unknownHold"
     case .holdNotOpen: "holdNotOpen"
+    case .invalidExpiry: "invalidExpiry"
     case .holdNotDue: "holdNotDue"
     case .accountFrozen: "accountFrozen"
     case .insufficientCredits: "insufficientCredits"
