@@ -8,9 +8,9 @@ import CCacheHints
 /// and first grant (from the tenant entry's hint) of i+4 and i+2. Prefetching is a hint:
 /// results are exactly those of applying the commands one by one.
 extension Ledger {
-    static var tenantPrefetchDistance: Int { 8 }
-    static var accountPrefetchDistance: Int { 4 }
-    static var grantPrefetchDistance: Int { 2 }
+    static var tenantPrefetchDistance: Int { 12 }
+    static var accountPrefetchDistance: Int { 6 }
+    static var grantPrefetchDistance: Int { 6 }
 
     /// Applies `commands` in order at one timestamp, handing each outcome to `body` with its
     /// new entry if it made one and `passingEntries` is set (copying entries costs time).

@@ -1,26 +1,26 @@
 /// Grants: adding them, the burn order, and giving credits back in reverse order.
 extension Ledger {
+    @inline(__always)
     func checkAmount(_ amount: Millicredits) throws(LedgerError) {
         if amount.rawValue <= 0 || amount.rawValue > LedgerLimits.amountMax { throw .invalidAmount(amount) }
     }
 
-    mutating func grant(_ id: AccountID, _ terms: GrantTerms, at now: Int64, sequence: UInt64,
-                        _ draft: inout Draft) throws(LedgerError) {
+    mutating func grant(_ id: AccountID, _ terms: GrantTerms, at now: Int64, sequence: UInt64) throws(LedgerError) {
         try checkAmount(terms.amount)
-        let located = try locate(id, &draft)
+        let located = try locate(id)
+        draft.note(located)
         guard accounts[located.slot].holdsGrants else { throw .notAllowed(id, .membersHoldNoGrants) }
         let effective = terms.effectiveAt?.millisSinceEpoch ?? now
         guard terms.expiresAt.millisSinceEpoch > max(effective, now) else { throw .invalidExpiry(expiresAt: terms.expiresAt) }
         try addGrant(to: located.slot, kind: terms.kind, amount: terms.amount.rawValue, effectiveAt: effective,
                      expiresAt: terms.expiresAt.millisSinceEpoch, priority: terms.priority,
-                     costBasis: terms.costBasisNanoUSDPerCredit, scope: terms.scope, number: sequence, &draft)
+                     costBasis: terms.costBasisNanoUSDPerCredit, scope: terms.scope, number: sequence)
     }
 
     /// Adds a grant (validated by the caller except for limits and overflow). Unscoped credits
     /// first repay the account's debt.
     mutating func addGrant(to slot: UInt32, kind: GrantKind, amount: Int64, effectiveAt: Int64, expiresAt: Int64,
-                           priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64,
-                           _ draft: inout Draft) throws(LedgerError) {
+                           priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64) throws(LedgerError) {
         try checkCanAddGrant(to: slot, amount)
         var account = accounts[slot]
 
@@ -82,6 +82,7 @@ extension Ledger {
 
     /// Throws what `addGrant` would: the account's live-grant limit, or an overflow of the
     /// account's or the ledger's granted total.
+    @inline(__always)
     func checkCanAddGrant(to slot: UInt32, _ amount: Int64) throws(LedgerError) {
         if Int(accounts[slot].liveGrants) >= LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
         if accounts[slot].granted.addingReportingOverflow(amount).overflow
@@ -108,8 +109,7 @@ extension Ledger {
     /// held amounts and the parts are returned; otherwise they are consumed.
     /// Precondition: `amount <= spendable(slot, scope:, at:)`.
     @discardableResult
-    mutating func burn(_ amount: Int64, from slot: UInt32, scope: ChargeScope, at now: Int64, holding: Bool,
-                       _ movements: inout GrantMovements) -> [HoldPart] {
+    mutating func burn(_ amount: Int64, from slot: UInt32, scope: ChargeScope, at now: Int64, holding: Bool) -> [HoldPart] {
         var parts: [HoldPart] = []
         var left = amount
         var depleted = false
@@ -132,7 +132,7 @@ extension Ledger {
                         depleted = depleted || updated.remaining == 0
                     }
                     grants[cursor] = updated
-                    movements.append(GrantMovement(grant: grant.number, amount: Millicredits(taken),
+                    draft.movements.append(GrantMovement(grant: grant.number, amount: Millicredits(taken),
                                                    change: holding ? .held : .consumed))
                 }
                 cursor = grant.next
@@ -145,7 +145,7 @@ extension Ledger {
 
     /// Gives `amount` back to the account's unscoped active grants in reverse burn order,
     /// each up to what it has consumed. Returns what could not be placed.
-    mutating func refill(_ amount: Int64, into slot: UInt32, at now: Int64, _ movements: inout GrantMovements) -> Int64 {
+    mutating func refill(_ amount: Int64, into slot: UInt32, at now: Int64) -> Int64 {
         var candidates: [UInt32] = []
         var cursor = accounts[slot].firstGrant
         while cursor != none {
@@ -158,7 +158,7 @@ extension Ledger {
             let given = min(left, grants[candidate].consumed)
             grants[candidate].remaining += given
             left -= given
-            movements.append(GrantMovement(grant: grants[candidate].number, amount: Millicredits(given), change: .refilled))
+            draft.movements.append(GrantMovement(grant: grants[candidate].number, amount: Millicredits(given), change: .refilled))
         }
         return left
     }

@@ -1,5 +1,6 @@
 /// Spending: debit, reserve, settle, release, refund and adjust.
 extension Ledger {
+    @inline(__always)
     func overdraft(of slot: UInt32) -> Int64 { creditLines[slot]?.overdraft ?? 0 }
 
     /// Records `amount` of new debt on an account; the part beyond its overdraft is an overrun.
@@ -21,10 +22,10 @@ extension Ledger {
         }
     }
 
-    mutating func debit(_ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope, at now: Int64,
-                        _ draft: inout Draft) throws(LedgerError) {
+    mutating func debit(_ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
         try checkAmount(amount)
-        let located = try locate(id, &draft)
+        let located = try locate(id)
+        draft.note(located)
         let value = amount.rawValue
         try checkMaySpend(located, id, value)
         let funding = located.funding
@@ -36,7 +37,7 @@ extension Ledger {
         try checkConsumption(funding, value)
 
         let fromGrants = min(value, spendable)
-        burn(fromGrants, from: funding, scope: scope, at: now, holding: false, &draft.movements)
+        burn(fromGrants, from: funding, scope: scope, at: now, holding: false)
         addDebt(value - fromGrants, to: funding)
         accounts[funding].consumed += value
         totals.consumed += value
@@ -51,12 +52,13 @@ extension Ledger {
     }
 
     mutating func reserve(_ id: AccountID, _ amount: Millicredits, timeoutMillis: Int64, _ scope: ChargeScope,
-                          at now: Int64, sequence: UInt64, _ draft: inout Draft) throws(LedgerError) {
+                          at now: Int64, sequence: UInt64) throws(LedgerError) {
         try checkAmount(amount)
         guard timeoutMillis > 0 && timeoutMillis <= LedgerLimits.holdTimeoutMillisMax else {
             throw .invalidTimeout(millis: timeoutMillis)
         }
-        let located = try locate(id, &draft)
+        let located = try locate(id)
+        draft.note(located)
         let value = amount.rawValue
         try checkMaySpend(located, id, value)
         let funding = located.funding
@@ -64,7 +66,7 @@ extension Ledger {
         guard available >= value else { throw .insufficientCredits(available: Millicredits(available), requested: amount) }
         if holds.count >= LedgerLimits.openHoldsPerShardMax { throw .limitReached(.openHoldsPerShard) }
 
-        let parts = burn(value, from: funding, scope: scope, at: now, holding: true, &draft.movements)
+        let parts = burn(value, from: funding, scope: scope, at: now, holding: true)
         holds[sequence] = HoldRecord(account: funding, principal: located.slot, amount: value,
                                      expiresAt: now + timeoutMillis, scope: scope, parts: parts)
         updateCaps(located) { $0.held += value }
@@ -72,14 +74,14 @@ extension Ledger {
         draft.created = .hold
     }
 
-    /// Finds an open hold and records its accounts in the draft.
-    func openHold(_ id: HoldID, _ draft: inout Draft) throws(LedgerError) -> (HoldRecord, Located) {
+    /// Finds an open hold and its principal.
+    func openHold(_ id: HoldID) throws(LedgerError) -> (HoldRecord, Located) {
         guard let hold = holds[id.number], accounts[hold.principal].tenant == id.tenant else {
             if closedHolds.contains(id.number) { throw .holdNotOpen(id) }
             throw .unknownHold(id)
         }
         let principal = accounts[hold.principal]
-        let located = try locate(AccountID(tenant: principal.tenant, number: principal.number), &draft)
+        let located = try locate(AccountID(tenant: principal.tenant, number: principal.number))
         return (hold, located)
     }
 
@@ -91,8 +93,9 @@ extension Ledger {
     /// Settles a hold at its actual cost. The call has happened, so settling is allowed on a
     /// frozen account and past the hold's time-out, and a cost above the reserve is charged
     /// from the balance and, where the balance cannot cover it, recorded as debt.
-    mutating func settle(_ id: HoldID, actual: Millicredits, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
-        let (hold, located) = try openHold(id, &draft)
+    mutating func settle(_ id: HoldID, actual: Millicredits, at now: Int64) throws(LedgerError) {
+        let (hold, located) = try openHold(id)
+        draft.note(located)
         guard actual.rawValue >= 0 && actual.rawValue <= LedgerLimits.amountMax else { throw .invalidAmount(actual) }
         let value = actual.rawValue
         try checkConsumption(hold.account, value)
@@ -114,7 +117,7 @@ extension Ledger {
         let excess = value - hold.amount
         if excess > 0 {
             let fromGrants = min(excess, spendable(hold.account, scope: hold.scope, at: now))
-            burn(fromGrants, from: hold.account, scope: hold.scope, at: now, holding: false, &draft.movements)
+            burn(fromGrants, from: hold.account, scope: hold.scope, at: now, holding: false)
             addDebt(excess - fromGrants, to: hold.account)
         }
         retireDepleted(hold.account, at: now)
@@ -127,14 +130,16 @@ extension Ledger {
         draft.refundable = value
     }
 
-    mutating func timeOutHold(_ id: HoldID, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
-        let (hold, _) = try openHold(id, &draft)
+    mutating func timeOutHold(_ id: HoldID, at now: Int64) throws(LedgerError) {
+        let (hold, located) = try openHold(id)
+        draft.note(located)
         guard hold.expiresAt <= now else { throw .holdNotDue(id, expiresAt: Timestamp(millisSinceEpoch: hold.expiresAt)) }
-        try release(id, at: now, &draft)
+        try release(id, at: now)
     }
 
-    mutating func release(_ id: HoldID, at now: Int64, _ draft: inout Draft) throws(LedgerError) {
-        let (hold, located) = try openHold(id, &draft)
+    mutating func release(_ id: HoldID, at now: Int64) throws(LedgerError) {
+        let (hold, located) = try openHold(id)
+        draft.note(located)
         for part in hold.parts {
             var grant = grants[part.grant]
             grant.held -= part.amount
@@ -153,9 +158,10 @@ extension Ledger {
     /// against its debt, then into its active unscoped grants in reverse burn order (each up
     /// to what it consumed), and any rest as a new never-expiring refund grant.
     mutating func refund(_ id: AccountID, debit key: IdempotencyKey, _ amount: Millicredits, at now: Int64,
-                         sequence: UInt64, _ draft: inout Draft) throws(LedgerError) {
+                         sequence: UInt64) throws(LedgerError) {
         try checkAmount(amount)
-        let located = try locate(id, &draft)
+        let located = try locate(id)
+        draft.note(located)
         guard let original = idempotency.lookup(key, at: now), original.principal == located.slot else {
             throw .unknownDebit(key)
         }
@@ -179,12 +185,12 @@ extension Ledger {
                 creditLines[funding] = line
             }
         }
-        let unplaced = refill(rest, into: funding, at: now, &draft.movements)
+        let unplaced = refill(rest, into: funding, at: now)
         accounts[funding].consumed -= rest - unplaced
         totals.consumed -= rest - unplaced
         if unplaced > 0 {
             try addGrant(to: funding, kind: .refund, amount: unplaced, effectiveAt: now, expiresAt: Int64.max,
-                         priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence, &draft)
+                         priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
         }
         if let member = located.member {
             accounts[located.slot].consumed -= value
@@ -210,27 +216,27 @@ extension Ledger {
         return total
     }
 
-    mutating func adjust(_ id: AccountID, _ amount: Millicredits, reason: String, at now: Int64, sequence: UInt64,
-                         _ draft: inout Draft) throws(LedgerError) {
+    mutating func adjust(_ id: AccountID, _ amount: Millicredits, reason: String, at now: Int64, sequence: UInt64) throws(LedgerError) {
         guard !reason.isEmpty else { throw .invalidText(.reasonRequired) }
         try checkText(reason)
         guard amount.rawValue != 0, amount.rawValue.magnitude <= UInt64(LedgerLimits.amountMax) else {
             throw .invalidAmount(amount)
         }
-        let located = try locate(id, &draft)
+        let located = try locate(id)
+        draft.note(located)
         guard accounts[located.slot].holdsGrants else { throw .notAllowed(id, .membersHoldNoGrants) }
         draft.reason = reason
         if amount.rawValue > 0 {
             try addGrant(to: located.slot, kind: .adjustment, amount: amount.rawValue, effectiveAt: now,
                          expiresAt: Int64.max, priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped,
-                         number: sequence, &draft)
+                         number: sequence)
             return
         }
         let value = -amount.rawValue
         let available = spendable(located.slot, scope: .unscoped, at: now) - accounts[located.slot].debt
         guard available >= value else { throw .insufficientCredits(available: Millicredits(available), requested: Millicredits(value)) }
         try checkConsumption(located.slot, value)
-        burn(value, from: located.slot, scope: .unscoped, at: now, holding: false, &draft.movements)
+        burn(value, from: located.slot, scope: .unscoped, at: now, holding: false)
         accounts[located.slot].consumed += value
         totals.consumed += value
         draft.amount = amount.rawValue

@@ -4,6 +4,7 @@ import CCacheHints
 extension Ledger {
     /// An account found by id, with what spending from it involves.
     struct Located {
+        var id: AccountID
         var slot: UInt32
         /// The account whose grants pay: the pool for a member, the account itself otherwise.
         var funding: UInt32
@@ -12,6 +13,7 @@ extension Ledger {
         var member: Int?
     }
 
+    @inline(__always)
     func slot(of id: AccountID) -> UInt32? {
         guard let tenant = tenants[id.tenant] else { return nil }
         if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
@@ -27,11 +29,13 @@ extension Ledger {
         return nil
     }
 
-    /// Finds an account and records it in the draft. Throws `unknownAccount`.
-    func locate(_ id: AccountID, _ draft: inout Draft) throws(LedgerError) -> Located {
+    /// Finds an account. Throws `unknownAccount`. (It takes no draft: an inout argument of
+    /// a throwing call is copied in and out, a few hundred bytes per command.)
+    @inline(__always)
+    func locate(_ id: AccountID) throws(LedgerError) -> Located {
         guard let slot = slot(of: id) else { throw .unknownAccount(id) }
         let record = accounts[slot]
-        var located = Located(slot: slot, funding: slot, organisation: none, member: nil)
+        var located = Located(id: id, slot: slot, funding: slot, organisation: none, member: nil)
         if record.flags.contains(.member) {
             located.organisation = tenants[id.tenant]!.organisation
             located.funding = organisations[Int(located.organisation)].pool
@@ -39,11 +43,6 @@ extension Ledger {
         } else if record.flags.contains(.pool) {
             located.organisation = record.link
         }
-        draft.principal = id
-        draft.principalSlot = slot
-        draft.account = located.funding == slot ? id : AccountID(tenant: id.tenant, number: 0)
-        draft.accountSlot = located.funding
-        draft.organisation = located.organisation
         return located
     }
 
@@ -55,7 +54,7 @@ extension Ledger {
         if let cap, cap.rawValue < 0 || cap.rawValue > LedgerLimits.amountMax { throw .invalidAmount(cap) }
     }
 
-    mutating func openTenant(_ id: TenantID, _ kind: TenantKind, _ draft: inout Draft) throws(LedgerError) {
+    mutating func openTenant(_ id: TenantID, _ kind: TenantKind) throws(LedgerError) {
         if tenants[id] != nil { throw .tenantExists(id) }
         switch kind {
         case .individual:
@@ -88,7 +87,7 @@ extension Ledger {
         return Int(tenant.organisation)
     }
 
-    mutating func openDepartment(_ id: TenantID, _ terms: DepartmentTerms, _ draft: inout Draft) throws(LedgerError) {
+    mutating func openDepartment(_ id: TenantID, _ terms: DepartmentTerms) throws(LedgerError) {
         let index = try organisationIndex(id)
         try checkText(terms.costCentre)
         try checkCap(terms.allocationPerPeriod)
@@ -100,7 +99,7 @@ extension Ledger {
                                                                   period: PeriodCap(cap: terms.allocationPerPeriod?.rawValue)))
     }
 
-    mutating func openAccount(_ id: AccountID, _ kind: AccountKind, _ draft: inout Draft) throws(LedgerError) {
+    mutating func openAccount(_ id: AccountID, _ kind: AccountKind) throws(LedgerError) {
         guard let tenant = tenants[id.tenant] else { throw .unknownTenant(id.tenant) }
         if slot(of: id) != nil { throw .accountExists(id) }
         draft.account = id
@@ -134,13 +133,13 @@ extension Ledger {
         }
     }
 
-    mutating func setFrozen(_ id: AccountID, _ frozen: Bool, _ draft: inout Draft) throws(LedgerError) {
-        let located = try locate(id, &draft)
+    mutating func setFrozen(_ id: AccountID, _ frozen: Bool) throws(LedgerError) {
+        let located = try locate(id)
+        draft.note(located)
         if frozen { accounts[located.slot].flags.insert(.frozen) } else { accounts[located.slot].flags.remove(.frozen) }
     }
 
-    mutating func setDepartmentAllocation(_ id: TenantID, _ department: DepartmentID, _ cap: Millicredits?,
-                                          _ draft: inout Draft) throws(LedgerError) {
+    mutating func setDepartmentAllocation(_ id: TenantID, _ department: DepartmentID, _ cap: Millicredits?) throws(LedgerError) {
         let organisation = try organisationIndex(id)
         guard let index = organisations[organisation].departmentIndex(department) else {
             throw .unknownDepartment(id, department)
@@ -150,15 +149,16 @@ extension Ledger {
         draft.amount = cap?.rawValue ?? 0
     }
 
-    mutating func setMemberLimit(_ id: AccountID, _ cap: Millicredits?, _ draft: inout Draft) throws(LedgerError) {
-        let located = try locate(id, &draft)
+    mutating func setMemberLimit(_ id: AccountID, _ cap: Millicredits?) throws(LedgerError) {
+        let located = try locate(id)
+        draft.note(located)
         guard let member = located.member else { throw .notAllowed(id, .limitsApplyToMembersOnly) }
         try checkCap(cap)
         organisations[Int(located.organisation)].members[member].period.setCap(cap?.rawValue)
         draft.amount = cap?.rawValue ?? 0
     }
 
-    mutating func startPeriod(_ id: TenantID, _ draft: inout Draft) throws(LedgerError) {
+    mutating func startPeriod(_ id: TenantID) throws(LedgerError) {
         let organisation = try organisationIndex(id)
         organisations[organisation].periodsStarted += 1
         for index in organisations[organisation].departments.indices {
@@ -173,14 +173,15 @@ extension Ledger {
     /// Rejects spending when the account (or, for a member, the pool) is frozen, or when a
     /// member's limit or its department's allocation has less headroom than `amount`.
     @inline(__always)
-    func checkMaySpend(_ located: Located, _ id: AccountID, _ amount: Int64) throws(LedgerError) {
+    mutating func checkMaySpend(_ located: Located, _ id: AccountID, _ amount: Int64) throws(LedgerError) {
         if accounts[located.slot].flags.contains(.frozen) { throw .accountFrozen(id) }
         guard let member = located.member else { return }
         try checkMemberMaySpend(located, member, id, amount)
     }
 
-    private func checkMemberMaySpend(_ located: Located, _ member: Int, _ id: AccountID,
-                                     _ amount: Int64) throws(LedgerError) {
+    /// `mutating` only so the call does not copy the whole ledger (see `balanceAfter`).
+    private mutating func checkMemberMaySpend(_ located: Located, _ member: Int, _ id: AccountID,
+                                              _ amount: Int64) throws(LedgerError) {
         if accounts[located.funding].flags.contains(.frozen) { throw .accountFrozen(AccountID(tenant: id.tenant, number: 0)) }
         let organisation = organisations[Int(located.organisation)]
         let record = organisation.members[member]

@@ -26,6 +26,10 @@ public struct Ledger: Sendable {
     var totals = LedgerTotals()
     /// The most recent entries, newest last. Output, not state: not in the digest.
     public private(set) var recentEntries: EntryWindow
+    /// What the command being applied has done so far. Scratch, not state: a stored
+    /// property so handlers write it in place (an inout argument of a throwing call is
+    /// copied in and out, a few hundred bytes per command).
+    var draft = Draft(kind: .debited)
 
     /// The sequence the next recorded entry gets. Sequences start at 1.
     public private(set) var nextSequence: UInt64 = 1
@@ -76,14 +80,14 @@ public struct Ledger: Sendable {
             return (.failure(.idempotencyConflict(command.key)), false)
         }
         lastTime = time
-        var draft = Draft(kind: command.action.entryKind)
+        draft = Draft(kind: command.action.entryKind)
         do {
-            try execute(command.action, at: time.millisSinceEpoch, sequence: nextSequence, &draft)
+            try execute(command.action, at: time.millisSinceEpoch, sequence: nextSequence)
         } catch {
             draft.error = error
         }
         let sequence = nextSequence
-        let (available, debt) = balanceAfter(draft, at: time.millisSinceEpoch)
+        let (available, debt) = balanceAfter(at: time.millisSinceEpoch)
         let outcome: Outcome
         if let error = draft.error {
             outcome = .failure(error)
@@ -124,12 +128,22 @@ public struct Ledger: Sendable {
         /// Set by a handler that already knows the account's spendable balance afterwards
         /// (the debit path), so `finish` need not walk the grants again.
         var spendableAfter: Int64?
+
+        /// Records the account a handler found: the principal, and the account that pays.
+        mutating func note(_ located: Located) {
+            principal = located.id
+            principalSlot = located.slot
+            account = located.funding == located.slot ? located.id : AccountID(tenant: located.id.tenant, number: 0)
+            accountSlot = located.funding
+            organisation = located.organisation
+        }
     }
 
     /// The spendable balance and debt of the draft's account after the command (0, 0 when
-    /// the command names no account).
-    @inline(__always)
-    private func balanceAfter(_ draft: borrowing Draft, at now: Int64) -> (available: Int64, debt: Int64) {
+    /// the command names no account). `mutating` only so that calling it from `record`
+    /// does not copy the whole ledger (a non-mutating call from a mutating context passes
+    /// a copy of `self`, 480 bytes, when not inlined).
+    private mutating func balanceAfter(at now: Int64) -> (available: Int64, debt: Int64) {
         var available: Int64 = 0
         var debt: Int64 = 0
         if draft.accountSlot != none {
@@ -145,29 +159,28 @@ public struct Ledger: Sendable {
         return (available, debt)
     }
 
-    private mutating func execute(_ action: Action, at now: Int64, sequence: UInt64,
-                                  _ draft: inout Draft) throws(LedgerError) {
+    private mutating func execute(_ action: Action, at now: Int64, sequence: UInt64) throws(LedgerError) {
         switch action {
-        case .openTenant(let tenant, let kind): try openTenant(tenant, kind, &draft)
-        case .openDepartment(let tenant, let terms): try openDepartment(tenant, terms, &draft)
-        case .openAccount(let account, let kind): try openAccount(account, kind, &draft)
-        case .grant(let account, let terms): try grant(account, terms, at: now, sequence: sequence, &draft)
-        case .debit(let account, let amount, let scope): try debit(account, amount, scope, at: now, &draft)
+        case .openTenant(let tenant, let kind): try openTenant(tenant, kind)
+        case .openDepartment(let tenant, let terms): try openDepartment(tenant, terms)
+        case .openAccount(let account, let kind): try openAccount(account, kind)
+        case .grant(let account, let terms): try grant(account, terms, at: now, sequence: sequence)
+        case .debit(let account, let amount, let scope): try debit(account, amount, scope, at: now)
         case .reserve(let account, let amount, let timeout, let scope):
-            try reserve(account, amount, timeoutMillis: timeout, scope, at: now, sequence: sequence, &draft)
-        case .settle(let hold, let actual): try settle(hold, actual: actual, at: now, &draft)
-        case .release(let hold): try release(hold, at: now, &draft)
-        case .timeOutHold(let hold): try timeOutHold(hold, at: now, &draft)
+            try reserve(account, amount, timeoutMillis: timeout, scope, at: now, sequence: sequence)
+        case .settle(let hold, let actual): try settle(hold, actual: actual, at: now)
+        case .release(let hold): try release(hold, at: now)
+        case .timeOutHold(let hold): try timeOutHold(hold, at: now)
         case .refund(let account, let debit, let amount):
-            try refund(account, debit: debit, amount, at: now, sequence: sequence, &draft)
+            try refund(account, debit: debit, amount, at: now, sequence: sequence)
         case .adjust(let account, let amount, let reason):
-            try adjust(account, amount, reason: reason, at: now, sequence: sequence, &draft)
-        case .freeze(let account): try setFrozen(account, true, &draft)
-        case .unfreeze(let account): try setFrozen(account, false, &draft)
+            try adjust(account, amount, reason: reason, at: now, sequence: sequence)
+        case .freeze(let account): try setFrozen(account, true)
+        case .unfreeze(let account): try setFrozen(account, false)
         case .setDepartmentAllocation(let tenant, let department, let cap):
-            try setDepartmentAllocation(tenant, department, cap, &draft)
-        case .setMemberLimit(let account, let cap): try setMemberLimit(account, cap, &draft)
-        case .startPeriod(let tenant): try startPeriod(tenant, &draft)
+            try setDepartmentAllocation(tenant, department, cap)
+        case .setMemberLimit(let account, let cap): try setMemberLimit(account, cap)
+        case .startPeriod(let tenant): try startPeriod(tenant)
         }
     }
 }

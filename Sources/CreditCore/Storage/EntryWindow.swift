@@ -20,7 +20,7 @@ public struct EntryWindow: Sendable {
         if ring.count < capacity {
             ring.append(entry)
         } else {
-            ring.withUnsafeMutableBufferPointer { $0[next] = entry }
+            ring[next] = entry
         }
         next = next + 1 == capacity ? 0 : next + 1
     }
