@@ -48,21 +48,24 @@ public final class CreditEngine: Sendable {
     public func execute(batch commands: [Command]) async -> [Outcome] {
         if commands.isEmpty { return [] }
         let shardCount = shards.count
-        var groups = [[Int]](repeating: [], count: shardCount)
-        for (index, command) in commands.enumerated() {
-            groups[shardIndex(for: command.tenant)].append(index)
+        var positions = [[Int]](repeating: [], count: shardCount)
+        for (position, command) in commands.enumerated() {
+            positions[shardIndex(for: command.tenant)].append(position)
         }
-        var outcomes = [Outcome?](repeating: nil, count: commands.count)
+        if let only = positions.firstIndex(where: { $0.count == commands.count }) {
+            return await shards[only].execute(batch: commands)
+        }
+        // A placeholder in every position; each is overwritten by its shard's outcome below.
+        var outcomes = [Outcome](repeating: .failure(.amountOverflow), count: commands.count)
         await withTaskGroup(of: (Int, [Outcome]).self) { group in
-            for (shard, indices) in groups.enumerated() where !indices.isEmpty {
-                let share = indices.map { commands[$0] }
-                group.addTask { (shard, await self.shards[shard].execute(batch: share)) }
+            for (shard, share) in positions.enumerated() where !share.isEmpty {
+                group.addTask { (shard, await self.shards[shard].execute(batch: commands, positions: share)) }
             }
             for await (shard, results) in group {
-                for (position, outcome) in zip(groups[shard], results) { outcomes[position] = outcome }
+                for (position, outcome) in zip(positions[shard], results) { outcomes[position] = outcome }
             }
         }
-        return outcomes.map { $0! }
+        return outcomes
     }
 
     public func balance(of account: AccountID) async -> Balance? {

@@ -5,8 +5,6 @@ actor Shard {
     private var ledger: Ledger
     private let clock: any LedgerClock
     private let onEntry: (@Sendable (Int, LedgerEntry) -> Void)?
-    private var replays: UInt64 = 0
-    private var conflicts: UInt64 = 0
 
     init(index: Int, configuration: EngineConfiguration, clock: any LedgerClock) {
         self.index = index
@@ -22,30 +20,17 @@ actor Shard {
 
     func execute(_ command: Command) -> Outcome {
         let (outcome, recorded) = ledger.record(command, at: stamp())
-        count(outcome, recorded: recorded, entry: recorded && onEntry != nil ? ledger.recentEntries.newest : nil)
+        if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
         return outcome
     }
 
-    /// All commands of a batch share one timestamp (they arrived together).
-    func execute(batch commands: [Command]) -> [Outcome] {
-        let time = stamp()
-        var outcomes: [Outcome] = []
-        outcomes.reserveCapacity(commands.count)
-        ledger.record(batch: commands, at: time, passingEntries: onEntry != nil) { outcome, recorded, entry in
-            count(outcome, recorded: recorded, entry: entry)
-            outcomes.append(outcome)
-        }
+    /// Applies the commands at `positions` of a batch (all when nil). They share one
+    /// timestamp (they arrived together). The batch array is shared, not copied.
+    func execute(batch commands: [Command], positions: [Int]? = nil) -> [Outcome] {
+        let (outcomes, entries) = ledger.record(batch: commands, positions: positions, at: stamp(),
+                                                collectingEntries: onEntry != nil)
+        if let onEntry { for entry in entries { onEntry(index, entry) } }
         return outcomes
-    }
-
-    private func count(_ outcome: Outcome, recorded: Bool, entry: LedgerEntry?) {
-        if recorded {
-            if let onEntry, let entry { onEntry(index, entry) }
-        } else if case .failure(.idempotencyConflict) = outcome {
-            conflicts += 1
-        } else {
-            replays += 1
-        }
     }
 
     func timeOutHolds() -> Int {
@@ -54,7 +39,7 @@ actor Shard {
         for hold in ledger.holdsTimedOut(at: time) {
             let key = IdempotencyKey(deriving: "hold-timeout/\(hold.tenant.rawValue)/\(hold.number)")
             let (outcome, recorded) = ledger.record(Command(key: key, .timeOutHold(hold)), at: time)
-            count(outcome, recorded: recorded, entry: recorded && onEntry != nil ? ledger.recentEntries.newest : nil)
+            if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
             if case .success = outcome { released += 1 }
         }
         return released
@@ -81,8 +66,8 @@ actor Shard {
         statistics.openHolds = ledger.openHoldCount
         statistics.rememberedKeys = ledger.rememberedKeyCount
         statistics.entries = ledger.nextSequence - 1
-        statistics.replays = replays
-        statistics.conflicts = conflicts
+        statistics.replays = ledger.replayCount
+        statistics.conflicts = ledger.conflictCount
         return statistics
     }
 }

@@ -4,39 +4,45 @@ import CCacheHints
 ///
 /// A debit on a large ledger waits on three dependent cache misses — tenant table, account
 /// record, first grant — plus the idempotency index. While command i is applied, the batch
-/// path prefetches the index slots and tenant entry of command i+8, and the account record
-/// and first grant (from the tenant entry's hint) of i+4 and i+2. Prefetching is a hint:
-/// results are exactly those of applying the commands one by one.
+/// path prefetches the index slots and tenant entry of command i+12, and the account record
+/// and first grant (from the tenant entry's links) of i+6. Prefetching is a hint: results
+/// are exactly those of applying the commands one by one.
 extension Ledger {
     static var tenantPrefetchDistance: Int { 12 }
+    /// The account record and first grant both come from the tenant entry's links.
     static var accountPrefetchDistance: Int { 6 }
-    static var grantPrefetchDistance: Int { 6 }
 
-    /// Applies `commands` in order at one timestamp, handing each outcome to `body` with its
-    /// new entry if it made one and `passingEntries` is set (copying entries costs time).
-    public mutating func record(batch commands: [Command], at time: Timestamp, passingEntries: Bool,
-                                _ body: (_ outcome: Outcome, _ recorded: Bool, _ entry: LedgerEntry?) -> Void) {
-        let count = commands.count
+    /// Applies the commands at `positions` of `commands` (all of them when nil), in that
+    /// order, at one timestamp. Returns their outcomes in the same order and, when
+    /// `collectingEntries` is set, the entries they made (copying entries costs time).
+    public mutating func record(batch commands: [Command], positions: [Int]? = nil, at time: Timestamp,
+                                collectingEntries: Bool) -> (outcomes: [Outcome], entries: [LedgerEntry]) {
+        let count = positions?.count ?? commands.count
+        @inline(__always) func command(_ index: Int) -> Command {
+            commands[positions.map { $0[index] } ?? index]
+        }
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(count)
+        var entries: [LedgerEntry] = []
         for index in 0 ..< count {
             if index + Self.tenantPrefetchDistance < count {
-                let ahead = commands[index + Self.tenantPrefetchDistance]
+                let ahead = command(index + Self.tenantPrefetchDistance)
                 cache_hints_prefetch(tenants.addressHint(ahead.tenant))
                 let (current, previous) = idempotency.addressHints(ahead.key)
                 cache_hints_prefetch(current)
                 cache_hints_prefetch(previous)
             }
-            if index + Self.accountPrefetchDistance < count {
-                if let slot = firstAccountHint(commands[index + Self.accountPrefetchDistance]) {
-                    cache_hints_prefetch(accounts.addressHint(slot))
+            if index + Self.accountPrefetchDistance < count, let tenant = tenants[command(index + Self.accountPrefetchDistance).tenant] {
+                if tenant.organisation == none, tenant.firstAccount != none {
+                    cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
                 }
+                if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
             }
-            if index + Self.grantPrefetchDistance < count,
-               let tenant = tenants[commands[index + Self.grantPrefetchDistance].tenant], tenant.grantHint != none {
-                cache_hints_prefetch(grants.addressHint(tenant.grantHint))
-            }
-            let (outcome, recorded) = record(commands[index], at: time)
-            body(outcome, recorded, passingEntries && recorded ? recentEntries.newest : nil)
+            let (outcome, recorded) = record(command(index), at: time)
+            outcomes.append(outcome)
+            if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }
         }
+        return (outcomes, entries)
     }
 
     /// Starts loading the lines a command needs that do not depend on one another — its
@@ -48,15 +54,5 @@ extension Ledger {
         let (current, previous) = idempotency.addressHints(command.key)
         cache_hints_prefetch(current)
         cache_hints_prefetch(previous)
-    }
-
-    /// The first account slot of the command's tenant if it is an individual (the usual
-    /// case); nil for organisations and unknown tenants.
-    @inline(__always)
-    private func firstAccountHint(_ command: Command) -> UInt32? {
-        guard let tenant = tenants[command.tenant], tenant.organisation == none, tenant.firstAccount != none else {
-            return nil
-        }
-        return tenant.firstAccount
     }
 }

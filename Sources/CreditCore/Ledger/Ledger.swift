@@ -35,6 +35,10 @@ public struct Ledger: Sendable {
     public private(set) var nextSequence: UInt64 = 1
     /// Timestamp of the last applied command; the next must not be earlier.
     public private(set) var lastTime: Timestamp = .epoch
+    /// Retries answered from the idempotency table, and key conflicts. Statistics, not
+    /// state: not in the digest.
+    public private(set) var replayCount: UInt64 = 0
+    public private(set) var conflictCount: UInt64 = 0
 
     struct CreditLine: Sendable, Equatable {
         /// How far debits may take the balance below zero.
@@ -75,8 +79,10 @@ public struct Ledger: Sendable {
         let fingerprint = command.fingerprint
         if let remembered = idempotency.lookup(command.key, at: time.millisSinceEpoch) {
             if remembered.fingerprint == fingerprint {
+                replayCount += 1
                 return (remembered.outcome.outcome(tenant: command.tenant), false)
             }
+            conflictCount += 1
             return (.failure(.idempotencyConflict(command.key)), false)
         }
         lastTime = time
