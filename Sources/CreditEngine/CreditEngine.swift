@@ -42,8 +42,11 @@ public final class CreditEngine: Sendable {
         await shards[shardIndex(for: command.tenant)].execute(command)
     }
 
-    /// Applies many commands: each shard applies its share in the given order, shards run
-    /// concurrently. Outcomes come back in the order of `commands`. Commands of one tenant
+    /// Batches at least this long are spread over the shards by parallel child tasks.
+    public static let parallelBatchCommandsMin = 4_096
+
+    /// Applies many commands: each shard applies its share in the given order (large
+    /// batches on all shards at once). Outcomes come back in the order of `commands`. Commands of one tenant
     /// keep their relative order; commands of different tenants are independent.
     public func execute(batch commands: [Command]) async -> [Outcome] {
         if commands.isEmpty { return [] }
@@ -57,6 +60,15 @@ public final class CreditEngine: Sendable {
         }
         // A placeholder in every position; each is overwritten by its shard's outcome below.
         var outcomes = [Outcome](repeating: .failure(.amountOverflow), count: commands.count)
+        if commands.count < Self.parallelBatchCommandsMin {
+            // Small batches visit their shards one after the other: a child task per shard
+            // costs more than it saves, and concurrent callers keep the cores busy anyway.
+            for (shard, share) in positions.enumerated() where !share.isEmpty {
+                let results = await shards[shard].execute(batch: commands, positions: share)
+                for (position, outcome) in zip(share, results) { outcomes[position] = outcome }
+            }
+            return outcomes
+        }
         await withTaskGroup(of: (Int, [Outcome]).self) { group in
             for (shard, share) in positions.enumerated() where !share.isEmpty {
                 group.addTask { (shard, await self.shards[shard].execute(batch: commands, positions: share)) }

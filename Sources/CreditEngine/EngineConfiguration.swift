@@ -3,7 +3,9 @@ public struct EngineConfiguration: Sendable {
     /// Number of shard actors. Fixed for the life of a data directory: a tenant's shard is
     /// a hash of its id modulo this count.
     public var shardCount: Int
-    /// Settings of each shard's ledger. `idempotencyKeysMax` is per shard.
+    /// Settings of each shard's ledger. `idempotencyKeysMax` is per shard; by default the
+    /// engine splits `idempotencyKeysPerEngineDefault` evenly over its shards, so memory
+    /// does not grow with the shard count.
     public var ledger: LedgerConfiguration
     /// Entries each shard keeps in memory for `recentStatement` (the log keeps all of them).
     public var recentEntriesPerShard: Int
@@ -12,17 +14,24 @@ public struct EngineConfiguration: Sendable {
     public var onEntry: (@Sendable (_ shard: Int, _ entry: LedgerEntry) -> Void)?
 
     public static let shardCountMax = 1_024
-    public static let recentEntriesPerShardDefault = 4_096
+    public static let recentEntriesPerShardDefault = 1_024
+    /// Idempotency keys remembered by the whole engine by default (at least half of them
+    /// are kept): 524,288, about 45 MB.
+    public static let idempotencyKeysPerEngineDefault = 524_288
 
-    /// Four shards per core: enough actors that 64 concurrent callers rarely queue on the same
-    /// one, few enough that each shard's fixed tables stay small (docs/architecture.md).
-    public static var shardCountDefault: Int { max(4, 4 * ProcessInfoLite.activeProcessorCount) }
+    /// Eight shards per core: single-command calls from many concurrent callers queue on
+    /// their shard's actor, so more actors mean more of them run at once; per-shard tables
+    /// are sized from engine-wide budgets, so the count does not cost memory
+    /// (docs/architecture.md has the measurements).
+    public static var shardCountDefault: Int { max(4, 8 * ProcessInfoLite.activeProcessorCount) }
 
-    public init(shardCount: Int = shardCountDefault, ledger: LedgerConfiguration = LedgerConfiguration(),
+    public init(shardCount: Int = shardCountDefault, ledger: LedgerConfiguration? = nil,
                 recentEntriesPerShard: Int = recentEntriesPerShardDefault,
                 onEntry: (@Sendable (_ shard: Int, _ entry: LedgerEntry) -> Void)? = nil) {
         self.shardCount = shardCount
-        self.ledger = ledger
+        self.ledger = ledger ?? LedgerConfiguration(
+            idempotencyKeysMax: max(LedgerConfiguration.idempotencyKeysPerShardMin,
+                                    Self.idempotencyKeysPerEngineDefault / max(1, shardCount)))
         self.recentEntriesPerShard = recentEntriesPerShard
         self.onEntry = onEntry
     }

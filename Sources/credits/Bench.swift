@@ -23,8 +23,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Debits per call (1 = single-command calls).") var batch = 1_000
     @Option(help: "Durability mode: none (in memory; the write-ahead log comes with the durability layer).")
     var durability = "none"
-    @Option(help: "Idempotency keys each shard remembers (at least half of them are kept).")
-    var idempotencyKeys = LedgerConfiguration.idempotencyKeysMaxDefault
+    @Option(help: "Idempotency keys each shard remembers (at least half of them are kept); default: the engine's budget split over the shards.")
+    var idempotencyKeys: Int?
+    @Option(help: "Recent ledger entries each shard keeps in memory.")
+    var recentEntries = EngineConfiguration.recentEntriesPerShardDefault
     @Option(help: "Seed of the random account choice.") var seed: UInt64 = 42
     @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
@@ -33,7 +35,8 @@ struct Bench: AsyncParsableCommand {
         guard accounts > 0, ops > 0, concurrency > 0, batch > 0 else {
             throw ValidationError("--accounts, --ops, --concurrency and --batch must be positive")
         }
-        guard idempotencyKeys >= 2 else { throw ValidationError("--idempotency-keys must be at least 2") }
+        guard recentEntries >= 1 else { throw ValidationError("--recent-entries must be at least 1") }
+        if let idempotencyKeys, idempotencyKeys < 2 { throw ValidationError("--idempotency-keys must be at least 2") }
         guard shards >= 1 && shards <= EngineConfiguration.shardCountMax else {
             throw ValidationError("--shards must be 1...\(EngineConfiguration.shardCountMax)")
         }
@@ -44,7 +47,8 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let engine = CreditEngine(configuration: EngineConfiguration(
-            shardCount: shards, ledger: LedgerConfiguration(idempotencyKeysMax: idempotencyKeys)))
+            shardCount: shards, ledger: idempotencyKeys.map { LedgerConfiguration(idempotencyKeysMax: $0) },
+            recentEntriesPerShard: recentEntries))
         let residentBefore = residentBytes()
         let heapBefore = heapBytesInUse()
         let setupStart = monotonicNanos()

@@ -24,25 +24,33 @@ extension Ledger {
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(count)
         var entries: [LedgerEntry] = []
+        // Prologue: start the independent lines of the first commands at once, so a short
+        // batch (a shard's share of a larger one) is not applied unprefetched.
+        for index in 0 ..< min(Self.tenantPrefetchDistance, count) { prefetchIndependentLines(of: command(index)) }
+        for index in 0 ..< min(Self.accountPrefetchDistance, count) { prefetchRecords(of: command(index)) }
         for index in 0 ..< count {
             if index + Self.tenantPrefetchDistance < count {
-                let ahead = command(index + Self.tenantPrefetchDistance)
-                cache_hints_prefetch(tenants.addressHint(ahead.tenant))
-                let (current, previous) = idempotency.addressHints(ahead.key)
-                cache_hints_prefetch(current)
-                cache_hints_prefetch(previous)
+                prefetchIndependentLines(of: command(index + Self.tenantPrefetchDistance))
             }
-            if index + Self.accountPrefetchDistance < count, let tenant = tenants[command(index + Self.accountPrefetchDistance).tenant] {
-                if tenant.organisation == none, tenant.firstAccount != none {
-                    cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
-                }
-                if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
+            if index + Self.accountPrefetchDistance < count {
+                prefetchRecords(of: command(index + Self.accountPrefetchDistance))
             }
             let (outcome, recorded) = record(command(index), at: time)
             outcomes.append(outcome)
             if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }
         }
         return (outcomes, entries)
+    }
+
+    /// Starts loading the account record and first grant of the command's tenant, from its
+    /// tenant entry (which `prefetchIndependentLines` asked for earlier).
+    @inline(__always)
+    func prefetchRecords(of command: Command) {
+        guard let tenant = tenants[command.tenant] else { return }
+        if tenant.organisation == none, tenant.firstAccount != none {
+            cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
+        }
+        if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
     }
 
     /// Starts loading the lines a command needs that do not depend on one another — its

@@ -27,6 +27,8 @@ public struct LedgerConfiguration: Sendable, Equatable {
     public var recentEntriesMax: Int
 
     public static let idempotencyKeysMaxDefault = 65_536
+    /// The smallest per-shard default the engine picks when it splits its budget.
+    public static let idempotencyKeysPerShardMin = 4_096
     public static let idempotencyWindowMillisDefault: Int64 = 24 * 3_600_000
     public static let recentEntriesMaxDefault = 4_096
 
