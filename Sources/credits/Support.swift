@@ -1,3 +1,4 @@
+import CreditEngine
 import CSystemStats
 #if canImport(Glibc)
 import Glibc
@@ -53,12 +54,11 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 struct SplitMix64 {
     private var state: UInt64
     init(seed: UInt64) { state = seed }
+    /// splitmix64's step: the state advances by the golden ratio and the output is the
+    /// state passed through its finaliser, which is `StableHasher.mix`.
     mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        defer { state &+= 0x9E37_79B9_7F4A_7C15 }
+        return StableHasher.mix(state)
     }
 }
 
