@@ -1,0 +1,27 @@
+import CreditEngine
+import Testing
+
+/// The library example of README.md, kept compiling and true.
+@Suite("README example")
+struct ReadmeExampleTests {
+    @Test("the README's open, grant and debit example charges 1.5 credits of 1,000")
+    func readmeExampleWorks() async throws {
+        let engine = CreditEngine()
+        let alice = AccountID(tenant: TenantID(42), number: 0)
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-1"), .openTenant(alice.tenant, .individual)))
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-2"), .openAccount(alice, .standard)))
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-3"),
+                .grant(alice, GrantTerms(kind: .purchase, amount: try .credits(1_000)))))
+        let outcome = await engine.execute(Command(key: IdempotencyKey(deriving: "req-4"),
+                .debit(alice, try Millicredits(parsing: "1.5"), scope: .unscoped)))
+        let receipt = try outcome.get()
+        #expect(receipt.amount == Millicredits(1_500))
+        #expect(receipt.availableAfter.description == "998.5 credits")
+        // The retry of req-4 charges nothing twice.
+        let retry = await engine.execute(Command(key: IdempotencyKey(deriving: "req-4"),
+                .debit(alice, try Millicredits(parsing: "1.5"), scope: .unscoped)))
+        #expect(retry == outcome)
+        #expect(await engine.balance(of: alice)?.available == Millicredits(998_500))
+        #expect(await engine.invariantViolations().isEmpty)
+    }
+}
