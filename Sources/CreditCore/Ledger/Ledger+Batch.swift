@@ -35,7 +35,7 @@ extension Ledger {
             if index + Self.accountPrefetchDistance < count {
                 prefetchRecords(of: command(index + Self.accountPrefetchDistance))
             }
-            let (outcome, recorded) = record(command(index), at: time)
+            let (outcome, recorded) = recordPrefetched(command(index), at: time)
             outcomes.append(outcome)
             if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }
         }

@@ -74,8 +74,15 @@ public struct Ledger: Sendable {
     /// of `recentEntries`. The fast path: the entry is built once, in the window.
     /// Precondition: `time >= lastTime`.
     public mutating func record(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
-        precondition(time >= lastTime, "commands must be applied in time order")
         prefetchIndependentLines(of: command)
+        return recordPrefetched(command, at: time)
+    }
+
+    /// `record(_:at:)` for a command whose independent lines were already prefetched (the
+    /// batch path does it several commands ahead).
+    @inline(__always)
+    mutating func recordPrefetched(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
+        precondition(time >= lastTime, "commands must be applied in time order")
         let fingerprint = command.fingerprint
         if let remembered = idempotency.lookup(command.key, at: time.millisSinceEpoch) {
             if remembered.fingerprint == fingerprint {
