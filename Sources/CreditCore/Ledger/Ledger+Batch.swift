@@ -18,26 +18,32 @@ extension Ledger {
     public mutating func record(batch commands: [Command], positions: [Int]? = nil, at time: Timestamp,
                                 collectingEntries: Bool) -> (outcomes: [Outcome], entries: [LedgerEntry]) {
         let count = positions?.count ?? commands.count
-        @inline(__always) func command(_ index: Int) -> Command {
-            commands[positions.map { $0[index] } ?? index]
-        }
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(count)
         var entries: [LedgerEntry] = []
-        // Prologue: start the independent lines of the first commands at once, so a short
-        // batch (a shard's share of a larger one) is not applied unprefetched.
-        for index in 0 ..< min(Self.tenantPrefetchDistance, count) { prefetchIndependentLines(of: command(index)) }
-        for index in 0 ..< min(Self.accountPrefetchDistance, count) { prefetchRecords(of: command(index)) }
-        for index in 0 ..< count {
-            if index + Self.tenantPrefetchDistance < count {
-                prefetchIndependentLines(of: command(index + Self.tenantPrefetchDistance))
+        // Commands are read in place (borrowed), never copied: a copy of the non-trivial
+        // Command enum and its destruction cost more than the prefetching saves.
+        commands.withUnsafeBufferPointer { buffer in
+            @inline(__always) func position(_ index: Int) -> Int { positions.map { $0[index] } ?? index }
+            // Prologue: start the independent lines of the first commands at once, so a
+            // short batch (a shard's share of a larger one) is not applied unprefetched.
+            for index in 0 ..< min(Self.tenantPrefetchDistance, count) {
+                let ahead = position(index)
+                prefetchIndependentLines(tenant: buffer[ahead].tenant, key: buffer[ahead].key)
             }
-            if index + Self.accountPrefetchDistance < count {
-                prefetchRecords(of: command(index + Self.accountPrefetchDistance))
+            for index in 0 ..< min(Self.accountPrefetchDistance, count) { prefetchRecords(tenant: buffer[position(index)].tenant) }
+            for index in 0 ..< count {
+                if index + Self.tenantPrefetchDistance < count {
+                    let ahead = position(index + Self.tenantPrefetchDistance)
+                    prefetchIndependentLines(tenant: buffer[ahead].tenant, key: buffer[ahead].key)
+                }
+                if index + Self.accountPrefetchDistance < count {
+                    prefetchRecords(tenant: buffer[position(index + Self.accountPrefetchDistance)].tenant)
+                }
+                let (outcome, recorded) = recordPrefetched(buffer[position(index)], at: time)
+                outcomes.append(outcome)
+                if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }
             }
-            let (outcome, recorded) = recordPrefetched(command(index), at: time)
-            outcomes.append(outcome)
-            if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }
         }
         return (outcomes, entries)
     }
@@ -45,8 +51,8 @@ extension Ledger {
     /// Starts loading the account record and first grant of the command's tenant, from its
     /// tenant entry (which `prefetchIndependentLines` asked for earlier).
     @inline(__always)
-    func prefetchRecords(of command: Command) {
-        guard let tenant = tenants[command.tenant] else { return }
+    func prefetchRecords(tenant id: TenantID) {
+        guard let tenant = tenants[id] else { return }
         if tenant.organisation == none, tenant.firstAccount != none {
             cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
         }
@@ -57,9 +63,9 @@ extension Ledger {
     /// tenant entry and its idempotency index slots — so their misses overlap instead of
     /// following each other. (The batch path has already done this further ahead.)
     @inline(__always)
-    func prefetchIndependentLines(of command: Command) {
-        cache_hints_prefetch(tenants.addressHint(command.tenant))
-        let (current, previous) = idempotency.addressHints(command.key)
+    func prefetchIndependentLines(tenant: TenantID, key: IdempotencyKey) {
+        cache_hints_prefetch(tenants.addressHint(tenant))
+        let (current, previous) = idempotency.addressHints(key)
         cache_hints_prefetch(current)
         cache_hints_prefetch(previous)
     }

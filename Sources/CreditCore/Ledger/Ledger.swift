@@ -74,7 +74,7 @@ public struct Ledger: Sendable {
     /// of `recentEntries`. The fast path: the entry is built once, in the window.
     /// Precondition: `time >= lastTime`.
     public mutating func record(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
-        prefetchIndependentLines(of: command)
+        prefetchIndependentLines(tenant: command.tenant, key: command.key)
         return recordPrefetched(command, at: time)
     }
 
