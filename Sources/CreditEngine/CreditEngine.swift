@@ -52,8 +52,9 @@ public final class CreditEngine: Sendable {
         if commands.isEmpty { return [] }
         let shardCount = shards.count
         var positions = [[Int]](repeating: [], count: shardCount)
-        for (position, command) in commands.enumerated() {
-            positions[shardIndex(for: command.tenant)].append(position)
+        commands.withUnsafeBufferPointer { buffer in
+            // Read in place: copying a Command just to see its tenant costs a copy and a destroy.
+            for position in buffer.indices { positions[shardIndex(for: buffer[position].tenant)].append(position) }
         }
         if let only = positions.firstIndex(where: { $0.count == commands.count }) {
             return await shards[only].execute(batch: commands)
