@@ -9,8 +9,9 @@
 /// so hosts must retry within the window (docs/semantics.md).
 ///
 /// Each generation keeps its records densely in arrival order and an open-addressing index
-/// of 64-bit slots (record position in the low half, the hash's high 32 bits in the high
-/// half; the probe starts at those bits), at most half full. About 90 bytes per key.
+/// of 32-bit slots, at most half full: the low `positionBits` hold the record's position,
+/// the high bits a hash tag (so a probe rarely touches a record that is not the key); the
+/// probe starts at the hash's low bits. About 80 bytes per key.
 struct IdempotencyTable: Sendable {
     struct Record: Sendable, Equatable {
         var key: IdempotencyKey
@@ -20,39 +21,49 @@ struct IdempotencyTable: Sendable {
 
     struct Generation: Sendable {
         var records: [Record] = []
-        var index = [UInt64](repeating: emptySlot, count: 16)
+        var index = [UInt32](repeating: emptySlot, count: 16)
+        /// Bits of a slot that hold a position: enough for `keysMax / 2` positions with the
+        /// all-ones value left over, so an empty slot (all ones) is never a valid entry.
+        let positionBits: Int
+
+        init(positionsMax: Int) {
+            positionBits = UInt32.bitWidth - UInt32(positionsMax).leadingZeroBitCount
+            precondition(positionBits < UInt32.bitWidth, "too many idempotency keys for 32-bit slots")
+        }
 
         var mask: Int { index.count - 1 }
+        private var tagMask: UInt32 { ~UInt32(0) << UInt32(positionBits) }
 
         @inline(__always)
-        func locate(_ key: IdempotencyKey, tag: UInt64) -> Int? {
-            var slot = Int(truncatingIfNeeded: tag) & mask
+        func locate(_ key: IdempotencyKey, hash: UInt32) -> Int? {
+            var slot = Int(hash) & mask
+            let tag = hash & tagMask
             while true {
                 let entry = index[slot]
                 if entry == emptySlot { return nil }
-                if entry >> 32 == tag {
-                    let position = Int(truncatingIfNeeded: entry & 0xFFFF_FFFF)
+                if entry & tagMask == tag {
+                    let position = Int(entry & ~tagMask)
                     if records[position].key == key { return position }
                 }
                 slot = (slot + 1) & mask
             }
         }
 
-        mutating func append(_ record: Record, tag: UInt64) {
+        mutating func append(_ record: Record, hash: UInt32) {
             if (records.count + 1) * 2 > index.count { grow() }
-            insert(tag, position: records.count)
+            insert(hash, position: records.count)
             records.append(record)
         }
 
-        private mutating func insert(_ tag: UInt64, position: Int) {
-            var slot = Int(truncatingIfNeeded: tag) & mask
+        private mutating func insert(_ hash: UInt32, position: Int) {
+            var slot = Int(hash) & mask
             while index[slot] != emptySlot { slot = (slot + 1) & mask }
-            index[slot] = tag << 32 | UInt64(position)
+            index[slot] = hash & tagMask | UInt32(position)
         }
 
         private mutating func grow() {
-            index = [UInt64](repeating: emptySlot, count: index.count * 2)
-            for (position, record) in records.enumerated() { insert(IdempotencyTable.tag(record.key), position: position) }
+            index = [UInt32](repeating: emptySlot, count: index.count * 2)
+            for (position, record) in records.enumerated() { insert(IdempotencyTable.hash(record.key), position: position) }
         }
 
         /// Empties the generation, keeping its storage for reuse.
@@ -61,49 +72,51 @@ struct IdempotencyTable: Sendable {
             for slot in index.indices { index[slot] = emptySlot }
         }
 
-        func addressHint(_ tag: UInt64) -> UnsafeRawPointer {
-            index.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress! + (Int(truncatingIfNeeded: tag) & mask)) }
+        func addressHint(_ hash: UInt32) -> UnsafeRawPointer {
+            index.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress! + (Int(hash) & mask)) }
         }
     }
 
-    private var current = Generation()
-    private var previous = Generation()
+    private var current: Generation
+    private var previous: Generation
     let keysMax: Int
     let windowMillis: Int64
 
-    static var emptySlot: UInt64 { .max }
+    static var emptySlot: UInt32 { .max }
 
     init(keysMax: Int, windowMillis: Int64) {
         precondition(keysMax >= 2 && keysMax < Int(UInt32.max))
         self.keysMax = keysMax
         self.windowMillis = windowMillis
+        current = Generation(positionsMax: keysMax / 2)
+        previous = Generation(positionsMax: keysMax / 2)
     }
 
     /// Keys held, including any older than the window not yet dropped.
     var count: Int { current.records.count + previous.records.count }
 
-    /// The hash's high 32 bits: the tag stored in the index and the probe start.
+    /// A 32-bit hash of the key: its low bits pick the probe start, its high bits the tag.
     @inline(__always)
-    static func tag(_ key: IdempotencyKey) -> UInt64 {
-        StableHasher.mix(key.high ^ StableHasher.mix(key.low)) >> 32
+    static func hash(_ key: IdempotencyKey) -> UInt32 {
+        UInt32(truncatingIfNeeded: StableHasher.mix(key.high ^ StableHasher.mix(key.low)) >> 32)
     }
 
     /// Where the probes for `key` start, for prefetching.
     func addressHints(_ key: IdempotencyKey) -> (UnsafeRawPointer, UnsafeRawPointer) {
-        let tag = Self.tag(key)
-        return (current.addressHint(tag), previous.addressHint(tag))
+        let hash = Self.hash(key)
+        return (current.addressHint(hash), previous.addressHint(hash))
     }
 
     private enum Place { case current(Int), previous(Int) }
 
     @inline(__always)
     private func place(of key: IdempotencyKey, at millis: Int64) -> Place? {
-        let tag = Self.tag(key)
+        let hash = Self.hash(key)
         let oldestKept = millis - windowMillis
-        if let position = current.locate(key, tag: tag) {
+        if let position = current.locate(key, hash: hash) {
             return current.records[position].millis >= oldestKept ? .current(position) : nil
         }
-        if let position = previous.locate(key, tag: tag) {
+        if let position = previous.locate(key, hash: hash) {
             return previous.records[position].millis >= oldestKept ? .previous(position) : nil
         }
         return nil
@@ -135,7 +148,7 @@ struct IdempotencyTable: Sendable {
             swap(&current, &previous)
             current.clear()
         }
-        current.append(Record(key: key, millis: millis, remembered: remembered), tag: Self.tag(key))
+        current.append(Record(key: key, millis: millis, remembered: remembered), hash: Self.hash(key))
     }
 
     /// Held records, oldest first.
@@ -153,7 +166,7 @@ struct IdempotencyTable: Sendable {
                 problems.append("idempotency \(name) generation holds \(generation.records.count) keys, max \(keysMax / 2)")
             }
             for (position, record) in generation.records.enumerated()
-            where generation.locate(record.key, tag: Self.tag(record.key)) != position {
+            where generation.locate(record.key, hash: Self.hash(record.key)) != position {
                 problems.append("idempotency key \(record.key) is not indexed")
             }
         }
