@@ -109,12 +109,8 @@ public struct Ledger: Sendable {
                                        availableAfter: Millicredits(available), tenant: command.tenant,
                                        created: draft.created))
         }
-        recentEntries.append(LedgerEntry(sequence: sequence, time: time, key: command.key, kind: draft.kind,
-                                         account: draft.account, principal: draft.principal,
-                                         amount: Millicredits(draft.amount), availableAfter: Millicredits(available),
-                                         debtAfter: Millicredits(debt), movements: draft.movements,
-                                         reason: draft.reason, error: draft.error, created: draft.created,
-                                         tenant: command.tenant))
+        recordEntry(sequence: sequence, time: time, key: command.key, tenant: command.tenant,
+                    available: available, debt: debt)
         nextSequence += 1
         let refundable = draft.error == nil && draft.refundable > 0
         idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: StoredOutcome(outcome),
@@ -122,6 +118,35 @@ public struct Ledger: Sendable {
                                                      principal: refundable ? draft.principalSlot : none),
                              at: time.millisSinceEpoch)
         return (outcome, true)
+    }
+
+    /// Stores the draft as the newest entry of the window, in its compact form.
+    @inline(__always)
+    private mutating func recordEntry(sequence: UInt64, time: Timestamp, key: IdempotencyKey, tenant: TenantID,
+                                      available: Int64, debt: Int64) {
+        var flags: StoredEntry.Flags = []
+        if draft.account != nil { flags.insert(.account) }
+        if draft.principal != nil { flags.insert(.principal) }
+        var error = StoredOutcome(w0: 0, w1: 0, w2: 0, code: 0)
+        if let failure = draft.error {
+            flags.insert(.error)
+            error = StoredOutcome(.failure(failure))
+        }
+        let movements = draft.movements
+        let spilled = movements.count > 2 ? Array(movements.dropFirst(2)) : []
+        var extras: EntryWindow.Extras?
+        if draft.reason != nil || !spilled.isEmpty {
+            flags.insert(.extras)
+            extras = EntryWindow.Extras(reason: draft.reason, spilled: spilled)
+        }
+        let none = GrantMovement(grant: 0, amount: .zero, change: .consumed)
+        recentEntries.append(StoredEntry(
+            sequence: sequence, timeMillis: time.millisSinceEpoch, key: key, tenant: tenant.rawValue,
+            accountNumber: draft.account?.number ?? 0, principalNumber: draft.principal?.number ?? 0,
+            amount: draft.amount, availableAfter: available, debtAfter: debt,
+            movement0: movements.count > 0 ? movements[0] : none, movement1: movements.count > 1 ? movements[1] : none,
+            error: error, kind: draft.kind, created: draft.created, flags: flags,
+            movementCount: UInt8(min(movements.count, 2))), extras: extras)
     }
 
     /// What a handler fills in while it runs; becomes the ledger entry.

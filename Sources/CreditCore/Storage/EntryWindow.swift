@@ -1,9 +1,21 @@
 /// The last `capacity` ledger entries of a shard, oldest overwritten first. Not part of the
 /// ledger's state (the log keeps every entry; the window only serves recent statements).
+///
+/// Entries are stored in a compact form made of plain values only (`StoredEntry`), so
+/// writing one is a copy of bytes with nothing to release; the rare parts that need
+/// references (an adjustment's reason, movements beyond the second) wait in `extras`.
+/// `LedgerEntry` values are rebuilt when read.
 public struct EntryWindow: Sendable {
-    private var ring: [LedgerEntry] = []
+    private var ring: [StoredEntry] = []
     private var next = 0
+    /// Reasons and spilled movements, by sequence, of the stored entries that have them.
+    private var extras: [UInt64: Extras] = [:]
     public let capacity: Int
+
+    struct Extras: Sendable {
+        var reason: String?
+        var spilled: [GrantMovement]
+    }
 
     public init(capacity: Int) {
         precondition(capacity > 0)
@@ -13,15 +25,17 @@ public struct EntryWindow: Sendable {
     public var count: Int { ring.count }
 
     /// The entry appended last.
-    public var newest: LedgerEntry? { ring.isEmpty ? nil : ring[(next + capacity - 1) % capacity] }
+    public var newest: LedgerEntry? { ring.isEmpty ? nil : entry(ring[(next + capacity - 1) % capacity]) }
 
     @inline(__always)
-    mutating func append(_ entry: consuming LedgerEntry) {
+    mutating func append(_ stored: StoredEntry, extras newExtras: Extras?) {
         if ring.count < capacity {
-            ring.append(entry)
+            ring.append(stored)
         } else {
-            ring[next] = entry
+            if ring[next].hasExtras { extras.removeValue(forKey: ring[next].sequence) }
+            ring[next] = stored
         }
+        if let newExtras { extras[stored.sequence] = newExtras }
         next = next + 1 == capacity ? 0 : next + 1
     }
 
@@ -30,9 +44,65 @@ public struct EntryWindow: Sendable {
         var result: [LedgerEntry] = []
         let start = ring.count < capacity ? 0 : next
         for offset in 0 ..< ring.count {
-            let entry = ring[(start + offset) % ring.count]
+            let entry = entry(ring[(start + offset) % ring.count])
             if isIncluded(entry) { result.append(entry) }
         }
         return result
+    }
+
+    private func entry(_ stored: StoredEntry) -> LedgerEntry {
+        let extra = stored.hasExtras ? extras[stored.sequence] : nil
+        var movements = GrantMovements()
+        if stored.movementCount > 0 { movements.append(stored.movement0) }
+        if stored.movementCount > 1 { movements.append(stored.movement1) }
+        for movement in extra?.spilled ?? [] { movements.append(movement) }
+        let tenant = TenantID(stored.tenant)
+        return LedgerEntry(
+            sequence: stored.sequence, time: Timestamp(millisSinceEpoch: stored.timeMillis), key: stored.key,
+            kind: stored.kind,
+            account: stored.flags.contains(.account) ? AccountID(tenant: tenant, number: stored.accountNumber) : nil,
+            principal: stored.flags.contains(.principal) ? AccountID(tenant: tenant, number: stored.principalNumber) : nil,
+            amount: Millicredits(stored.amount), availableAfter: Millicredits(stored.availableAfter),
+            debtAfter: Millicredits(stored.debtAfter), movements: movements, reason: extra?.reason,
+            error: stored.flags.contains(.error) ? stored.error.outcome(tenant: tenant).failure : nil,
+            created: stored.created, tenant: tenant)
+    }
+}
+
+/// A ledger entry in the window's compact form: plain values only.
+struct StoredEntry: Sendable {
+    var sequence: UInt64
+    var timeMillis: Int64
+    var key: IdempotencyKey
+    /// The command's tenant; the account and principal belong to it too.
+    var tenant: UInt64
+    var accountNumber: UInt32
+    var principalNumber: UInt32
+    var amount: Int64
+    var availableAfter: Int64
+    var debtAfter: Int64
+    var movement0: GrantMovement
+    var movement1: GrantMovement
+    var error: StoredOutcome
+    var kind: EntryKind
+    var created: Receipt.Created
+    var flags: Flags
+    var movementCount: UInt8
+
+    struct Flags: OptionSet, Sendable {
+        let rawValue: UInt8
+        static let account = Flags(rawValue: 1)
+        static let principal = Flags(rawValue: 2)
+        static let error = Flags(rawValue: 4)
+        static let extras = Flags(rawValue: 8)
+    }
+
+    var hasExtras: Bool { flags.contains(.extras) }
+}
+
+private extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }
