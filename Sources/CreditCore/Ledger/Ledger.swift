@@ -93,7 +93,7 @@ public struct Ledger: Sendable {
             return (.failure(.idempotencyConflict(command.key)), false)
         }
         lastTime = time
-        draft = Draft(kind: command.action.entryKind)
+        draft.reset(kind: command.action.entryKind)
         do {
             try execute(command.action, at: time.millisSinceEpoch, sequence: nextSequence)
         } catch {
@@ -166,6 +166,25 @@ public struct Ledger: Sendable {
         /// Set by a handler that already knows the account's spendable balance afterwards
         /// (the debit path), so `finish` need not walk the grants again.
         var spendableAfter: Int64?
+
+        /// Starts a new command: every field back to its initial value, field by field (a
+        /// whole-value assignment runs the generic destroy of the old draft).
+        @inline(__always)
+        mutating func reset(kind: EntryKind) {
+            self.kind = kind
+            account = nil
+            principal = nil
+            accountSlot = none
+            principalSlot = none
+            organisation = none
+            amount = 0
+            movements.removeAll()
+            if reason != nil { reason = nil }
+            created = .nothing
+            refundable = 0
+            error = nil
+            spendableAfter = nil
+        }
 
         /// Records the account a handler found: the principal, and the account that pays.
         mutating func note(_ located: Located) {

@@ -77,6 +77,14 @@ public struct GrantMovements: Sendable, Equatable, RandomAccessCollection {
         }
     }
 
+    /// Empties the movements (without touching the spill array when it is already empty).
+    @inline(__always)
+    mutating func removeAll() {
+        inline0 = nil
+        inline1 = nil
+        if !spilled.isEmpty { spilled.removeAll() }
+    }
+
     mutating func append(_ movement: GrantMovement) {
         if inline0 == nil { inline0 = movement } else if inline1 == nil { inline1 = movement } else { spilled.append(movement) }
     }
