@@ -218,6 +218,24 @@ struct GrantAndBurnOrderTests {
         #expect(remaining[in30Days] == .zero && remaining[never] == credits(9))
     }
 
+    @Test("a debit across four grants records every movement in burn order, also when read back later")
+    func debitAcrossManyGrantsKeepsEveryMovement() throws {
+        var h = LedgerHarness()
+        let account = try h.openIndividual(1)
+        let days = [40, 10, 30, 20].map { Int64($0) * dayMillis }
+        let grants = try days.map { try h.grant(account, credits(5), expiresAt: t0.plus($0)) }
+        let (_, entry) = try h.succeedWithEntry(.debit(account, credits(18), scope: .unscoped))
+        let expected = [Move(grants[1], credits(5), .consumed), Move(grants[3], credits(5), .consumed),
+                        Move(grants[2], credits(5), .consumed), Move(grants[0], credits(3), .consumed)]
+        #expect(moves(entry) == expected)
+        // Later commands overwrite the window's newest slot; the entry read back from the
+        // window's history still has all four movements (two of them were spilled).
+        try h.debit(account, credits(1))
+        let history = h.ledger.recentEntries.filter { $0.sequence == entry.sequence }
+        #expect(history.count == 1)
+        #expect(history.first.map(moves) == expected)
+    }
+
     @Test("among equal priority and expiry, the cheaper cost basis burns first")
     func debitBurnsCheaperCostBasisFirst() throws {
         var h = LedgerHarness()
