@@ -55,15 +55,8 @@ extension Ledger {
         account.granted += amount
         totals.granted += amount
         if !scope.isUnscoped { account.flags.insert(.scopedGrants) }
-        if repaid > 0 {
-            account.debt -= repaid
-            totals.debt -= repaid
-            if var line = creditLines[slot] {
-                line.overrun = min(line.overrun, account.debt)
-                creditLines[slot] = line
-            }
-        }
         accounts[slot] = account
+        repayDebt(repaid, of: slot)
 
         draft.amount = amount
         draft.created = .grant

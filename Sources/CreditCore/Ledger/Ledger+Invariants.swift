@@ -108,7 +108,7 @@ extension Ledger {
                 check(organisation.memberSlots[account.number] == member.account, "member \(index) of \(id) is not indexed")
                 check(member.period.held == heldByPrincipal[member.account] ?? 0,
                       "member \(id)/a\(account.number) period held \(member.period.held) ≠ its open holds")
-                checkCap(member.period, "member \(id)/a\(account.number)", check)
+                checkPeriodCap(member.period, "member \(id)/a\(account.number)", check)
                 departmentSpent[member.department] += member.period.spent
                 departmentHeld[member.department] += member.period.held
             }
@@ -116,7 +116,7 @@ extension Ledger {
             for (index, department) in organisation.departments.enumerated() {
                 check(department.period.spent == departmentSpent[index] && department.period.held == departmentHeld[index],
                       "department \(department.id) of \(id) counters ≠ the sum of its members")
-                checkCap(department.period, "department \(department.id) of \(id)", check)
+                checkPeriodCap(department.period, "department \(department.id) of \(id)", check)
             }
         }
 
@@ -124,7 +124,7 @@ extension Ledger {
         return problems
     }
 
-    private func checkCap(_ period: PeriodCap, _ name: String, _ check: (Bool, @autoclosure () -> String) -> Void) {
+    private func checkPeriodCap(_ period: PeriodCap, _ name: String, _ check: (Bool, @autoclosure () -> String) -> Void) {
         check(period.spent >= 0 && period.held >= 0 && period.overrun >= 0, "\(name) has a negative period counter")
         if let cap = period.cap {
             check(period.spent + period.held <= cap + period.overrun,

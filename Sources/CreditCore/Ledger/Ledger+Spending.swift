@@ -13,6 +13,18 @@ extension Ledger {
         creditLines[slot] = line
     }
 
+    /// Removes `amount` of an account's debt (new credits or a refund repay it); the settle
+    /// overrun can never exceed what debt is left.
+    mutating func repayDebt(_ amount: Int64, of slot: UInt32) {
+        guard amount > 0 else { return }
+        accounts[slot].debt -= amount
+        totals.debt -= amount
+        if var line = creditLines[slot] {
+            line.overrun = min(line.overrun, accounts[slot].debt)
+            creditLines[slot] = line
+        }
+    }
+
     @inline(__always)
     func checkConsumption(_ slot: UInt32, _ amount: Int64) throws(LedgerError) {
         if accounts[slot].consumed.addingReportingOverflow(amount).overflow
@@ -175,16 +187,9 @@ extension Ledger {
         let placeable = placeableRefill(funding, at: now)
         if rest > placeable { try checkCanAddGrant(to: funding, rest - placeable) }
 
-        if repaid > 0 {
-            accounts[funding].debt -= repaid
-            totals.debt -= repaid
-            accounts[funding].consumed -= repaid
-            totals.consumed -= repaid
-            if var line = creditLines[funding] {
-                line.overrun = min(line.overrun, accounts[funding].debt)
-                creditLines[funding] = line
-            }
-        }
+        repayDebt(repaid, of: funding)
+        accounts[funding].consumed -= repaid
+        totals.consumed -= repaid
         let unplaced = refill(rest, into: funding, at: now)
         accounts[funding].consumed -= rest - unplaced
         totals.consumed -= rest - unplaced

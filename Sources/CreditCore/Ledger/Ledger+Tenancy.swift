@@ -233,6 +233,6 @@ extension PeriodCap {
     mutating func settle(reserved: Int64, actual: Int64) {
         held -= reserved
         spent += actual
-        if let cap, spent + held > cap + overrun { overrun = spent + held - cap }
+        overrun = max(overrun, excess)
     }
 }

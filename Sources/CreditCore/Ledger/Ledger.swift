@@ -109,11 +109,12 @@ public struct Ledger: Sendable {
                                        availableAfter: Millicredits(available), tenant: command.tenant,
                                        created: draft.created))
         }
+        let storedOutcome = StoredOutcome(outcome)
         recordEntry(sequence: sequence, time: time, key: command.key, tenant: command.tenant,
-                    available: available, debt: debt)
+                    available: available, debt: debt, outcome: storedOutcome)
         nextSequence += 1
         let refundable = draft.error == nil && draft.refundable > 0
-        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: StoredOutcome(outcome),
+        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: storedOutcome,
                                                      refundable: refundable ? draft.refundable : 0,
                                                      principal: refundable ? draft.principalSlot : none),
                              at: time.millisSinceEpoch)
@@ -123,15 +124,11 @@ public struct Ledger: Sendable {
     /// Stores the draft as the newest entry of the window, in its compact form.
     @inline(__always)
     private mutating func recordEntry(sequence: UInt64, time: Timestamp, key: IdempotencyKey, tenant: TenantID,
-                                      available: Int64, debt: Int64) {
+                                      available: Int64, debt: Int64, outcome: StoredOutcome) {
         var flags: StoredEntry.Flags = []
         if draft.account != nil { flags.insert(.account) }
         if draft.principal != nil { flags.insert(.principal) }
-        var error = StoredOutcome(w0: 0, w1: 0, w2: 0, code: 0)
-        if let failure = draft.error {
-            flags.insert(.error)
-            error = StoredOutcome(.failure(failure))
-        }
+        if draft.error != nil { flags.insert(.error) }
         let movements = draft.movements
         let spilled = movements.count > 2 ? Array(movements.dropFirst(2)) : []
         var extras: EntryWindow.Extras?
@@ -145,7 +142,7 @@ public struct Ledger: Sendable {
             accountNumber: draft.account?.number ?? 0, principalNumber: draft.principal?.number ?? 0,
             amount: draft.amount, availableAfter: available, debtAfter: debt,
             movement0: movements.count > 0 ? movements[0] : none, movement1: movements.count > 1 ? movements[1] : none,
-            error: error, kind: draft.kind, created: draft.created, flags: flags,
+            outcome: outcome, kind: draft.kind, created: draft.created, flags: flags,
             movementCount: UInt8(min(movements.count, 2))), extras: extras)
     }
 

@@ -64,7 +64,7 @@ public struct EntryWindow: Sendable {
             principal: stored.flags.contains(.principal) ? AccountID(tenant: tenant, number: stored.principalNumber) : nil,
             amount: Millicredits(stored.amount), availableAfter: Millicredits(stored.availableAfter),
             debtAfter: Millicredits(stored.debtAfter), movements: movements, reason: extra?.reason,
-            error: stored.flags.contains(.error) ? stored.error.outcome(tenant: tenant).failure : nil,
+            error: stored.flags.contains(.error) ? stored.outcome.outcome(tenant: tenant).failure : nil,
             created: stored.created, tenant: tenant)
     }
 }
@@ -83,7 +83,8 @@ struct StoredEntry: Sendable {
     var debtAfter: Int64
     var movement0: GrantMovement
     var movement1: GrantMovement
-    var error: StoredOutcome
+    /// The command's outcome, as the idempotency table stores it (read only for errors).
+    var outcome: StoredOutcome
     var kind: EntryKind
     var created: Receipt.Created
     var flags: Flags

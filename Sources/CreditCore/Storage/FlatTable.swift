@@ -113,14 +113,3 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
         for entry in slots where !entry.isEmpty { try body(entry) }
     }
 }
-
-extension FlatTable: Equatable {
-    /// Same entries, whatever their slots.
-    static func == (lhs: FlatTable, rhs: FlatTable) -> Bool {
-        guard lhs.count == rhs.count else { return false }
-        for entry in lhs.slots where !entry.isEmpty {
-            guard rhs[entry.key] == entry else { return false }
-        }
-        return true
-    }
-}

@@ -1,5 +1,5 @@
 /// Tenant id → where its accounts are. A `FlatTable` of 16-byte entries.
-struct TenantTable: Sendable, Equatable {
+struct TenantTable: Sendable {
     struct Entry: FlatTableEntry {
         var id: UInt64
         var slot: TenantSlot
