@@ -33,16 +33,13 @@ actor Shard {
         return outcomes
     }
 
+    /// Releases the holds past their time-out, as one batch of commands with keys derived
+    /// from the hold ids (so a repeated sweep changes nothing twice).
     func timeOutHolds() -> Int {
-        let time = stamp()
-        var released = 0
-        for hold in ledger.holdsTimedOut(at: time) {
-            let key = IdempotencyKey(deriving: "hold-timeout/\(hold.tenant.rawValue)/\(hold.number)")
-            let (outcome, recorded) = ledger.record(Command(key: key, .timeOutHold(hold)), at: time)
-            if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
-            if case .success = outcome { released += 1 }
+        let commands = ledger.holdsTimedOut(at: stamp()).map { hold in
+            Command(key: IdempotencyKey(deriving: "hold-timeout/\(hold.tenant.rawValue)/\(hold.number)"), .timeOutHold(hold))
         }
-        return released
+        return execute(batch: commands).filter { if case .success = $0 { true } else { false } }.count
     }
 
     func balance(of account: AccountID) -> Balance? { ledger.balance(of: account, at: stamp()) }
