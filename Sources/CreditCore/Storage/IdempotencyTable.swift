@@ -25,14 +25,16 @@ struct IdempotencyTable: Sendable {
         /// Bits of a slot that hold a position: enough for `keysMax / 2` positions with the
         /// all-ones value left over, so an empty slot (all ones) is never a valid entry.
         let positionBits: Int
+        /// The bits of a slot above `positionBits` (stored: computing it costs a variable shift on every probe).
+        private let tagMask: UInt32
 
         init(positionsMax: Int) {
             positionBits = UInt32.bitWidth - UInt32(positionsMax).leadingZeroBitCount
             precondition(positionBits < UInt32.bitWidth, "too many idempotency keys for 32-bit slots")
+            tagMask = ~UInt32(0) << UInt32(positionBits)
         }
 
         var mask: Int { index.count - 1 }
-        private var tagMask: UInt32 { ~UInt32(0) << UInt32(positionBits) }
 
         @inline(__always)
         func locate(_ key: IdempotencyKey, hash: UInt32) -> Int? {
