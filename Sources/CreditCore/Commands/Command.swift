@@ -19,14 +19,14 @@ public struct Command: Sendable, Equatable {
 public enum Action: Sendable, Equatable {
     /// Opens an individual (accounts opened separately) or an organisation (its pool,
     /// account 0, and the given departments are opened with it).
-    case openTenant(TenantID, TenantKind)
+    indirect case openTenant(TenantID, TenantKind)
     /// Adds a department to an organisation.
-    case openDepartment(TenantID, DepartmentTerms)
+    indirect case openDepartment(TenantID, DepartmentTerms)
     /// Opens an account. An individual's accounts are `.standard`; an organisation's are
     /// `.member`s, which spend from the organisation's pool.
-    case openAccount(AccountID, AccountKind)
+    indirect case openAccount(AccountID, AccountKind)
     /// Adds a block of credits to a standard account or an organisation pool.
-    case grant(AccountID, GrantTerms)
+    indirect case grant(AccountID, GrantTerms)
     /// Spends credits now, in burn order. Never creates debt beyond the account's overdraft.
     case debit(AccountID, Millicredits, scope: ChargeScope)
     /// Reserves credits for a call whose cost is known only afterwards. The hold times out
@@ -42,7 +42,7 @@ public enum Action: Sendable, Equatable {
     case refund(AccountID, debit: IdempotencyKey, Millicredits)
     /// An administrator's correction: positive adds an adjustment grant, negative removes
     /// credits in burn order. The reason is recorded in the ledger entry.
-    case adjust(AccountID, Millicredits, reason: String)
+    indirect case adjust(AccountID, Millicredits, reason: String)
     case freeze(AccountID)
     case unfreeze(AccountID)
     /// Spend cap of a department per billing period; nil removes the cap.
