@@ -10,6 +10,21 @@ extension Command {
 }
 
 extension Action {
+    /// The fingerprint of `.debit(account, amount, scope: scope)`, from its parts (the
+    /// batch path's debit fast path never materialises the action).
+    @inline(__always)
+    static func debitFingerprint(_ account: AccountID, _ amount: Millicredits, _ scope: ChargeScope) -> UInt64 {
+        var hasher = StableHasher()
+        feedDebit(account, amount, scope, into: &hasher)
+        return hasher.finish()
+    }
+
+    @inline(__always)
+    static func feedDebit(_ account: AccountID, _ amount: Millicredits, _ scope: ChargeScope, into hasher: inout StableHasher) {
+        hasher.combine(UInt8(5)); account.feed(into: &hasher); hasher.combine(amount.rawValue)
+        scope.feed(into: &hasher)
+    }
+
     func feed(into hasher: inout StableHasher) {
         switch self {
         case .openTenant(let tenant, let kind):
@@ -36,8 +51,7 @@ extension Action {
             hasher.combine(terms.expiresAt.millisSinceEpoch); hasher.combine(terms.priority)
             hasher.combine(terms.costBasisNanoUSDPerCredit); terms.scope.feed(into: &hasher)
         case .debit(let account, let amount, let scope):
-            hasher.combine(UInt8(5)); account.feed(into: &hasher); hasher.combine(amount.rawValue)
-            scope.feed(into: &hasher)
+            Self.feedDebit(account, amount, scope, into: &hasher)
         case .reserve(let account, let amount, let timeout, let scope):
             hasher.combine(UInt8(6)); account.feed(into: &hasher); hasher.combine(amount.rawValue)
             hasher.combine(timeout); scope.feed(into: &hasher)

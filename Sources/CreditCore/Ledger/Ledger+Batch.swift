@@ -40,7 +40,17 @@ extension Ledger {
                 if index + Self.accountPrefetchDistance < count {
                     prefetchRecords(tenant: buffer[position(index + Self.accountPrefetchDistance)].tenant)
                 }
-                let (outcome, recorded) = recordPrefetched(buffer[position(index)], at: time)
+                let command = buffer.baseAddress! + position(index)
+                let (outcome, recorded): (Outcome, Bool)
+                if case .debit(let account, let amount, let scope) = command.pointee.action {
+                    // The hot command, from plain values (see `recordPrefetched(key:...)`).
+                    (outcome, recorded) = recordPrefetched(
+                        key: command.pointee.key, tenant: account.tenant,
+                        fingerprint: Action.debitFingerprint(account, amount, scope), kind: .debited, at: time
+                    ) { ledger, now, _ throws(LedgerError) in try ledger.debit(account, amount, scope, at: now) }
+                } else {
+                    (outcome, recorded) = recordPrefetched(command.pointee, at: time)
+                }
                 outcomes.append(outcome)
                 if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }
             }

@@ -82,20 +82,34 @@ public struct Ledger: Sendable {
     /// batch path does it several commands ahead).
     @inline(__always)
     mutating func recordPrefetched(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
+        recordPrefetched(key: command.key, tenant: command.tenant, fingerprint: command.fingerprint,
+                         kind: command.action.entryKind, at: time) { ledger, now, sequence throws(LedgerError) in
+            try ledger.execute(command.action, at: now, sequence: sequence)
+        }
+    }
+
+    /// Applies a command given by its parts: `apply` runs the action's handler. Taking the
+    /// parts rather than the `Command` lets the batch path hand over plain values it read
+    /// from the caller's buffer; holding on to a borrowed `Command` across the handler (which
+    /// may release objects) makes the compiler copy the whole enum for every command.
+    @inline(__always)
+    mutating func recordPrefetched(key: IdempotencyKey, tenant: TenantID, fingerprint: UInt64, kind: EntryKind,
+                                   at time: Timestamp,
+                                   _ apply: (inout Ledger, Int64, UInt64) throws(LedgerError) -> Void)
+        -> (outcome: Outcome, recorded: Bool) {
         precondition(time >= lastTime, "commands must be applied in time order")
-        let fingerprint = command.fingerprint
-        if let remembered = idempotency.lookup(command.key, at: time.millisSinceEpoch) {
+        if let remembered = idempotency.lookup(key, at: time.millisSinceEpoch) {
             if remembered.fingerprint == fingerprint {
                 replayCount += 1
-                return (remembered.outcome.outcome(tenant: command.tenant), false)
+                return (remembered.outcome.outcome(tenant: tenant), false)
             }
             conflictCount += 1
-            return (.failure(.idempotencyConflict(command.key)), false)
+            return (.failure(.idempotencyConflict(key)), false)
         }
         lastTime = time
-        draft.reset(kind: command.action.entryKind)
+        draft.reset(kind: kind)
         do {
-            try execute(command.action, at: time.millisSinceEpoch, sequence: nextSequence)
+            try apply(&self, time.millisSinceEpoch, nextSequence)
         } catch {
             draft.error = error
         }
@@ -106,15 +120,15 @@ public struct Ledger: Sendable {
             outcome = .failure(error)
         } else {
             outcome = .success(Receipt(sequence: sequence, amount: Millicredits(draft.amount),
-                                       availableAfter: Millicredits(available), tenant: command.tenant,
+                                       availableAfter: Millicredits(available), tenant: tenant,
                                        created: draft.created))
         }
         let storedOutcome = StoredOutcome(outcome)
-        recordEntry(sequence: sequence, time: time, key: command.key, tenant: command.tenant,
+        recordEntry(sequence: sequence, time: time, key: key, tenant: tenant,
                     available: available, debt: debt, outcome: storedOutcome)
         nextSequence += 1
         let refundable = draft.error == nil && draft.refundable > 0
-        idempotency.remember(command.key, Remembered(fingerprint: fingerprint, outcome: storedOutcome,
+        idempotency.remember(key, Remembered(fingerprint: fingerprint, outcome: storedOutcome,
                                                      refundable: refundable ? draft.refundable : 0,
                                                      principal: refundable ? draft.principalSlot : none),
                              at: time.millisSinceEpoch)
