@@ -62,6 +62,16 @@ public struct PagedArray<Element>: Sendable where Element: Sendable {
             if !isKnownUniquelyReferenced(&pages[page]) { pages[page] = pages[page].copy() }
             pages[page].base[index & Self.pageMask] = newValue
         }
+        /// In place, so `records[i].field += x` touches one field instead of copying the
+        /// whole record out and back.
+        @inline(__always) _modify {
+            let index = Int(index)
+            precondition(index < count, "PagedArray index out of range")
+            let page = index >> Self.pageShift
+            if !isKnownUniquelyReferenced(&pages[page]) { pages[page] = pages[page].copy() }
+            let base = pages[page].base
+            yield &base[index & Self.pageMask]
+        }
     }
 
     /// The address of an element, for prefetching only.
