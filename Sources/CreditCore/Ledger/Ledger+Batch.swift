@@ -40,16 +40,13 @@ extension Ledger {
                 if index + Self.accountPrefetchDistance < count {
                     prefetchRecords(tenant: buffer[position(index + Self.accountPrefetchDistance)].tenant)
                 }
+                // Matched here, through the pointer: passing `buffer[i]` as a `Command` makes
+                // the compiler copy the whole enum (the buffer is memory it cannot reason about).
                 let command = buffer.baseAddress! + position(index)
-                let (outcome, recorded): (Outcome, Bool)
-                if case .debit(let account, let amount, let scope) = command.pointee.action {
-                    // The hot command, from plain values (see `recordPrefetched(key:...)`).
-                    (outcome, recorded) = recordPrefetched(
-                        key: command.pointee.key, tenant: account.tenant,
-                        fingerprint: Action.debitFingerprint(account, amount, scope), kind: .debited, at: time
-                    ) { ledger, now, _ throws(LedgerError) in try ledger.debit(account, amount, scope, at: now) }
+                let (outcome, recorded) = if case .debit(let account, let amount, let scope) = command.pointee.action {
+                    recordDebit(key: command.pointee.key, account, amount, scope, at: time)
                 } else {
-                    (outcome, recorded) = recordPrefetched(command.pointee, at: time)
+                    recordPrefetched(command.pointee, at: time)
                 }
                 outcomes.append(outcome)
                 if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }

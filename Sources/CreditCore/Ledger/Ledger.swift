@@ -82,9 +82,22 @@ public struct Ledger: Sendable {
     /// batch path does it several commands ahead).
     @inline(__always)
     mutating func recordPrefetched(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
-        recordPrefetched(key: command.key, tenant: command.tenant, fingerprint: command.fingerprint,
+        if case .debit(let account, let amount, let scope) = command.action {
+            return recordDebit(key: command.key, account, amount, scope, at: time)
+        }
+        return recordPrefetched(key: command.key, tenant: command.tenant, fingerprint: command.fingerprint,
                          kind: command.action.entryKind, at: time) { ledger, now, sequence throws(LedgerError) in
             try ledger.execute(command.action, at: now, sequence: sequence)
+        }
+    }
+
+    /// The hot command, from plain values (see `recordPrefetched(key:...)`).
+    @inline(__always)
+    mutating func recordDebit(key: IdempotencyKey, _ account: AccountID, _ amount: Millicredits, _ scope: ChargeScope,
+                              at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
+        recordPrefetched(key: key, tenant: account.tenant, fingerprint: Action.debitFingerprint(account, amount, scope),
+                         kind: .debited, at: time) { ledger, now, _ throws(LedgerError) in
+            try ledger.debit(account, amount, scope, at: now)
         }
     }
 
