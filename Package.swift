@@ -16,10 +16,15 @@ let package = Package(
         .target(name: "CreditCore", dependencies: ["CCacheHints"]),
         // A cache prefetch hint the core's batch path uses to overlap memory latency.
         .target(name: "CCacheHints"),
+        // Files: the write-ahead log, snapshots, recovery, and the file layer they share
+        // (injectable, so tests can simulate power cuts).
+        .target(name: "CreditPersistence", dependencies: ["CreditCore", "CLZ4", "CChecksum"]),
+        // CRC32C with the SSE4.2 instruction when the CPU has it, a table otherwise.
+        .target(name: "CChecksum"),
         // Shard actors and the public async facade over CreditCore.
         .target(
             name: "CreditEngine",
-            dependencies: ["CreditCore"]
+            dependencies: ["CreditCore", "CreditPersistence"]
         ),
         // liblz4 (frame format) from the system package liblz4-dev; the durability layer uses it.
         .systemLibrary(
@@ -39,6 +44,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CreditCoreTests", dependencies: ["CreditCore"]),
+        .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence"]),
         .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,123 @@
+/// Little-endian binary encoding for the durable formats (log records, snapshots).
+///
+/// Pure byte manipulation, no I/O: the core defines how its commands and state are written
+/// down, the persistence layer decides where the bytes go. Every multi-byte integer is
+/// little-endian; strings are a 32-bit byte count followed by UTF-8; optionals are a 0/1
+/// byte followed by the value when 1. docs/formats.md lists every field.
+public struct ByteWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 64) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public var count: Int { bytes.count }
+
+    @inline(__always)
+    public mutating func write<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    @inline(__always)
+    public mutating func write(_ value: Bool) { bytes.append(value ? 1 : 0) }
+
+    public mutating func write(bytes other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
+
+    public mutating func write(_ string: String) {
+        var string = string
+        string.withUTF8 { utf8 in
+            write(UInt32(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    /// Overwrites 4 bytes at `offset` (for lengths and checksums known only afterwards).
+    public mutating func patch(_ value: UInt32, at offset: Int) {
+        precondition(offset >= 0 && offset + 4 <= bytes.count, "patch outside the written bytes")
+        withUnsafeBytes(of: value.littleEndian) { raw in
+            for index in 0 ..< 4 { bytes[offset + index] = raw[index] }
+        }
+    }
+
+    public mutating func removeAll(keepingCapacity: Bool = true) { bytes.removeAll(keepingCapacity: keepingCapacity) }
+}
+
+/// Why bytes could not be decoded; `offset` is relative to the start of the decoded buffer.
+public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The bytes end before the value does.
+    case truncated(offset: Int, needed: Int)
+    /// A field holds a value no writer produces (an unknown tag, an impossible amount).
+    case invalid(offset: Int, field: String)
+
+    public var description: String {
+        switch self {
+        case .truncated(let offset, let needed): "truncated at byte \(offset): \(needed) more bytes expected"
+        case .invalid(let offset, let field): "invalid \(field) at byte \(offset)"
+        }
+    }
+}
+
+/// Reads what `ByteWriter` wrote. Every read checks the remaining length and throws
+/// `DecodingError` instead of trapping, because the bytes come from disk.
+public struct ByteReader: Sendable {
+    public let bytes: [UInt8]
+    public private(set) var offset: Int
+    public let end: Int
+
+    public init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
+        self.bytes = bytes
+        offset = start
+        self.end = end ?? bytes.count
+        precondition(start >= 0 && start <= self.end && self.end <= bytes.count, "reader range outside the bytes")
+    }
+
+    public var remaining: Int { end - offset }
+    public var isAtEnd: Bool { offset == end }
+
+    @inline(__always)
+    public mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(DecodingError) -> T {
+        let size = MemoryLayout<T>.size
+        guard end - offset >= size else { throw .truncated(offset: offset, needed: size - (end - offset)) }
+        var value: T = 0
+        withUnsafeMutableBytes(of: &value) { target in
+            bytes.withUnsafeBytes { source in
+                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset ..< offset + size]))
+            }
+        }
+        offset += size
+        return T(littleEndian: value)
+    }
+
+    public mutating func readBool(_ field: String) throws(DecodingError) -> Bool {
+        let at = offset
+        switch try read(UInt8.self) {
+        case 0: return false
+        case 1: return true
+        default: throw .invalid(offset: at, field: field)
+        }
+    }
+
+    public mutating func readBytes(_ count: Int) throws(DecodingError) -> ArraySlice<UInt8> {
+        guard count >= 0 else { throw .invalid(offset: offset, field: "byte count") }
+        guard end - offset >= count else { throw .truncated(offset: offset, needed: count - (end - offset)) }
+        defer { offset += count }
+        return bytes[offset ..< offset + count]
+    }
+
+    /// A string of at most `maxBytes` UTF-8 bytes.
+    public mutating func readString(maxBytes: Int, _ field: String) throws(DecodingError) -> String {
+        let at = offset
+        let count = Int(try read(UInt32.self))
+        guard count <= maxBytes else { throw .invalid(offset: at, field: field) }
+        let utf8 = try readBytes(count)
+        guard let string = String(validating: utf8, as: UTF8.self) else { throw .invalid(offset: at, field: field) }
+        return string
+    }
+
+    /// Fails unless every byte was consumed (a record with trailing bytes is not one a
+    /// writer produced).
+    public func expectEnd(_ what: String) throws(DecodingError) {
+        guard isAtEnd else { throw .invalid(offset: offset, field: "\(remaining) trailing bytes after \(what)") }
+    }
+}
