@@ -1,0 +1,180 @@
+/// The binary form of a command, as the write-ahead log stores it (docs/formats.md,
+/// "Command encoding", version 1).
+///
+/// Layout: the 16-byte idempotency key, a one-byte action tag (the same numbers the
+/// fingerprint uses), then the action's fields in declaration order. The decoder checks
+/// structure only (tags, lengths, presence bytes): whether a command makes sense is the
+/// ledger's business, and the log holds rejected commands too (their failure is part of
+/// the idempotency state), so it must be able to read back anything a client sent.
+extension Command {
+    /// Version of the command encoding. Bump on any change; keep old versions decodable.
+    public static let encodingVersion: UInt16 = 1
+    /// Longest string a decoder accepts. Far above the ledger's own text limit
+    /// (`LedgerLimits.textBytesMax`), because rejected commands with over-long text are
+    /// logged as they were sent.
+    public static let decodedTextBytesMax = 1 << 20
+    /// Most departments a decoded open-tenant command may carry (the ledger's own limit is
+    /// lower; see `decodedTextBytesMax` for why the decoder is looser).
+    public static let decodedDepartmentsMax = 1 << 20
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(key)
+        switch action {
+        case .openTenant(let tenant, let kind):
+            writer.write(UInt8(1)); writer.write(tenant)
+            switch kind {
+            case .individual:
+                writer.write(UInt8(0))
+            case .organisation(let departments):
+                writer.write(UInt8(1)); writer.write(UInt32(departments.count))
+                for department in departments { department.encode(into: &writer) }
+            }
+        case .openDepartment(let tenant, let terms):
+            writer.write(UInt8(2)); writer.write(tenant); terms.encode(into: &writer)
+        case .openAccount(let account, let kind):
+            writer.write(UInt8(3)); writer.write(account)
+            switch kind {
+            case .standard(let overdraft):
+                writer.write(UInt8(0)); writer.write(overdraft)
+            case .member(let department, let limit):
+                writer.write(UInt8(1)); writer.write(department); writer.write(limit)
+            }
+        case .grant(let account, let terms):
+            writer.write(UInt8(4)); writer.write(account)
+            writer.write(terms.kind.rawValue); writer.write(terms.amount)
+            writer.write(terms.effectiveAt != nil)
+            if let effectiveAt = terms.effectiveAt { writer.write(effectiveAt) }
+            writer.write(terms.expiresAt); writer.write(terms.priority)
+            writer.write(terms.costBasisNanoUSDPerCredit); writer.write(terms.scope)
+        case .debit(let account, let amount, let scope):
+            writer.write(UInt8(5)); writer.write(account); writer.write(amount); writer.write(scope)
+        case .reserve(let account, let amount, let timeout, let scope):
+            writer.write(UInt8(6)); writer.write(account); writer.write(amount); writer.write(timeout)
+            writer.write(scope)
+        case .settle(let hold, let actual):
+            writer.write(UInt8(7)); writer.write(hold); writer.write(actual)
+        case .release(let hold):
+            writer.write(UInt8(8)); writer.write(hold)
+        case .refund(let account, let debit, let amount):
+            writer.write(UInt8(9)); writer.write(account); writer.write(debit); writer.write(amount)
+        case .adjust(let account, let amount, let reason):
+            writer.write(UInt8(10)); writer.write(account); writer.write(amount); writer.write(reason)
+        case .freeze(let account):
+            writer.write(UInt8(11)); writer.write(account)
+        case .unfreeze(let account):
+            writer.write(UInt8(12)); writer.write(account)
+        case .setDepartmentAllocation(let tenant, let department, let cap):
+            writer.write(UInt8(13)); writer.write(tenant); writer.write(department); writer.write(cap)
+        case .setMemberLimit(let account, let cap):
+            writer.write(UInt8(14)); writer.write(account); writer.write(cap)
+        case .startPeriod(let tenant):
+            writer.write(UInt8(15)); writer.write(tenant)
+        case .timeOutHold(let hold):
+            writer.write(UInt8(16)); writer.write(hold)
+        }
+    }
+
+    /// Reads one command written by `encode(into:)`, leaving the reader after it.
+    public init(decoding reader: inout ByteReader) throws(DecodingError) {
+        let key = try reader.readKey()
+        let tagOffset = reader.offset
+        let action: Action
+        switch try reader.read(UInt8.self) {
+        case 1:
+            let tenant = try reader.readTenant()
+            let kindOffset = reader.offset
+            switch try reader.read(UInt8.self) {
+            case 0:
+                action = .openTenant(tenant, .individual)
+            case 1:
+                let countOffset = reader.offset
+                let count = Int(try reader.read(UInt32.self))
+                // Each department takes at least 7 bytes; a count beyond that is corrupt.
+                guard count <= Self.decodedDepartmentsMax, count <= reader.remaining / 7 else {
+                    throw .invalid(offset: countOffset, field: "department count")
+                }
+                var departments: [DepartmentTerms] = []
+                departments.reserveCapacity(count)
+                for _ in 0 ..< count { departments.append(try DepartmentTerms(decoding: &reader)) }
+                action = .openTenant(tenant, .organisation(departments: departments))
+            default:
+                throw .invalid(offset: kindOffset, field: "tenant kind")
+            }
+        case 2:
+            action = .openDepartment(try reader.readTenant(), try DepartmentTerms(decoding: &reader))
+        case 3:
+            let account = try reader.readAccount()
+            let kindOffset = reader.offset
+            switch try reader.read(UInt8.self) {
+            case 0: action = .openAccount(account, .standard(overdraft: try reader.readAmount()))
+            case 1:
+                let department = try reader.readDepartment()
+                action = .openAccount(account, .member(department: department,
+                                                       limitPerPeriod: try reader.readOptionalAmount("member limit")))
+            default: throw .invalid(offset: kindOffset, field: "account kind")
+            }
+        case 4:
+            let account = try reader.readAccount()
+            let kindOffset = reader.offset
+            guard let kind = GrantKind(rawValue: try reader.read(UInt8.self)) else {
+                throw .invalid(offset: kindOffset, field: "grant kind")
+            }
+            let amount = try reader.readAmount()
+            let effectiveAt = try reader.readBool("grant effective-time presence") ? try reader.readTimestamp() : nil
+            let expiresAt = try reader.readTimestamp()
+            let priority = try reader.read(UInt8.self)
+            let costBasis = try reader.read(UInt32.self)
+            let scope = try reader.readScope()
+            action = .grant(account, GrantTerms(kind: kind, amount: amount, effectiveAt: effectiveAt, expiresAt: expiresAt,
+                                                priority: priority, costBasisNanoUSDPerCredit: costBasis, scope: scope))
+        case 5:
+            action = .debit(try reader.readAccount(), try reader.readAmount(), scope: try reader.readScope())
+        case 6:
+            let account = try reader.readAccount()
+            let amount = try reader.readAmount()
+            let timeout = try reader.read(Int64.self)
+            action = .reserve(account, amount, timeoutMillis: timeout, scope: try reader.readScope())
+        case 7:
+            action = .settle(try reader.readHold(), actual: try reader.readAmount())
+        case 8:
+            action = .release(try reader.readHold())
+        case 9:
+            action = .refund(try reader.readAccount(), debit: try reader.readKey(), try reader.readAmount())
+        case 10:
+            let account = try reader.readAccount()
+            let amount = try reader.readAmount()
+            action = .adjust(account, amount, reason: try reader.readString(maxBytes: Self.decodedTextBytesMax, "reason"))
+        case 11:
+            action = .freeze(try reader.readAccount())
+        case 12:
+            action = .unfreeze(try reader.readAccount())
+        case 13:
+            let tenant = try reader.readTenant()
+            let department = try reader.readDepartment()
+            action = .setDepartmentAllocation(tenant, department,
+                                              perPeriod: try reader.readOptionalAmount("department allocation"))
+        case 14:
+            let account = try reader.readAccount()
+            action = .setMemberLimit(account, perPeriod: try reader.readOptionalAmount("member limit"))
+        case 15:
+            action = .startPeriod(try reader.readTenant())
+        case 16:
+            action = .timeOutHold(try reader.readHold())
+        default:
+            throw .invalid(offset: tagOffset, field: "command tag")
+        }
+        self.init(key: key, action)
+    }
+}
+
+extension DepartmentTerms {
+    func encode(into writer: inout ByteWriter) {
+        writer.write(id); writer.write(costCentre); writer.write(allocationPerPeriod)
+    }
+
+    init(decoding reader: inout ByteReader) throws(DecodingError) {
+        let id = try reader.readDepartment()
+        let costCentre = try reader.readString(maxBytes: Command.decodedTextBytesMax, "cost centre")
+        self.init(id: id, costCentre: costCentre, allocationPerPeriod: try reader.readOptionalAmount("department allocation"))
+    }
+}
