@@ -56,6 +56,13 @@ public struct Ledger: Sendable {
         recentEntries = EntryWindow(capacity: configuration.recentEntriesMax)
     }
 
+    /// Sets the entry sequence and the clock of a ledger rebuilt from a state snapshot
+    /// (`init(decodingState:configuration:)`); nothing else may set them but `apply`.
+    mutating func restoreClock(nextSequence: UInt64, lastTime: Timestamp) {
+        self.nextSequence = nextSequence
+        self.lastTime = lastTime
+    }
+
     /// What `apply` did: the outcome for the caller, and the new ledger entry — nil when the
     /// command was a retry (its original outcome is returned) or a key conflict.
     public struct Applied: Sendable {

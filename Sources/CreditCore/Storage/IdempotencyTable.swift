@@ -156,6 +156,18 @@ struct IdempotencyTable: Sendable {
     /// Held records, oldest first.
     var records: [Record] { previous.records + current.records }
 
+    /// The records of each generation, oldest first (the state snapshot stores the split).
+    var generations: (previous: [Record], current: [Record]) { (previous.records, current.records) }
+
+    /// A table holding exactly these generations, their indexes rebuilt (restoring a state
+    /// snapshot). Precondition: each has at most `keysMax / 2` records.
+    init(keysMax: Int, windowMillis: Int64, previous previousRecords: [Record], current currentRecords: [Record]) {
+        self.init(keysMax: keysMax, windowMillis: windowMillis)
+        precondition(previousRecords.count <= keysMax / 2 && currentRecords.count <= keysMax / 2)
+        for record in previousRecords { previous.append(record, hash: Self.hash(record.key)) }
+        for record in currentRecords { current.append(record, hash: Self.hash(record.key)) }
+    }
+
     /// Checks each index against its records; returns what is wrong.
     func consistencyProblems() -> [String] {
         var problems: [String] = []
@@ -186,6 +198,16 @@ struct ClosedHolds: Sendable, Equatable {
     let rememberedMax: Int
 
     init(rememberedMax: Int) { self.rememberedMax = rememberedMax }
+
+    /// Remembers `numbers` (oldest first, distinct, at most `rememberedMax`) as if inserted in
+    /// that order: the ring starts at the oldest, which behaves the same as any rotation.
+    init(rememberedMax: Int, inOrder numbers: [UInt64]) {
+        precondition(numbers.count <= rememberedMax)
+        self.rememberedMax = rememberedMax
+        self.numbers = Set(numbers)
+        precondition(self.numbers.count == numbers.count, "closed hold numbers must be distinct")
+        order = numbers
+    }
 
     func contains(_ number: UInt64) -> Bool { numbers.contains(number) }
 

@@ -14,6 +14,11 @@ struct TenantTable: Sendable {
 
     private var table = FlatTable<Entry>()
 
+    init() {}
+
+    /// An empty table sized for `capacity` tenants (restoring a state snapshot).
+    init(capacity: Int) { table = FlatTable<Entry>(capacity: capacity) }
+
     var count: Int { table.count }
 
     @inline(__always)
@@ -34,6 +39,11 @@ struct TenantTable: Sendable {
     mutating func setGrantHint(of id: TenantID, to grant: UInt32) {
         let index = table.find(id.rawValue)!
         table[slot: index].slot.grantHint = grant
+    }
+
+    /// Every tenant, in no meaningful order (the snapshot sorts them its own way).
+    func forEach(_ body: (TenantID, TenantSlot) -> Void) {
+        table.forEach { body(TenantID($0.id), $0.slot) }
     }
 
     /// All tenants in id order.

@@ -1,0 +1,541 @@
+@testable import CreditCore
+import Testing
+
+// The state encoding (Ledger+Snapshot.swift, docs/formats-snapshot-state.md): a decoded
+// ledger must be the same ledger — same digest, same bytes when encoded again, and above
+// all the same outcomes, entries and digests for every command applied afterwards (retries
+// of keys remembered before the snapshot, refunds of old debits, settles and time-outs of
+// old holds, enterprise caps). Corrupted encodings must throw or decode to a consistent
+// ledger, never trap.
+//
+// The random tests reuse the property tests' generator (`RandomSequence`) and seed; they
+// print the seed. Reproduce with CREDITS_TEST_SEED=<seed> swift test --filter SnapshotStateTests
+
+/// The state encoding of `ledger`.
+private func encoded(_ ledger: Ledger) -> [UInt8] {
+    var writer = ByteWriter()
+    ledger.encodeState(into: &writer)
+    return writer.bytes
+}
+
+/// Decodes a whole buffer (nothing may follow the state).
+private func decoded(_ bytes: [UInt8], _ configuration: LedgerConfiguration) throws(DecodingError) -> Ledger {
+    var reader = ByteReader(bytes)
+    let ledger = try Ledger(decodingState: &reader, configuration: configuration)
+    try reader.expectEnd("ledger state")
+    return ledger
+}
+
+/// What a decoded copy must agree on with the original right after the snapshot.
+private func restoreProblems(original: Ledger, restored: Ledger, bytes: [UInt8]) -> [String] {
+    var problems: [String] = []
+    if bytes.count != original.encodedStateByteCount { problems.append("encodedStateByteCount is not the encoding's length") }
+    if restored.stateDigest() != original.stateDigest() { problems.append("the restored digest differs") }
+    let violations = restored.invariantViolations()
+    if !violations.isEmpty { problems.append("restored invariants: \(violations)") }
+    if encoded(restored) != bytes { problems.append("the restored ledger encodes to different bytes") }
+    if restored.nextSequence != original.nextSequence || restored.lastTime != original.lastTime {
+        problems.append("sequence or clock differs")
+    }
+    if restored.recentEntries.count != 0 || restored.replayCount != 0 || restored.conflictCount != 0 {
+        problems.append("the entry window or statistics were restored (they are not state)")
+    }
+    return problems
+}
+
+/// Applies `command` at `time` to the restored copy and compares with what the original did.
+private func continuationProblem(_ restored: inout Ledger, _ command: Command, at time: Timestamp,
+                                 original: Ledger, outcome: Outcome, entry: LedgerEntry?) -> String? {
+    let applied = restored.apply(command, at: time)
+    if applied.outcome != outcome { return "outcome \(applied.outcome), the original got \(outcome)" }
+    if applied.entry != entry { return "entry \(String(describing: applied.entry)), the original made \(String(describing: entry))" }
+    if restored.stateDigest() != original.stateDigest() { return "digest differs after \(command.action)" }
+    return nil
+}
+
+@Suite("Snapshot state: encode, decode, continue identically")
+struct SnapshotStateTests {
+    // MARK: A hand-built ledger with every kind of state
+
+    /// Individuals with scoped, future, expiring and depleted (free-slot) grants, an
+    /// overdraft in debt, open, settled and released holds, a refunded debit, an
+    /// organisation with capped departments and members, a frozen member, a started period,
+    /// and more keys than the idempotency table's current generation holds.
+    static func richHarness() throws -> (LedgerHarness, [(Command, Outcome)]) {
+        let configuration = LedgerConfiguration(idempotencyKeysMax: 40, idempotencyWindowMillis: 6 * hourMillis,
+                                                closedHoldsRememberedMax: 3, recentEntriesMax: 64)
+        var h = LedgerHarness(configuration: configuration)
+        var remembered: [(Command, Outcome)] = []
+        func run(_ action: Action, _ h: inout LedgerHarness) throws -> Receipt {
+            let key = h.freshKey()
+            let receipt = try h.succeed(action, key: key)
+            remembered.append((Command(key: key, action), .success(receipt)))
+            return receipt
+        }
+        let a = try h.openIndividual(1)
+        let b = try h.openIndividual(2, overdraft: credits(20))
+        let a1 = AccountID(tenant: a.tenant, number: 1)
+        try h.succeed(.openAccount(a1, .standard))
+        try h.succeed(.openTenant(TenantID(3), .individual)) // a tenant with no account yet
+        try h.grant(a, credits(100), costBasis: 10_000_000)
+        try h.grant(a, credits(30), kind: .promotional, expiresAt: h.now.plus(2 * dayMillis), priority: 10)
+        try h.grant(a, credits(20), scope: ChargeScope(provider: 7))
+        try h.grant(a, credits(10), effectiveAt: h.now.plus(hourMillis))
+        try h.grant(a1, credits(5))
+        try h.debit(a1, credits(5)) // depletes a never-expiring grant: its slot is freed
+        try h.grant(b, credits(10))
+        h.advance(minuteMillis)
+        try h.debit(b, credits(25)) // 15 credits of debt within the overdraft
+        try h.debit(a, credits(12), scope: ChargeScope(provider: 7))
+        let settled = try h.reserve(a, credits(5))
+        try h.succeed(.settle(settled, actual: credits(7)))
+        let released = try h.reserve(a, credits(3))
+        try h.succeed(.release(released))
+        let org = try OrganisationFixture(in: &h, poolCredits: credits(200),
+                                          departments: [(DepartmentID(1), credits(50)), (DepartmentID(2), nil)],
+                                          members: [(1, DepartmentID(1), credits(20)), (2, DepartmentID(2), nil),
+                                                    (3, DepartmentID(1), nil)])
+        try h.debit(org.member(1), credits(10))
+        let memberHold = try h.reserve(org.member(1), credits(5))
+        try h.succeed(.settle(memberHold, actual: credits(9)))
+        try h.succeed(.startPeriod(org.tenant))
+        try h.succeed(.setMemberLimit(org.member(3), perPeriod: credits(15)))
+        try h.succeed(.freeze(org.member(2)))
+        h.advance(10 * minuteMillis)
+        // The last commands before the snapshot: their keys are surely remembered.
+        _ = try run(.debit(a, credits(8), scope: .unscoped), &h)
+        _ = try run(.reserve(a, credits(6), timeoutMillis: 30 * minuteMillis, scope: .unscoped), &h)
+        _ = try run(.reserve(org.member(3), credits(4), timeoutMillis: hourMillis, scope: .unscoped), &h)
+        _ = try run(.debit(org.member(1), credits(3), scope: .unscoped), &h)
+        _ = try run(.grant(a, GrantTerms(kind: .purchase, amount: credits(2))), &h)
+        let rejected = Command(key: h.freshKey(), .debit(b, credits(500), scope: .unscoped))
+        remembered.append((rejected, h.apply(rejected.action, key: rejected.key).outcome))
+        #expect(h.ledger.rememberedKeyCount > 20, "both generations are in use")
+        return (h, remembered)
+    }
+
+    @Test("a rich ledger round-trips: same digest, same bytes, invariants hold, nothing left over")
+    func richLedgerRoundTrips() throws {
+        let (h, _) = try Self.richHarness()
+        let bytes = encoded(h.ledger)
+        #expect(encoded(h.ledger) == bytes, "encoding is deterministic")
+        var reader = ByteReader(bytes + [0xAB, 0xCD])
+        let restored = try Ledger(decodingState: &reader, configuration: h.ledger.configuration)
+        #expect(reader.remaining == 2, "the decoder consumes exactly the state's bytes")
+        #expect(restoreProblems(original: h.ledger, restored: restored, bytes: bytes) == [])
+        var copy = h
+        copy.ledger = restored
+        #expect(copy.observe() == h.observe(), "balances, grants, holds and organisation usage are the same")
+        #expect(h.ledger.recentEntries.count > 0 && restored.recentEntries.count == 0)
+
+        // Appended after other bytes (a file header), the state is the same bytes, and decodes
+        // from where it starts.
+        var writer = ByteWriter()
+        writer.write(UInt32(0xFEED))
+        h.ledger.encodeState(into: &writer)
+        #expect(Array(writer.bytes.dropFirst(4)) == bytes)
+        var framed = ByteReader(writer.bytes, from: 4)
+        #expect(try Ledger(decodingState: &framed, configuration: h.ledger.configuration).stateDigest() == h.ledger.stateDigest())
+        #expect(framed.isAtEnd)
+    }
+
+    @Test("after a restore, retries, refunds, settles, caps and time-outs behave exactly as without it")
+    func restoredLedgerContinuesLikeTheOriginal() throws {
+        let (original, remembered) = try Self.richHarness()
+        let bytes = encoded(original.ledger)
+        var h = original
+        var r = original
+        r.ledger = try decoded(bytes, original.ledger.configuration)
+
+        // Retries of keys remembered before the snapshot return their original outcomes.
+        for (command, outcome) in remembered {
+            h.expectReplay(of: command, returns: outcome)
+            r.expectReplay(of: command, returns: outcome)
+        }
+        // The same key with other content is a conflict on both.
+        let (someCommand, _) = try #require(remembered.first)
+        let conflicting = Command(key: someCommand.key, .freeze(AccountID(tenant: TenantID(1), number: 0)))
+        #expect(h.ledger.apply(conflicting, at: h.now).outcome == r.ledger.apply(conflicting, at: r.now).outcome)
+
+        let a = AccountID(tenant: TenantID(1), number: 0)
+        let b = AccountID(tenant: TenantID(2), number: 0)
+        let org = TenantID(500)
+        let debitKey = try #require(remembered.first { if case .debit(a, _, _) = $0.0.action { true } else { false } }).0.key
+        let holds = h.ledger.holdsTimedOut(at: .never)
+        #expect(holds.count == 2)
+        let later: [(Int64, Action)] = [
+            (0, .refund(a, debit: debitKey, credits(3))),
+            (0, .refund(a, debit: debitKey, credits(6))), // more than is left: rejected the same way
+            (0, .debit(AccountID(tenant: org, number: 1), credits(30), scope: .unscoped)), // member limit
+            (0, .debit(AccountID(tenant: org, number: 2), credits(1), scope: .unscoped)), // frozen member
+            (0, .debit(AccountID(tenant: org, number: 3), credits(12), scope: .unscoped)),
+            (0, .settle(holds[1], actual: credits(20))), // the member's hold, above its limit
+            (minuteMillis, .debit(b, credits(5), scope: .unscoped)), // into the overdraft
+            (0, .debit(b, credits(1), scope: .unscoped)),
+            (0, .grant(AccountID(tenant: a.tenant, number: 1), GrantTerms(kind: .purchase, amount: credits(4)))), // reuses the free slot
+            (0, .debit(a, credits(15), scope: ChargeScope(provider: 7))),
+            (hourMillis, .debit(a, credits(40), scope: .unscoped)), // the future grant is effective now
+            (0, .timeOutHold(holds[0])), // due
+            (0, .settle(holds[0], actual: credits(1))), // closed: holdNotOpen
+            (0, .startPeriod(org)),
+            (0, .setDepartmentAllocation(org, DepartmentID(1), perPeriod: credits(5))),
+            (0, .debit(AccountID(tenant: org, number: 3), credits(6), scope: .unscoped)),
+            (3 * dayMillis, .debit(a, credits(1), scope: .unscoped)), // the promotional grant has expired
+            (0, .refund(a, debit: debitKey, credits(1))), // beyond the key window: unknownDebit
+            (0, .openAccount(AccountID(tenant: TenantID(3), number: 0), .standard)),
+        ]
+        for (advance, action) in later {
+            h.advance(advance)
+            r.advance(advance)
+            let key = h.freshKey()
+            #expect(r.freshKey() == key)
+            let expected = h.apply(action, key: key)
+            let got = r.apply(action, key: key)
+            #expect(got.outcome == expected.outcome, "\(action)")
+            #expect(got.entry == expected.entry, "\(action)")
+            #expect(r.ledger.stateDigest() == h.ledger.stateDigest(), "\(action)")
+        }
+        #expect(encoded(r.ledger) == encoded(h.ledger))
+        // The script exercised what it meant to: a refund, a limit, a frozen member, an expiry.
+        let errors = Set(h.ledger.recentEntries.filter { $0.error != nil }.map { errorCaseName($0.error!) })
+        #expect(errors.isSuperset(of: ["refundExceedsDebit", "memberLimitExceeded", "accountFrozen", "holdNotOpen",
+                                       "unknownDebit"]), "\(errors)")
+    }
+
+    @Test("an empty ledger round-trips and continues identically")
+    func emptyLedgerRoundTrips() throws {
+        let configuration = LedgerConfiguration(idempotencyKeysMax: 4)
+        let empty = Ledger(configuration: configuration)
+        let bytes = encoded(empty)
+        var restored = try decoded(bytes, configuration)
+        #expect(restoreProblems(original: empty, restored: restored, bytes: bytes) == [])
+        var original = empty
+        let command = Command(key: IdempotencyKey(high: 1, low: 2), .openTenant(TenantID(9), .individual))
+        let expected = original.apply(command, at: t0)
+        #expect(continuationProblem(&restored, command, at: t0, original: original, outcome: expected.outcome,
+                                    entry: expected.entry) == nil)
+    }
+
+    // MARK: Configuration and version
+
+    @Test("the configuration must match the snapshot where it decides outcomes")
+    func configurationMustMatch() throws {
+        let (h, _) = try Self.richHarness()
+        let bytes = encoded(h.ledger)
+        let written = h.ledger.configuration
+        let mismatches: [(LedgerConfiguration, String)] = [
+            (LedgerConfiguration(idempotencyKeysMax: 64, idempotencyWindowMillis: written.idempotencyWindowMillis,
+                                 closedHoldsRememberedMax: written.closedHoldsRememberedMax), "idempotencyKeysMax"),
+            (LedgerConfiguration(idempotencyKeysMax: written.idempotencyKeysMax, idempotencyWindowMillis: hourMillis,
+                                 closedHoldsRememberedMax: written.closedHoldsRememberedMax), "idempotencyWindowMillis"),
+            (LedgerConfiguration(idempotencyKeysMax: written.idempotencyKeysMax,
+                                 idempotencyWindowMillis: written.idempotencyWindowMillis,
+                                 closedHoldsRememberedMax: 4), "closedHoldsRememberedMax"),
+        ]
+        for (configuration, field) in mismatches {
+            do {
+                _ = try decoded(bytes, configuration)
+                Issue.record("decoding with a different \(field) succeeded")
+            } catch {
+                guard case .invalid(_, let named) = error, named.hasPrefix(field) else {
+                    Issue.record("expected .invalid naming \(field), got \(error)")
+                    continue
+                }
+            }
+        }
+        // The entry window's size is output only: it may differ.
+        let resized = LedgerConfiguration(idempotencyKeysMax: written.idempotencyKeysMax,
+                                          idempotencyWindowMillis: written.idempotencyWindowMillis,
+                                          closedHoldsRememberedMax: written.closedHoldsRememberedMax, recentEntriesMax: 7)
+        let restored = try decoded(bytes, resized)
+        #expect(restored.stateDigest() == h.ledger.stateDigest())
+        #expect(restored.configuration.recentEntriesMax == 7 && restored.recentEntries.capacity == 7)
+    }
+
+    @Test("an unknown format version is rejected by name")
+    func unknownVersionIsRejected() throws {
+        var bytes = encoded(Ledger())
+        bytes[0] = 2
+        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 2 (this build reads 1)")) {
+            _ = try decoded(bytes, LedgerConfiguration())
+        }
+        #expect(Ledger.stateFormatVersion == 1)
+    }
+
+    @Test("the outcome validator accepts exactly the codes the outcome store writes")
+    func outcomeValidatorMatchesTheStore() {
+        let account = AccountID(tenant: TenantID(1), number: 2)
+        let hold = HoldID(tenant: TenantID(1), number: 3)
+        let key = IdempotencyKey(high: 4, low: 5)
+        var errors: [LedgerError] = [
+            .invalidAmount(credits(1)), .amountOverflow, .tenantExists(TenantID(1)), .unknownTenant(TenantID(1)),
+            .accountExists(account), .unknownAccount(account), .departmentExists(TenantID(1), DepartmentID(2)),
+            .unknownDepartment(TenantID(1), DepartmentID(2)), .unknownHold(hold), .holdNotOpen(hold),
+            .holdNotDue(hold, expiresAt: t0), .accountFrozen(account),
+            .insufficientCredits(available: credits(1), requested: credits(2)),
+            .memberLimitExceeded(remaining: credits(1), requested: credits(2)),
+            .departmentAllocationExceeded(remaining: credits(1), requested: credits(2)),
+            .idempotencyConflict(key), .unknownDebit(key), .refundExceedsDebit(refundable: credits(1), requested: credits(2)),
+            .invalidTimeout(millis: -1), .invalidExpiry(expiresAt: t0), .logStopped,
+        ]
+        let rules = (UInt8(0) ... UInt8.max).compactMap(LedgerError.Rule.init(rawValue:))
+        for rule in rules { errors += [.notAllowed(account, rule), .invalidText(rule), .limitReached(rule)] }
+        // Every case of the exhaustive `errorCaseName` is in the list.
+        #expect(Set(errors.map(errorCaseName)).count == 21 + 3 * rules.count)
+        var codes: Set<UInt8> = []
+        for error in errors {
+            let stored = StoredOutcome(.failure(error))
+            #expect(stored.isKnown && !stored.isSuccess, "\(error)")
+            codes.insert(stored.code)
+        }
+        for created in [Receipt.Created.nothing, .hold, .grant] {
+            let receipt = Receipt(sequence: 9, amount: credits(1), availableAfter: credits(2), tenant: TenantID(1), created: created)
+            let stored = StoredOutcome(.success(receipt))
+            #expect(stored.isKnown && stored.isSuccess)
+            codes.insert(stored.code)
+        }
+        let accepted = Set((UInt8(0) ... UInt8.max).filter { StoredOutcome(w0: 1, w1: 1, w2: 1, code: $0).isKnown })
+        #expect(accepted == codes)
+        // Whatever it accepts reads back without trapping, as the same outcome.
+        for code in accepted.sorted() {
+            let stored = StoredOutcome(w0: 1, w1: 1, w2: 1, code: code)
+            #expect(StoredOutcome(stored.outcome(tenant: TenantID(1))).code == code)
+        }
+        #expect(!StoredOutcome(w0: 1, w1: 1, w2: 0, code: 16).isKnown, "a rule error with an unknown rule")
+        #expect(!StoredOutcome(w0: 0x101, w1: 0, w2: 0, code: 21).isKnown)
+    }
+
+    // MARK: Random sequences
+
+    @Test("random sequences: a restored copy gives the same outcomes, entries and digests at every step",
+          arguments: 0 ..< PropertySettings.lanes)
+    func restoredCopyContinuesIdentically(lane: Int) throws {
+        let seed = try #require(PropertySettings.seed, "CREDITS_TEST_SEED must be a decimal or 0x-hex UInt64")
+        let sequences = max(1, PropertySettings.sequences / 4)
+        print("seed: \(seed) (snapshot lane \(lane) of \(PropertySettings.lanes), \(sequences) sequences; reproduce with CREDITS_TEST_SEED=\(seed))")
+        var failures = 0
+        var continued = 0
+        var replays = 0
+        for index in 0 ..< sequences {
+            let sequenceSeed = StableHasher.mix(seed ^ 0x5EED_0F_5A9 ^ StableHasher.mix(UInt64(lane) << 32 | UInt64(index)))
+            let result = Self.runRestoredSequence(seed: sequenceSeed)
+            continued += result.continued
+            replays += result.replays
+            if let problem = result.problem {
+                failures += 1
+                Issue.record("seed \(seed), lane \(lane), sequence \(index) (sequence seed \(sequenceSeed)):\n\(problem)")
+                if failures >= 3 { break }
+            }
+        }
+        #expect(continued >= sequences * 20, "commands applied after restores")
+        #expect(replays > 0, "some retries after a restore were answered from the restored idempotency table")
+    }
+
+    /// One sequence: the prologue and some random steps, a snapshot (sometimes of the empty
+    /// ledger), then the same further commands — a few exact retries first, a final round of
+    /// time-outs — on the original and the decoded copy.
+    static func runRestoredSequence(seed: UInt64) -> (problem: String?, continued: Int, replays: Int) {
+        var sequence = RandomSequence(seed: seed)
+        let snapshotEmpty = sequence.rng.chance(5)
+        let before = sequence.rng.below(60)
+        let after = 20 + sequence.rng.below(60)
+        var restored = sequence.ledger
+        var continued = 0
+        var replays = 0
+
+        func snapshot(_ sequence: RandomSequence) -> (Ledger?, String?) {
+            let bytes = encoded(sequence.ledger)
+            do {
+                let copy = try decoded(bytes, sequence.configuration)
+                let problems = restoreProblems(original: sequence.ledger, restored: copy, bytes: bytes)
+                return (copy, problems.isEmpty ? nil : "at the snapshot: " + problems.joined(separator: "\n"))
+            } catch {
+                return (nil, "decoding the snapshot failed: \(error)")
+            }
+        }
+        /// Applies `command` to both; returns the first problem.
+        func both(_ sequence: inout RandomSequence, _ restored: inout Ledger, _ command: Command) -> String? {
+            if let problem = sequence.step(command) { return "original: " + problem }
+            continued += 1
+            if case .success = sequence.outcomes.last!, sequence.entries.last! == nil { replays += 1 }
+            if let problem = continuationProblem(&restored, command, at: sequence.now, original: sequence.ledger,
+                                                 outcome: sequence.outcomes.last!, entry: sequence.entries.last!) {
+                return "restored copy, step \(sequence.steps.count - 1) (\(command.action)): \(problem)"
+            }
+            return nil
+        }
+
+        var snapshotted = false
+        if snapshotEmpty {
+            let (copy, problem) = snapshot(sequence)
+            if let problem { return (problem, continued, replays) }
+            restored = copy!
+            snapshotted = true
+        }
+        for action in sequence.prologue() {
+            let command = Command(key: sequence.freshKey(), action)
+            if snapshotted {
+                if let problem = both(&sequence, &restored, command) { return (problem, continued, replays) }
+            } else if let problem = sequence.step(command) {
+                return (problem, continued, replays)
+            }
+        }
+        if !snapshotted {
+            for _ in 0 ..< before {
+                sequence.advanceTime()
+                if let problem = sequence.step(sequence.nextCommand()) { return (problem, continued, replays) }
+            }
+            let (copy, problem) = snapshot(sequence)
+            if let problem { return (problem, continued, replays) }
+            restored = copy!
+        }
+        // Exact retries of keys used before the snapshot, straight after it.
+        for _ in 0 ..< 3 where !sequence.usedKeys.isEmpty && sequence.rng.chance(60) {
+            let key = sequence.rng.pick(sequence.usedKeys)
+            guard let record = sequence.keys[key] else { continue }
+            if let problem = both(&sequence, &restored, record.command) { return (problem, continued, replays) }
+        }
+        for _ in 0 ..< after {
+            sequence.advanceTime()
+            if let problem = both(&sequence, &restored, sequence.nextCommand()) { return (problem, continued, replays) }
+        }
+        // Time out every hold still open, past every deadline.
+        sequence.now = sequence.now.plus(LedgerLimits.holdTimeoutMillisMax)
+        for hold in sequence.ledger.holdsTimedOut(at: sequence.now) {
+            if let problem = both(&sequence, &restored, Command(key: sequence.freshKey(), .timeOutHold(hold))) {
+                return (problem, continued, replays)
+            }
+        }
+        if sequence.ledger.openHoldCount != 0 { return ("holds left open after timing them all out", continued, replays) }
+        if encoded(restored) != encoded(sequence.ledger) { return ("the copies encode differently at the end", continued, replays) }
+        return (nil, continued, replays)
+    }
+
+    // MARK: Corruption
+
+    /// A ledger from a random sequence with every kind of record, snapshotted part-way; the
+    /// commands that followed, for applying to corrupted copies.
+    static func corruptionFixture(seed: UInt64) -> (ledger: Ledger, bytes: [UInt8], rest: [RandomSequence.Step]) {
+        var sequence = RandomSequence(seed: seed)
+        for action in sequence.prologue() { _ = sequence.step(Command(key: sequence.freshKey(), action)) }
+        var snapshot: (Ledger, Int)?
+        for index in 0 ..< 140 {
+            sequence.advanceTime()
+            _ = sequence.step(sequence.nextCommand())
+            if index == 100 { snapshot = (sequence.ledger, sequence.steps.count) }
+        }
+        let (ledger, count) = snapshot!
+        return (ledger, encoded(ledger), Array(sequence.steps[count...]))
+    }
+
+    @Test("every truncation throws; every byte change throws or decodes to a consistent, usable ledger")
+    func corruptedEncodingsThrowOrDecodeConsistently() throws {
+        let seed = try #require(PropertySettings.seed, "CREDITS_TEST_SEED must be a decimal or 0x-hex UInt64")
+        print("seed: \(seed) (snapshot corruption; reproduce with CREDITS_TEST_SEED=\(seed))")
+        var rng = SplitMix64(seed: seed ^ 0xC0_22_0F7)
+        // A fixture whose ledger has an organisation, open holds and closed ones.
+        var fixture = Self.corruptionFixture(seed: rng.next())
+        for _ in 0 ..< 20 where fixture.ledger.openHoldCount == 0 || fixture.ledger.organisation(TenantID(100)) == nil {
+            fixture = Self.corruptionFixture(seed: rng.next())
+        }
+        let (ledger, bytes, rest) = fixture
+        let configuration = ledger.configuration
+        #expect(try decoded(bytes, configuration).stateDigest() == ledger.stateDigest())
+
+        // Truncations: the decoder needs every byte.
+        for length in Set((0 ..< 300).map { _ in rng.below(bytes.count) }).sorted() {
+            #expect(throws: DecodingError.self, "truncated to \(length) of \(bytes.count) bytes") {
+                _ = try decoded(Array(bytes[..<length]), configuration)
+            }
+        }
+
+        // Byte changes: one at every position, then a few at random positions.
+        var rejected = 0
+        var accepted = 0
+        var fields: Set<String> = []
+        func check(_ corrupted: [UInt8], _ what: String) {
+            do {
+                var copy = try decoded(corrupted, configuration)
+                accepted += 1
+                // It decoded: the change hit a value, and the result is a consistent ledger...
+                #expect(copy.invariantViolations().isEmpty, "\(what)")
+                #expect(encoded(copy) == corrupted, "the decoded ledger encodes back to the same bytes (\(what))")
+                // ... that can be used: the commands that followed the snapshot apply without trapping.
+                for step in rest { _ = copy.apply(step.command, at: step.time) }
+            } catch {
+                rejected += 1
+                if case .invalid(_, let field) = error { fields.insert(String(field.prefix(while: { $0 != " " }))) }
+            }
+        }
+        for position in bytes.indices {
+            var corrupted = bytes
+            corrupted[position] ^= UInt8(1 + rng.below(255))
+            check(corrupted, "byte \(position) changed")
+        }
+        for _ in 0 ..< 1_000 {
+            var corrupted = bytes
+            var positions: [Int] = []
+            for _ in 0 ..< 1 + rng.below(4) {
+                let position = rng.below(bytes.count)
+                positions.append(position)
+                corrupted[position] ^= UInt8(1 + rng.below(255))
+            }
+            check(corrupted, "bytes \(positions) changed")
+        }
+        print("snapshot corruption: \(bytes.count) bytes, \(rejected) changes rejected, \(accepted) decoded; rejecting fields: \(fields.sorted())")
+        // How many changes hit plain values (keys, fingerprints, times) depends on the state;
+        // both kinds must occur.
+        #expect(rejected > 0 && accepted > 0)
+        // Any change to the version or the configuration it was written with is rejected by name.
+        for position in 0 ..< 28 {
+            var corrupted = bytes
+            corrupted[position] ^= UInt8(1 + rng.below(255))
+            #expect(throws: DecodingError.self) { _ = try decoded(corrupted, configuration) }
+        }
+    }
+
+    @Test("structural corruption is named: a cycle, a foreign grant, an unreachable account, a bad enum")
+    func structuralCorruptionIsNamed() throws {
+        var h = LedgerHarness()
+        let a = try h.openIndividual(1)
+        let b = try h.openIndividual(2)
+        try h.grant(a, credits(10))
+        try h.grant(a, credits(20), priority: 200)
+        try h.grant(b, credits(5))
+        let bytes = encoded(h.ledger)
+        let header = 4 + 8 + 8 + 8 + 8 + 8 + 32 + 16
+        let tenants = header
+        let accountsStart = tenants + 2 * Ledger.encodedTenantBytes
+        let grantsStart = accountsStart + 2 * Ledger.encodedAccountBytes
+        func corrupt(_ offset: Int, _ value: [UInt8]) -> [UInt8] {
+            var copy = bytes
+            copy.replaceSubrange(offset ..< offset + value.count, with: value)
+            return copy
+        }
+        func expectInvalid(_ corrupted: [UInt8], _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            do {
+                _ = try decoded(corrupted, h.ledger.configuration)
+                Issue.record("decoded; expected an error mentioning '\(fragment)'", sourceLocation: sourceLocation)
+            } catch {
+                #expect("\(error)".contains(fragment), "\(error)", sourceLocation: sourceLocation)
+            }
+        }
+        // Grant slots of account a (slot 0): 0 then 1 (burn order); b's grant is slot 2.
+        let nextOfSecondGrant = grantsStart + Ledger.encodedGrantBytes + 8 + 40 + 4 + 4
+        expectInvalid(corrupt(nextOfSecondGrant, [0, 0, 0, 0]), "reached twice")
+        expectInvalid(corrupt(nextOfSecondGrant, [2, 0, 0, 0]), "names account")
+        expectInvalid(corrupt(nextOfSecondGrant, [3, 0, 0, 0]), "next")
+        // Tenant 2's first account (slot 1) replaced by none: account 1 is unreachable.
+        let firstAccountOfTenant2 = tenants + Ledger.encodedTenantBytes + 8
+        expectInvalid(corrupt(firstAccountOfTenant2, [0xFF, 0xFF, 0xFF, 0xFF]), "reached from no tenant")
+        let kindOfFirstGrant = grantsStart + 8 + 40 + 12 + 1
+        expectInvalid(corrupt(kindOfFirstGrant, [99]), "kind")
+        let flagsOfFirstAccount = accountsStart + 8 + 16
+        expectInvalid(corrupt(flagsOfFirstAccount, [0x40]), "flags")
+        // A conservation break only the invariant checker sees.
+        let remainingOfFirstGrant = grantsStart + 16
+        expectInvalid(corrupt(remainingOfFirstGrant, [0x00]), "invariants:")
+        // Counts larger than the bytes that follow.
+        expectInvalid(corrupt(header - 12, [0xFF, 0xFF, 0xFF, 0x00]), "record counts")
+    }
+}
