@@ -8,18 +8,100 @@
 //
 // What may not live here: ledger rules (they belong to CreditCore), file I/O (persistence).
 @_exported import CreditCore
+@_exported import CreditPersistence
 
 /// The engine: N shard actors behind one Sendable facade.
 public final class CreditEngine: Sendable {
     public let configuration: EngineConfiguration
     let shards: [Shard]
 
+    /// What recovery did, per shard (empty for an in-memory engine).
+    public let recoveryReports: [ShardRecoveryReport]
+
+    /// An in-memory engine (`configuration.storage` must be nil: use `open` for storage).
     public init(configuration: EngineConfiguration = EngineConfiguration(), clock: any LedgerClock = SystemClock()) {
         precondition(configuration.shardCount >= 1 && configuration.shardCount <= EngineConfiguration.shardCountMax)
+        precondition(configuration.storage == nil, "an engine with storage is opened with CreditEngine.open")
         self.configuration = configuration
         shards = (0 ..< configuration.shardCount).map { index in
             Shard(index: index, configuration: configuration, clock: clock)
         }
+        recoveryReports = []
+    }
+
+    private init(configuration: EngineConfiguration, shards: [Shard], reports: [ShardRecoveryReport]) {
+        self.configuration = configuration
+        self.shards = shards
+        recoveryReports = reports
+    }
+
+    /// Opens an engine on its data directory (`configuration.storage`), creating the
+    /// directory on first use, else recovering every shard: newest verified snapshot, then
+    /// the log after it (see `ShardStorage.recover`). Torn tails are cut and reported in
+    /// `recoveryReports`; anything worse throws and leaves the directory as it was.
+    ///
+    /// The shard count of an existing directory is fixed: `configuration.shardCount` must
+    /// equal it (`ShardStorage.existingShardCount` reads it).
+    public static func open(configuration: EngineConfiguration, clock: any LedgerClock = SystemClock()) async throws(RecoveryError) -> CreditEngine {
+        guard let storage = configuration.storage else { return CreditEngine(configuration: configuration, clock: clock) }
+        precondition(configuration.shardCount >= 1 && configuration.shardCount <= EngineConfiguration.shardCountMax)
+        let shardCount = try ShardStorage.prepare(storage: storage, shardCount: configuration.shardCount, create: true)
+        guard shardCount == configuration.shardCount else {
+            throw RecoveryError(shard: nil, problem: "\(storage.directory) holds \(shardCount) shards; the engine was configured with \(configuration.shardCount)")
+        }
+        let ledgerConfiguration = configuration.shardLedgerConfiguration
+        let recovered: [Result<(Ledger, WALReader.Report, ShardRecoveryReport), RecoveryError>] = await withTaskGroup(
+            of: (Int, Result<(Ledger, WALReader.Report, ShardRecoveryReport), RecoveryError>).self
+        ) { group in
+            for shard in 0 ..< shardCount {
+                group.addTask {
+                    do throws(RecoveryError) {
+                        return (shard, .success(try ShardStorage.recover(shard: shard, shardCount: shardCount, storage: storage,
+                                                                           ledger: ledgerConfiguration)))
+                    } catch {
+                        return (shard, .failure(error))
+                    }
+                }
+            }
+            var results = [Result<(Ledger, WALReader.Report, ShardRecoveryReport), RecoveryError>?](repeating: nil, count: shardCount)
+            for await (shard, result) in group { results[shard] = result }
+            return results.map { $0! }
+        }
+        var shards: [Shard] = []
+        var reports: [ShardRecoveryReport] = []
+        // Writer threads (see LogWriter): in strict mode one per shard, so the shards' syncs
+        // run side by side; otherwise one per core, writing in bulk.
+        let writerCount = storage.writerThreads
+            ?? (storage.log.durability == .strict ? shardCount : ProcessInfoLite.activeProcessorCount)
+        let writers = LogWriter.Pool(count: max(1, min(shardCount, writerCount)))
+        for (index, result) in recovered.enumerated() {
+            let (ledger, walReport, report) = try result.get()
+            let log: ShardLog
+            do {
+                log = try ShardLog(directory: storage.walDirectory(index), fileSystem: storage.fileSystem, shard: UInt32(index),
+                                   shardCount: UInt32(shardCount), configuration: storage.log, resumingAfter: walReport,
+                                   writer: writers.writer(for: index))
+            } catch {
+                throw RecoveryError(shard: index, problem: error.description)
+            }
+            shards.append(Shard(index: index, configuration: configuration, clock: clock, ledger: ledger, log: log))
+            reports.append(report)
+        }
+        return CreditEngine(configuration: configuration, shards: shards, reports: reports)
+    }
+
+    /// Takes a snapshot of every shard now (each written once its log is synced up to it).
+    /// Returns the headers written (empty for an in-memory engine).
+    @discardableResult
+    public func snapshot() async throws -> [SnapshotHeader] {
+        var headers: [SnapshotHeader] = []
+        for shard in shards { if let header = try await shard.takeSnapshot() { headers.append(header) } }
+        return headers
+    }
+
+    /// Syncs and closes every shard's log. The engine must not be used afterwards.
+    public func close() async {
+        for shard in shards { await shard.close() }
     }
 
     /// The shard that owns a tenant: a stable hash, so the same tenant always lands on the
@@ -39,7 +121,12 @@ public final class CreditEngine: Sendable {
     /// Applies one command on its tenant's shard and returns its outcome (the original
     /// outcome if the key was seen before).
     public func execute(_ command: Command) async -> Outcome {
-        await shards[shardIndex(for: command.tenant)].execute(command)
+        let shard = shards[shardIndex(for: command.tenant)]
+        let (outcome, durableAt) = await shard.execute(command)
+        if let durableAt, let log = shard.log {
+            do { try await log.waitUntilDurable(durableAt) } catch { return .failure(.logStopped) }
+        }
+        return outcome
     }
 
     /// Batches at least this long are spread over the shards by parallel child tasks.
@@ -124,6 +211,14 @@ public final class CreditEngine: Sendable {
         var digests: [UInt64] = []
         for shard in shards { digests.append(await shard.stateDigest()) }
         return digests
+    }
+
+    /// Log counters summed over the shards: syncs, records they made durable, and the
+    /// longest time one command or batch share spent in its shard (ns).
+    public func durabilityStatistics() async -> DurabilityStatistics {
+        var total = DurabilityStatistics()
+        for shard in shards { total.add(await shard.durabilityStatistics()) }
+        return total
     }
 
     public func statistics() async -> EngineStatistics {

@@ -12,6 +12,9 @@ public struct EngineConfiguration: Sendable {
     /// Called on the shard's executor with every new ledger entry, in sequence order per
     /// shard. Must be fast and must not block; the durability layer and tests attach here.
     public var onEntry: (@Sendable (_ shard: Int, _ entry: LedgerEntry) -> Void)?
+    /// Where and how commands are made durable; nil keeps everything in memory only.
+    /// Engines with storage are opened with `CreditEngine.open(configuration:clock:)`.
+    public var storage: StorageConfiguration?
 
     public static let shardCountMax = 1_024
     public static let recentEntriesPerShardDefault = 1_024
@@ -27,13 +30,22 @@ public struct EngineConfiguration: Sendable {
 
     public init(shardCount: Int = shardCountDefault, ledger: LedgerConfiguration? = nil,
                 recentEntriesPerShard: Int = recentEntriesPerShardDefault,
-                onEntry: (@Sendable (_ shard: Int, _ entry: LedgerEntry) -> Void)? = nil) {
+                onEntry: (@Sendable (_ shard: Int, _ entry: LedgerEntry) -> Void)? = nil,
+                storage: StorageConfiguration? = nil) {
         self.shardCount = shardCount
         self.ledger = ledger ?? LedgerConfiguration(
             idempotencyKeysMax: max(LedgerConfiguration.idempotencyKeysPerShardMin,
                                     Self.idempotencyKeysPerEngineDefault / max(1, shardCount)))
         self.recentEntriesPerShard = recentEntriesPerShard
         self.onEntry = onEntry
+        self.storage = storage
+    }
+
+    /// The configuration of each shard's ledger (recovery must build the same one).
+    public var shardLedgerConfiguration: LedgerConfiguration {
+        var configuration = ledger
+        configuration.recentEntriesMax = recentEntriesPerShard
+        return configuration
     }
 }
 
@@ -57,5 +69,25 @@ public struct EngineStatistics: Sendable, Equatable {
         entries += other.entries
         replays += other.replays
         conflicts += other.conflicts
+    }
+}
+
+public struct DurabilityStatistics: Sendable, Equatable {
+    public var syncs: UInt64 = 0
+    public var syncedRecords: UInt64 = 0
+    public var snapshots = 0
+    /// Longest single turn of a shard (applying one command or a batch share and appending
+    /// its records), in nanoseconds.
+    public var longestTurnNanos: UInt64 = 0
+
+    public init() {}
+
+    public var recordsPerSync: Double { syncs == 0 ? 0 : Double(syncedRecords) / Double(syncs) }
+
+    mutating func add(_ other: DurabilityStatistics) {
+        syncs += other.syncs
+        syncedRecords += other.syncedRecords
+        snapshots += other.snapshots
+        longestTurnNanos = max(longestTurnNanos, other.longestTurnNanos)
     }
 }

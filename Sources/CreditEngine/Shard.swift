@@ -1,45 +1,166 @@
+import CreditPersistence
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func monotonicNanos() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
 /// One partition of the ledger, owned by an actor: commands of its tenants are applied one
 /// at a time, in arrival order, so every check a debit needs is atomic without locks.
+///
+/// With storage, every command that changes the state is appended to the shard's
+/// write-ahead log as it is applied, and its outcome is returned only once the record is
+/// durable under the configured mode. The actor does not wait for the disk itself: while
+/// one caller waits for its sync, the actor applies the next commands, whose records join
+/// the next sync (group commit).
 actor Shard {
     let index: Int
     private var ledger: Ledger
     private let clock: any LedgerClock
     private let onEntry: (@Sendable (Int, LedgerEntry) -> Void)?
+    nonisolated let log: ShardLog?
+    private let storage: StorageConfiguration?
+    private var recordsSinceSnapshot = 0
+    private var lastSnapshotMillis: Int64
+    private var snapshotInFlight = false
+    private var lastSnapshot: SnapshotHeader?
+    private var snapshotsTaken = 0
+    /// Longest time one command spent in the actor (applying and appending), in ns: what a
+    /// snapshot's copy-on-write costs shows up here.
+    private(set) var longestTurnNanos: UInt64 = 0
 
-    init(index: Int, configuration: EngineConfiguration, clock: any LedgerClock) {
+    init(index: Int, configuration: EngineConfiguration, clock: any LedgerClock,
+         ledger restored: Ledger? = nil, log: ShardLog? = nil) {
         self.index = index
-        var ledgerConfiguration = configuration.ledger
-        ledgerConfiguration.recentEntriesMax = configuration.recentEntriesPerShard
-        ledger = Ledger(configuration: ledgerConfiguration)
+        ledger = restored ?? Ledger(configuration: configuration.shardLedgerConfiguration)
         self.clock = clock
         onEntry = configuration.onEntry
+        self.log = log
+        storage = log == nil ? nil : configuration.storage
+        lastSnapshotMillis = Int64(monotonicNanos() / 1_000_000)
     }
 
     /// Time for the next command: the clock, but never before the last stamp.
     private func stamp() -> Timestamp { max(clock.now(), ledger.lastTime) }
 
-    func execute(_ command: Command) -> Outcome {
-        let (outcome, recorded) = ledger.record(command, at: stamp())
-        if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
-        return outcome
+    /// Applies one command. With storage, also returns the LSN the caller must wait for
+    /// (`log.waitUntilDurable`) before it may hand the outcome on: the wait happens outside
+    /// the actor, so a woken caller does not queue for the actor again.
+    func execute(_ command: Command) -> (outcome: Outcome, durableAt: UInt64?) {
+        guard let log else {
+            let (outcome, recorded) = ledger.record(command, at: stamp())
+            if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
+            return (outcome, nil)
+        }
+        if log.stoppedBecause != nil { return (.failure(.logStopped), nil) }
+        let started = monotonicNanos()
+        let time = stamp()
+        let (outcome, recorded) = ledger.record(command, at: time)
+        // A retry answered from the idempotency table waits for everything appended so far:
+        // its original may still be on its way to the disk.
+        let lsn = recorded ? log.append(command, at: time) : log.lastAppendedLSN
+        if recorded {
+            if let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
+            noteRecorded(1)
+        }
+        longestTurnNanos = max(longestTurnNanos, monotonicNanos() - started)
+        return (outcome, lsn)
     }
 
     /// Applies the commands at `positions` of a batch (all when nil). They share one
-    /// timestamp (they arrived together). The batch array is shared, not copied.
-    func execute(batch commands: [Command], positions: [Int]? = nil) -> [Outcome] {
-        let (outcomes, entries) = ledger.record(batch: commands, positions: positions, at: stamp(),
-                                                collectingEntries: onEntry != nil)
-        if let onEntry { for entry in entries { onEntry(index, entry) } }
+    /// timestamp (they arrived together). The batch array is shared, not copied. With
+    /// storage, the outcomes come back once all their records are durable.
+    func execute(batch commands: [Command], positions: [Int]? = nil) async -> [Outcome] {
+        guard let log else {
+            let (outcomes, entries, _) = ledger.record(batch: commands, positions: positions, at: stamp(),
+                                                       collectingEntries: onEntry != nil)
+            if let onEntry { for entry in entries { onEntry(index, entry) } }
+            return outcomes
+        }
+        let count = positions?.count ?? commands.count
+        if log.stoppedBecause != nil { return [Outcome](repeating: .failure(.logStopped), count: count) }
+        let started = monotonicNanos()
+        let time = stamp()
+        let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: positions, at: time,
+                                                          collectingEntries: onEntry != nil, collectingRecorded: true)
+        for index in recorded { log.append(commands[positions.map { $0[index] } ?? index], at: time) }
+        let lsn = log.lastAppendedLSN
+        if let onEntry { for entry in entries { onEntry(self.index, entry) } }
+        noteRecorded(recorded.count)
+        longestTurnNanos = max(longestTurnNanos, monotonicNanos() - started)
+        do {
+            try await log.waitUntilDurable(lsn)
+        } catch {
+            return [Outcome](repeating: .failure(.logStopped), count: count)
+        }
         return outcomes
+    }
+
+    // MARK: Snapshots
+
+    private func noteRecorded(_ count: Int) {
+        recordsSinceSnapshot += count
+        guard let storage, !snapshotInFlight else { return }
+        let byCount = storage.snapshotEveryRecords.map { recordsSinceSnapshot >= $0 } ?? false
+        let byTime = storage.snapshotEveryMillis.map {
+            recordsSinceSnapshot > 0 && Int64(monotonicNanos() / 1_000_000) - lastSnapshotMillis >= Int64($0)
+        } ?? false
+        if byCount || byTime {
+            snapshotInFlight = true
+            Task { _ = try? await self.takeSnapshot(alreadyClaimed: true) }
+        }
+    }
+
+    /// Writes a snapshot of the current state, on demand or when due. The state is taken
+    /// as a copy-on-write copy (cheap: the large tables are paged); encoding, compression
+    /// and the file writes run on their own thread once the log is synced up to the
+    /// snapshot's LSN. Returns nil when the shard has no storage.
+    func takeSnapshot(alreadyClaimed: Bool = false) async throws -> SnapshotHeader? {
+        guard let log, let storage else { return nil }
+        if !alreadyClaimed {
+            while snapshotInFlight { await Task.yield() }
+            snapshotInFlight = true
+        }
+        defer { snapshotInFlight = false }
+        let frozen = ledger
+        let lsn = log.lastAppendedLSN
+        let chain = log.lastAppendedChecksum
+        let counted = recordsSinceSnapshot
+        if let last = lastSnapshot, last.lsn == lsn { return last }
+        try await log.waitUntilSynced(lsn)
+        let shard = index
+        let currentSegment = log.currentSegmentFirstLSN
+        let header: SnapshotHeader = try await withUnsafeThrowingContinuation { continuation in
+            startIOThread {
+                do {
+                    let header = try SnapshotFile.write(frozen, shard: UInt32(shard), shardCount: log.shardCount, lsn: lsn,
+                                                        chain: chain, directory: storage.snapshotDirectory(shard),
+                                                        fileSystem: storage.fileSystem)
+                    try ShardStorage.retire(shard: shard, storage: storage, currentSegmentFirstLSN: currentSegment)
+                    continuation.resume(returning: header)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+        lastSnapshot = header
+        snapshotsTaken += 1
+        recordsSinceSnapshot -= counted
+        lastSnapshotMillis = Int64(monotonicNanos() / 1_000_000)
+        return header
     }
 
     /// Releases the holds past their time-out, as one batch of commands with keys derived
     /// from the hold ids (so a repeated sweep changes nothing twice).
-    func timeOutHolds() -> Int {
+    func timeOutHolds() async -> Int {
         let commands = ledger.holdsTimedOut(at: stamp()).map { hold in
             Command(key: IdempotencyKey(deriving: "hold-timeout/\(hold.tenant.rawValue)/\(hold.number)"), .timeOutHold(hold))
         }
-        return execute(batch: commands).filter { if case .success = $0 { true } else { false } }.count
+        return await execute(batch: commands).filter { if case .success = $0 { true } else { false } }.count
     }
 
     func balance(of account: AccountID) -> Balance? { ledger.balance(of: account, at: stamp()) }
@@ -51,6 +172,22 @@ actor Shard {
 
     func recentStatement(of account: AccountID) -> [LedgerEntry] {
         ledger.recentEntries.filter { $0.account == account || $0.principal == account }
+    }
+
+    func close() async {
+        await log?.close()
+    }
+
+    func durabilityStatistics() -> DurabilityStatistics {
+        var statistics = DurabilityStatistics()
+        if let log {
+            let (syncs, records) = log.syncStatistics
+            statistics.syncs = syncs
+            statistics.syncedRecords = records
+        }
+        statistics.snapshots = snapshotsTaken
+        statistics.longestTurnNanos = longestTurnNanos
+        return statistics
     }
 
     func invariantViolations() -> [String] { ledger.invariantViolations().map { "shard \(index): \($0)" } }

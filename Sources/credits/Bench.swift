@@ -21,13 +21,16 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Concurrent tasks issuing debits.") var concurrency = 64
     @Option(help: "Shard actors (default: 4 per core).") var shards = EngineConfiguration.shardCountDefault
     @Option(help: "Debits per call (1 = single-command calls).") var batch = 1_000
-    @Option(help: "Durability mode: none (in memory; the write-ahead log comes with the durability layer).")
-    var durability = "none"
+    @Option(help: "Durability: memory (no log, the default), strict (ack after fsync, group commit), interval (fsync every 10 ms) or none (log written, never waited for). All but memory need --data.")
+    var durability = "memory"
+    @Option(help: "Data directory for the log and snapshots (a fresh one per run is best: an existing one is recovered first).")
+    var data: String?
     @Option(help: "Idempotency keys each shard remembers (at least half of them are kept); default: the engine's budget split over the shards.")
     var idempotencyKeys: Int?
     @Option(help: "Recent ledger entries each shard keeps in memory.")
     var recentEntries = EngineConfiguration.recentEntriesPerShardDefault
     @Option(help: "Seed of the random account choice.") var seed: UInt64 = 42
+    @Option(help: "With --data: snapshot a shard after this many records.") var snapshotEvery = 5_000_000
     @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -40,15 +43,27 @@ struct Bench: AsyncParsableCommand {
         guard shards >= 1 && shards <= EngineConfiguration.shardCountMax else {
             throw ValidationError("--shards must be 1...\(EngineConfiguration.shardCountMax)")
         }
-        guard durability == "none" else {
-            throw ValidationError("--durability \(durability) is not available yet: this build is in memory only (none)")
+        guard durability == "memory" || Durability(rawValue: durability) != nil else {
+            throw ValidationError("--durability must be memory, strict, interval or none, not \(durability)")
+        }
+        if durability != "memory" && data == nil {
+            throw ValidationError("--durability \(durability) writes a log: give it a directory with --data DIR")
         }
     }
 
     func run() async throws {
-        let engine = CreditEngine(configuration: EngineConfiguration(
+        var configuration = EngineConfiguration(
             shardCount: shards, ledger: idempotencyKeys.map { LedgerConfiguration(idempotencyKeysMax: $0) },
-            recentEntriesPerShard: recentEntries))
+            recentEntriesPerShard: recentEntries)
+        let engine: CreditEngine
+        if let data, let mode = Durability(rawValue: durability) {
+            // Snapshots by count only, so a run's figures include any the load triggers.
+            configuration.storage = StorageConfiguration(directory: data, log: LogConfiguration(durability: mode),
+                                                         snapshotEveryRecords: snapshotEvery, snapshotEveryMillis: nil)
+            engine = try await CreditEngine.open(configuration: configuration)
+        } else {
+            engine = CreditEngine(configuration: configuration)
+        }
         let residentBefore = residentBytes()
         let heapBefore = heapBytesInUse()
         let setupStart = monotonicNanos()
@@ -61,6 +76,7 @@ struct Bench: AsyncParsableCommand {
         let bytesPerAccount = Double(heapAfter - heapBefore) / Double(accounts)
         let residentBytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
         let statistics = await engine.statistics()
+        let durabilityStatistics = await engine.durabilityStatistics()
 
         var problems: [String] = []
         if check { problems = await engine.invariantViolations() }
@@ -71,7 +87,8 @@ struct Bench: AsyncParsableCommand {
             maxMicros: result.latency.maximum / 1_000, accounts: accounts, shards: shards, batch: batch,
             concurrency: concurrency, durability: durability, setupSeconds: setupSeconds,
             bytesPerAccount: bytesPerAccount, residentBytesPerAccount: residentBytesPerAccount, rememberedKeys: statistics.rememberedKeys,
-            invariantsChecked: check, invariantViolations: problems.count)
+            invariantsChecked: check, invariantViolations: problems.count, durabilityStatistics: durabilityStatistics)
+        await engine.close()
         print(json ? report.json : report.text)
         for problem in problems.prefix(20) { printError(problem) }
         if result.failed > 0 || !problems.isEmpty { throw ExitCode.failure }
@@ -189,6 +206,7 @@ struct BenchReport {
     var rememberedKeys: Int
     var invariantsChecked: Bool
     var invariantViolations: Int
+    var durabilityStatistics: DurabilityStatistics
 
     var opsPerSecond: Double { Double(ops) / seconds }
 
@@ -201,7 +219,10 @@ struct BenchReport {
             + "\"setup_seconds\": \(fixed(setupSeconds, 3)), \"bytes_per_account\": \(fixed(bytesPerAccount, 1)), "
             + "\"resident_bytes_per_account\": \(fixed(residentBytesPerAccount, 1)), "
             + "\"remembered_keys\": \(rememberedKeys), \"invariants_checked\": \(invariantsChecked), "
-            + "\"invariant_violations\": \(invariantViolations)}"
+            + "\"invariant_violations\": \(invariantViolations), \"fsyncs\": \(durabilityStatistics.syncs), "
+            + "\"records_per_fsync\": \(fixed(durabilityStatistics.recordsPerSync, 1)), "
+            + "\"snapshots\": \(durabilityStatistics.snapshots), "
+            + "\"longest_shard_turn_us\": \(fixed(Double(durabilityStatistics.longestTurnNanos) / 1_000, 1))}"
     }
 
     var text: String {

@@ -1,6 +1,6 @@
-// credits — the command-line front end: the load benchmark now; recovery drills, export
-// and inspection tools arrive with the durability layer. It drives the engine only through
-// its public API.
+// credits — the command-line front end: the load benchmark, the durable load and recovery
+// drill, export, and snapshot/log verification. It drives the engine only through its
+// public API.
 import ArgumentParser
 import CLZ4
 import CreditEngine
@@ -10,7 +10,7 @@ struct Credits: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "credits",
         abstract: "Aideon Credits: a credit ledger engine for AI usage.",
-        subcommands: [Bench.self, Version.self]
+        subcommands: [Bench.self, Load.self, Export.self, Drill.self, SnapshotCommand.self, WALCommand.self, Version.self]
     )
 }
 

@@ -13,14 +13,20 @@ extension Ledger {
     static var accountPrefetchDistance: Int { 6 }
 
     /// Applies the commands at `positions` of `commands` (all of them when nil), in that
-    /// order, at one timestamp. Returns their outcomes in the same order and, when
-    /// `collectingEntries` is set, the entries they made (copying entries costs time).
+    /// order, at one timestamp. Returns their outcomes in the same order; when
+    /// `collectingEntries` is set, the entries they made (copying entries costs time); and
+    /// when `collectingRecorded` is set, the indices (into the applied order) of the
+    /// commands that changed the state — those the write-ahead log must hold (retries
+    /// answered from the idempotency table and key conflicts change nothing).
     public mutating func record(batch commands: [Command], positions: [Int]? = nil, at time: Timestamp,
-                                collectingEntries: Bool) -> (outcomes: [Outcome], entries: [LedgerEntry]) {
+                                collectingEntries: Bool, collectingRecorded: Bool = false)
+        -> (outcomes: [Outcome], entries: [LedgerEntry], recorded: [Int]) {
         let count = positions?.count ?? commands.count
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(count)
         var entries: [LedgerEntry] = []
+        var recordedIndices: [Int] = []
+        if collectingRecorded { recordedIndices.reserveCapacity(count) }
         // Commands are read in place (borrowed), never copied: a copy of the non-trivial
         // Command enum and its destruction cost more than the prefetching saves.
         commands.withUnsafeBufferPointer { buffer in
@@ -50,9 +56,10 @@ extension Ledger {
                 }
                 outcomes.append(outcome)
                 if collectingEntries && recorded, let entry = recentEntries.newest { entries.append(entry) }
+                if collectingRecorded && recorded { recordedIndices.append(index) }
             }
         }
-        return (outcomes, entries)
+        return (outcomes, entries, recordedIndices)
     }
 
     /// Starts loading the account record and first grant of the command's tenant, from its

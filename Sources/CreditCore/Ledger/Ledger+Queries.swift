@@ -64,6 +64,14 @@ extension Ledger {
     public var openHoldCount: Int { holds.count }
     public var rememberedKeyCount: Int { idempotency.count }
 
+    /// Every account of this ledger, in the order they were opened.
+    public var accountIDs: [AccountID] {
+        var ids: [AccountID] = []
+        ids.reserveCapacity(accounts.count)
+        accounts.forEach { _, record in ids.append(AccountID(tenant: record.tenant, number: record.number)) }
+        return ids
+    }
+
     public func balance(of id: AccountID, at time: Timestamp) -> Balance? {
         guard let slot = slot(of: id) else { return nil }
         let record = accounts[slot]

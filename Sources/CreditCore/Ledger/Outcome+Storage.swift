@@ -70,6 +70,7 @@ struct StoredOutcome: Sendable, Equatable {
         case .invalidText(let rule): return make(21, UInt64(rule.rawValue))
         case .limitReached(let rule): return make(22, UInt64(rule.rawValue))
         case .invalidExpiry(let expiresAt): return make(23, UInt64(bitPattern: expiresAt.millisSinceEpoch))
+        case .logStopped: return make(24)
         }
     }
 
@@ -98,6 +99,7 @@ struct StoredOutcome: Sendable, Equatable {
         case 21: return .invalidText(LedgerError.Rule(rawValue: UInt8(truncatingIfNeeded: w0))!)
         case 22: return .limitReached(LedgerError.Rule(rawValue: UInt8(truncatingIfNeeded: w0))!)
         case 23: return .invalidExpiry(expiresAt: Timestamp(millisSinceEpoch: Int64(bitPattern: w0)))
+        case 24: return .logStopped
         default: preconditionFailure("unknown stored outcome code \(code)")
         }
     }

@@ -59,6 +59,10 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidText(Rule)
     /// A named limit of `LedgerLimits` was reached.
     case limitReached(Rule)
+    /// The shard's write-ahead log stopped (a write or sync failed), so the command was not
+    /// acknowledged as durable. Produced by the engine, never by the core; every later
+    /// command of that shard gets it too, until the process restarts and recovers.
+    case logStopped
 
     public enum Rule: UInt8, Sendable, CustomStringConvertible {
         case onlyOrganisationsHaveMembers = 1
@@ -113,6 +117,7 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidExpiry(let expiresAt): "a grant expiring at \(expiresAt) would never be spendable: it must expire after it becomes effective and after now"
         case .invalidText(let rule): "invalid text: \(rule)"
         case .limitReached(let rule): "limit reached: \(rule)"
+        case .logStopped: "the shard's write-ahead log stopped after a failed write or sync; restart to recover"
         }
     }
 }

@@ -401,6 +401,7 @@ func errorCaseName(_ error: LedgerError) -> String {
     case .invalidTimeout: "invalidTimeout"
     case .invalidText(let rule): "invalidText.\(rule)"
     case .limitReached(let rule): "limitReached.\(rule)"
+    case .logStopped: "logStopped" // the engine's, never the core's
     }
 }
 

@@ -1,0 +1,433 @@
+/// How long an acknowledged command may wait before its record is on disk.
+public enum Durability: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Acknowledge after the record is synced (fdatasync). Commands arriving while a sync
+    /// runs share the next one (group commit). Nothing acknowledged is ever lost.
+    case strict
+    /// Acknowledge at once; sync every `syncIntervalMillis`. A crash loses at most the
+    /// commands of the last interval (and of the sync in progress).
+    case interval
+    /// Acknowledge at once; the log is written in the background and synced only when
+    /// `unsyncedBytesMax` would be exceeded. A crash may lose that much.
+    case none
+
+    public var description: String { rawValue }
+}
+
+public struct LogConfiguration: Sendable, Equatable {
+    public var durability: Durability
+    /// Size of each preallocated segment file.
+    public var segmentSize: Int
+    /// The writer syncs before it has more than this many bytes written but not synced;
+    /// recorded in each segment header, it bounds what a crash can tear (see WALReader).
+    public var unsyncedBytesMax: Int
+    /// Sync period of `.interval`.
+    public var syncIntervalMillis: Int
+
+    public static let segmentSizeDefault = 64 << 20
+    public static let unsyncedBytesMaxDefault = 16 << 20
+
+    public init(durability: Durability = .strict, segmentSize: Int = segmentSizeDefault,
+                unsyncedBytesMax: Int = unsyncedBytesMaxDefault, syncIntervalMillis: Int = 10) {
+        precondition(segmentSize >= WALFormat.segmentHeaderSize + 2 * WALFormat.recordSizeMax,
+                     "a segment must hold at least two records of the largest size")
+        precondition(unsyncedBytesMax >= 2 * WALFormat.recordSizeMax, "unsyncedBytesMax must exceed two largest records")
+        precondition(syncIntervalMillis > 0)
+        self.durability = durability
+        self.segmentSize = segmentSize
+        self.unsyncedBytesMax = unsyncedBytesMax
+        self.syncIntervalMillis = syncIntervalMillis
+    }
+
+    /// Largest run of records the appender puts in one chunk (the writer writes whole
+    /// chunks, so a chunk must stay well below `unsyncedBytesMax`).
+    var chunkBytesTarget: Int { unsyncedBytesMax / 4 }
+}
+
+/// The log stopped: a write or sync failed. Never retried (PostgreSQL's fsync lesson: after
+/// a failed fsync the kernel may have dropped the dirty pages, so a retry can "succeed"
+/// without the data). The shard stops; a restart recovers from what is on disk.
+public struct LogFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public var error: FileError
+    public var description: String { "write-ahead log stopped: \(error)" }
+}
+
+/// The write-ahead log of one shard: the shard actor appends records (in memory, cheap);
+/// a dedicated thread writes them to the segment files and syncs them, and wakes the
+/// callers waiting for their records to be durable.
+///
+/// Appending and waiting are separate so that a batch of commands waits once, and so
+/// that commands arriving during a sync are written together by the next one (group
+/// commit).
+public final class ShardLog: @unchecked Sendable {
+    // @unchecked: all mutable state below is guarded by `lock`, except the appender's
+    // position fields (`next*`, `current*`), which only the owning shard actor touches.
+
+    public let directory: String
+    public let shard: UInt32
+    public let shardCount: UInt32
+    public let configuration: LogConfiguration
+    private let fileSystem: any FileSystem
+    private let lock = ConditionLock()
+    /// The thread that writes and syncs this log (possibly shared with other logs).
+    private let writer: LogWriter
+
+    /// A run of records bound for one segment, starting at `offset`.
+    private struct Chunk {
+        var segmentFirstLSN: UInt64
+        var newSegment: SegmentHeader?
+        var offset: Int
+        var bytes: ByteWriter
+        var lastLSN: UInt64
+    }
+
+    // Appender state (the shard actor only).
+    private var nextLSN: UInt64
+    private var lastChecksum: UInt32
+    private var appendSegmentFirstLSN: UInt64
+    private var currentOffset: Int
+    private var hasSegment: Bool
+
+    // Shared state (under `lock`).
+    private var pending: [Chunk] = []
+    private var durableLSN: UInt64
+    private var appendedLSN: UInt64
+    private var waiters: [(lsn: UInt64, continuation: UnsafeContinuation<Void, any Error>)] = []
+    private var failure: LogFailure?
+    private var stopping = false
+    private var stopped = false
+    /// Someone waits for a sync in a mode that does not sync on every write.
+    private var syncRequested = false
+    private var syncCount: UInt64 = 0
+    private var syncedRecords: UInt64 = 0
+
+    /// Opens the log for appending after recovery read it: `report` says where its last
+    /// good record ended (the torn tail, if any, is zeroed here before anything is written).
+    public init(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32,
+                configuration: LogConfiguration, resumingAfter report: WALReader.Report,
+                writer: LogWriter? = nil) throws(LogFailure) {
+        self.directory = directory
+        self.fileSystem = fileSystem
+        self.shard = shard
+        self.shardCount = shardCount
+        self.configuration = configuration
+        nextLSN = report.lastLSN + 1
+        lastChecksum = report.lastChecksum
+        durableLSN = report.lastLSN
+        appendedLSN = report.lastLSN
+        if let tail = report.tailSegment, let first = WALFormat.firstLSN(ofSegmentNamed: tail) {
+            appendSegmentFirstLSN = first
+            currentOffset = report.tailOffset
+            hasSegment = true
+        } else {
+            appendSegmentFirstLSN = nextLSN
+            currentOffset = 0
+            hasSegment = false
+        }
+        do {
+            try Self.cleanTail(directory: directory, fileSystem: fileSystem, report: report,
+                               segmentSize: configuration.segmentSize)
+        } catch {
+            throw LogFailure(error: error)
+        }
+        self.writer = writer ?? LogWriter()
+        self.writer.add(self)
+    }
+
+    /// Makes the log end where recovery decided it ends: zeroes the cut-off bytes of the
+    /// tail segment (so they cannot be mistaken for records later) and sets aside segments
+    /// holding nothing to keep (renamed to `*.dropped`, kept for inspection).
+    private static func cleanTail(directory: String, fileSystem: any FileSystem, report: WALReader.Report,
+                                  segmentSize: Int) throws(FileError) {
+        if report.droppedBytes > 0, let tail = report.tailSegment {
+            let file = try fileSystem.open(directory + "/" + tail, create: false)
+            defer { file.close() }
+            let size = try fileSystem.size(of: directory + "/" + tail)
+            let length = Int(size) - report.tailOffset
+            if length > 0 {
+                let zeros = [UInt8](repeating: 0, count: length)
+                try file.write(zeros, at: Int64(report.tailOffset))
+                try file.sync()
+            }
+        }
+        for name in report.droppedSegments {
+            try fileSystem.rename(directory + "/" + name, to: directory + "/" + name + ".dropped")
+        }
+        if !report.droppedSegments.isEmpty { try fileSystem.syncDirectory(directory) }
+    }
+
+    // MARK: Appending (shard actor)
+
+    /// Appends a record for `command` applied at `time`; returns its LSN. The record is
+    /// durable once `waitUntilDurable(lsn)` returns.
+    @discardableResult
+    public func append(_ command: Command, at time: Timestamp) -> UInt64 {
+        let lsn = nextLSN
+        var record = ByteWriter(capacity: 96)
+        lastChecksum = WALRecord.append(command, at: time, lsn: lsn, previous: lastChecksum, to: &record)
+        nextLSN += 1
+        let size = record.count
+        var newChunkStarted = false
+        lock.withLock {
+            var newSegment: SegmentHeader?
+            if !hasSegment || currentOffset + size > configuration.segmentSize {
+                // Roll over: the record goes first in a new segment.
+                newSegment = SegmentHeader(shardIndex: shard, shardCount: shardCount, firstLSN: lsn,
+                                           previousChecksum: previousChecksum(of: record),
+                                           segmentSize: UInt64(configuration.segmentSize),
+                                           unsyncedBytesMax: UInt64(configuration.unsyncedBytesMax))
+                appendSegmentFirstLSN = lsn
+                currentOffset = WALFormat.segmentHeaderSize
+                hasSegment = true
+            }
+            if newSegment == nil, var last = pending.last, last.segmentFirstLSN == appendSegmentFirstLSN,
+               last.bytes.count < configuration.chunkBytesTarget {
+                pending.removeLast()
+                last.bytes.write(bytes: record.bytes)
+                last.lastLSN = lsn
+                pending.append(last)
+            } else {
+                pending.append(Chunk(segmentFirstLSN: appendSegmentFirstLSN, newSegment: newSegment,
+                                     offset: currentOffset, bytes: record, lastLSN: lsn))
+                newChunkStarted = pending.count > 1
+            }
+            currentOffset += size
+            appendedLSN = lsn
+        }
+        // Strict: someone waits for this record. Otherwise the writer comes by itself (see
+        // writerWork), unless a chunk just filled up.
+        if configuration.durability == .strict || newChunkStarted { writer.wake() }
+        return lsn
+    }
+
+    private func previousChecksum(of record: ByteWriter) -> UInt32 {
+        record.bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 16, as: UInt32.self)) }
+    }
+
+    /// The LSN of the last appended record.
+    public var lastAppendedLSN: UInt64 { lock.withLock { appendedLSN } }
+
+    /// Returns once the record `lsn` (and all before it) is durable under the configured
+    /// mode: synced for `.strict`, written to the log's buffer for the others. Throws
+    /// `LogFailure` if the log stopped before that.
+    public func waitUntilDurable(_ lsn: UInt64) async throws(LogFailure) {
+        if configuration.durability != .strict {
+            if let failure = lock.withLock({ failure }) { throw failure }
+            return
+        }
+        do {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                let ready: Result<Void, LogFailure>? = lock.withLock {
+                    if let failure { return .failure(failure) }
+                    if durableLSN >= lsn { return .success(()) }
+                    waiters.append((lsn, continuation))
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
+            }
+        } catch let failure as LogFailure {
+            throw failure
+        } catch {
+            preconditionFailure("unexpected error \(error)")
+        }
+    }
+
+    /// Returns once the record `lsn` is synced, whatever the durability mode (a snapshot
+    /// must never be newer than the synced log). Throws if the log stopped.
+    public func waitUntilSynced(_ lsn: UInt64) async throws(LogFailure) {
+        do {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                let ready: Result<Void, LogFailure>? = lock.withLock {
+                    if let failure { return .failure(failure) }
+                    if durableLSN >= lsn { return .success(()) }
+                    waiters.append((lsn, continuation))
+                    syncRequested = true
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
+            }
+        } catch let failure as LogFailure {
+            throw failure
+        } catch {
+            preconditionFailure("unexpected error \(error)")
+        }
+    }
+
+    /// First LSN of the segment records are appended to now. Shard actor only.
+    public var currentSegmentFirstLSN: UInt64 { appendSegmentFirstLSN }
+
+    /// The checksum of the last appended record (the chain value a snapshot taken now
+    /// records). Shard actor only.
+    public var lastAppendedChecksum: UInt32 { lastChecksum }
+
+    /// The failure that stopped the log, if any.
+    public var stoppedBecause: LogFailure? { lock.withLock { failure } }
+
+    /// Syncs performed and records they made durable (for the benchmark's counters).
+    public var syncStatistics: (syncs: UInt64, records: UInt64) { lock.withLock { (syncCount, syncedRecords) } }
+
+    /// Writes and syncs everything appended, then stops the writer thread.
+    public func close() async {
+        let last = lastAppendedLSN
+        if configuration.durability == .strict { try? await waitUntilDurable(last) }
+        lock.withLock { stopping = true }
+        writer.wake()
+        // Wait for the writer to finish the last flush.
+        while !lock.withLock({ stopped }) { await Task.yield() }
+        writer.remove(self)
+    }
+
+    // MARK: Writing (the writer thread serving this log)
+
+    // Writer state: only the writer thread touches these.
+    private var openFiles: [UInt64: any WritableFile] = [:]
+    private var unsyncedBytes = 0
+    private var unsyncedFiles: Set<UInt64> = []
+    private var unsyncedLastLSN: UInt64 = 0
+    private var lastSyncMillis = monotonicMillis()
+    private var writtenThisRound = false
+    private var lastWriteMillis = monotonicMillis()
+    private var moreWaitingThisRound = false
+    private var closingThisRound = false
+
+    /// Whether the writer has something to do for this log now; if not, in how many ms at
+    /// the latest (a sync of written bytes coming due), nil for "only when woken".
+    func writerWork(now: Int64) -> (ready: Bool, dueInMillis: Int?) {
+        let (chunks, stop, requested) = lock.withLock { (pending.count, stopping && !stopped, syncRequested) }
+        if stopped { return (false, nil) }
+        if stop || (requested && (chunks > 0 || unsyncedBytes > 0)) { return (true, nil) }
+        if configuration.durability == .strict { return (chunks > 0, nil) }
+        // interval and none: nobody waits for these records, so write them in bulk — when a
+        // chunk is full or `writeDelayMillis` after the last write — and sync when due.
+        var due: Int?
+        if chunks > 1 { return (true, nil) }
+        if chunks == 1 {
+            let waited = Int(now - lastWriteMillis)
+            if waited >= Self.writeDelayMillis { return (true, nil) }
+            due = Self.writeDelayMillis - waited
+        }
+        if unsyncedBytes > 0 {
+            let period = configuration.durability == .interval ? configuration.syncIntervalMillis : 1_000
+            let waited = Int(now - lastSyncMillis)
+            if waited >= period { return (true, nil) }
+            due = min(due ?? (period - waited), period - waited)
+        }
+        return (false, due)
+    }
+
+    /// How long records of the interval and none modes may wait before they are written.
+    static var writeDelayMillis: Int { 2 }
+
+    /// First half of a writer round: takes whole chunks (as many as keep the unsynced
+    /// bytes within `unsyncedBytesMax`) and writes them. No sync yet, so that one round
+    /// writes every log before it waits for any disk.
+    func writeRound() {
+        var batch: [Chunk] = []
+        lock.withLock {
+            guard !stopped else { return }
+            var bytes = unsyncedBytes
+            while let first = pending.first, bytes + first.bytes.count <= configuration.unsyncedBytesMax {
+                bytes += first.bytes.count
+                batch.append(pending.removeFirst())
+            }
+            moreWaitingThisRound = !pending.isEmpty || syncRequested
+            syncRequested = false
+            closingThisRound = stopping && pending.isEmpty
+        }
+        writtenThisRound = !batch.isEmpty
+        if writtenThisRound { lastWriteMillis = monotonicMillis() }
+        do {
+            for chunk in batch {
+                let file = try segmentFile(for: chunk)
+                try file.write(chunk.bytes.bytes, at: Int64(chunk.offset))
+                unsyncedBytes += chunk.bytes.count
+                unsyncedFiles.insert(chunk.segmentFirstLSN)
+                unsyncedLastLSN = chunk.lastLSN
+            }
+        } catch {
+            stop(because: LogFailure(error: error))
+        }
+    }
+
+    /// Second half: syncs what is due under the durability mode and wakes the callers
+    /// whose records it made durable. Returns false once the log has stopped for good.
+    @discardableResult
+    func syncRound() -> Bool {
+        if lock.withLock({ stopped }) { return false }
+        let sinceSync = Int(monotonicMillis() - lastSyncMillis)
+        let due = unsyncedBytes > 0 && (configuration.durability == .strict || moreWaitingThisRound || closingThisRound
+            || (configuration.durability == .interval && sinceSync >= configuration.syncIntervalMillis)
+            || (configuration.durability == .none && (!writtenThisRound || sinceSync >= 1_000)))
+        do {
+            if due {
+                for first in unsyncedFiles.sorted() { try openFiles[first]?.sync() }
+                // Segments before the newest are complete: close them.
+                if let newest = openFiles.keys.max() {
+                    for (first, file) in openFiles where first != newest { file.close(); openFiles[first] = nil }
+                }
+                unsyncedFiles.removeAll()
+                unsyncedBytes = 0
+                lastSyncMillis = monotonicMillis()
+                let synced = unsyncedLastLSN
+                lock.withLock {
+                    syncCount += 1
+                    syncedRecords += synced - durableLSN
+                    durableLSN = synced
+                }
+                resumeWaiters(upTo: synced)
+            }
+        } catch {
+            stop(because: LogFailure(error: error))
+            return false
+        }
+        if closingThisRound && unsyncedBytes == 0 {
+            for file in openFiles.values { file.close() }
+            openFiles.removeAll()
+            lock.withLock { stopped = true }
+            return false
+        }
+        return true
+    }
+
+    private func resumeWaiters(upTo lsn: UInt64) {
+        let ready: [UnsafeContinuation<Void, any Error>] = lock.withLock {
+            guard let split = waiters.firstIndex(where: { $0.lsn > lsn }) else {
+                defer { waiters.removeAll(keepingCapacity: true) }
+                return waiters.map(\.continuation)
+            }
+            defer { waiters.removeFirst(split) }
+            return waiters[..<split].map(\.continuation)
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    private func stop(because failure: LogFailure) {
+        let waiting: [UnsafeContinuation<Void, any Error>] = lock.withLock {
+            self.failure = failure
+            stopped = true
+            defer { waiters.removeAll() }
+            return waiters.map(\.continuation)
+        }
+        for continuation in waiting { continuation.resume(throwing: failure) }
+        for file in openFiles.values { file.close() }
+        openFiles.removeAll()
+    }
+
+    /// The open file of a chunk's segment; a new segment is created, preallocated, given
+    /// its header and made durable (file and directory) before any record goes into it.
+    private func segmentFile(for chunk: Chunk) throws(FileError) -> any WritableFile {
+        if let file = openFiles[chunk.segmentFirstLSN] { return file }
+        let path = directory + "/" + WALFormat.segmentName(firstLSN: chunk.segmentFirstLSN)
+        if let header = chunk.newSegment {
+            let file = try fileSystem.open(path, create: true)
+            try file.preallocate(Int64(configuration.segmentSize))
+            try file.write(header.encoded(), at: 0)
+            try file.sync()
+            try fileSystem.syncDirectory(directory)
+            openFiles[chunk.segmentFirstLSN] = file
+            return file
+        }
+        let file = try fileSystem.open(path, create: false)
+        openFiles[chunk.segmentFirstLSN] = file
+        return file
+    }
+}

@@ -1,0 +1,202 @@
+/// The bytes of the write-ahead log (docs/formats.md, "Write-ahead log", version 1).
+///
+/// A shard's log is a sequence of segment files of a fixed, preallocated size. Each starts
+/// with a 64-byte header and holds records back to back; the unwritten rest of a segment
+/// is zeros (from preallocation), so a zero length field marks the end of its records.
+/// Every record carries its log sequence number (LSN, 1, 2, 3, … per shard without gaps)
+/// and the checksum of the record before it, so the records form a hash chain across
+/// segments: a missing, reordered or replaced record breaks the chain.
+public enum WALFormat {
+    /// "ACWALSEG" — Aideon Credits write-ahead log segment.
+    public static let segmentMagic: UInt64 = 0x4745_534C_4157_4341
+    public static let version: UInt16 = 1
+    public static let segmentHeaderSize = 64
+    public static let recordHeaderSize = 32
+    /// The only record kind so far: one command with the timestamp it was applied at.
+    public static let commandRecordKind: UInt8 = 1
+    /// Longest record a reader accepts (a command with a very long text field).
+    public static let recordSizeMax = 4 << 20
+
+    /// File name of the segment whose first record has `lsn`: 16 hex digits, so names
+    /// sort in log order.
+    public static func segmentName(firstLSN lsn: UInt64) -> String {
+        let hex = String(lsn, radix: 16)
+        return String(repeating: "0", count: max(0, 16 - hex.count)) + hex + ".wal"
+    }
+
+    /// The first LSN encoded in a segment file name, nil if the name is not a segment's.
+    public static func firstLSN(ofSegmentNamed name: String) -> UInt64? {
+        guard name.hasSuffix(".wal"), name.count == 20 else { return nil }
+        return UInt64(name.dropLast(4), radix: 16)
+    }
+}
+
+/// The 64-byte header at the start of every segment file.
+public struct SegmentHeader: Sendable, Equatable {
+    public var version: UInt16 = WALFormat.version
+    public var commandEncodingVersion: UInt16 = Command.encodingVersion
+    public var shardIndex: UInt32
+    public var shardCount: UInt32
+    /// LSN of the segment's first record.
+    public var firstLSN: UInt64
+    /// Checksum of the record before the first one (0 before LSN 1): the chain's link
+    /// to the previous segment.
+    public var previousChecksum: UInt32
+    /// Size of the segment file (preallocated).
+    public var segmentSize: UInt64
+    /// The most bytes the writer ever had written but not yet synced. A crash can tear
+    /// only that many bytes at the tail; bytes written beyond that distance from a bad
+    /// record prove it is not a torn tail but corruption.
+    public var unsyncedBytesMax: UInt64
+
+    public init(shardIndex: UInt32, shardCount: UInt32, firstLSN: UInt64, previousChecksum: UInt32,
+                segmentSize: UInt64, unsyncedBytesMax: UInt64) {
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.firstLSN = firstLSN
+        self.previousChecksum = previousChecksum
+        self.segmentSize = segmentSize
+        self.unsyncedBytesMax = unsyncedBytesMax
+    }
+
+    /// Layout: magic u64 | version u16 | command encoding version u16 | shard index u32 |
+    /// shard count u32 | previous checksum u32 | first LSN u64 | segment size u64 |
+    /// unsynced bytes max u64 | 12 zero bytes | CRC32C of bytes 0..<60 u32.
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: WALFormat.segmentHeaderSize)
+        writer.write(WALFormat.segmentMagic)
+        writer.write(version)
+        writer.write(commandEncodingVersion)
+        writer.write(shardIndex)
+        writer.write(shardCount)
+        writer.write(previousChecksum)
+        writer.write(firstLSN)
+        writer.write(segmentSize)
+        writer.write(unsyncedBytesMax)
+        writer.write(bytes: [UInt8](repeating: 0, count: 12))
+        writer.write(CRC32C.checksum(writer.bytes))
+        assert(writer.count == WALFormat.segmentHeaderSize)
+        return writer.bytes
+    }
+
+    public enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
+        case tooShort
+        case allZero
+        case badMagic
+        case badChecksum
+        case unsupportedVersion(UInt16)
+
+        public var description: String {
+            switch self {
+            case .tooShort: "segment header cut short"
+            case .allZero: "segment header never written (zeros)"
+            case .badMagic: "not a write-ahead log segment (bad magic number)"
+            case .badChecksum: "segment header checksum mismatch"
+            case .unsupportedVersion(let version): "segment format version \(version) is not supported by this build"
+            }
+        }
+    }
+
+    public init(decoding bytes: [UInt8]) throws(Problem) {
+        guard bytes.count >= WALFormat.segmentHeaderSize else { throw .tooShort }
+        if bytes[..<WALFormat.segmentHeaderSize].allSatisfy({ $0 == 0 }) { throw .allZero }
+        var reader = ByteReader(bytes, to: WALFormat.segmentHeaderSize)
+        do {
+            guard try reader.read(UInt64.self) == WALFormat.segmentMagic else { throw Problem.badMagic }
+            let stored = UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 60, as: UInt32.self) })
+            guard CRC32C.checksum(bytes[..<60]) == stored else { throw Problem.badChecksum }
+            version = try reader.read()
+            guard version == WALFormat.version else { throw Problem.unsupportedVersion(version) }
+            commandEncodingVersion = try reader.read()
+            shardIndex = try reader.read()
+            shardCount = try reader.read()
+            previousChecksum = try reader.read()
+            firstLSN = try reader.read()
+            segmentSize = try reader.read()
+            unsyncedBytesMax = try reader.read()
+        } catch let problem as Problem {
+            throw problem
+        } catch {
+            throw .tooShort
+        }
+    }
+}
+
+/// One record: a command and the timestamp the shard applied it at.
+///
+/// Layout (32-byte header, then the payload): total length u32 (header + payload) |
+/// CRC32C u32 over the length field and bytes 8..<length | LSN u64 | previous record's
+/// CRC32C u32 | kind u8 | 3 zero bytes | timestamp (ms since 1970) i64 | command encoding.
+public enum WALRecord {
+    /// Appends a command record to `writer` and returns its checksum (the next record's
+    /// `previous`).
+    @discardableResult
+    public static func append(_ command: Command, at time: Timestamp, lsn: UInt64, previous: UInt32,
+                              to writer: inout ByteWriter) -> UInt32 {
+        let start = writer.count
+        writer.write(UInt32(0)) // length, patched below
+        writer.write(UInt32(0)) // checksum, patched below
+        writer.write(lsn)
+        writer.write(previous)
+        writer.write(WALFormat.commandRecordKind)
+        writer.write(bytes: [0, 0, 0] as [UInt8])
+        writer.write(time)
+        command.encode(into: &writer)
+        let length = writer.count - start
+        precondition(length <= WALFormat.recordSizeMax, "a command record of \(length) bytes exceeds the log's limit")
+        writer.patch(UInt32(length), at: start)
+        let checksum = writer.bytes.withUnsafeBytes { raw in
+            let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start ..< start + 4]))
+            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start + 8 ..< start + length]), continuing: lengthCRC)
+        }
+        writer.patch(checksum, at: start + 4)
+        return checksum
+    }
+
+    /// What a reader found at an offset.
+    public enum Scan: Sendable, Equatable {
+        /// A record whose checksum holds.
+        case record(Header, length: Int)
+        /// Zeros where a length belongs: the end of the segment's records.
+        case end
+        /// Bytes that are not a valid record (cut short, checksum mismatch, bad length).
+        case invalid(String)
+    }
+
+    public struct Header: Sendable, Equatable {
+        public var checksum: UInt32
+        public var lsn: UInt64
+        public var previous: UInt32
+        public var kind: UInt8
+        public var time: Timestamp
+    }
+
+    /// Looks at the record starting at `offset` of `bytes` (which ends at `end`).
+    public static func scan(_ bytes: UnsafeRawBufferPointer, at offset: Int, end: Int) -> Scan {
+        if end - offset < 4 { return end == offset || bytes[offset ..< end].allSatisfy({ $0 == 0 }) ? .end : .invalid("record cut short") }
+        let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        if length == 0 {
+            // The preallocated zeros. (A record never has length 0, so a zero length
+            // followed by anything but zeros is checked by the reader's tail rule.)
+            return .end
+        }
+        guard length >= WALFormat.recordHeaderSize + 17, length <= WALFormat.recordSizeMax else {
+            return .invalid("record length \(length) out of range")
+        }
+        guard length <= end - offset else { return .invalid("record of \(length) bytes cut short at \(end - offset)") }
+        let stored = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+        let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[offset ..< offset + 4]))
+        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[offset + 8 ..< offset + length]),
+                                       continuing: lengthCRC)
+        guard computed == stored else { return .invalid("record checksum mismatch") }
+        let kind = bytes[offset + 20]
+        guard kind == WALFormat.commandRecordKind else { return .invalid("unknown record kind \(kind)") }
+        return .record(Header(checksum: stored,
+                              lsn: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
+                              previous: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self)),
+                              kind: kind,
+                              time: Timestamp(millisSinceEpoch: Int64(littleEndian: bytes.loadUnaligned(
+                                  fromByteOffset: offset + 24, as: Int64.self)))),
+                       length: length)
+    }
+}
