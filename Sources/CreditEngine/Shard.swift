@@ -135,7 +135,7 @@ actor Shard {
         let shard = index
         let currentSegment = log.currentSegmentFirstLSN
         let header: SnapshotHeader = try await withUnsafeThrowingContinuation { continuation in
-            startIOThread {
+            startBackgroundThread {
                 do {
                     let header = try SnapshotFile.write(frozen, shard: UInt32(shard), shardCount: log.shardCount, lsn: lsn,
                                                         chain: chain, directory: storage.snapshotDirectory(shard),
@@ -173,6 +173,8 @@ actor Shard {
     func recentStatement(of account: AccountID) -> [LedgerEntry] {
         ledger.recentEntries.filter { $0.account == account || $0.principal == account }
     }
+
+    func resetLongestTurn() { longestTurnNanos = 0 }
 
     func close() async {
         await log?.close()

@@ -188,13 +188,14 @@ public final class ShardLog: @unchecked Sendable {
             } else {
                 pending.append(Chunk(segmentFirstLSN: appendSegmentFirstLSN, newSegment: newSegment,
                                      offset: currentOffset, bytes: record, lastLSN: lsn))
-                newChunkStarted = pending.count > 1
+                // A first chunk (the writer may sleep with no timer set) or a full one.
+                newChunkStarted = true
             }
             currentOffset += size
             appendedLSN = lsn
         }
         // Strict: someone waits for this record. Otherwise the writer comes by itself (see
-        // writerWork), unless a chunk just filled up.
+        // writerWork) once it knows there is a chunk: it is told when one starts.
         if configuration.durability == .strict || newChunkStarted { writer.wake() }
         return lsn
     }
@@ -243,7 +244,7 @@ public final class ShardLog: @unchecked Sendable {
                     syncRequested = true
                     return nil
                 }
-                if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
+                if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) } else { writer.wake() }
             }
         } catch let failure as LogFailure {
             throw failure

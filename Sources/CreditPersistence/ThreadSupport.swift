@@ -62,6 +62,19 @@ final class ConditionLock: @unchecked Sendable {
 /// write and fsync, which must never block the pool that runs the shard actors).
 public func startIOThread(_ body: @escaping @Sendable () -> Void) { startThread(body) }
 
+/// Starts a thread at the lowest scheduling priority (Linux SCHED_IDLE), for background
+/// work such as encoding a snapshot: on a busy machine the shard actors' threads run
+/// first, so the debit path is not stalled by it.
+public func startBackgroundThread(_ body: @escaping @Sendable () -> Void) {
+    startThread {
+#if os(Linux)
+        var parameters = sched_param()
+        _ = pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE */, &parameters)
+#endif
+        body()
+    }
+}
+
 func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void

@@ -31,6 +31,8 @@ struct Bench: AsyncParsableCommand {
     var recentEntries = EngineConfiguration.recentEntriesPerShardDefault
     @Option(help: "Seed of the random account choice.") var seed: UInt64 = 42
     @Option(help: "With --data: snapshot a shard after this many records.") var snapshotEvery = 5_000_000
+    @Flag(help: "With --data: snapshot every shard once while the load runs, and report how long it took and the longest shard turn (the stall).")
+    var snapshotDuringLoad = false
     @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -72,7 +74,14 @@ struct Bench: AsyncParsableCommand {
         let residentAfter = residentBytes()
         let heapAfter = heapBytesInUse()
 
+        await engine.resetTurnStatistics()
+        let snapshotTask: Task<(Double, [SnapshotHeader]), any Error>? = snapshotDuringLoad && data != nil ? Task {
+            let started = monotonicNanos()
+            let headers = try await engine.snapshot()
+            return (Double(monotonicNanos() - started) / 1e6, headers)
+        } : nil
         let result = await load(engine)
+        let snapshot = try await snapshotTask?.value
         let bytesPerAccount = Double(heapAfter - heapBefore) / Double(accounts)
         let residentBytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
         let statistics = await engine.statistics()
@@ -87,7 +96,9 @@ struct Bench: AsyncParsableCommand {
             maxMicros: result.latency.maximum / 1_000, accounts: accounts, shards: shards, batch: batch,
             concurrency: concurrency, durability: durability, setupSeconds: setupSeconds,
             bytesPerAccount: bytesPerAccount, residentBytesPerAccount: residentBytesPerAccount, rememberedKeys: statistics.rememberedKeys,
-            invariantsChecked: check, invariantViolations: problems.count, durabilityStatistics: durabilityStatistics)
+            invariantsChecked: check, invariantViolations: problems.count, durabilityStatistics: durabilityStatistics,
+            snapshotMillis: snapshot?.0, snapshotStateBytes: snapshot?.1.reduce(0) { $0 + Int($1.stateBytes) },
+            snapshotCompressedBytes: snapshot?.1.reduce(0) { $0 + Int($1.frameBytes) })
         await engine.close()
         print(json ? report.json : report.text)
         for problem in problems.prefix(20) { printError(problem) }
@@ -207,6 +218,9 @@ struct BenchReport {
     var invariantsChecked: Bool
     var invariantViolations: Int
     var durabilityStatistics: DurabilityStatistics
+    var snapshotMillis: Double?
+    var snapshotStateBytes: Int?
+    var snapshotCompressedBytes: Int?
 
     var opsPerSecond: Double { Double(ops) / seconds }
 
@@ -222,7 +236,12 @@ struct BenchReport {
             + "\"invariant_violations\": \(invariantViolations), \"fsyncs\": \(durabilityStatistics.syncs), "
             + "\"records_per_fsync\": \(fixed(durabilityStatistics.recordsPerSync, 1)), "
             + "\"snapshots\": \(durabilityStatistics.snapshots), "
-            + "\"longest_shard_turn_us\": \(fixed(Double(durabilityStatistics.longestTurnNanos) / 1_000, 1))}"
+            + "\"longest_shard_turn_us\": \(fixed(Double(durabilityStatistics.longestTurnNanos) / 1_000, 1))"
+            + (snapshotMillis.map { ", \"snapshot_ms\": \(fixed($0, 1))" } ?? "")
+            + (snapshotStateBytes.map { ", \"snapshot_state_bytes\": \($0)" } ?? "")
+            + (snapshotCompressedBytes.map { ", \"snapshot_compressed_bytes\": \($0)" } ?? "")
+            + (snapshotStateBytes.flatMap { state in snapshotCompressedBytes.map { ", \"snapshot_lz4_ratio\": \(fixed(Double(state) / Double(max(1, $0)), 2))" } } ?? "")
+            + "}"
     }
 
     var text: String {

@@ -1,4 +1,7 @@
 import CreditEngine
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Testing
 
@@ -74,4 +77,22 @@ extension CreditEngine {
         let problems = await invariantViolations()
         #expect(problems.isEmpty, "invariants broken:\n\(problems.joined(separator: "\n"))", sourceLocation: sourceLocation)
     }
+}
+
+/// An environment variable (Glibc's getenv, without Foundation).
+func environment(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    return String(cString: value)
+}
+
+/// A new empty directory under /tmp for one test.
+func temporaryDirectory(_ label: String) throws -> String {
+    var template = Array("/tmp/credits-test-\(label)-XXXXXX".utf8CString)
+    let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    guard let result else { throw FileError(operation: "mkdtemp", path: "/tmp", code: errno) }
+    return String(cString: result)
+}
+
+extension Result {
+    var isSuccess: Bool { if case .success = self { true } else { false } }
 }

@@ -31,7 +31,7 @@ extension Ledger {
         var sums = LedgerTotals()
         var liveGrantCount = 0
         accounts.forEach { slot, account in
-            let name = "account \(account.tenant)/a\(account.number)"
+            var name: String { "account \(account.tenant)/a\(account.number)" }
             sums.granted += account.granted
             sums.consumed += account.flags.contains(.member) ? 0 : account.consumed
             sums.expired += account.expired
