@@ -24,4 +24,29 @@ struct ReadmeExampleTests {
         #expect(await engine.balance(of: alice)?.available == Millicredits(998_500))
         #expect(await engine.invariantViolations().isEmpty)
     }
+
+    @Test("the README's durable example: what was acknowledged is there after reopening")
+    func durableExampleSurvivesReopening() async throws {
+        let storage = StorageConfiguration(directory: try temporaryDirectory("readme"))
+        let alice = AccountID(tenant: TenantID(42), number: 0)
+        do {
+            let engine = try await CreditEngine.open(configuration: EngineConfiguration(storage: storage))
+            _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-1"), .openTenant(alice.tenant, .individual)))
+            _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-2"), .openAccount(alice, .standard)))
+            _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-3"),
+                    .grant(alice, GrantTerms(kind: .purchase, amount: try .credits(1_000)))))
+            _ = try await engine.execute(Command(key: IdempotencyKey(deriving: "req-4"),
+                    .debit(alice, try Millicredits(parsing: "1.5"), scope: .unscoped))).get()
+            await engine.close()
+        }
+        let reopened = try await CreditEngine.open(configuration: EngineConfiguration(storage: storage))
+        #expect(reopened.recoveryReports.reduce(0) { $0 + $1.recordsReplayed } == 4)
+        #expect(await reopened.balance(of: alice)?.available == Millicredits(998_500))
+        // The retry after the restart is still answered from the idempotency table.
+        let retry = await reopened.execute(Command(key: IdempotencyKey(deriving: "req-4"),
+                .debit(alice, try Millicredits(parsing: "1.5"), scope: .unscoped)))
+        #expect(try retry.get().availableAfter == Millicredits(998_500))
+        #expect(await reopened.balance(of: alice)?.available == Millicredits(998_500))
+        await reopened.close()
+    }
 }
