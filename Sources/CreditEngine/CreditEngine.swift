@@ -9,6 +9,9 @@
 // What may not live here: ledger rules (they belong to CreditCore), file I/O (persistence).
 @_exported import CreditCore
 @_exported import CreditPersistence
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The engine: N shard actors behind one Sendable facade.
 public final class CreditEngine: Sendable {
@@ -73,7 +76,7 @@ public final class CreditEngine: Sendable {
         // run side by side; otherwise one per core, writing in bulk.
         let writerCount = storage.writerThreads
             ?? (storage.log.durability == .strict ? shardCount : ProcessInfoLite.activeProcessorCount)
-        let writers = LogWriter.Pool(count: max(1, min(shardCount, writerCount)))
+        let writers = LogWriter.Pool(count: max(1, min(shardCount, writerCount)), commitDelayMicros: storage.log.commitDelayMicros)
         for (index, result) in recovered.enumerated() {
             let (ledger, walReport, report) = try result.get()
             let log: ShardLog

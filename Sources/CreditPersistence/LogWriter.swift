@@ -1,4 +1,7 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A thread that writes and syncs the logs assigned to it, round after round: first it
 /// writes every log's new records, then syncs each log that needs it and wakes the callers
@@ -16,7 +19,11 @@ public final class LogWriter: @unchecked Sendable {
     /// The writer is (about to be) blocked on the condition.
     private let sleeping = Atomic<Bool>(false)
 
-    public init() {
+    /// See `LogConfiguration.commitDelayMicros`.
+    let commitDelayMicros: Int
+
+    public init(commitDelayMicros: Int = 0) {
+        self.commitDelayMicros = commitDelayMicros
         startThread { [self] in self.run() }
     }
 
@@ -65,6 +72,13 @@ public final class LogWriter: @unchecked Sendable {
                 }
                 continue
             }
+            // Commit delay (strict mode): a moment for more records to join the sync. On
+            // a machine where the callers compete with the writers for the cores, syncing
+            // the first record at once makes many small syncs, each costing system time the
+            // callers then lack; waiting a little makes fewer, larger groups.
+            if commitDelayMicros > 0, ready.contains(where: { $0.configuration.durability == .strict }) {
+                usleep(UInt32(commitDelayMicros))
+            }
             for log in ready { log.writeRound() }
             for log in ready { log.syncRound() }
         }
@@ -74,9 +88,9 @@ public final class LogWriter: @unchecked Sendable {
     public final class Pool: Sendable {
         public let writers: [LogWriter]
 
-        public init(count: Int) {
+        public init(count: Int, commitDelayMicros: Int = 0) {
             precondition(count >= 1)
-            writers = (0 ..< count).map { _ in LogWriter() }
+            writers = (0 ..< count).map { _ in LogWriter(commitDelayMicros: commitDelayMicros) }
         }
 
         public func writer(for shard: Int) -> LogWriter { writers[shard % writers.count] }

@@ -31,6 +31,10 @@ struct Bench: AsyncParsableCommand {
     var recentEntries = EngineConfiguration.recentEntriesPerShardDefault
     @Option(help: "Seed of the random account choice.") var seed: UInt64 = 42
     @Option(help: "With --data: snapshot a shard after this many records.") var snapshotEvery = 5_000_000
+    @Option(help: "With --durability strict: how long a log writer waits for more records before a sync (µs).")
+    var commitDelayUs = LogConfiguration.commitDelayMicrosDefault
+    @Option(help: "With --data: log writer threads (default: one per shard in strict mode, one per core otherwise).")
+    var writerThreads: Int?
     @Flag(help: "With --data: snapshot every shard once while the load runs, and report how long it took and the longest shard turn (the stall).")
     var snapshotDuringLoad = false
     @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
@@ -48,6 +52,8 @@ struct Bench: AsyncParsableCommand {
         guard durability == "memory" || Durability(rawValue: durability) != nil else {
             throw ValidationError("--durability must be memory, strict, interval or none, not \(durability)")
         }
+        guard commitDelayUs >= 0, commitDelayUs <= 100_000 else { throw ValidationError("--commit-delay-us must be 0...100000") }
+        if let writerThreads, writerThreads < 1 { throw ValidationError("--writer-threads must be at least 1") }
         if durability != "memory" && data == nil {
             throw ValidationError("--durability \(durability) writes a log: give it a directory with --data DIR")
         }
@@ -60,8 +66,10 @@ struct Bench: AsyncParsableCommand {
         let engine: CreditEngine
         if let data, let mode = Durability(rawValue: durability) {
             // Snapshots by count only, so a run's figures include any the load triggers.
-            configuration.storage = StorageConfiguration(directory: data, log: LogConfiguration(durability: mode),
+            configuration.storage = StorageConfiguration(directory: data,
+                                                         log: LogConfiguration(durability: mode, commitDelayMicros: commitDelayUs),
                                                          snapshotEveryRecords: snapshotEvery, snapshotEveryMillis: nil)
+            configuration.storage?.writerThreads = writerThreads
             engine = try await CreditEngine.open(configuration: configuration)
         } else {
             engine = CreditEngine(configuration: configuration)
