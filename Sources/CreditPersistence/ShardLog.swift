@@ -176,7 +176,8 @@ public final class ShardLog: @unchecked Sendable {
     public func append(_ command: Command, at time: Timestamp) -> UInt64 {
         let lsn = nextLSN
         var record = ByteWriter(capacity: 96)
-        lastChecksum = WALRecord.append(command, at: time, lsn: lsn, previous: lastChecksum, to: &record)
+        lastChecksum = WALRecord.append(command, at: time, lsn: lsn, previous: lastChecksum,
+                                        syncedLSN: lock.withLock { durableLSN }, to: &record)
         nextLSN += 1
         let size = record.count
         var newChunkStarted = false

@@ -11,7 +11,7 @@ public enum WALFormat {
     public static let segmentMagic: UInt64 = 0x4745_534C_4157_4341
     public static let version: UInt16 = 1
     public static let segmentHeaderSize = 64
-    public static let recordHeaderSize = 32
+    public static let recordHeaderSize = 40
     /// The only record kind so far: one command with the timestamp it was applied at.
     public static let commandRecordKind: UInt8 = 1
     /// Longest record a reader accepts (a command with a very long text field).
@@ -124,15 +124,21 @@ public struct SegmentHeader: Sendable, Equatable {
 
 /// One record: a command and the timestamp the shard applied it at.
 ///
-/// Layout (32-byte header, then the payload): total length u32 (header + payload) |
+/// Layout (40-byte header, then the payload): total length u32 (header + payload) |
 /// CRC32C u32 over the length field and bytes 8..<length | LSN u64 | previous record's
-/// CRC32C u32 | kind u8 | 3 zero bytes | timestamp (ms since 1970) i64 | command encoding.
+/// CRC32C u32 | kind u8 | 3 zero bytes | timestamp (ms since 1970) i64 | synced LSN u64
+/// (every record up to it had been synced when this one was appended) | command encoding.
+///
+/// The synced LSN is what tells a torn tail from corruption: a damaged record that a
+/// later, valid record declares synced was on disk before the crash, so its damage is
+/// not a torn write.
 public enum WALRecord {
     /// Appends a command record to `writer` and returns its checksum (the next record's
     /// `previous`).
     @discardableResult
     public static func append(_ command: Command, at time: Timestamp, lsn: UInt64, previous: UInt32,
-                              to writer: inout ByteWriter) -> UInt32 {
+                              syncedLSN: UInt64, to writer: inout ByteWriter) -> UInt32 {
+        precondition(syncedLSN < lsn, "a record cannot be synced before it is written")
         let start = writer.count
         writer.write(UInt32(0)) // length, patched below
         writer.write(UInt32(0)) // checksum, patched below
@@ -141,6 +147,7 @@ public enum WALRecord {
         writer.write(WALFormat.commandRecordKind)
         writer.write(bytes: [0, 0, 0] as [UInt8])
         writer.write(time)
+        writer.write(syncedLSN)
         command.encode(into: &writer)
         let length = writer.count - start
         precondition(length <= WALFormat.recordSizeMax, "a command record of \(length) bytes exceeds the log's limit")
@@ -169,6 +176,7 @@ public enum WALRecord {
         public var previous: UInt32
         public var kind: UInt8
         public var time: Timestamp
+        public var syncedLSN: UInt64
     }
 
     /// Looks at the record starting at `offset` of `bytes` (which ends at `end`).
@@ -196,7 +204,8 @@ public enum WALRecord {
                               previous: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self)),
                               kind: kind,
                               time: Timestamp(millisSinceEpoch: Int64(littleEndian: bytes.loadUnaligned(
-                                  fromByteOffset: offset + 24, as: Int64.self)))),
+                                  fromByteOffset: offset + 24, as: Int64.self))),
+                              syncedLSN: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 32, as: UInt64.self))),
                        length: length)
     }
 }

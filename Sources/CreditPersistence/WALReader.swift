@@ -208,11 +208,17 @@ public enum WALReader {
                             continue
                         }
                     }
-                    // A bad spot at `offset`: a torn tail, or corruption.
+                    // A bad spot at `offset`: a torn tail, or corruption. It is corruption
+                    // if data was written beyond what a crash can tear, or if a valid
+                    // record after it declares it synced (it was on disk before the crash).
                     let problemText = problem ?? "bad record"
                     let lastWritten = lastNonZero(raw, from: offset, to: end) ?? offset
                     let span = lastWritten - offset + 1
-                    if isLast && UInt64(span) <= header.unsyncedBytesMax {
+                    let badLSN = expectedLSN ?? 0
+                    let mayBeTorn = isLast && UInt64(span) <= header.unsyncedBytesMax
+                    let declaredSynced = mayBeTorn
+                        && maxSyncedLSN(raw, from: offset + 1, through: lastWritten, after: report.lastLSN) >= badLSN
+                    if mayBeTorn && !declaredSynced {
                         report.droppedBytes = span
                         report.droppedRecords = 1 + countRecords(raw, from: offset + 1, through: lastWritten, after: report.lastLSN)
                         report.droppedBecause = "torn tail in \(name) at byte \(offset): \(problemText)"
@@ -225,9 +231,10 @@ public enum WALReader {
                         cut = true
                         return
                     }
-                    throw Failure(file: path, offset: offset, problem: problemText + (isLast
-                        ? " (\(span) bytes follow it, more than the \(header.unsyncedBytesMax) a crash can tear)"
-                        : " (not the last segment)"))
+                    throw Failure(file: path, offset: offset, problem: problemText + (!isLast
+                        ? " (not the last segment)"
+                        : declaredSynced ? " (a later record says record \(badLSN) had been synced: not a torn write)"
+                        : " (\(span) bytes follow it, more than the \(header.unsyncedBytesMax) a crash can tear)"))
                 }
             }
         }
@@ -267,6 +274,22 @@ public enum WALReader {
             }
         }
         return count
+    }
+
+    /// The highest synced LSN that valid records starting in `from...through` declare (0
+    /// if none).
+    static func maxSyncedLSN(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, after: UInt64) -> UInt64 {
+        var synced: UInt64 = 0
+        var offset = from
+        while offset <= through {
+            if case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: through + 1), header.lsn > after {
+                synced = max(synced, header.syncedLSN)
+                offset += length
+            } else {
+                offset += 1
+            }
+        }
+        return synced
     }
 
     static func hex(_ value: UInt32) -> String {
