@@ -70,6 +70,9 @@ public final class CreditEngine: Sendable {
             for await (shard, result) in group { results[shard] = result }
             return results.map { $0! }
         }
+        // Every shard must recover before any is prepared for appending (which zeroes torn
+        // tails and sets segments aside): a refused start-up changes no file.
+        for result in recovered { _ = try result.get() }
         var shards: [Shard] = []
         var reports: [ShardRecoveryReport] = []
         // Writer threads (see LogWriter): in strict mode one per shard, so the shards' syncs

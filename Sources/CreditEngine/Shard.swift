@@ -57,6 +57,7 @@ actor Shard {
             return (outcome, nil)
         }
         if log.stoppedBecause != nil { return (.failure(.logStopped), nil) }
+        if Self.tooLargeToLog(command) { return (.failure(.invalidText(.textTooLong)), nil) }
         let started = monotonicNanos()
         let time = stamp()
         let (outcome, recorded) = ledger.record(command, at: time)
@@ -83,6 +84,21 @@ actor Shard {
         }
         let count = positions?.count ?? commands.count
         if log.stoppedBecause != nil { return [Outcome](repeating: .failure(.logStopped), count: count) }
+        if (positions ?? Array(commands.indices)).contains(where: { Self.tooLargeToLog(commands[$0]) }) {
+            // Rare: a command too large for a log record is refused on its own (not applied,
+            // not remembered); the others go one by one.
+            var outcomes: [Outcome] = []
+            var last: UInt64?
+            for position in positions ?? Array(commands.indices) {
+                let (outcome, durableAt) = execute(commands[position])
+                outcomes.append(outcome)
+                if let durableAt { last = max(last ?? 0, durableAt) }
+            }
+            if let last {
+                do { try await log.waitUntilDurable(last) } catch { return [Outcome](repeating: .failure(.logStopped), count: count) }
+            }
+            return outcomes
+        }
         let started = monotonicNanos()
         let time = stamp()
         let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: positions, at: time,
@@ -98,6 +114,13 @@ actor Shard {
             return [Outcome](repeating: .failure(.logStopped), count: count)
         }
         return outcomes
+    }
+
+    /// A command whose log record would exceed `WALFormat.recordSizeMax` (a text field of
+    /// megabytes; the ledger's own limit is 256 bytes). Refused before it is applied, so it
+    /// is neither logged nor remembered.
+    static func tooLargeToLog(_ command: Command) -> Bool {
+        command.hasVariableSize && command.encodedSize() + WALFormat.recordHeaderSize > WALFormat.recordSizeMax
     }
 
     // MARK: Snapshots

@@ -90,11 +90,15 @@ public enum WALReader {
             }
         }
         located.sort { $0.name < $1.name }
+        // A power cut between the two directory syncs of an archive move can leave a
+        // segment under both names (the same file): keep one.
+        located = located.enumerated().filter { $0.offset == 0 || located[$0.offset - 1].name != $0.element.name }.map(\.element)
         let names = located.map(\.name)
         report.segments = names
         var expectedLSN: UInt64? = nil  // LSN the next record must have; nil until the first segment sets it
         var expectedPrevious: UInt32? = chain
         var cut = false
+        var previousUnsyncedBytesMax: UInt64 = 0
 
         for (index, name) in names.enumerated() {
             let path = located[index].directory + "/" + name
@@ -135,6 +139,21 @@ public enum WALReader {
             }
             if let expected = expectedLSN {
                 guard header.firstLSN == expected else {
+                    // Records missing before this segment. If the previous segment's tail
+                    // was written but never synced when the power failed (one write batch
+                    // can span a roll-over), this segment and those after it hold only
+                    // unsynced records too: a torn tail across segments.
+                    let later = laterSegmentsEvidence(located[index...].map { $0.directory + "/" + $0.name },
+                                                      fileSystem: fileSystem, after: report.lastLSN)
+                    if header.firstLSN > expected, UInt64(later.writtenBytes) <= previousUnsyncedBytesMax,
+                       later.maxSyncedLSN < expected {
+                        report.droppedSegments.append(name)
+                        report.droppedBytes = later.writtenBytes
+                        report.droppedRecords = later.records
+                        report.droppedBecause = "torn tail: records \(expected)..<\(header.firstLSN) were never synced before segment \(name)"
+                        cut = true
+                        continue
+                    }
                     let problem = header.firstLSN > expected
                         ? "missing log records \(expected)..<\(header.firstLSN) (a segment is missing)"
                         : "segment starts at LSN \(header.firstLSN), but \(expected) was expected"
@@ -160,6 +179,7 @@ public enum WALReader {
                 expectedLSN = header.firstLSN
                 expectedPrevious = header.previousChecksum
             }
+            previousUnsyncedBytesMax = header.unsyncedBytesMax
             let end = min(bytes.count, Int(clamping: header.segmentSize))
             var offset = WALFormat.segmentHeaderSize
             report.tailSegment = name
@@ -209,32 +229,38 @@ public enum WALReader {
                         }
                     }
                     // A bad spot at `offset`: a torn tail, or corruption. It is corruption
-                    // if data was written beyond what a crash can tear, or if a valid
+                    // if data was written beyond what a crash can tear (counting later
+                    // segments too: one write batch may span a roll-over), or if a valid
                     // record after it declares it synced (it was on disk before the crash).
                     let problemText = problem ?? "bad record"
                     let lastWritten = lastNonZero(raw, from: offset, to: end) ?? offset
-                    let span = lastWritten - offset + 1
+                    var span = lastWritten - offset + 1
                     let badLSN = expectedLSN ?? 0
-                    let mayBeTorn = isLast && UInt64(span) <= header.unsyncedBytesMax
-                    let declaredSynced = mayBeTorn
-                        && maxSyncedLSN(raw, from: offset + 1, through: lastWritten, after: report.lastLSN) >= badLSN
-                    if mayBeTorn && !declaredSynced {
+                    var syncedAfter = maxSyncedLSN(raw, from: offset + 1, through: lastWritten, after: report.lastLSN)
+                    var laterRecords = 0
+                    if !isLast {
+                        let later = laterSegmentsEvidence(located[(index + 1)...].map { $0.directory + "/" + $0.name },
+                                                          fileSystem: fileSystem, after: report.lastLSN)
+                        span += later.writtenBytes
+                        syncedAfter = max(syncedAfter, later.maxSyncedLSN)
+                        laterRecords = later.records
+                    }
+                    let mayBeTorn = UInt64(span) <= header.unsyncedBytesMax
+                    let declaredSynced = syncedAfter >= badLSN
+                    if (mayBeTorn && !declaredSynced) || mode == .pointInTime {
                         report.droppedBytes = span
-                        report.droppedRecords = 1 + countRecords(raw, from: offset + 1, through: lastWritten, after: report.lastLSN)
-                        report.droppedBecause = "torn tail in \(name) at byte \(offset): \(problemText)"
+                        report.droppedRecords = 1 + laterRecords
+                            + countRecords(raw, from: offset + 1, through: lastWritten, after: report.lastLSN)
+                        report.droppedBecause = mayBeTorn && !declaredSynced
+                            ? "torn tail in \(name) at byte \(offset): \(problemText)"
+                            : "\(path) at byte \(offset): \(problemText)"
+                        cut = true // later segments hold nothing to keep
                         return
                     }
-                    if mode == .pointInTime {
-                        report.droppedBytes = span
-                        report.droppedRecords = 1 + countRecords(raw, from: offset + 1, through: lastWritten, after: report.lastLSN)
-                        report.droppedBecause = "\(path) at byte \(offset): \(problemText)"
-                        cut = true
-                        return
-                    }
-                    throw Failure(file: path, offset: offset, problem: problemText + (!isLast
-                        ? " (not the last segment)"
-                        : declaredSynced ? " (a later record says record \(badLSN) had been synced: not a torn write)"
-                        : " (\(span) bytes follow it, more than the \(header.unsyncedBytesMax) a crash can tear)"))
+                    var reasons: [String] = []
+                    if declaredSynced { reasons.append("a later record says record \(badLSN) had been synced: not a torn write") }
+                    if !mayBeTorn { reasons.append("\(span) bytes were written after it, more than the \(header.unsyncedBytesMax) a crash can tear") }
+                    throw Failure(file: path, offset: offset, problem: problemText + " (" + reasons.joined(separator: "; ") + ")")
                 }
             }
         }
@@ -274,6 +300,27 @@ public enum WALReader {
             }
         }
         return count
+    }
+
+    /// What later segments hold, for deciding whether a bad spot before them is a torn
+    /// tail: their written bytes after the header (all of a file whose header is bad),
+    /// how many valid records they hold, and the highest synced LSN those declare.
+    static func laterSegmentsEvidence(_ paths: [String], fileSystem: any FileSystem, after: UInt64)
+        -> (writtenBytes: Int, records: Int, maxSyncedLSN: UInt64) {
+        var written = 0
+        var records = 0
+        var synced: UInt64 = 0
+        for path in paths {
+            guard let bytes = try? fileSystem.readFile(path) else { continue }
+            let start = (try? SegmentHeader(decoding: bytes)) == nil ? 0 : WALFormat.segmentHeaderSize
+            bytes.withUnsafeBytes { raw in
+                guard let last = lastNonZero(raw, from: start, to: raw.count) else { return }
+                written += last - start + 1
+                records += countRecords(raw, from: start, through: last, after: after)
+                synced = max(synced, maxSyncedLSN(raw, from: start, through: last, after: after))
+            }
+        }
+        return (written, records, synced)
     }
 
     /// The highest synced LSN that valid records starting in `from...through` declare (0

@@ -12,10 +12,26 @@ extension Command {
     /// Longest string a decoder accepts. Far above the ledger's own text limit
     /// (`LedgerLimits.textBytesMax`), because rejected commands with over-long text are
     /// logged as they were sent.
-    public static let decodedTextBytesMax = 1 << 20
+    public static let decodedTextBytesMax = 4 << 20
     /// Most departments a decoded open-tenant command may carry (the ledger's own limit is
     /// lower; see `decodedTextBytesMax` for why the decoder is looser).
     public static let decodedDepartmentsMax = 1 << 20
+
+    /// Whether the command has fields of unbounded size (text, department lists): only
+    /// those can exceed a log record's limit (`encodedSize()` tells).
+    public var hasVariableSize: Bool {
+        switch action {
+        case .openTenant(_, .organisation), .openDepartment, .adjust: true
+        default: false
+        }
+    }
+
+    /// Bytes of `encode(into:)`.
+    public func encodedSize() -> Int {
+        var writer = ByteWriter(capacity: 64)
+        encode(into: &writer)
+        return writer.count
+    }
 
     public func encode(into writer: inout ByteWriter) {
         writer.write(key)
