@@ -199,7 +199,10 @@ actor Shard {
 
     func resetLongestTurn() { longestTurnNanos = 0 }
 
+    /// Waits for a snapshot in flight (it would still write and retire segments), then
+    /// syncs and closes the log.
     func close() async {
+        while snapshotInFlight { await Task.yield() }
         await log?.close()
     }
 

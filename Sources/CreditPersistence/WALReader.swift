@@ -236,7 +236,7 @@ public enum WALReader {
                     let lastWritten = lastNonZero(raw, from: offset, to: end) ?? offset
                     var span = lastWritten - offset + 1
                     let badLSN = expectedLSN ?? 0
-                    var syncedAfter = maxSyncedLSN(raw, from: offset + 1, through: lastWritten, after: report.lastLSN)
+                    var syncedAfter = maxSyncedLSN(raw, from: offset + 1, through: lastWritten, end: end, after: report.lastLSN)
                     var laterRecords = 0
                     if !isLast {
                         let later = laterSegmentsEvidence(located[(index + 1)...].map { $0.directory + "/" + $0.name },
@@ -250,7 +250,7 @@ public enum WALReader {
                     if (mayBeTorn && !declaredSynced) || mode == .pointInTime {
                         report.droppedBytes = span
                         report.droppedRecords = 1 + laterRecords
-                            + countRecords(raw, from: offset + 1, through: lastWritten, after: report.lastLSN)
+                            + countRecords(raw, from: offset + 1, through: lastWritten, end: end, after: report.lastLSN)
                         report.droppedBecause = mayBeTorn && !declaredSynced
                             ? "torn tail in \(name) at byte \(offset): \(problemText)"
                             : "\(path) at byte \(offset): \(problemText)"
@@ -287,12 +287,13 @@ public enum WALReader {
     }
 
     /// How many valid records (LSN above `after`) start in `from...through`: what a cut
-    /// drops besides the damaged record itself.
-    static func countRecords(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, after: UInt64) -> Int {
+    /// drops besides the damaged record itself. `through` is the last non-zero byte; a
+    /// record may end in zero bytes after it, up to `end`.
+    static func countRecords(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, end: Int, after: UInt64) -> Int {
         var count = 0
         var offset = from
         while offset <= through {
-            if case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: through + 1), header.lsn > after {
+            if case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: end), header.lsn > after {
                 count += 1
                 offset += length
             } else {
@@ -316,8 +317,8 @@ public enum WALReader {
             bytes.withUnsafeBytes { raw in
                 guard let last = lastNonZero(raw, from: start, to: raw.count) else { return }
                 written += last - start + 1
-                records += countRecords(raw, from: start, through: last, after: after)
-                synced = max(synced, maxSyncedLSN(raw, from: start, through: last, after: after))
+                records += countRecords(raw, from: start, through: last, end: raw.count, after: after)
+                synced = max(synced, maxSyncedLSN(raw, from: start, through: last, end: raw.count, after: after))
             }
         }
         return (written, records, synced)
@@ -325,11 +326,11 @@ public enum WALReader {
 
     /// The highest synced LSN that valid records starting in `from...through` declare (0
     /// if none).
-    static func maxSyncedLSN(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, after: UInt64) -> UInt64 {
+    static func maxSyncedLSN(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, end: Int, after: UInt64) -> UInt64 {
         var synced: UInt64 = 0
         var offset = from
         while offset <= through {
-            if case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: through + 1), header.lsn > after {
+            if case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: end), header.lsn > after {
                 synced = max(synced, header.syncedLSN)
                 offset += length
             } else {
