@@ -383,7 +383,7 @@ public final class SimulatedFileSystem: FileSystem {
         if size < content.count {
             content.removeLast(content.count - size)
         } else if size > content.count {
-            content.append(contentsOf: repeatElement(0, count: size - content.count))
+            content += [UInt8](repeating: 0, count: size - content.count)
         }
     }
 
