@@ -556,15 +556,5 @@ final class SimulatedFile: WritableFile {
     }
 }
 
-/// SplitMix64: a small seedable generator, so a torn crash replays from its seed.
-private struct TornWriteRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The torn-write generator: SplitMix64, so a torn crash replays from its seed.
+private typealias TornWriteRandom = SplitMix64

@@ -51,16 +51,7 @@ func fixed(_ value: Double, _ digits: Int) -> String {
     return text
 }
 
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    /// splitmix64's step: the state advances by the golden ratio and the output is the
-    /// state passed through its finaliser, which is `StableHasher.mix`.
-    mutating func next() -> UInt64 {
-        defer { state &+= 0x9E37_79B9_7F4A_7C15 }
-        return StableHasher.mix(state)
-    }
-}
+
 
 /// Latency counts in log-linear buckets (16 per power of two, under 7% error), merged
 /// across tasks; no per-sample storage.

@@ -17,22 +17,7 @@ import Darwin
 // Reproduce a failure with the seed it prints: CREDITS_TEST_SEED=<seed> swift test --filter PropertyTests
 // Run longer with CREDITS_PROPERTY_SEQUENCES=<count> (per lane; default below).
 
-/// splitmix64: small, fast, and the same on every platform.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    /// splitmix64's step: the state advances by the golden ratio and the output is the
-    /// state passed through its finaliser, which is `StableHasher.mix`.
-    mutating func next() -> UInt64 {
-        defer { state &+= 0x9E37_79B9_7F4A_7C15 }
-        return StableHasher.mix(state)
-    }
 
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    mutating func between(_ low: Int64, _ high: Int64) -> Int64 { low + Int64(next() % UInt64(high - low + 1)) }
-}
 
 enum PropertySettings {
     static func environment(_ name: String) -> String? {

@@ -1,26 +1,16 @@
 import Testing
 @testable import CreditPersistence
 
-/// SplitMix64 for the file-layer tests: seeded, so a failing randomized test replays from the
-/// seed it prints.
-struct FileLayerRandom: RandomNumberGenerator {
-    private var state: UInt64
+/// The file-layer tests' generator: SplitMix64, so a failing randomized test replays
+/// from the seed it prints.
+typealias FileLayerRandom = SplitMix64
 
-    init(seed: UInt64) { state = seed }
-
+extension SplitMix64 {
     /// A generator with a fresh seed, printed with `label` so a failure can be replayed.
-    static func seeded(_ label: String) -> FileLayerRandom {
+    static func seeded(_ label: String) -> SplitMix64 {
         let seed = UInt64.random(in: .min ... .max)
         print("\(label): seed \(seed)")
-        return FileLayerRandom(seed: seed)
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        return SplitMix64(seed: seed)
     }
 
     mutating func bytes(_ count: Int) -> [UInt8] {

@@ -17,25 +17,8 @@ import Testing
 
 // MARK: - Seeds
 
-/// SplitMix64: seeded, the same on every platform.
-struct DurabilityRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func between(_ low: Int64, _ high: Int64) -> Int64 { low + Int64(next() % UInt64(high - low + 1)) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-}
+/// The durability tests' generator (SplitMix64, so a seed replays).
+typealias DurabilityRandom = SplitMix64
 
 enum DurabilitySeed {
     /// CREDITS_TEST_SEED (decimal or 0x-hex) when set, else a random seed; printed with `label`.
