@@ -44,8 +44,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CreditCoreTests", dependencies: ["CreditCore"]),
-        .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence"]),
-        .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine"]),
+        // The seeded command workload both durability test suites drive.
+        .target(name: "DurabilityTestSupport", dependencies: ["CreditCore"], path: "Tests/DurabilityTestSupport"),
+        .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence", "DurabilityTestSupport"]),
+        .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine", "DurabilityTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import CreditEngine
+import DurabilityTestSupport
 import Testing
 
 /// The `credits` executable of this build: next to the test bundle (SwiftPM puts products and

@@ -1,5 +1,6 @@
 import CreditEngine
 import Synchronization
+import DurabilityTestSupport
 import Testing
 
 /// The first outcome callers were told for each key, with its command.

@@ -1,3 +1,4 @@
+import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
 

@@ -1,0 +1,201 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CreditCore
+
+// The durability tests' shared workload (CreditPersistenceTests and CreditEngineTests): seeds
+// that print and replay, and a seeded random command generator.
+// Randomized tests print their seed; CREDITS_TEST_SEED=<seed> replays one.
+
+// MARK: - Seeds
+
+/// The durability tests' generator (SplitMix64, so a seed replays).
+public typealias DurabilityRandom = SplitMix64
+
+public enum DurabilitySeed {
+    /// CREDITS_TEST_SEED (decimal or 0x-hex) when set, else a random seed; printed with `label`.
+    public static func make(_ label: String) -> UInt64 {
+        var seed = UInt64.random(in: .min ... .max)
+        if let raw = getenv("CREDITS_TEST_SEED") {
+            let text = String(cString: raw).filter { !$0.isWhitespace }
+            if let parsed = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text) { seed = parsed }
+        }
+        print("\(label): seed \(seed) (replay with CREDITS_TEST_SEED=\(seed))")
+        return seed
+    }
+
+    /// The `index`-th seed derived from `base` (several rounds from one printed seed).
+    public static func derived(_ base: UInt64, _ index: Int) -> UInt64 {
+        var random = DurabilityRandom(seed: base &+ UInt64(index) &* 0xD1B5_4A32_D192_ED03)
+        return random.next()
+    }
+}
+
+// MARK: - Commands
+
+public let durabilityStart = Timestamp(millisSinceEpoch: 1_767_225_600_000)
+
+public func durabilityCredits(_ whole: Int64) -> Millicredits { Millicredits(whole * Millicredits.perCredit) }
+
+/// Random commands over a few individuals and one organisation, valid and invalid (unknown
+/// accounts, over-spending, bad amounts, retries, key conflicts), like the property tests'
+/// generator in CreditCoreTests but smaller. It learns hold ids and debit keys from outcomes.
+public struct DurabilityWorkload {
+    public var random: DurabilityRandom
+    public let keyHigh: UInt64
+    private var keyCounter: UInt64 = 0
+    public let individuals: [TenantID]
+    public let organisation: TenantID
+    public let accounts: [AccountID]
+    private(set) var holds: [HoldID] = []
+    private var debits: [(key: IdempotencyKey, account: AccountID, amount: Millicredits)] = []
+    public private(set) var issued: [Command] = []
+
+    public init(seed: UInt64, tenantBase: UInt64 = 1, individuals count: Int = 4) {
+        random = DurabilityRandom(seed: seed)
+        keyHigh = random.next()
+        individuals = (0 ..< UInt64(count)).map { TenantID(tenantBase + $0) }
+        organisation = TenantID(tenantBase + 1_000)
+        var ids = individuals.map { AccountID(tenant: $0, number: 0) }
+        ids.append(AccountID(tenant: individuals[0], number: 1))
+        for number in UInt32(0) ... 3 { ids.append(AccountID(tenant: organisation, number: number)) }
+        accounts = ids
+    }
+
+    public mutating func freshKey() -> IdempotencyKey {
+        keyCounter += 1
+        return IdempotencyKey(high: keyHigh, low: keyCounter)
+    }
+
+    /// The opening commands: tenants, accounts, first grants.
+    public mutating func prologue() -> [Command] {
+        var actions: [Action] = []
+        for tenant in individuals {
+            actions.append(.openTenant(tenant, .individual))
+            actions.append(.openAccount(AccountID(tenant: tenant, number: 0), .standard))
+            actions.append(.grant(AccountID(tenant: tenant, number: 0),
+                                  GrantTerms(kind: .purchase, amount: durabilityCredits(random.between(200, 600)))))
+        }
+        actions.append(.openAccount(AccountID(tenant: individuals[0], number: 1), .standard(overdraft: durabilityCredits(25))))
+        actions.append(.openTenant(organisation, .organisation(departments: [
+            DepartmentTerms(id: DepartmentID(1), costCentre: "CC-ENG", allocationPerPeriod: durabilityCredits(random.between(50, 300))),
+            DepartmentTerms(id: DepartmentID(2), costCentre: "CC-OPS"),
+        ])))
+        for number in UInt32(1) ... 3 {
+            actions.append(.openAccount(AccountID(tenant: organisation, number: number),
+                                        .member(department: DepartmentID(number == 3 ? 2 : 1),
+                                                limitPerPeriod: random.chance(40) ? nil : durabilityCredits(random.between(10, 90)))))
+        }
+        actions.append(.grant(AccountID(tenant: organisation, number: 0),
+                              GrantTerms(kind: .enterpriseContract, amount: durabilityCredits(random.between(500, 2_000)))))
+        return actions.map { record(Command(key: freshKey(), $0)) }
+    }
+
+    private mutating func record(_ command: Command) -> Command {
+        issued.append(command)
+        return command
+    }
+
+    private mutating func amount(maxCredits: Int64 = 40) -> Millicredits {
+        switch random.below(100) {
+        case 0 ..< 2: return .zero
+        case 2 ..< 4: return Millicredits(-random.between(1, 5_000))
+        case 4 ..< 14: return Millicredits(random.between(1, 999))
+        default: return Millicredits(random.between(1, maxCredits * 1_000))
+        }
+    }
+
+    private mutating func scope() -> ChargeScope {
+        random.chance(75) ? .unscoped : random.pick([ChargeScope(provider: 7), ChargeScope(provider: 7, model: 3)])
+    }
+
+    private mutating func hold() -> HoldID {
+        if !holds.isEmpty, random.chance(85) { return random.pick(holds) }
+        return HoldID(tenant: random.pick(individuals + [organisation]), number: UInt64(random.between(1, 500)))
+    }
+
+    /// The next command: usually new, sometimes a retry (same key and command) or a key conflict.
+    public mutating func next() -> Command {
+        if !issued.isEmpty, random.chance(6) {
+            let earlier = random.pick(issued)
+            if random.chance(80) { return earlier }
+            // Same key, another action, same tenant (keys are remembered per shard, and a
+            // tenant's shard is fixed): a key conflict.
+            return Command(key: earlier.key, .freeze(AccountID(tenant: earlier.tenant, number: 0)))
+        }
+        return record(Command(key: freshKey(), nextAction()))
+    }
+
+    private mutating func nextAction() -> Action {
+        let account = random.pick(accounts)
+        switch random.below(100) {
+        case 0 ..< 14:
+            let expires: Timestamp = random.chance(70) ? .never : durabilityStart.adding(millis: random.between(3_600_000, 40 * 86_400_000))
+            return .grant(account, GrantTerms(kind: random.pick(GrantKind.allCases), amount: amount(maxCredits: 200),
+                                              expiresAt: expires, priority: random.pick([10, 100, 200]),
+                                              scope: random.chance(85) ? .unscoped : ChargeScope(provider: 7)))
+        case 14 ..< 44:
+            return .debit(account, amount(), scope: scope())
+        case 44 ..< 56:
+            let timeout: Int64 = random.chance(5) ? 0 : random.between(1_000, 7_200_000)
+            return .reserve(account, amount(), timeoutMillis: timeout, scope: scope())
+        case 56 ..< 66:
+            return .settle(hold(), actual: Millicredits(random.between(0, 30_000)))
+        case 66 ..< 71:
+            return .release(hold())
+        case 71 ..< 73:
+            return .timeOutHold(hold())
+        case 73 ..< 78:
+            if let debit = debits.isEmpty ? nil : random.pick(debits) {
+                return .refund(debit.account, debit: debit.key, Millicredits(random.between(1, max(1, debit.amount.rawValue))))
+            }
+            return .refund(account, debit: freshKey(), amount())
+        case 78 ..< 83:
+            let reason = random.chance(10) ? String(repeating: "r", count: 300) : random.pick(["goodwill", "outage credit", "€ correction"])
+            let value = amount(maxCredits: 20)
+            return .adjust(account, random.chance(50) ? value : Millicredits(-value.rawValue), reason: reason)
+        case 83 ..< 86:
+            return .freeze(account)
+        case 86 ..< 90:
+            return .unfreeze(account)
+        case 90 ..< 93:
+            return .setMemberLimit(account, perPeriod: random.chance(20) ? nil : durabilityCredits(random.between(0, 90)))
+        case 93 ..< 95:
+            return .setDepartmentAllocation(organisation, DepartmentID(UInt16(random.between(1, 3))),
+                                            perPeriod: random.chance(20) ? nil : durabilityCredits(random.between(0, 300)))
+        case 95 ..< 97:
+            return .startPeriod(random.chance(80) ? organisation : random.pick(individuals))
+        default:
+            return .openAccount(account, random.chance(50) ? .standard : .member(department: DepartmentID(1), limitPerPeriod: nil))
+        }
+    }
+
+    /// Learns hold ids and refundable debits from an outcome.
+    public mutating func learn(_ command: Command, _ outcome: Outcome) {
+        guard case .success(let receipt) = outcome else { return }
+        switch command.action {
+        case .reserve:
+            if let hold = receipt.hold, !holds.contains(hold) { holds.append(hold) }
+        case .debit(let account, let amount, _):
+            debits.append((command.key, account, amount))
+        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
+            holds.removeAll { $0 == hold }
+        default:
+            break
+        }
+    }
+
+    /// Milliseconds to move the clock before the next command (mostly small, sometimes days,
+    /// so holds time out and grants expire).
+    public mutating func pause() -> Int64 {
+        switch random.below(100) {
+        case 0 ..< 40: return 0
+        case 40 ..< 80: return random.between(1, 1_000)
+        case 80 ..< 96: return random.between(1_000, 600_000)
+        default: return random.between(600_000, 2 * 86_400_000)
+        }
+    }
+}
+
