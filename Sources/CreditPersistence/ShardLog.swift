@@ -137,8 +137,7 @@ public final class ShardLog: @unchecked Sendable {
             hasSegment = false
         }
         do {
-            try Self.cleanTail(directory: directory, fileSystem: fileSystem, report: report,
-                               segmentSize: configuration.segmentSize)
+            try Self.cleanTail(directory: directory, fileSystem: fileSystem, report: report)
         } catch {
             throw LogFailure(error: error)
         }
@@ -149,8 +148,7 @@ public final class ShardLog: @unchecked Sendable {
     /// Makes the log end where recovery decided it ends: zeroes the cut-off bytes of the
     /// tail segment (so they cannot be mistaken for records later) and sets aside segments
     /// holding nothing to keep (renamed to `*.dropped`, kept for inspection).
-    private static func cleanTail(directory: String, fileSystem: any FileSystem, report: WALReader.Report,
-                                  segmentSize: Int) throws(FileError) {
+    private static func cleanTail(directory: String, fileSystem: any FileSystem, report: WALReader.Report) throws(FileError) {
         if report.droppedBytes > 0, let tail = report.tailSegment {
             let file = try fileSystem.open(directory + "/" + tail, create: false)
             defer { file.close() }

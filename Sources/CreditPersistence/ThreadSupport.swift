@@ -58,10 +58,6 @@ final class ConditionLock: @unchecked Sendable {
     func signal() { pthread_cond_broadcast(condition) }
 }
 
-/// Starts a detached OS thread (not one of Swift's cooperative threads: it blocks in
-/// write and fsync, which must never block the pool that runs the shard actors).
-public func startIOThread(_ body: @escaping @Sendable () -> Void) { startThread(body) }
-
 /// Starts a thread at the lowest scheduling priority (Linux SCHED_IDLE), for background
 /// work such as encoding a snapshot: on a busy machine the shard actors' threads run
 /// first, so the debit path is not stalled by it.
@@ -75,6 +71,8 @@ public func startBackgroundThread(_ body: @escaping @Sendable () -> Void) {
     }
 }
 
+/// Starts a detached OS thread (not one of Swift's cooperative threads: the log writers
+/// block in write and fsync, which must never block the pool that runs the shard actors).
 func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
@@ -91,12 +89,6 @@ func startThread(_ body: @escaping @Sendable () -> Void) {
     pthread_detach(thread)
 }
 
-/// Nanoseconds of CLOCK_MONOTONIC, for measuring durations.
-func monotonicNanos() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-}
 
 /// Milliseconds of CLOCK_MONOTONIC, for measuring durations.
 func monotonicMillis() -> Int64 {
