@@ -1001,20 +1001,10 @@ private struct StateDecoder {
 }
 
 extension StoredOutcome {
-    /// The codes `StoredOutcome.init(_:)` writes (Outcome+Storage.swift): 1...24 for errors,
-    /// the rule errors with a known rule, and 200 + `Receipt.Created` for successes. A code
-    /// outside these would trap when the outcome is read back.
+    /// Whether an encoder writes this code: a success (200 + `Receipt.Created`) or an error
+    /// the store decodes. Anything else would trap when the outcome is read back.
     /// `SnapshotStateTests.outcomeValidatorMatchesTheStore` checks this against every error.
-    var isKnown: Bool {
-        switch code {
-        case 16: return Self.isRule(w2)
-        case 21, 22: return Self.isRule(w0)
-        case 1 ... 24: return true
-        default: return isSuccess
-        }
-    }
+    var isKnown: Bool { isSuccess || decodedError != nil }
 
     var isSuccess: Bool { code >= 200 && Receipt.Created(rawValue: code &- 200) != nil }
-
-    private static func isRule(_ word: UInt64) -> Bool { word <= UInt64(UInt8.max) && LedgerError.Rule(rawValue: UInt8(word)) != nil }
 }

@@ -32,7 +32,8 @@ struct StoredOutcome: Sendable, Equatable {
                                     availableAfter: Millicredits(Int64(bitPattern: w2)), tenant: tenant,
                                     created: Receipt.Created(rawValue: code - Self.successBase)!))
         }
-        return .failure(decodeError())
+        guard let error = decodedError else { preconditionFailure("unknown stored outcome code \(code)") }
+        return .failure(error)
     }
 
     private static func words(_ account: AccountID) -> (UInt64, UInt64) { (account.tenant.rawValue, UInt64(account.number)) }
@@ -74,7 +75,8 @@ struct StoredOutcome: Sendable, Equatable {
         }
     }
 
-    private func decodeError() -> LedgerError {
+    /// The error this stores; nil for a code (or rule) no encoder writes.
+    var decodedError: LedgerError? {
         switch code {
         case 1: return .invalidAmount(amount(w0))
         case 2: return .amountOverflow
@@ -91,16 +93,20 @@ struct StoredOutcome: Sendable, Equatable {
         case 13: return .insufficientCredits(available: amount(w0), requested: amount(w1))
         case 14: return .memberLimitExceeded(remaining: amount(w0), requested: amount(w1))
         case 15: return .departmentAllocationExceeded(remaining: amount(w0), requested: amount(w1))
-        case 16: return .notAllowed(account, LedgerError.Rule(rawValue: UInt8(truncatingIfNeeded: w2))!)
+        case 16: return Self.rule(w2).map { .notAllowed(account, $0) }
         case 17: return .idempotencyConflict(IdempotencyKey(high: w0, low: w1))
         case 18: return .unknownDebit(IdempotencyKey(high: w0, low: w1))
         case 19: return .refundExceedsDebit(refundable: amount(w0), requested: amount(w1))
         case 20: return .invalidTimeout(millis: Int64(bitPattern: w0))
-        case 21: return .invalidText(LedgerError.Rule(rawValue: UInt8(truncatingIfNeeded: w0))!)
-        case 22: return .limitReached(LedgerError.Rule(rawValue: UInt8(truncatingIfNeeded: w0))!)
+        case 21: return Self.rule(w0).map { .invalidText($0) }
+        case 22: return Self.rule(w0).map { .limitReached($0) }
         case 23: return .invalidExpiry(expiresAt: Timestamp(millisSinceEpoch: Int64(bitPattern: w0)))
         case 24: return .logStopped
-        default: preconditionFailure("unknown stored outcome code \(code)")
+        default: return nil
         }
+    }
+
+    private static func rule(_ word: UInt64) -> LedgerError.Rule? {
+        word <= UInt64(UInt8.max) ? LedgerError.Rule(rawValue: UInt8(word)) : nil
     }
 }
