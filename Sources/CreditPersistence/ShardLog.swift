@@ -173,8 +173,9 @@ public final class ShardLog: @unchecked Sendable {
     @discardableResult
     public func append(_ command: Command, at time: Timestamp) -> UInt64 {
         let lsn = nextLSN
+        let previous = lastChecksum
         var record = ByteWriter(capacity: 96)
-        lastChecksum = WALRecord.append(command, at: time, lsn: lsn, previous: lastChecksum,
+        lastChecksum = WALRecord.append(command, at: time, lsn: lsn, previous: previous,
                                         syncedLSN: lock.withLock { durableLSN }, to: &record)
         nextLSN += 1
         let size = record.count
@@ -184,19 +185,17 @@ public final class ShardLog: @unchecked Sendable {
             if !hasSegment || currentOffset + size > configuration.segmentSize {
                 // Roll over: the record goes first in a new segment.
                 newSegment = SegmentHeader(shardIndex: shard, shardCount: shardCount, firstLSN: lsn,
-                                           previousChecksum: previousChecksum(of: record),
+                                           previousChecksum: previous,
                                            segmentSize: UInt64(configuration.segmentSize),
                                            unsyncedBytesMax: UInt64(configuration.unsyncedBytesMax))
                 appendSegmentFirstLSN = lsn
                 currentOffset = WALFormat.segmentHeaderSize
                 hasSegment = true
             }
-            if newSegment == nil, var last = pending.last, last.segmentFirstLSN == appendSegmentFirstLSN,
-               last.bytes.count < configuration.chunkBytesTarget {
-                pending.removeLast()
-                last.bytes.write(bytes: record.bytes)
-                last.lastLSN = lsn
-                pending.append(last)
+            if newSegment == nil, let last = pending.indices.last, pending[last].segmentFirstLSN == appendSegmentFirstLSN,
+               pending[last].bytes.count < configuration.chunkBytesTarget {
+                pending[last].bytes.write(bytes: record.bytes)
+                pending[last].lastLSN = lsn
             } else {
                 pending.append(Chunk(segmentFirstLSN: appendSegmentFirstLSN, newSegment: newSegment,
                                      offset: currentOffset, bytes: record, lastLSN: lsn))
@@ -210,10 +209,6 @@ public final class ShardLog: @unchecked Sendable {
         // writerWork) once it knows there is a chunk: it is told when one starts.
         if configuration.durability == .strict || newChunkStarted { writer.wake() }
         return lsn
-    }
-
-    private func previousChecksum(of record: ByteWriter) -> UInt32 {
-        record.bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 16, as: UInt32.self)) }
     }
 
     /// The LSN of the last appended record.
