@@ -74,11 +74,14 @@ public struct ShardRecoveryReport: Sendable, Equatable {
 public struct RecoveryError: Error, Sendable, CustomStringConvertible {
     public var shard: Int?
     public var problem: String
+    /// See `WALReader.Failure.logStartPruned`.
+    public var logStartPruned: Bool
     public var description: String { (shard.map { "shard \($0): " } ?? "") + problem }
 
-    public init(shard: Int?, problem: String) {
+    public init(shard: Int?, problem: String, logStartPruned: Bool = false) {
         self.shard = shard
         self.problem = problem
+        self.logStartPruned = logStartPruned
     }
 }
 
@@ -138,7 +141,7 @@ public enum ShardStorage {
                 visit?(entry, &ledger)
             }
         } catch let failure as WALReader.Failure {
-            throw RecoveryError(shard: shard, problem: failure.description)
+            throw RecoveryError(shard: shard, problem: failure.description, logStartPruned: failure.logStartPruned)
         } catch {
             throw RecoveryError(shard: shard, problem: "\(error)")
         }

@@ -53,6 +53,9 @@ public enum WALReader {
         public var file: String
         public var offset: Int
         public var problem: String
+        /// The log's first records were pruned (archive retention): recovery from an older
+        /// point, e.g. the log's start, is impossible, not the log damaged.
+        public var logStartPruned = false
         public var description: String { "\(file) at byte \(offset): \(problem)" }
     }
 
@@ -170,7 +173,8 @@ public enum WALReader {
                 // the snapshot, and its link is where the chain starts.
                 guard header.firstLSN <= afterLSN + 1 else {
                     throw Failure(file: path, offset: 24,
-                                  problem: "the log starts at LSN \(header.firstLSN) but recovery needs it from \(afterLSN + 1) (records are missing)")
+                                  problem: "the log starts at LSN \(header.firstLSN) but recovery needs it from \(afterLSN + 1) (records are missing)",
+                                  logStartPruned: true)
                 }
                 if header.firstLSN == afterLSN + 1, let chain, header.previousChecksum != chain {
                     throw Failure(file: path, offset: 20,

@@ -60,7 +60,7 @@ struct Export: AsyncParsableCommand {
                                                                ledger: configuration, fromLogStart: true, visit: visit)
             return (ledger, report)
         } catch {
-            guard error.problem.contains("records are missing") else { throw error }
+            guard error.logStartPruned else { throw error }
             printError("export: shard \(shard): the log before the oldest snapshot was pruned; listing from the snapshot on")
             let (ledger, _, report) = try ShardStorage.recover(shard: shard, shardCount: shardCount, storage: storage,
                                                                ledger: configuration, visit: visit)
