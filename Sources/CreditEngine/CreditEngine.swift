@@ -132,11 +132,14 @@ public final class CreditEngine: Sendable {
     /// outcome if the key was seen before).
     public func execute(_ command: Command) async -> Outcome {
         let shard = shards[shardIndex(for: command.tenant)]
-        let (outcome, durableAt) = await shard.execute(command)
-        if let durableAt, let log = shard.log {
-            do { try await log.waitUntilDurable(durableAt) } catch { return .failure(.logStopped) }
+        if shard.log == nil { return await shard.execute(command).outcome }
+        // Queued for the shard's drain, which applies the calls queued together as one
+        // batch and resumes each caller once its record is durable (see `Shard.drain`).
+        return await withUnsafeContinuation { continuation in
+            if shard.submissions.push(command, continuation) {
+                Task { await shard.drain() }
+            }
         }
-        return outcome
     }
 
     /// Batches at least this long are spread over the shards by parallel child tasks.

@@ -23,6 +23,11 @@ actor Shard {
     private let clock: any LedgerClock
     private let onEntry: (@Sendable (Int, LedgerEntry) -> Void)?
     nonisolated let log: ShardLog?
+    /// Single-command calls waiting to be applied (see `drain`).
+    nonisolated let submissions = SubmissionQueue()
+    /// Buffers the drain swaps with the queue's, so neither side allocates per round.
+    private var drainCommands: [Command] = []
+    private var drainContinuations: [UnsafeContinuation<Outcome, Never>] = []
     private let storage: StorageConfiguration?
     private var recordsSinceSnapshot = 0
     private var lastSnapshotMillis: Int64
@@ -72,6 +77,68 @@ actor Shard {
         return (outcome, lsn)
     }
 
+    /// Rounds a drain runs before it lets other calls waiting for the actor go first.
+    static let drainRoundsMax = 4
+
+    /// Applies the single-command calls queued in `submissions`, a round at a time: each
+    /// round takes everything queued, applies it as one batch (one timestamp: the commands
+    /// arrived together), appends the records, and resumes the callers once the records
+    /// are durable — from the log's writer thread right after the sync in strict mode, at
+    /// once otherwise. Ends when the queue is empty; after `drainRoundsMax` rounds it
+    /// schedules its own continuation, so reads and batches are not starved.
+    func drain() {
+        for _ in 0 ..< Self.drainRoundsMax {
+            submissions.take(commands: &drainCommands, continuations: &drainContinuations)
+            if drainCommands.isEmpty { return }
+            applyDrained()
+            drainCommands.removeAll(keepingCapacity: true)
+            drainContinuations.removeAll(keepingCapacity: true)
+        }
+        Task { self.drain() }
+    }
+
+    private func applyDrained() {
+        let commands = drainCommands
+        let continuations = drainContinuations
+        guard let log else {
+            let (outcomes, entries, _) = ledger.record(batch: commands, at: stamp(), collectingEntries: onEntry != nil)
+            if let onEntry { for entry in entries { onEntry(index, entry) } }
+            for (continuation, outcome) in zip(continuations, outcomes) { continuation.resume(returning: outcome) }
+            return
+        }
+        if log.stoppedBecause != nil {
+            for continuation in continuations { continuation.resume(returning: .failure(.logStopped)) }
+            return
+        }
+        let started = monotonicNanos()
+        var positions: [Int]?
+        if commands.contains(where: Self.tooLargeToLog) {
+            // Rare: a command too large for a log record is refused on its own (not
+            // applied, not remembered); the others go on.
+            positions = commands.indices.filter { !Self.tooLargeToLog(commands[$0]) }
+        }
+        let time = stamp()
+        let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: positions, at: time,
+                                                          collectingEntries: onEntry != nil, collectingRecorded: true)
+        log.append(commands, at: time, indices: positions.map { positions in recorded.map { positions[$0] } } ?? recorded)
+        if let onEntry { for entry in entries { onEntry(self.index, entry) } }
+        noteRecorded(recorded.count)
+        longestTurnNanos = max(longestTurnNanos, monotonicNanos() - started)
+        var results = outcomes
+        if let positions {
+            results = [Outcome](repeating: .failure(.invalidText(.textTooLong)), count: commands.count)
+            for (index, outcome) in zip(positions, outcomes) { results[index] = outcome }
+        }
+        let finalResults = results
+        // Retries answered from the idempotency table wait too: their originals may still
+        // be on their way to the disk.
+        log.whenDurable(log.lastAppendedLSN) { failure in
+            for (continuation, outcome) in zip(continuations, finalResults) {
+                continuation.resume(returning: failure == nil ? outcome : .failure(.logStopped))
+            }
+        }
+    }
+
     /// Applies the commands at `positions` of a batch (all when nil). They share one
     /// timestamp (they arrived together). The batch array is shared, not copied. With
     /// storage, the outcomes come back once all their records are durable.
@@ -103,7 +170,7 @@ actor Shard {
         let time = stamp()
         let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: positions, at: time,
                                                           collectingEntries: onEntry != nil, collectingRecorded: true)
-        for index in recorded { log.append(commands[positions.map { $0[index] } ?? index], at: time) }
+        log.append(commands, at: time, indices: positions.map { positions in recorded.map { positions[$0] } } ?? recorded)
         let lsn = log.lastAppendedLSN
         if let onEntry { for entry in entries { onEntry(self.index, entry) } }
         noteRecorded(recorded.count)

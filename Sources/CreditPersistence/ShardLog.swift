@@ -47,9 +47,11 @@ public struct LogConfiguration: Sendable, Equatable {
         self.commitDelayMicros = commitDelayMicros
     }
 
-    /// 200 µs: on this project's 2-core machine it made groups twice as large and strict
-    /// single-command throughput 20 % higher than syncing at once (docs/performance.md).
-    public static let commitDelayMicrosDefault = 200
+    /// 0: the engine's single-command calls queue while a sync runs and join the next one
+    /// (SubmissionQueue), so groups form without waiting; a delay only lengthened each
+    /// round (strict single calls on the 2-core machine: 400k/s at 0, 360k/s at 50 µs,
+    /// 280k/s at 200 µs; docs/performance.md).
+    public static let commitDelayMicrosDefault = 0
 
     /// Largest run of records the appender puts in one chunk (the writer writes whole
     /// chunks, so a chunk must stay well below `unsyncedBytesMax`).
@@ -84,6 +86,22 @@ public final class ShardLog: @unchecked Sendable {
     /// The thread that writes and syncs this log (possibly shared with other logs).
     private let writer: LogWriter
 
+    /// Someone waiting for records to become durable: a suspended task, or an action the
+    /// writer thread runs (with nil, or the failure that stopped the log).
+    private enum Waiter {
+        case task(UnsafeContinuation<Void, any Error>)
+        case action(@Sendable (LogFailure?) -> Void)
+
+        func resume(_ failure: LogFailure?) {
+            switch self {
+            case .task(let continuation):
+                if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }
+            case .action(let action):
+                action(failure)
+            }
+        }
+    }
+
     /// A run of records bound for one segment, starting at `offset`.
     private struct Chunk {
         var segmentFirstLSN: UInt64
@@ -99,12 +117,15 @@ public final class ShardLog: @unchecked Sendable {
     private var appendSegmentFirstLSN: UInt64
     private var currentOffset: Int
     private var hasSegment: Bool
+    /// Records being appended, and where each ends (reused between appends).
+    private var encoded = ByteWriter(capacity: 64 * 1_024)
+    private var encodedEnds: [Int] = []
 
     // Shared state (under `lock`).
     private var pending: [Chunk] = []
     private var durableLSN: UInt64
     private var appendedLSN: UInt64
-    private var waiters: [(lsn: UInt64, continuation: UnsafeContinuation<Void, any Error>)] = []
+    private var waiters: [(lsn: UInt64, waiter: Waiter)] = []
     private var failure: LogFailure?
     private var stopping = false
     private var stopped = false
@@ -172,43 +193,75 @@ public final class ShardLog: @unchecked Sendable {
     /// durable once `waitUntilDurable(lsn)` returns.
     @discardableResult
     public func append(_ command: Command, at time: Timestamp) -> UInt64 {
-        let lsn = nextLSN
-        let previous = lastChecksum
-        var record = ByteWriter(capacity: 96)
-        lastChecksum = WALRecord.append(command, at: time, lsn: lsn, previous: previous,
-                                        syncedLSN: lock.withLock { durableLSN }, to: &record)
-        nextLSN += 1
-        let size = record.count
+        append([command], at: time)
+    }
+
+    /// Appends one record per command of `commands` (those at `indices` when given), in
+    /// order, all applied at `time`; returns the last LSN (the last appended before, when
+    /// there is none). The records are encoded into a buffer the appender reuses, and
+    /// handed to the writer under one lock.
+    @discardableResult
+    public func append(_ commands: [Command], at time: Timestamp, indices: [Int]? = nil) -> UInt64 {
+        let synced = lock.withLock { durableLSN }
+        encoded.removeAll(keepingCapacity: true)
+        encodedEnds.removeAll(keepingCapacity: true)
+        func encode(_ command: Command) {
+            lastChecksum = WALRecord.append(command, at: time, lsn: nextLSN, previous: lastChecksum,
+                                            syncedLSN: synced, to: &encoded)
+            nextLSN += 1
+            encodedEnds.append(encoded.count)
+        }
+        if let indices {
+            for index in indices { encode(commands[index]) }
+        } else {
+            for command in commands { encode(command) }
+        }
+        if encodedEnds.isEmpty { return nextLSN - 1 }
         var newChunkStarted = false
         lock.withLock {
-            var newSegment: SegmentHeader?
-            if !hasSegment || currentOffset + size > configuration.segmentSize {
-                // Roll over: the record goes first in a new segment.
-                newSegment = SegmentHeader(shardIndex: shard, shardCount: shardCount, firstLSN: lsn,
-                                           previousChecksum: previous,
-                                           segmentSize: UInt64(configuration.segmentSize),
-                                           unsyncedBytesMax: UInt64(configuration.unsyncedBytesMax))
-                appendSegmentFirstLSN = lsn
-                currentOffset = WALFormat.segmentHeaderSize
-                hasSegment = true
+            var lsn = appendedLSN
+            var start = 0
+            encoded.bytes.withUnsafeBufferPointer { bytes in
+                for end in encodedEnds {
+                    lsn += 1
+                    let size = end - start
+                    var newSegment: SegmentHeader?
+                    if !hasSegment || currentOffset + size > configuration.segmentSize {
+                        // Roll over: the record goes first in a new segment, whose header
+                        // repeats the record's chain link (the previous record's checksum).
+                        let previous = UInt32(littleEndian: UnsafeRawBufferPointer(bytes).loadUnaligned(
+                            fromByteOffset: start + WALFormat.previousChecksumOffset, as: UInt32.self))
+                        newSegment = SegmentHeader(shardIndex: shard, shardCount: shardCount, firstLSN: lsn,
+                                                   previousChecksum: previous,
+                                                   segmentSize: UInt64(configuration.segmentSize),
+                                                   unsyncedBytesMax: UInt64(configuration.unsyncedBytesMax))
+                        appendSegmentFirstLSN = lsn
+                        currentOffset = WALFormat.segmentHeaderSize
+                        hasSegment = true
+                    }
+                    let record = UnsafeBufferPointer(rebasing: bytes[start ..< end])
+                    if newSegment == nil, let last = pending.indices.last, pending[last].segmentFirstLSN == appendSegmentFirstLSN,
+                       pending[last].bytes.count < configuration.chunkBytesTarget {
+                        pending[last].bytes.write(bytes: record)
+                        pending[last].lastLSN = lsn
+                    } else {
+                        var chunk = ByteWriter(capacity: max(size, 4_096))
+                        chunk.write(bytes: record)
+                        pending.append(Chunk(segmentFirstLSN: appendSegmentFirstLSN, newSegment: newSegment,
+                                             offset: currentOffset, bytes: chunk, lastLSN: lsn))
+                        // A first chunk (the writer may sleep with no timer set) or a full one.
+                        newChunkStarted = true
+                    }
+                    currentOffset += size
+                    start = end
+                }
             }
-            if newSegment == nil, let last = pending.indices.last, pending[last].segmentFirstLSN == appendSegmentFirstLSN,
-               pending[last].bytes.count < configuration.chunkBytesTarget {
-                pending[last].bytes.write(bytes: record.bytes)
-                pending[last].lastLSN = lsn
-            } else {
-                pending.append(Chunk(segmentFirstLSN: appendSegmentFirstLSN, newSegment: newSegment,
-                                     offset: currentOffset, bytes: record, lastLSN: lsn))
-                // A first chunk (the writer may sleep with no timer set) or a full one.
-                newChunkStarted = true
-            }
-            currentOffset += size
             appendedLSN = lsn
         }
-        // Strict: someone waits for this record. Otherwise the writer comes by itself (see
+        // Strict: someone waits for these records. Otherwise the writer comes by itself (see
         // writerWork) once it knows there is a chunk: it is told when one starts.
         if configuration.durability == .strict || newChunkStarted { writer.wake() }
-        return lsn
+        return nextLSN - 1
     }
 
     /// The LSN of the last appended record.
@@ -227,7 +280,7 @@ public final class ShardLog: @unchecked Sendable {
                 let ready: Result<Void, LogFailure>? = lock.withLock {
                     if let failure { return .failure(failure) }
                     if durableLSN >= lsn { return .success(()) }
-                    waiters.append((lsn, continuation))
+                    waiters.append((lsn, .task(continuation)))
                     return nil
                 }
                 if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
@@ -239,6 +292,21 @@ public final class ShardLog: @unchecked Sendable {
         }
     }
 
+    /// Runs `action` once the record `lsn` (and all before it) is durable under the
+    /// configured mode — at once, on the caller's thread, when it already is (always for
+    /// the modes that do not wait for syncs); otherwise on the writer thread right after
+    /// the sync. The action gets nil, or the failure that stopped the log. It must be
+    /// short: it delays the writer's next round (resuming waiting tasks is the intended use).
+    public func whenDurable(_ lsn: UInt64, _ action: @escaping @Sendable (LogFailure?) -> Void) {
+        let ready: LogFailure?? = lock.withLock {
+            if let failure { return .some(failure) }
+            if configuration.durability != .strict || durableLSN >= lsn { return .some(nil) }
+            waiters.append((lsn, .action(action)))
+            return nil
+        }
+        if let ready { action(ready) }
+    }
+
     /// Returns once the record `lsn` is synced, whatever the durability mode (a snapshot
     /// must never be newer than the synced log). Throws if the log stopped.
     public func waitUntilSynced(_ lsn: UInt64) async throws(LogFailure) {
@@ -247,7 +315,7 @@ public final class ShardLog: @unchecked Sendable {
                 let ready: Result<Void, LogFailure>? = lock.withLock {
                     if let failure { return .failure(failure) }
                     if durableLSN >= lsn { return .success(()) }
-                    waiters.append((lsn, continuation))
+                    waiters.append((lsn, .task(continuation)))
                     syncRequested = true
                     return nil
                 }
@@ -397,25 +465,27 @@ public final class ShardLog: @unchecked Sendable {
     }
 
     private func resumeWaiters(upTo lsn: UInt64) {
-        let ready: [UnsafeContinuation<Void, any Error>] = lock.withLock {
-            guard let split = waiters.firstIndex(where: { $0.lsn > lsn }) else {
-                defer { waiters.removeAll(keepingCapacity: true) }
-                return waiters.map(\.continuation)
+        // Waiters register outside the shard actor, so their LSNs need not be in order.
+        let ready: [Waiter] = lock.withLock {
+            var ready: [Waiter] = []
+            waiters.removeAll { waiting in
+                guard waiting.lsn <= lsn else { return false }
+                ready.append(waiting.waiter)
+                return true
             }
-            defer { waiters.removeFirst(split) }
-            return waiters[..<split].map(\.continuation)
+            return ready
         }
-        for continuation in ready { continuation.resume() }
+        for waiter in ready { waiter.resume(nil) }
     }
 
     private func stop(because failure: LogFailure) {
-        let waiting: [UnsafeContinuation<Void, any Error>] = lock.withLock {
+        let waiting: [Waiter] = lock.withLock {
             self.failure = failure
             stopped = true
             defer { waiters.removeAll() }
-            return waiters.map(\.continuation)
+            return waiters.map(\.waiter)
         }
-        for continuation in waiting { continuation.resume(throwing: failure) }
+        for waiter in waiting { waiter.resume(failure) }
         for file in openFiles.values { file.close() }
         openFiles.removeAll()
     }

@@ -12,6 +12,8 @@ public enum WALFormat {
     public static let version: UInt16 = 1
     public static let segmentHeaderSize = 64
     public static let recordHeaderSize = 40
+    /// Where a record holds the previous record's checksum (its chain link).
+    public static let previousChecksumOffset = 16
     /// The only record kind so far: one command with the timestamp it was applied at.
     public static let commandRecordKind: UInt8 = 1
     /// Longest record a reader accepts (a command with a very long text field).
@@ -145,7 +147,8 @@ public enum WALRecord {
         writer.write(lsn)
         writer.write(previous)
         writer.write(WALFormat.commandRecordKind)
-        writer.write(bytes: [0, 0, 0] as [UInt8])
+        writer.write(UInt8(0)) // three reserved bytes
+        writer.write(UInt16(0))
         writer.write(time)
         writer.write(syncedLSN)
         command.encode(into: &writer)
@@ -201,7 +204,7 @@ public enum WALRecord {
         guard kind == WALFormat.commandRecordKind else { return .invalid("unknown record kind \(kind)") }
         return .record(Header(checksum: stored,
                               lsn: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
-                              previous: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self)),
+                              previous: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + WALFormat.previousChecksumOffset, as: UInt32.self)),
                               kind: kind,
                               time: Timestamp(millisSinceEpoch: Int64(littleEndian: bytes.loadUnaligned(
                                   fromByteOffset: offset + 24, as: Int64.self))),

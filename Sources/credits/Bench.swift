@@ -19,7 +19,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Number of funded accounts.") var accounts = 1_000_000
     @Option(help: "Number of debits to run.") var ops = 10_000_000
     @Option(help: "Concurrent tasks issuing debits.") var concurrency = 64
-    @Option(help: "Shard actors (default: 4 per core).") var shards = EngineConfiguration.shardCountDefault
+    @Option(help: "Shard actors (default: 8 per core in memory, 1 per core, at least 2, with --data).") var shards: Int?
     @Option(help: "Debits per call (1 = single-command calls).") var batch = 1_000
     @Option(help: "Durability: memory (no log, the default), strict (ack after fsync, group commit), interval (fsync every 10 ms) or none (log written, never waited for). All but memory need --data.")
     var durability = "memory"
@@ -46,7 +46,7 @@ struct Bench: AsyncParsableCommand {
         }
         guard recentEntries >= 1 else { throw ValidationError("--recent-entries must be at least 1") }
         if let idempotencyKeys, idempotencyKeys < 2 { throw ValidationError("--idempotency-keys must be at least 2") }
-        guard shards >= 1 && shards <= EngineConfiguration.shardCountMax else {
+        if let shards, shards < 1 || shards > EngineConfiguration.shardCountMax {
             throw ValidationError("--shards must be 1...\(EngineConfiguration.shardCountMax)")
         }
         guard durability == "memory" || Durability(rawValue: durability) != nil else {
@@ -60,6 +60,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let shards = shards ?? EngineConfiguration.shardCountDefault(durable: data != nil && durability != "memory")
         var configuration = EngineConfiguration(
             shardCount: shards, ledger: idempotencyKeys.map { LedgerConfiguration(idempotencyKeysMax: $0) },
             recentEntriesPerShard: recentEntries)

@@ -30,7 +30,7 @@ struct StorageOptions: ParsableArguments {
         if let existing, let shards, shards != existing {
             throw ValidationError("\(data) holds \(existing) shards; --shards \(shards) does not match")
         }
-        return existing ?? shards ?? EngineConfiguration.shardCountDefault
+        return existing ?? shards ?? EngineConfiguration.durableShardCountDefault
     }
 
     func open(snapshotEveryRecords: Int? = 5_000_000, recentEntries: Int = EngineConfiguration.recentEntriesPerShardDefault)

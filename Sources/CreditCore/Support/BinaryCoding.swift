@@ -5,45 +5,60 @@
 /// little-endian; strings are a 32-bit byte count followed by UTF-8; optionals are a 0/1
 /// byte followed by the value when 1. docs/formats.md lists every field.
 public struct ByteWriter: Sendable {
-    public private(set) var bytes: [UInt8]
+    // Inlinable (with its storage usable from inlined code): the log's record encoder in
+    // another module calls these per field, and an unspecialised generic call per field
+    // costs more than the encoding.
+    @usableFromInline var storage: [UInt8]
 
+    /// The bytes written so far.
+    @inlinable public var bytes: [UInt8] { storage }
+
+    @inlinable
     public init(capacity: Int = 64) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        storage = []
+        storage.reserveCapacity(capacity)
     }
 
-    public var count: Int { bytes.count }
+    @inlinable public var count: Int { storage.count }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func write<T: FixedWidthInteger>(_ value: T) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: value.littleEndian) { storage.append(contentsOf: $0) }
     }
 
-    @inline(__always)
-    public mutating func write(_ value: Bool) { bytes.append(value ? 1 : 0) }
+    @inlinable @inline(__always)
+    public mutating func write(_ value: Bool) { storage.append(value ? 1 : 0) }
 
-    public mutating func write(bytes other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
+    @inlinable
+    public mutating func write(bytes other: some Collection<UInt8>) { storage.append(contentsOf: other) }
 
     public mutating func write(_ string: String) {
         var string = string
         string.withUTF8 { utf8 in
             write(UInt32(utf8.count))
-            bytes.append(contentsOf: utf8)
+            storage.append(contentsOf: utf8)
         }
     }
 
     /// Overwrites 4 bytes at `offset` (for lengths and checksums known only afterwards).
+    @inlinable
     public mutating func patch(_ value: UInt32, at offset: Int) {
-        precondition(offset >= 0 && offset + 4 <= bytes.count, "patch outside the written bytes")
-        withUnsafeBytes(of: value.littleEndian) { raw in
-            for index in 0 ..< 4 { bytes[offset + index] = raw[index] }
+        precondition(offset >= 0 && offset + 4 <= storage.count, "patch outside the written bytes")
+        Swift.withUnsafeBytes(of: value.littleEndian) { raw in
+            for index in 0 ..< 4 { storage[offset + index] = raw[index] }
         }
     }
 
-    public mutating func removeAll(keepingCapacity: Bool = true) { bytes.removeAll(keepingCapacity: keepingCapacity) }
+    @inlinable
+    public mutating func removeAll(keepingCapacity: Bool = true) { storage.removeAll(keepingCapacity: keepingCapacity) }
+
+    /// Calls `body` with the bytes written so far, without copying them.
+    @inlinable
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes(body)
+    }
 }
 
-/// Why bytes could not be decoded; `offset` is relative to the start of the decoded buffer.
 public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The bytes end before the value does.
     case truncated(offset: Int, needed: Int)
