@@ -92,6 +92,8 @@ public struct DurabilityStatistics: Sendable, Equatable {
     /// Longest single turn of a shard (applying one command or a batch share and appending
     /// its records), in nanoseconds.
     public var longestTurnNanos: UInt64 = 0
+    /// The longest CPU time one turn took (without the time its thread was preempted).
+    public var longestTurnCPUNanos: UInt64 = 0
 
     public init() {}
 
@@ -102,5 +104,6 @@ public struct DurabilityStatistics: Sendable, Equatable {
         syncedRecords += other.syncedRecords
         snapshots += other.snapshots
         longestTurnNanos = max(longestTurnNanos, other.longestTurnNanos)
+        longestTurnCPUNanos = max(longestTurnCPUNanos, other.longestTurnCPUNanos)
     }
 }

@@ -245,7 +245,8 @@ struct BenchReport {
             + "\"invariant_violations\": \(invariantViolations), \"fsyncs\": \(durabilityStatistics.syncs), "
             + "\"records_per_fsync\": \(fixed(durabilityStatistics.recordsPerSync, 1)), "
             + "\"snapshots\": \(durabilityStatistics.snapshots), "
-            + "\"longest_shard_turn_us\": \(fixed(Double(durabilityStatistics.longestTurnNanos) / 1_000, 1))"
+            + "\"longest_shard_turn_us\": \(fixed(Double(durabilityStatistics.longestTurnNanos) / 1_000, 1)), "
+            + "\"longest_shard_turn_cpu_us\": \(fixed(Double(durabilityStatistics.longestTurnCPUNanos) / 1_000, 1))"
             + (snapshotMillis.map { ", \"snapshot_ms\": \(fixed($0, 1))" } ?? "")
             + (snapshotStateBytes.map { ", \"snapshot_state_bytes\": \($0)" } ?? "")
             + (snapshotCompressedBytes.map { ", \"snapshot_compressed_bytes\": \($0)" } ?? "")

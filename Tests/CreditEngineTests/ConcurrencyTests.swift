@@ -35,9 +35,9 @@ struct ConcurrencyTests {
         await engine.expectInvariants()
     }
 
-    @Test("many tasks debiting one account never overspend it")
-    func concurrentDebitsNeverOverspend() async throws {
-        let engine = makeEngine(shards: 4)
+    @Test("many tasks debiting one account never overspend it", arguments: [false, true])
+    func concurrentDebitsNeverOverspend(durable: Bool) async throws {
+        let engine = try await makeEngine(shards: 4, durable: durable)
         let keys = KeySource()
         let account = try await engine.openFunded(7, credits: credits(1_000), keys: keys)
         let bystander = try await engine.openFunded(8, credits: credits(1_000), keys: keys)
@@ -73,11 +73,13 @@ struct ConcurrencyTests {
         #expect(balance.consumed == credits(994))
         #expect(balance.debt == .zero)
         await engine.expectInvariants()
+        await engine.close()
     }
 
-    @Test("many members debiting and reserving at once never pass a member limit, a department allocation or the pool")
-    func concurrentMembersRespectEveryCap() async throws {
-        let engine = makeEngine(shards: 4)
+    @Test("many members debiting and reserving at once never pass a member limit, a department allocation or the pool",
+          arguments: [false, true])
+    func concurrentMembersRespectEveryCap(durable: Bool) async throws {
+        let engine = try await makeEngine(shards: 4, durable: durable)
         let keys = KeySource()
         let org = TenantID(900)
         let pool = AccountID(tenant: org, number: 0)
@@ -135,6 +137,7 @@ struct ConcurrencyTests {
         #expect(poolBalance.available == credits(50))
         #expect(poolBalance.consumed == credits(450))
         await engine.expectInvariants()
+        await engine.close()
     }
 
     @Test("a pool smaller than the caps stops concurrent members exactly at zero")
@@ -165,10 +168,10 @@ struct ConcurrencyTests {
         await engine.expectInvariants()
     }
 
-    @Test("the same request sent by many tasks at once is applied exactly once")
-    func concurrentRetriesApplyOnce() async throws {
+    @Test("the same request sent by many tasks at once is applied exactly once", arguments: [false, true])
+    func concurrentRetriesApplyOnce(durable: Bool) async throws {
         let recorder = EntryRecorder()
-        let engine = makeEngine(shards: 4, recorder: recorder)
+        let engine = try await makeEngine(shards: 4, durable: durable, recorder: recorder)
         let keys = KeySource()
         let account = try await engine.openFunded(5, credits: credits(100), keys: keys)
         let command = Command(key: keys.next(), .debit(account, credits(30), scope: .unscoped))
@@ -185,6 +188,7 @@ struct ConcurrencyTests {
         #expect(recorder.all.count == before + 1)
         #expect(await engine.balance(of: account)?.available == credits(70))
         #expect(await engine.statistics().replays == 24)
+        await engine.close()
     }
 
     @Test("concurrent batches and single commands over many tenants equal applying the batches one by one")

@@ -341,13 +341,33 @@ struct DurableEngineTests {
         #expect(acknowledged[4].1 == .failure(.invalidText(.textTooLong)))
         #expect((try? acknowledged[5].1.get()) != nil)
         #expect(await engine.execute(batch: [acknowledged[4].0]) == [.failure(.invalidText(.textTooLong))], "in a batch too")
+        // Concurrent single calls share drain rounds: the over-long one is refused on its
+        // own, the debits queued with it are applied and logged.
+        let concurrent = (0 ..< 20).map {
+            Command(key: IdempotencyKey(high: 0x7E48, low: UInt64($0)), .debit(account, durabilityCredits(1), scope: .unscoped))
+        } + [Command(key: IdempotencyKey(high: 0x7E48, low: 99),
+                     .adjust(account, durabilityCredits(1), reason: String(repeating: "z", count: 5 << 20)))]
+        let outcomes = await withTaskGroup(of: (Command, Outcome).self, returning: [(Command, Outcome)].self) { group in
+            for command in concurrent { group.addTask { (command, await engine.execute(command)) } }
+            var all: [(Command, Outcome)] = []
+            for await pair in group { all.append(pair) }
+            return all
+        }
+        for (command, outcome) in outcomes {
+            if case .adjust = command.action {
+                #expect(outcome == .failure(.invalidText(.textTooLong)))
+            } else {
+                #expect((try? outcome.get()) != nil, "\(outcome)")
+            }
+        }
+        acknowledged += outcomes
         await engine.close()
 
         guard let reopened = await openRecording(configuration, clock: clock, "after an over-long adjustment reason") else { return }
         for (command, outcome) in acknowledged {
             #expect(await reopened.execute(command) == outcome)
         }
-        #expect(await reopened.balance(of: account)?.available == durabilityCredits(45))
+        #expect(await reopened.balance(of: account)?.available == durabilityCredits(25))
         await reopened.close()
     }
 

@@ -46,6 +46,16 @@ func makeEngine(shards: Int = 4, clock: ManualClock = ManualClock(engineStart), 
     return CreditEngine(configuration: configuration, clock: clock)
 }
 
+/// An engine in memory, or (durable) a strict one on a simulated disk: with storage, single
+/// calls take another path (the shard's submission queue and drain), which the
+/// concurrency tests must cover too.
+func makeEngine(shards: Int = 4, durable: Bool, recorder: EntryRecorder? = nil) async throws -> CreditEngine {
+    guard durable else { return makeEngine(shards: shards, recorder: recorder) }
+    var configuration = durableConfiguration(disk: LightDisk(), shards: shards)
+    if let recorder { configuration.onEntry = { shard, entry in recorder.record(shard, entry) } }
+    return try await CreditEngine.open(configuration: configuration, clock: ManualClock(engineStart))
+}
+
 extension CreditEngine {
     /// Executes and requires success.
     @discardableResult

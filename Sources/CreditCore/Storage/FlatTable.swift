@@ -12,9 +12,10 @@ protocol FlatTableEntry: Sendable, Equatable {
 
 /// A hash table with open addressing, linear probing and backward-shift deletion (no
 /// tombstones), power-of-two capacity, grown at 3/4 load. Used for the tables on the debit
-/// path, where Swift's `Dictionary` spent most of its time seeding SipHash.
+/// path, where Swift's `Dictionary` spent most of its time seeding SipHash. The slots are
+/// paged (`PagedArray`), so a write after a snapshot copies one 4 KiB page, not the table.
 struct FlatTable<Entry: FlatTableEntry>: Sendable {
-    private var slots: [Entry]
+    private var slots: PagedArray<Entry>
     private var mask: Int
     private(set) var count = 0
 
@@ -23,7 +24,7 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
     init(capacity: Int = capacityMin) {
         var size = Self.capacityMin
         while size * 3 < capacity * 4 { size <<= 1 }
-        slots = [Entry](repeating: .empty, count: size)
+        slots = PagedArray(repeating: .empty, count: size)
         mask = size - 1
     }
 
@@ -34,7 +35,7 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
 
     /// Where the probe for `key` starts, for prefetching.
     func addressHint(_ key: Entry.Key) -> UnsafeRawPointer {
-        slots.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress! + home(key)) }
+        slots.addressHint(UInt32(home(key)))
     }
 
     /// The slot holding `key`, or nil.
@@ -42,7 +43,7 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
     func find(_ key: Entry.Key) -> Int? {
         var index = home(key)
         while true {
-            let slot = slots[index]
+            let slot = slots[UInt32(index)]
             if slot.isEmpty { return nil }
             if slot.key == key { return index }
             index = (index + 1) & mask
@@ -52,15 +53,15 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
     @inline(__always)
     subscript(key: Entry.Key) -> Entry? {
         guard let index = find(key) else { return nil }
-        return slots[index]
+        return slots[UInt32(index)]
     }
 
     /// Read or change the entry in a slot `find` returned. Its key must not change.
     subscript(slot index: Int) -> Entry {
-        get { slots[index] }
+        get { slots[UInt32(index)] }
         set {
-            assert(newValue.key == slots[index].key && !newValue.isEmpty)
-            slots[index] = newValue
+            assert(newValue.key == slots[UInt32(index)].key && !newValue.isEmpty)
+            slots[UInt32(index)] = newValue
         }
     }
 
@@ -69,11 +70,11 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
         precondition(!entry.isEmpty)
         if (count + 1) * 4 > slots.count * 3 { grow() }
         var index = home(entry.key)
-        while !slots[index].isEmpty {
-            precondition(slots[index].key != entry.key, "FlatTable.insertNew: key already present")
+        while !slots[UInt32(index)].isEmpty {
+            precondition(slots[UInt32(index)].key != entry.key, "FlatTable.insertNew: key already present")
             index = (index + 1) & mask
         }
-        slots[index] = entry
+        slots[UInt32(index)] = entry
         count += 1
     }
 
@@ -81,35 +82,35 @@ struct FlatTable<Entry: FlatTableEntry>: Sendable {
     @discardableResult
     mutating func remove(_ key: Entry.Key) -> Entry? {
         guard var hole = find(key) else { return nil }
-        let removed = slots[hole]
+        let removed = slots[UInt32(hole)]
         // Backward shift: move later entries of the probe run into the hole when their home
         // position allows it, so lookups never need tombstones.
         var index = (hole + 1) & mask
-        while !slots[index].isEmpty {
-            let wanted = home(slots[index].key)
+        while !slots[UInt32(index)].isEmpty {
+            let wanted = home(slots[UInt32(index)].key)
             let distanceFromWanted = (index - wanted) & mask
             let distanceFromHole = (index - hole) & mask
             if distanceFromWanted >= distanceFromHole {
-                slots[hole] = slots[index]
+                slots[UInt32(hole)] = slots[UInt32(index)]
                 hole = index
             }
             index = (index + 1) & mask
         }
-        slots[hole] = .empty
+        slots[UInt32(hole)] = .empty
         count -= 1
         return removed
     }
 
     private mutating func grow() {
         let old = slots
-        slots = [Entry](repeating: .empty, count: old.count * 2)
+        slots = PagedArray(repeating: .empty, count: old.count * 2)
         mask = slots.count - 1
         count = 0
-        for entry in old where !entry.isEmpty { insertNew(entry) }
+        old.forEach { _, entry in if !entry.isEmpty { insertNew(entry) } }
     }
 
     /// All entries, in slot order (not meaningful; sort if order matters).
     func forEach(_ body: (Entry) throws -> Void) rethrows {
-        for entry in slots where !entry.isEmpty { try body(entry) }
+        try slots.forEach { _, entry in if !entry.isEmpty { try body(entry) } }
     }
 }

@@ -20,8 +20,10 @@ struct IdempotencyTable: Sendable {
     }
 
     struct Generation: Sendable {
-        var records: [Record] = []
-        var index = [UInt32](repeating: emptySlot, count: 16)
+        // Paged (4 KiB pages): a snapshot shares them, and the next debit copies the one
+        // or two pages it writes instead of both whole arrays.
+        var records = PagedArray<Record>()
+        var index = PagedArray<UInt32>(repeating: emptySlot, count: 16)
         /// Bits of a slot that hold a position: enough for `keysMax / 2` positions with the
         /// all-ones value left over, so an empty slot (all ones) is never a valid entry.
         let positionBits: Int
@@ -41,11 +43,11 @@ struct IdempotencyTable: Sendable {
             var slot = Int(hash) & mask
             let tag = hash & tagMask
             while true {
-                let entry = index[slot]
+                let entry = index[UInt32(slot)]
                 if entry == emptySlot { return nil }
                 if entry & tagMask == tag {
-                    let position = Int(entry & ~tagMask)
-                    if records[position].key == key { return position }
+                    let position = entry & ~tagMask
+                    if records[position].key == key { return Int(position) }
                 }
                 slot = (slot + 1) & mask
             }
@@ -59,23 +61,25 @@ struct IdempotencyTable: Sendable {
 
         private mutating func insert(_ hash: UInt32, position: Int) {
             var slot = Int(hash) & mask
-            while index[slot] != emptySlot { slot = (slot + 1) & mask }
-            index[slot] = hash & tagMask | UInt32(position)
+            while index[UInt32(slot)] != emptySlot { slot = (slot + 1) & mask }
+            index[UInt32(slot)] = hash & tagMask | UInt32(position)
         }
 
         private mutating func grow() {
-            index = [UInt32](repeating: emptySlot, count: index.count * 2)
-            for (position, record) in records.enumerated() { insert(IdempotencyTable.hash(record.key), position: position) }
+            index = PagedArray(repeating: emptySlot, count: index.count * 2)
+            for position in 0 ..< records.count {
+                insert(IdempotencyTable.hash(records[UInt32(position)].key), position: position)
+            }
         }
 
         /// Empties the generation, keeping its storage for reuse.
         mutating func clear() {
-            records.removeAll(keepingCapacity: true)
-            for slot in index.indices { index[slot] = emptySlot }
+            records.removeAll()
+            index.fill(with: emptySlot)
         }
 
         func addressHint(_ hash: UInt32) -> UnsafeRawPointer {
-            index.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress! + (Int(hash) & mask)) }
+            index.addressHint(UInt32(Int(hash) & mask))
         }
     }
 
@@ -116,10 +120,10 @@ struct IdempotencyTable: Sendable {
         let hash = Self.hash(key)
         let oldestKept = millis - windowMillis
         if let position = current.locate(key, hash: hash) {
-            return current.records[position].millis >= oldestKept ? .current(position) : nil
+            return current.records[UInt32(position)].millis >= oldestKept ? .current(position) : nil
         }
         if let position = previous.locate(key, hash: hash) {
-            return previous.records[position].millis >= oldestKept ? .previous(position) : nil
+            return previous.records[UInt32(position)].millis >= oldestKept ? .previous(position) : nil
         }
         return nil
     }
@@ -128,16 +132,16 @@ struct IdempotencyTable: Sendable {
     @inline(__always)
     func lookup(_ key: IdempotencyKey, at millis: Int64) -> Remembered? {
         switch place(of: key, at: millis) {
-        case .current(let position): current.records[position].remembered
-        case .previous(let position): previous.records[position].remembered
+        case .current(let position): current.records[UInt32(position)].remembered
+        case .previous(let position): previous.records[UInt32(position)].remembered
         case nil: nil
         }
     }
 
     mutating func updateRefundable(_ key: IdempotencyKey, at millis: Int64, to refundable: Int64) {
         switch place(of: key, at: millis) {
-        case .current(let position): current.records[position].remembered.refundable = refundable
-        case .previous(let position): previous.records[position].remembered.refundable = refundable
+        case .current(let position): current.records[UInt32(position)].remembered.refundable = refundable
+        case .previous(let position): previous.records[UInt32(position)].remembered.refundable = refundable
         case nil: preconditionFailure("updating a key that is not remembered")
         }
     }
@@ -154,10 +158,10 @@ struct IdempotencyTable: Sendable {
     }
 
     /// Held records, oldest first.
-    var records: [Record] { previous.records + current.records }
+    var records: [Record] { previous.records.elements + current.records.elements }
 
     /// The records of each generation, oldest first (the state snapshot stores the split).
-    var generations: (previous: [Record], current: [Record]) { (previous.records, current.records) }
+    var generations: (previous: [Record], current: [Record]) { (previous.records.elements, current.records.elements) }
 
     /// A table holding exactly these generations, their indexes rebuilt (restoring a state
     /// snapshot). Precondition: each has at most `keysMax / 2` records.
@@ -172,16 +176,18 @@ struct IdempotencyTable: Sendable {
     func consistencyProblems() -> [String] {
         var problems: [String] = []
         for (name, generation) in [("current", current), ("previous", previous)] {
-            let indexed = generation.index.reduce(0) { $0 + ($1 == Self.emptySlot ? 0 : 1) }
+            var indexed = 0
+            generation.index.forEach { _, slot in if slot != Self.emptySlot { indexed += 1 } }
             if indexed != generation.records.count {
                 problems.append("idempotency \(name) generation indexes \(indexed) keys, holds \(generation.records.count)")
             }
             if generation.records.count > keysMax / 2 {
                 problems.append("idempotency \(name) generation holds \(generation.records.count) keys, max \(keysMax / 2)")
             }
-            for (position, record) in generation.records.enumerated()
-            where generation.locate(record.key, hash: Self.hash(record.key)) != position {
-                problems.append("idempotency key \(record.key) is not indexed")
+            generation.records.forEach { position, record in
+                if generation.locate(record.key, hash: Self.hash(record.key)) != Int(position) {
+                    problems.append("idempotency key \(record.key) is not indexed")
+                }
             }
         }
         let times = records.map(\.millis)
