@@ -9,7 +9,8 @@ struct Export: AsyncParsableCommand {
         discussion: """
             Replays each shard's log from its first record (archived segments included), so \
             every entry ever recorded is listed: {"type": "entry", "key", "account", \
-            "amount_mc", "kind", "ok", ...}. Then one line per account: {"type": "account", \
+            "amount_mc", "kind", "ok", ...; a charge adds "model", "provider", "units", \
+            "provider_cost_nusd", "list_price_mc", "key_source", "saved_mc"}. Then one line per account: {"type": "account", \
             "account", "available_mc", "granted_mc", "consumed_mc", ...}, and a final \
             {"type": "summary", ...}. Nothing in the directory is changed (a torn tail is \
             skipped, not cut). If old log segments were pruned, the shard is listed from its \
@@ -78,6 +79,12 @@ struct Export: AsyncParsableCommand {
         line += "\"debt_after_mc\": \(entry.debtAfter.rawValue), \"ok\": \(entry.error == nil), "
         line += "\"error\": " + (entry.error.map { jsonString($0.description) } ?? "null")
         if let reason = entry.reason { line += ", \"reason\": " + jsonString(reason) }
+        if let usage = entry.usage {
+            line += ", \"model\": " + jsonString(usage.model) + ", \"provider\": " + jsonString(usage.provider)
+            line += ", \"units\": \(usage.units), \"provider_cost_nusd\": \(usage.providerCostNanoUSD)"
+            line += ", \"list_price_mc\": \(usage.listPrice.rawValue), \"key_source\": \"\(usage.keySource)\""
+            line += ", \"saved_mc\": \(usage.saved.rawValue)"
+        }
         return line + "}"
     }
 }

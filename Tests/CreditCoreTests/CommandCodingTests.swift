@@ -43,6 +43,12 @@ struct CommandCodingTests {
         .setMemberLimit(account, perPeriod: Millicredits(20)),
         .setMemberLimit(account, perPeriod: nil),
         .startPeriod(TenantID(2)),
+        .charge(account, UsageCharge(model: "GPT-4 Turbo", provider: "OpenAI", units: 1_000, providerCostNanoUSD: 30_000_000,
+                                     listPrice: Millicredits(15_000), keySource: .system), scope: scope),
+        .charge(account, UsageCharge(model: "Sora Pro", provider: "OpenAI", units: 2, providerCostNanoUSD: .max,
+                                     listPrice: Millicredits(560_000), keySource: .organisationKey), scope: .unscoped),
+        .charge(account, UsageCharge(model: "", provider: "ünïcode ✓", units: .max, providerCostNanoUSD: -1,
+                                     listPrice: Millicredits(.min), keySource: .userKey), scope: .unscoped),
     ]
 
     static func encoded(_ command: Command) -> [UInt8] {
@@ -98,6 +104,14 @@ struct CommandCodingTests {
         reader = ByteReader(grant)
         #expect(throws: DecodingError.invalid(offset: 29, field: "grant kind")) { try Command(decoding: &reader) }
 
+        let usage = UsageCharge(model: "m", provider: "p", units: 1, providerCostNanoUSD: 1, listPrice: Millicredits(1), keySource: .system)
+        var charge = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .charge(Self.account, usage, scope: .unscoped)))
+        // key 16 | tag 1 | account 12 | model 4+1 | provider 4+1 | units 8 | cost 8 | list price 8 | key source
+        let sourceOffset = 16 + 1 + 12 + 5 + 5 + 8 + 8 + 8
+        charge[sourceOffset] = 3 // key sources are 0, 1 and 2
+        reader = ByteReader(charge)
+        #expect(throws: DecodingError.invalid(offset: sourceOffset, field: "key source")) { try Command(decoding: &reader) }
+
         var limit = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .setMemberLimit(Self.account, perPeriod: nil)))
         limit[limit.count - 1] = 2 // presence byte must be 0 or 1
         reader = ByteReader(limit)
@@ -113,7 +127,7 @@ struct CommandCodingTests {
         for _ in 0 ..< 20_000 {
             let length = Int(random.next() % 80)
             var bytes = (0 ..< length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-            if length > 16 { bytes[16] = UInt8(1 + random.next() % 17) } // mostly valid tags, to reach the fields
+            if length > 16 { bytes[16] = UInt8(1 + random.next() % 18) } // mostly valid tags, to reach the fields
             var reader = ByteReader(bytes)
             if (try? Command(decoding: &reader)) != nil {
                 decodedCount += 1

@@ -190,8 +190,18 @@ struct RandomSequence {
             return .openAccount(id, kind)
         case 8 ..< 22:
             return .grant(account(), grantTerms())
-        case 22 ..< 42:
+        case 22 ..< 36:
             return .debit(account(), amount(), scope: scope())
+        case 36 ..< 42:
+            // An AI call's charge: mostly on system keys (a debit of the list price that also
+            // records usage), sometimes paid by an own key (0 credits, still recorded),
+            // sometimes malformed (no model, a negative cost).
+            let source = rng.chance(70) ? KeySource.system : rng.pick([KeySource.userKey, .organisationKey])
+            let usage = UsageCharge(model: rng.chance(95) ? rng.pick(["GPT-4o", "Claude 3 Haiku", "Sora Pro"]) : "",
+                                    provider: rng.pick(["OpenAI", "Anthropic"]), units: UInt64(rng.between(1, 5_000)),
+                                    providerCostNanoUSD: rng.chance(97) ? rng.between(0, 3_000_000_000) : -1,
+                                    listPrice: rng.chance(5) ? .zero : amount(), keySource: source)
+            return .charge(account(), usage, scope: scope())
         case 42 ..< 52:
             let timeout: Int64 = rng.chance(5) ? rng.pick([0, -1, LedgerLimits.holdTimeoutMillisMax + 1]) : rng.between(1, 2 * hourMillis)
             return .reserve(account(), amount(), timeoutMillis: timeout, scope: scope())
@@ -373,7 +383,7 @@ struct RandomSequence {
             seenAccounts.insert(AccountID(tenant: tenant, number: 0))
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _), .reserve(let account, _, _, _),
              .refund(let account, _, _), .adjust(let account, _, _), .freeze(let account), .unfreeze(let account),
-             .setMemberLimit(let account, _):
+             .setMemberLimit(let account, _), .charge(let account, _, _):
             seenAccounts.insert(account)
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
             seenHolds.insert(hold)
@@ -393,6 +403,9 @@ struct RandomSequence {
             }
         case .debit(let account, let amount, _):
             charges.append((command.key, account, amount))
+        case .charge(let account, let usage, _):
+            // A charge is refundable by its key like a debit (when it moved credits).
+            if usage.charged > .zero { charges.append((command.key, account, usage.charged)) }
         case .settle(let hold, let actual):
             if actual > .zero, let principal = entry.principal {
                 charges.append((command.key, principal, actual))

@@ -136,8 +136,17 @@ public struct DurabilityWorkload {
             return .grant(account, GrantTerms(kind: random.pick(GrantKind.allCases), amount: amount(maxCredits: 200),
                                               expiresAt: expires, priority: random.pick([10, 100, 200]),
                                               scope: random.chance(85) ? .unscoped : ChargeScope(provider: 7)))
-        case 14 ..< 44:
+        case 14 ..< 36:
             return .debit(account, amount(), scope: scope())
+        case 36 ..< 44:
+            // An AI call's charge (log tag 17): on system keys it spends, on an own key it
+            // only records.
+            let source = random.chance(70) ? KeySource.system : random.pick([KeySource.userKey, .organisationKey])
+            return .charge(account, UsageCharge(model: random.pick(["GPT-4o", "Sora Pro", "Mistral 7B"]),
+                                                provider: random.pick(["OpenAI", "Mistral AI"]),
+                                                units: UInt64(random.between(1, 4_000)),
+                                                providerCostNanoUSD: random.between(0, 2_500_000_000),
+                                                listPrice: amount(), keySource: source), scope: scope())
         case 44 ..< 56:
             let timeout: Int64 = random.chance(5) ? 0 : random.between(1_000, 7_200_000)
             return .reserve(account, amount(), timeoutMillis: timeout, scope: scope())

@@ -21,7 +21,7 @@ extension Command {
     /// those can exceed a log record's limit (`encodedSize()` tells).
     public var hasVariableSize: Bool {
         switch action {
-        case .openTenant(_, .organisation), .openDepartment, .adjust: true
+        case .openTenant(_, .organisation), .openDepartment, .adjust, .charge: true
         default: false
         }
     }
@@ -87,6 +87,11 @@ extension Command {
             writer.write(UInt8(15)); writer.write(tenant)
         case .timeOutHold(let hold):
             writer.write(UInt8(16)); writer.write(hold)
+        case .charge(let account, let usage, let scope):
+            writer.write(UInt8(17)); writer.write(account)
+            writer.write(usage.model); writer.write(usage.provider); writer.write(usage.units)
+            writer.write(usage.providerCostNanoUSD); writer.write(usage.listPrice); writer.write(usage.keySource.rawValue)
+            writer.write(scope)
         }
     }
 
@@ -176,6 +181,20 @@ extension Command {
             action = .startPeriod(try reader.readTenant())
         case 16:
             action = .timeOutHold(try reader.readHold())
+        case 17:
+            let account = try reader.readAccount()
+            let model = try reader.readString(maxBytes: Self.decodedTextBytesMax, "model")
+            let provider = try reader.readString(maxBytes: Self.decodedTextBytesMax, "provider")
+            let units = try reader.read(UInt64.self)
+            let providerCost = try reader.read(Int64.self)
+            let listPrice = try reader.readAmount()
+            let sourceOffset = reader.offset
+            guard let keySource = KeySource(rawValue: try reader.read(UInt8.self)) else {
+                throw .invalid(offset: sourceOffset, field: "key source")
+            }
+            let usage = UsageCharge(model: model, provider: provider, units: units, providerCostNanoUSD: providerCost,
+                                    listPrice: listPrice, keySource: keySource)
+            action = .charge(account, usage, scope: try reader.readScope())
         default:
             throw .invalid(offset: tagOffset, field: "command tag")
         }

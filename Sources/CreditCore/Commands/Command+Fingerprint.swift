@@ -78,6 +78,11 @@ extension Action {
             hasher.combine(UInt8(14)); account.feed(into: &hasher); cap.feed(into: &hasher)
         case .startPeriod(let tenant):
             hasher.combine(UInt8(15)); hasher.combine(tenant.rawValue)
+        case .charge(let account, let usage, let scope):
+            hasher.combine(UInt8(17)); account.feed(into: &hasher)
+            hasher.combine(usage.model); hasher.combine(usage.provider); hasher.combine(usage.units)
+            hasher.combine(usage.providerCostNanoUSD); hasher.combine(usage.listPrice.rawValue)
+            hasher.combine(usage.keySource.rawValue); scope.feed(into: &hasher)
         }
     }
 }

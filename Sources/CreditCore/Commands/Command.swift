@@ -52,6 +52,11 @@ public enum Action: Sendable, Equatable {
     /// Starts a new billing period of an organisation: department and member spend counters
     /// restart from zero (open holds stay counted).
     case startPeriod(TenantID)
+    /// Charges an AI call as priced by the host's catalog: `usage.charged` credits (the list
+    /// price on system keys, 0 when the caller's or the organisation's own key paid the
+    /// provider), spent like a debit; the entry records the model, provider, units,
+    /// provider cost, key source and list price (docs/pricing.md).
+    indirect case charge(AccountID, UsageCharge, scope: ChargeScope)
 
     @inlinable
     public var tenant: TenantID {
@@ -61,12 +66,63 @@ public enum Action: Sendable, Equatable {
             return tenant
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _),
              .reserve(let account, _, _, _), .refund(let account, _, _), .adjust(let account, _, _),
-             .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _):
+             .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
+             .charge(let account, _, _):
             return account.tenant
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
             return hold.tenant
         }
     }
+}
+
+/// Who paid the provider for an AI call.
+public enum KeySource: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    /// The service's own provider keys: the call costs credits.
+    case system = 0
+    /// The member's or user's own key ("bring your own key"): 0 credits.
+    case userKey = 1
+    /// The organisation's key: 0 credits.
+    case organisationKey = 2
+
+    public var description: String {
+        switch self {
+        case .system: "system"
+        case .userKey: "user_key"
+        case .organisationKey: "organisation_key"
+        }
+    }
+}
+
+/// An AI call's usage and its price, as the host's catalog computed it when charging. The
+/// ledger stores it as given: a later catalog change does not reprice recorded charges.
+public struct UsageCharge: Sendable, Equatable {
+    /// The model's name in the catalog ("GPT-4 Turbo"); 1 to `LedgerLimits.textBytesMax` bytes.
+    public var model: String
+    /// The provider ("OpenAI"); 1 to `LedgerLimits.textBytesMax` bytes.
+    public var provider: String
+    /// Billing units used: tokens, images, or started 5-second clips.
+    public var units: UInt64
+    /// What the provider charges for the call, in nano-dollars (paid by the key's owner).
+    public var providerCostNanoUSD: Int64
+    /// What the call costs on system keys (rounded up once to the millicredit).
+    public var listPrice: Millicredits
+    public var keySource: KeySource
+
+    public init(model: String, provider: String, units: UInt64, providerCostNanoUSD: Int64,
+                listPrice: Millicredits, keySource: KeySource) {
+        self.model = model
+        self.provider = provider
+        self.units = units
+        self.providerCostNanoUSD = providerCostNanoUSD
+        self.listPrice = listPrice
+        self.keySource = keySource
+    }
+
+    /// Credits the account pays: the list price on system keys, nothing on an own key.
+    public var charged: Millicredits { keySource == .system ? listPrice : .zero }
+
+    /// Credits an own key saved (the list price), 0 on system keys.
+    public var saved: Millicredits { keySource == .system ? .zero : listPrice }
 }
 
 public enum TenantKind: Sendable, Equatable {

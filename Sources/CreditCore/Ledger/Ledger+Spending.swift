@@ -63,6 +63,26 @@ extension Ledger {
         draft.refundable = value
     }
 
+    /// A charge is a debit of `usage.charged` that also records the usage. A charge of 0
+    /// (an own key paid the provider) moves no credits but is checked like a debit (the
+    /// account exists and is not frozen) and recorded, so usage by key source and the
+    /// credits saved can be read from the log.
+    mutating func charge(_ id: AccountID, _ usage: UsageCharge, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
+        guard !usage.model.isEmpty, !usage.provider.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
+        try checkText(usage.model)
+        try checkText(usage.provider)
+        guard usage.providerCostNanoUSD >= 0, usage.listPrice >= .zero else { throw .invalidText(.usageNotNegative) }
+        draft.usage = usage
+        let amount = usage.charged
+        if amount > .zero {
+            try debit(id, amount, scope, at: now)
+            return
+        }
+        let located = try locate(id)
+        draft.note(located)
+        try checkMaySpend(located, id, 0)
+    }
+
     mutating func reserve(_ id: AccountID, _ amount: Millicredits, timeoutMillis: Int64, _ scope: ChargeScope,
                           at now: Int64, sequence: UInt64) throws(LedgerError) {
         try checkAmount(amount)

@@ -166,9 +166,9 @@ public struct Ledger: Sendable {
         let movements = draft.movements
         let spilled = movements.count > 2 ? Array(movements.dropFirst(2)) : []
         var extras: EntryWindow.Extras?
-        if draft.reason != nil || !spilled.isEmpty {
+        if draft.reason != nil || draft.usage != nil || !spilled.isEmpty {
             flags.insert(.extras)
-            extras = EntryWindow.Extras(reason: draft.reason, spilled: spilled)
+            extras = EntryWindow.Extras(reason: draft.reason, usage: draft.usage, spilled: spilled)
         }
         let none = GrantMovement(grant: 0, amount: .zero, change: .consumed)
         recentEntries.append(StoredEntry(
@@ -191,6 +191,7 @@ public struct Ledger: Sendable {
         var amount: Int64 = 0
         var movements = GrantMovements()
         var reason: String?
+        var usage: UsageCharge?
         var created = Receipt.Created.nothing
         var refundable: Int64 = 0
         var error: LedgerError?
@@ -211,6 +212,7 @@ public struct Ledger: Sendable {
             amount = 0
             movements.removeAll()
             if reason != nil { reason = nil }
+            if usage != nil { usage = nil }
             created = .nothing
             refundable = 0
             error = nil
@@ -269,6 +271,7 @@ public struct Ledger: Sendable {
             try setDepartmentAllocation(tenant, department, cap)
         case .setMemberLimit(let account, let cap): try setMemberLimit(account, cap)
         case .startPeriod(let tenant): try startPeriod(tenant)
+        case .charge(let account, let usage, let scope): try charge(account, usage, scope, at: now)
         }
     }
 }
@@ -292,6 +295,7 @@ extension Action {
         case .setDepartmentAllocation: .departmentAllocationSet
         case .setMemberLimit: .memberLimitSet
         case .startPeriod: .periodStarted
+        case .charge: .charged
         }
     }
 }

@@ -15,6 +15,8 @@ public struct LedgerEntry: Sendable, Equatable {
     public let debtAfter: Millicredits
     public let movements: GrantMovements
     public let reason: String?
+    /// For a charge: the model, provider, units, costs and key source it recorded.
+    public let usage: UsageCharge?
     /// Set when the command was rejected; nothing else changed.
     public let error: LedgerError?
     let created: Receipt.Created
@@ -33,7 +35,7 @@ public struct LedgerEntry: Sendable, Equatable {
 public enum EntryKind: UInt8, Sendable, CaseIterable {
     case tenantOpened = 1, departmentOpened, accountOpened, granted, debited, reserved, settled,
          released, refunded, adjusted, frozen, unfrozen, departmentAllocationSet, memberLimitSet,
-         periodStarted, holdTimedOut
+         periodStarted, holdTimedOut, charged
 }
 
 /// One grant-level change inside an entry.

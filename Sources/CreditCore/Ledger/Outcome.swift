@@ -75,6 +75,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case grantsPerAccount
         case openHoldsPerShard
         case departmentsPerOrganisation
+        case usageNamesModelAndProvider
+        case usageNotNegative
 
         public var description: String {
             switch self {
@@ -88,6 +90,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .grantsPerAccount: "an account holds at most \(LedgerLimits.grantsPerAccountMax) live grants"
             case .openHoldsPerShard: "a shard holds at most \(LedgerLimits.openHoldsPerShardMax) open holds"
             case .departmentsPerOrganisation: "an organisation has at most \(LedgerLimits.departmentsPerOrganisationMax) departments"
+            case .usageNamesModelAndProvider: "a charge names its model and provider"
+            case .usageNotNegative: "a charge's provider cost and list price are not negative"
             }
         }
     }

@@ -14,6 +14,7 @@ public struct EntryWindow: Sendable {
 
     struct Extras: Sendable {
         var reason: String?
+        var usage: UsageCharge?
         var spilled: [GrantMovement]
     }
 
@@ -63,7 +64,7 @@ public struct EntryWindow: Sendable {
             account: stored.flags.contains(.account) ? AccountID(tenant: tenant, number: stored.accountNumber) : nil,
             principal: stored.flags.contains(.principal) ? AccountID(tenant: tenant, number: stored.principalNumber) : nil,
             amount: Millicredits(stored.amount), availableAfter: Millicredits(stored.availableAfter),
-            debtAfter: Millicredits(stored.debtAfter), movements: movements, reason: extra?.reason,
+            debtAfter: Millicredits(stored.debtAfter), movements: movements, reason: extra?.reason, usage: extra?.usage,
             error: stored.flags.contains(.error) ? stored.outcome.outcome(tenant: tenant).failure : nil,
             created: stored.created, tenant: tenant)
     }

@@ -291,7 +291,7 @@ struct LedgerHarness {
         case .openAccount(let account, _), .grant(let account, _), .refund(let account, _, _),
              .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _):
             accounts.insert(account)
-        case .debit(let account, _, let scope), .reserve(let account, _, _, let scope):
+        case .debit(let account, _, let scope), .reserve(let account, _, _, let scope), .charge(let account, _, let scope):
             accounts.insert(account)
             scopes.insert(scope)
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
