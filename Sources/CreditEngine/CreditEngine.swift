@@ -197,6 +197,23 @@ public final class CreditEngine: Sendable {
         await shards[shardIndex(for: id)].organisation(id)
     }
 
+    /// The key that would pay for `account`'s next call on `provider` under its key policy
+    /// (with the sealed key, for the host to unseal), or `.system` and nil; nil for an
+    /// unknown account.
+    public func keyForCall(by account: AccountID, provider: String) async -> (source: KeySource, registration: KeyRegistration?)? {
+        await shards[shardIndex(for: account.tenant)].keyForCall(by: account, provider: provider)
+    }
+
+    /// The provider keys registered on the account itself (an organisation's are on its pool).
+    public func registeredKeys(of account: AccountID) async -> [KeyRegistration] {
+        await shards[shardIndex(for: account.tenant)].registeredKeys(of: account)
+    }
+
+    /// An organisation's key policy; nil for an individual or an unknown tenant.
+    public func keyPolicy(of tenant: TenantID) async -> KeyPolicy? {
+        await shards[shardIndex(for: tenant)].keyPolicy(of: tenant)
+    }
+
     /// The account's entries still in its shard's recent window (`recentEntriesPerShard`),
     /// oldest first: entries where it is the account or the principal.
     public func recentStatement(of account: AccountID) async -> [LedgerEntry] {

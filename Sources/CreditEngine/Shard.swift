@@ -278,6 +278,11 @@ actor Shard {
     }
     func hold(_ id: HoldID) -> HoldView? { ledger.hold(id) }
     func organisation(_ id: TenantID) -> OrganisationView? { ledger.organisation(id) }
+    func keyForCall(by account: AccountID, provider: String) -> (source: KeySource, registration: KeyRegistration?)? {
+        ledger.keyForCall(by: account, provider: provider)
+    }
+    func registeredKeys(of account: AccountID) -> [KeyRegistration] { ledger.registeredKeys(of: account) }
+    func keyPolicy(of tenant: TenantID) -> KeyPolicy? { ledger.keyPolicy(of: tenant) }
 
     func recentStatement(of account: AccountID) -> [LedgerEntry] {
         ledger.recentEntries.filter { $0.account == account || $0.principal == account }

@@ -65,7 +65,7 @@ public struct SnapshotHeader: Sendable, Equatable {
             guard version == Self.version else { throw SnapshotProblem.unsupported("snapshot format version \(version)") }
             _ = try reader.read(UInt16.self)
             stateFormatVersion = try reader.read()
-            guard stateFormatVersion == Ledger.stateFormatVersion else {
+            guard Ledger.stateFormatVersionsReadable.contains(stateFormatVersion) else {
                 throw SnapshotProblem.unsupported("ledger state format version \(stateFormatVersion)")
             }
             shardIndex = try reader.read()

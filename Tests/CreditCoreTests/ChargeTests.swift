@@ -23,10 +23,12 @@ struct ChargeTests {
         #expect(try h.balance(account).consumed == credits(15))
     }
 
-    @Test("with an own key a charge costs 0 credits, needs no balance, and records what it saved", arguments: [KeySource.userKey, .organisationKey])
-    func ownKeyChargeIsFreeAndRecorded(source: KeySource) throws {
+    @Test("with an own key a charge costs 0 credits, needs no balance, and records what it saved")
+    func ownKeyChargeIsFreeAndRecorded() throws {
         var h = LedgerHarness()
         let account = try h.openIndividual(1) // no credits at all
+        try h.succeed(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "sk-…abcd", sealed: [1, 2, 3])))
+        let source = KeySource.userKey
         let (receipt, entry) = try h.succeedWithEntry(.charge(account, usage(source), scope: .unscoped))
         #expect(receipt.amount == .zero && receipt.availableAfter == .zero)
         #expect(entry.kind == .charged && entry.amount == .zero && entry.movements.isEmpty)
@@ -40,6 +42,7 @@ struct ChargeTests {
         let org = try OrganisationFixture(in: &h, poolCredits: credits(100), departments: [(DepartmentID(1), nil)],
                                           members: [(1, DepartmentID(1), credits(20))])
         let member = org.member(1)
+        try h.succeed(.registerKey(org.pool, KeyRegistration(provider: "OpenAI", fingerprint: "org-…1", sealed: [9])))
         try h.succeed(.charge(member, usage(.system), scope: .unscoped))
         h.reject(.charge(member, usage(.system), scope: .unscoped),
                  .memberLimitExceeded(remaining: credits(5), requested: credits(15)))
@@ -62,6 +65,7 @@ struct ChargeTests {
                  .unknownAccount(AccountID(tenant: TenantID(1), number: 9)))
         h.reject(.charge(account, usage(.system, list: credits(101)), scope: .unscoped),
                  .insufficientCredits(available: credits(100), requested: credits(101)))
+        try h.succeed(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "sk-…abcd", sealed: [1])))
         try h.succeed(.freeze(account))
         h.reject(.charge(account, usage(.userKey), scope: .unscoped), .accountFrozen(account))
         h.reject(.charge(account, usage(.system), scope: .unscoped), .accountFrozen(account))

@@ -49,6 +49,11 @@ struct CommandCodingTests {
                                      listPrice: Millicredits(560_000), keySource: .organisationKey), scope: .unscoped),
         .charge(account, UsageCharge(model: "", provider: "ünïcode ✓", units: .max, providerCostNanoUSD: -1,
                                      listPrice: Millicredits(.min), keySource: .userKey), scope: .unscoped),
+        .registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "sk-…abcd · 3f9a2c", sealed: [0, 1, 2, 255])),
+        .registerKey(account, KeyRegistration(provider: "", fingerprint: "", sealed: [])),
+        .removeKey(account, provider: "Anthropic"),
+        .setKeyPolicy(TenantID(2), .hybrid),
+        .setKeyPolicy(TenantID(2), .userControlled),
     ]
 
     static func encoded(_ command: Command) -> [UInt8] {
@@ -127,7 +132,7 @@ struct CommandCodingTests {
         for _ in 0 ..< 20_000 {
             let length = Int(random.next() % 80)
             var bytes = (0 ..< length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-            if length > 16 { bytes[16] = UInt8(1 + random.next() % 18) } // mostly valid tags, to reach the fields
+            if length > 16 { bytes[16] = UInt8(1 + random.next() % 21) } // mostly valid tags, to reach the fields
             var reader = ByteReader(bytes)
             if (try? Command(decoding: &reader)) != nil {
                 decodedCount += 1

@@ -238,10 +238,18 @@ struct RandomSequence {
             let department = department()
             let usage = ledger.organisation(organisation)?.departments.first { $0.id == department }?.usage
             return .setDepartmentAllocation(rng.chance(90) ? organisation : tenant(), department, perPeriod: cap(atLeast: usage))
-        case 88 ..< 92:
+        case 88 ..< 91:
             let member = account()
             let usage = ledger.organisation(member.tenant)?.members.first { $0.account == member }?.usage
             return .setMemberLimit(member, perPeriod: cap(atLeast: usage))
+        case 91 ..< 94:
+            let sealed = rng.chance(3) ? [] : (0 ..< Int(rng.between(1, 40))).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            return .registerKey(account(), KeyRegistration(provider: rng.pick(["OpenAI", "Anthropic"]),
+                                                           fingerprint: "…\(rng.between(1000, 9999))", sealed: sealed))
+        case 94:
+            return .removeKey(account(), provider: rng.pick(["OpenAI", "Anthropic"]))
+        case 95:
+            return .setKeyPolicy(rng.chance(85) ? organisation : tenant(), rng.pick(KeyPolicy.allCases))
         default:
             return .startPeriod(rng.chance(85) ? organisation : tenant())
         }
@@ -383,11 +391,12 @@ struct RandomSequence {
             seenAccounts.insert(AccountID(tenant: tenant, number: 0))
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _), .reserve(let account, _, _, _),
              .refund(let account, _, _), .adjust(let account, _, _), .freeze(let account), .unfreeze(let account),
-             .setMemberLimit(let account, _), .charge(let account, _, _):
+             .setMemberLimit(let account, _), .charge(let account, _, _), .registerKey(let account, _),
+             .removeKey(let account, _):
             seenAccounts.insert(account)
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
             seenHolds.insert(hold)
-        case .openDepartment, .setDepartmentAllocation, .startPeriod:
+        case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy:
             break
         }
     }

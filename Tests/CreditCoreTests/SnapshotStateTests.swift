@@ -255,11 +255,15 @@ struct SnapshotStateTests {
     @Test("an unknown format version is rejected by name")
     func unknownVersionIsRejected() throws {
         var bytes = encoded(Ledger())
-        bytes[0] = 2
-        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 2 (this build reads 1)")) {
+        bytes[0] = 3
+        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 3 (this build reads 1...2)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
-        #expect(Ledger.stateFormatVersion == 1)
+        bytes[0] = 0
+        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...2)")) {
+            _ = try decoded(bytes, LedgerConfiguration())
+        }
+        #expect(Ledger.stateFormatVersion == 2)
     }
 
     @Test("the outcome validator accepts exactly the codes the outcome store writes")

@@ -174,8 +174,15 @@ public struct DurabilityWorkload {
         case 93 ..< 95:
             return .setDepartmentAllocation(organisation, DepartmentID(UInt16(random.between(1, 3))),
                                             perPeriod: random.chance(20) ? nil : durabilityCredits(random.between(0, 300)))
-        case 95 ..< 97:
+        case 95:
             return .startPeriod(random.chance(80) ? organisation : random.pick(individuals))
+        case 96:
+            // Keys and policies (log tags 18-20; snapshot state version 2).
+            if random.chance(25) { return .setKeyPolicy(organisation, random.pick(KeyPolicy.allCases)) }
+            let provider = random.pick(["OpenAI", "Mistral AI"])
+            if random.chance(25) { return .removeKey(account, provider: provider) }
+            return .registerKey(account, KeyRegistration(provider: provider, fingerprint: "…\(random.between(1_000, 9_999))",
+                                                         sealed: (0 ..< 24).map { _ in UInt8(truncatingIfNeeded: random.next()) }))
         default:
             return .openAccount(account, random.chance(50) ? .standard : .member(department: DepartmentID(1), limitPerPeriod: nil))
         }

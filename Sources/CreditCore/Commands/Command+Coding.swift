@@ -21,7 +21,7 @@ extension Command {
     /// those can exceed a log record's limit (`encodedSize()` tells).
     public var hasVariableSize: Bool {
         switch action {
-        case .openTenant(_, .organisation), .openDepartment, .adjust, .charge: true
+        case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .registerKey, .removeKey: true
         default: false
         }
     }
@@ -92,6 +92,14 @@ extension Command {
             writer.write(usage.model); writer.write(usage.provider); writer.write(usage.units)
             writer.write(usage.providerCostNanoUSD); writer.write(usage.listPrice); writer.write(usage.keySource.rawValue)
             writer.write(scope)
+        case .registerKey(let account, let registration):
+            writer.write(UInt8(18)); writer.write(account)
+            writer.write(registration.provider); writer.write(registration.fingerprint)
+            writer.write(UInt32(registration.sealed.count)); writer.write(bytes: registration.sealed)
+        case .removeKey(let account, let provider):
+            writer.write(UInt8(19)); writer.write(account); writer.write(provider)
+        case .setKeyPolicy(let tenant, let policy):
+            writer.write(UInt8(20)); writer.write(tenant); writer.write(policy.rawValue)
         }
     }
 
@@ -195,6 +203,25 @@ extension Command {
             let usage = UsageCharge(model: model, provider: provider, units: units, providerCostNanoUSD: providerCost,
                                     listPrice: listPrice, keySource: keySource)
             action = .charge(account, usage, scope: try reader.readScope())
+        case 18:
+            let account = try reader.readAccount()
+            let provider = try reader.readString(maxBytes: Self.decodedTextBytesMax, "provider")
+            let fingerprint = try reader.readString(maxBytes: Self.decodedTextBytesMax, "fingerprint")
+            let lengthOffset = reader.offset
+            let length = Int(try reader.read(UInt32.self))
+            guard length <= Self.decodedTextBytesMax else { throw .invalid(offset: lengthOffset, field: "sealed key length") }
+            let sealed = Array(try reader.readBytes(length))
+            action = .registerKey(account, KeyRegistration(provider: provider, fingerprint: fingerprint, sealed: sealed))
+        case 19:
+            let account = try reader.readAccount()
+            action = .removeKey(account, provider: try reader.readString(maxBytes: Self.decodedTextBytesMax, "provider"))
+        case 20:
+            let tenant = try reader.readTenant()
+            let policyOffset = reader.offset
+            guard let policy = KeyPolicy(rawValue: try reader.read(UInt8.self)) else {
+                throw .invalid(offset: policyOffset, field: "key policy")
+            }
+            action = .setKeyPolicy(tenant, policy)
         default:
             throw .invalid(offset: tagOffset, field: "command tag")
         }

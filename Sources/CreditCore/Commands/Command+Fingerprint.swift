@@ -83,6 +83,15 @@ extension Action {
             hasher.combine(usage.model); hasher.combine(usage.provider); hasher.combine(usage.units)
             hasher.combine(usage.providerCostNanoUSD); hasher.combine(usage.listPrice.rawValue)
             hasher.combine(usage.keySource.rawValue); scope.feed(into: &hasher)
+        case .registerKey(let account, let registration):
+            hasher.combine(UInt8(18)); account.feed(into: &hasher)
+            hasher.combine(registration.provider); hasher.combine(registration.fingerprint)
+            hasher.combine(UInt64(registration.sealed.count))
+            for byte in registration.sealed { hasher.combine(byte) }
+        case .removeKey(let account, let provider):
+            hasher.combine(UInt8(19)); account.feed(into: &hasher); hasher.combine(provider)
+        case .setKeyPolicy(let tenant, let policy):
+            hasher.combine(UInt8(20)); hasher.combine(tenant.rawValue); hasher.combine(policy.rawValue)
         }
     }
 }

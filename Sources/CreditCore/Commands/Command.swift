@@ -57,17 +57,25 @@ public enum Action: Sendable, Equatable {
     /// provider), spent like a debit; the entry records the model, provider, units,
     /// provider cost, key source and list price (docs/pricing.md).
     indirect case charge(AccountID, UsageCharge, scope: ChargeScope)
+    /// Registers (or replaces) the account's own key for a provider: a user's key on a
+    /// standard or member account, the organisation's key on its pool. The ledger keeps
+    /// the fingerprint and the sealed key only (docs/pricing.md).
+    indirect case registerKey(AccountID, KeyRegistration)
+    /// Removes the account's key for a provider.
+    indirect case removeKey(AccountID, provider: String)
+    /// Sets an organisation's key policy; it applies from the next command on.
+    case setKeyPolicy(TenantID, KeyPolicy)
 
     @inlinable
     public var tenant: TenantID {
         switch self {
         case .openTenant(let tenant, _), .openDepartment(let tenant, _),
-             .setDepartmentAllocation(let tenant, _, _), .startPeriod(let tenant):
+             .setDepartmentAllocation(let tenant, _, _), .startPeriod(let tenant), .setKeyPolicy(let tenant, _):
             return tenant
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _),
              .reserve(let account, _, _, _), .refund(let account, _, _), .adjust(let account, _, _),
              .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
-             .charge(let account, _, _):
+             .charge(let account, _, _), .registerKey(let account, _), .removeKey(let account, _):
             return account.tenant
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
             return hold.tenant
@@ -123,6 +131,44 @@ public struct UsageCharge: Sendable, Equatable {
 
     /// Credits an own key saved (the list price), 0 on system keys.
     public var saved: Millicredits { keySource == .system ? .zero : listPrice }
+}
+
+/// Whose provider keys an organisation's members may use (the seed's enterprise key
+/// policies). Organisation keys (registered on the pool) apply under every policy.
+public enum KeyPolicy: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    /// Only organisation keys; a member may not register a key. The default.
+    case itControlled = 1
+    /// Organisation keys for the providers they cover; members may register keys for the
+    /// other providers only.
+    case hybrid = 2
+    /// Members' own keys first, then organisation keys; the pool pays for the rest.
+    case userControlled = 3
+
+    public var description: String {
+        switch self {
+        case .itControlled: "it_controlled"
+        case .hybrid: "hybrid"
+        case .userControlled: "user_controlled"
+        }
+    }
+}
+
+/// A provider key as the ledger keeps it: never the key in the clear.
+public struct KeyRegistration: Sendable, Equatable {
+    /// The provider the key is for ("OpenAI"); 1 to `LedgerLimits.textBytesMax` bytes.
+    public var provider: String
+    /// What a person may see to recognise the key (e.g. "sk-…abcd · 3f9a2c"); 1 to
+    /// `LedgerLimits.textBytesMax` bytes. The host derives it; it must not reveal the key.
+    public var fingerprint: String
+    /// The key encrypted by the host (1 to `LedgerLimits.sealedKeyBytesMax` bytes); opaque
+    /// to the ledger, returned to the host when it needs to call the provider.
+    public var sealed: [UInt8]
+
+    public init(provider: String, fingerprint: String, sealed: [UInt8]) {
+        self.provider = provider
+        self.fingerprint = fingerprint
+        self.sealed = sealed
+    }
 }
 
 public enum TenantKind: Sendable, Equatable {

@@ -55,6 +55,17 @@ extension Ledger {
             hasher.combine(remembered.outcome.w1); hasher.combine(remembered.outcome.w2)
         }
         hasher.combine(totals.granted); hasher.combine(totals.consumed); hasher.combine(totals.expired); hasher.combine(totals.debt)
+        // Keys and policies only when any is set, so a state without them keeps the digest
+        // it had before they existed (the golden fixtures record digests).
+        if !providerKeys.isEmpty || organisations.contains(where: { $0.keyPolicy != .itControlled }) {
+            hasher.combine(UInt8(0x4B))
+            for organisation in organisations { hasher.combine(organisation.keyPolicy.rawValue) }
+            for (owner, registration) in providerKeys.sorted(by: { Self.keyOrder($0.key, $1.key) }) {
+                hasher.combine(owner.slot); hasher.combine(owner.provider); hasher.combine(registration.fingerprint)
+                hasher.combine(UInt64(registration.sealed.count))
+                for byte in registration.sealed { hasher.combine(byte) }
+            }
+        }
         return hasher.finish()
     }
 }

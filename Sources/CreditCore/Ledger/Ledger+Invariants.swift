@@ -121,6 +121,9 @@ extension Ledger {
         }
 
         problems += idempotency.consistencyProblems()
+        for owner in providerKeys.keys where Int(owner.slot) >= accounts.count {
+            problems.append("a \(owner.provider) key belongs to account slot \(owner.slot), beyond the \(accounts.count) accounts")
+        }
         return problems
     }
 

@@ -20,8 +20,11 @@
 /// invariant checker will compute for overflow; then `invariantViolations()` must be empty.
 /// Corrupted bytes throw a `DecodingError` naming the field and its offset, never trap.
 extension Ledger {
-    /// Version of the state encoding (bump on any change; old versions must stay decodable).
-    public static let stateFormatVersion: UInt32 = 1
+    /// Version of the state encoding written (bump on any change; old versions must stay
+    /// decodable). 2 added the key policies and provider keys after the idempotency table.
+    public static let stateFormatVersion: UInt32 = 2
+    /// The versions this build decodes.
+    public static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 2
 
     /// Bytes of the fixed-size parts (docs/formats-snapshot-state.md).
     static var encodedHeaderBytes: Int { 92 }
@@ -68,6 +71,10 @@ extension Ledger {
         for hold in holds.values { size += hold.parts.count * Self.encodedHoldPartBytes }
         size += 4 + 8 * closedHolds.order.count
         size += 8 + idempotency.count * Self.encodedRememberedBytes
+        size += organisations.count + 4
+        for (owner, registration) in providerKeys {
+            size += 4 + 4 + owner.provider.utf8.count + 4 + registration.fingerprint.utf8.count + 4 + registration.sealed.count
+        }
         return size
     }
 
@@ -176,6 +183,26 @@ extension Ledger {
             }
             chunk.flush(into: &writer)
         }
+
+        // Version 2: each organisation's key policy, in organisation order; then the
+        // provider keys, by owner slot and provider.
+        for organisation in organisations { writer.write(organisation.keyPolicy.rawValue) }
+        let keys = providerKeys.sorted { Self.keyOrder($0.key, $1.key) }
+        writer.write(UInt32(keys.count))
+        for (owner, registration) in keys {
+            writer.write(owner.slot)
+            writer.write(owner.provider)
+            writer.write(registration.fingerprint)
+            writer.write(UInt32(registration.sealed.count))
+            writer.write(bytes: registration.sealed)
+        }
+    }
+
+    /// The order of provider keys in the snapshot and the digest: owner slot, then the
+    /// provider's UTF-8 bytes.
+    static func keyOrder(_ a: KeyOwner, _ b: KeyOwner) -> Bool {
+        if a.slot != b.slot { return a.slot < b.slot }
+        return a.provider.utf8.lexicographicallyPrecedes(b.provider.utf8)
     }
 
     /// Rebuilds a ledger from `encodeState` bytes, leaving `reader` after them. `configuration`
@@ -204,6 +231,7 @@ extension Ledger {
                                        windowMillis: configuration.idempotencyWindowMillis,
                                        previous: decoder.previousKeys, current: decoder.currentKeys)
         totals = decoder.totals
+        providerKeys = decoder.providerKeys
         restoreClock(nextSequence: decoder.nextSequence, lastTime: Timestamp(millisSinceEpoch: decoder.lastTime))
         let problems = invariantViolations()
         if !problems.isEmpty {
@@ -406,6 +434,8 @@ private struct StateDecoder {
     var closedHolds: [UInt64] = []
     var previousKeys: [IdempotencyTable.Record] = []
     var currentKeys: [IdempotencyTable.Record] = []
+    var version: UInt32 = 0
+    var providerKeys: [KeyOwner: KeyRegistration] = [:]
 
     // Where sections start, for the offsets of errors found after reading them.
     var tenantsStart = 0
@@ -481,13 +511,44 @@ private struct StateDecoder {
         try decodeHolds()
         try decodeClosedHolds()
         try decodeIdempotency()
+        if version >= 2 { try decodeKeys() }
+    }
+
+    /// Version 2's key policies (one byte per organisation) and provider keys.
+    mutating func decodeKeys() throws(DecodingError) {
+        for index in organisations.indices {
+            let at = reader.offset
+            guard let policy = KeyPolicy(rawValue: try reader.read(UInt8.self)) else {
+                throw invalid(at, "organisation \(organisations[index].tenant) key policy")
+            }
+            organisations[index].keyPolicy = policy
+        }
+        // At least 17 bytes per key: slot, three lengths, one sealed byte.
+        let keyCount = try count(max: accounts.count * LedgerLimits.keysPerAccountMax, bytesEach: 17, "provider key count")
+        var previous: KeyOwner?
+        for _ in 0 ..< keyCount {
+            let at = reader.offset
+            let slot = try index(below: accounts.count, orNone: false, "provider key owner")
+            let provider = try reader.readString(maxBytes: LedgerLimits.textBytesMax, "provider key provider")
+            let fingerprint = try reader.readString(maxBytes: LedgerLimits.textBytesMax, "provider key fingerprint")
+            let lengthAt = reader.offset
+            let length = Int(try reader.read(UInt32.self))
+            guard length >= 1, length <= LedgerLimits.sealedKeyBytesMax else { throw invalid(lengthAt, "sealed key length \(length)") }
+            let sealed = Array(try reader.readBytes(length))
+            let owner = KeyOwner(slot: slot, provider: provider)
+            guard !provider.isEmpty, !fingerprint.isEmpty, previous.map({ Ledger.keyOrder($0, owner) }) ?? true else {
+                throw invalid(at, "provider key (empty names, or out of order)")
+            }
+            previous = owner
+            providerKeys[owner] = KeyRegistration(provider: provider, fingerprint: fingerprint, sealed: sealed)
+        }
     }
 
     mutating func decodeHeader() throws(DecodingError) {
         var at = reader.offset
-        let version = try reader.read(UInt32.self)
-        guard version == Ledger.stateFormatVersion else {
-            throw invalid(at, "stateFormatVersion \(version) (this build reads \(Ledger.stateFormatVersion))")
+        version = try reader.read(UInt32.self)
+        guard Ledger.stateFormatVersionsReadable.contains(version) else {
+            throw invalid(at, "stateFormatVersion \(version) (this build reads \(Ledger.stateFormatVersionsReadable))")
         }
         at = reader.offset
         let keysMax = try reader.read(UInt64.self)

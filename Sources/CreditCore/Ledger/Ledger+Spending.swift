@@ -81,6 +81,11 @@ extension Ledger {
         let located = try locate(id)
         draft.note(located)
         try checkMaySpend(located, id, 0)
+        // The host says an own key paid the provider: that key must be registered and
+        // allowed by the key policy now.
+        guard keyUsable(usage.keySource, by: located, provider: usage.provider) else {
+            throw .notAllowed(id, .keyNotUsable)
+        }
     }
 
     mutating func reserve(_ id: AccountID, _ amount: Millicredits, timeoutMillis: Int64, _ scope: ChargeScope,

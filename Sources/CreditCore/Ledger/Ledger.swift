@@ -24,6 +24,8 @@ public struct Ledger: Sendable {
     var creditLines: [UInt32: CreditLine] = [:]
     var idempotency: IdempotencyTable
     var totals = LedgerTotals()
+    /// Provider keys by owner account slot and provider (rare; not on the debit path).
+    var providerKeys: [KeyOwner: KeyRegistration] = [:]
     /// The most recent entries, newest last. Output, not state: not in the digest.
     public private(set) var recentEntries: EntryWindow
     /// What the command being applied has done so far. Scratch, not state: a stored
@@ -272,6 +274,9 @@ public struct Ledger: Sendable {
         case .setMemberLimit(let account, let cap): try setMemberLimit(account, cap)
         case .startPeriod(let tenant): try startPeriod(tenant)
         case .charge(let account, let usage, let scope): try charge(account, usage, scope, at: now)
+        case .registerKey(let account, let registration): try registerKey(account, registration)
+        case .removeKey(let account, let provider): try removeKey(account, provider: provider)
+        case .setKeyPolicy(let tenant, let policy): try setKeyPolicy(tenant, policy)
         }
     }
 }
@@ -296,6 +301,9 @@ extension Action {
         case .setMemberLimit: .memberLimitSet
         case .startPeriod: .periodStarted
         case .charge: .charged
+        case .registerKey: .keyRegistered
+        case .removeKey: .keyRemoved
+        case .setKeyPolicy: .keyPolicySet
         }
     }
 }

@@ -35,7 +35,7 @@ public struct LedgerEntry: Sendable, Equatable {
 public enum EntryKind: UInt8, Sendable, CaseIterable {
     case tenantOpened = 1, departmentOpened, accountOpened, granted, debited, reserved, settled,
          released, refunded, adjusted, frozen, unfrozen, departmentAllocationSet, memberLimitSet,
-         periodStarted, holdTimedOut, charged
+         periodStarted, holdTimedOut, charged, keyRegistered, keyRemoved, keyPolicySet
 }
 
 /// One grant-level change inside an entry.

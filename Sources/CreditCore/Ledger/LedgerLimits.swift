@@ -12,6 +12,10 @@ public enum LedgerLimits {
     public static let holdTimeoutMillisMax: Int64 = 7 * 24 * 3_600_000
     /// Longest cost centre or adjustment reason, in UTF-8 bytes.
     public static let textBytesMax = 256
+    /// Largest sealed provider key, in bytes.
+    public static let sealedKeyBytesMax = 4_096
+    /// Provider keys per account.
+    public static let keysPerAccountMax = 64
 }
 
 /// Settings of one ledger (one shard). Part of its state: a snapshot carries them.

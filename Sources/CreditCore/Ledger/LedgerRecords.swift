@@ -125,6 +125,7 @@ struct OrganisationRecord: Sendable, Equatable {
     /// Member account number → account slot.
     var memberSlots: [UInt32: UInt32]
     var periodsStarted: UInt64
+    var keyPolicy: KeyPolicy = .itControlled
 
     func departmentIndex(_ id: DepartmentID) -> Int? { departments.firstIndex { $0.id == id } }
 }

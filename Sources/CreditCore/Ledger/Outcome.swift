@@ -77,6 +77,13 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case departmentsPerOrganisation
         case usageNamesModelAndProvider
         case usageNotNegative
+        case keysManagedByOrganisation
+        case providerCoveredByOrganisation
+        case keyNotUsable
+        case noKeyForProvider
+        case keyPoliciesAreForOrganisations
+        case keyRegistrationIncomplete
+        case keysPerAccount
 
         public var description: String {
             switch self {
@@ -92,6 +99,13 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .departmentsPerOrganisation: "an organisation has at most \(LedgerLimits.departmentsPerOrganisationMax) departments"
             case .usageNamesModelAndProvider: "a charge names its model and provider"
             case .usageNotNegative: "a charge's provider cost and list price are not negative"
+            case .keysManagedByOrganisation: "the organisation's key policy is IT-controlled: members may not register keys"
+            case .providerCoveredByOrganisation: "the organisation's key covers this provider (hybrid policy): members may not register their own"
+            case .keyNotUsable: "no key of that source may pay for this provider under the account's key policy"
+            case .noKeyForProvider: "no key registered for this provider"
+            case .keyPoliciesAreForOrganisations: "key policies apply to organisations only"
+            case .keyRegistrationIncomplete: "a key registration names its provider and fingerprint and holds a sealed key of at most \(LedgerLimits.sealedKeyBytesMax) bytes"
+            case .keysPerAccount: "an account holds at most \(LedgerLimits.keysPerAccountMax) provider keys"
             }
         }
     }

@@ -286,10 +286,11 @@ struct LedgerHarness {
         switch action {
         case .openTenant(let tenant, let kind):
             if case .organisation = kind { accounts.insert(AccountID(tenant: tenant, number: 0)) }
-        case .openDepartment, .setDepartmentAllocation, .startPeriod:
+        case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy:
             break
         case .openAccount(let account, _), .grant(let account, _), .refund(let account, _, _),
-             .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _):
+             .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
+             .registerKey(let account, _), .removeKey(let account, _):
             accounts.insert(account)
         case .debit(let account, _, let scope), .reserve(let account, _, _, let scope), .charge(let account, _, let scope):
             accounts.insert(account)
