@@ -6,10 +6,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "CreditEngine", targets: ["CreditEngine"]),
+        .library(name: "CreditPricing", targets: ["CreditPricing"]),
+        .library(name: "CreditBilling", targets: ["CreditBilling"]),
         .executable(name: "credits", targets: ["credits"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // The pure ledger: a deterministic state machine. No I/O, no clock, no randomness.
@@ -26,6 +29,16 @@ let package = Package(
             name: "CreditEngine",
             dependencies: ["CreditCore", "CreditPersistence"]
         ),
+        // The business layer's rules as data and pure functions: the model catalog and its
+        // prices, plans, credit packages and quotes, routing. No I/O: hosts and the CLI read
+        // files and hand over their text.
+        .target(name: "CreditPricing", dependencies: ["CreditCore"]),
+        // The business services a host calls: charging usage through the catalog and the
+        // caller's keys, routing, purchases through a payment gateway, subscriptions, and
+        // provider keys sealed with the host's key (AES-GCM from swift-crypto).
+        .target(name: "CreditBilling", dependencies: [
+            "CreditEngine", "CreditPricing", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // liblz4 (frame format) from the system package liblz4-dev; the durability layer uses it.
         .systemLibrary(
             name: "CLZ4",
@@ -38,6 +51,8 @@ let package = Package(
             name: "credits",
             dependencies: [
                 "CreditEngine",
+                "CreditPricing",
+                "CreditBilling",
                 "CLZ4",
                 "CSystemStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -48,6 +63,8 @@ let package = Package(
         .target(name: "DurabilityTestSupport", dependencies: ["CreditCore"], path: "Tests/DurabilityTestSupport"),
         .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence", "DurabilityTestSupport"]),
         .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine", "DurabilityTestSupport"]),
+        .testTarget(name: "CreditPricingTests", dependencies: ["CreditPricing"]),
+        .testTarget(name: "CreditBillingTests", dependencies: ["CreditBilling"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -204,6 +204,19 @@ public final class CreditEngine: Sendable {
         await shards[shardIndex(for: account.tenant)].keyForCall(by: account, provider: provider)
     }
 
+    /// The outcome the engine remembers for a command of `tenant` with idempotency key
+    /// `key` (what a retry gets), or nil if the key is not remembered (never seen, or
+    /// forgotten after the idempotency window).
+    public func rememberedOutcome(of key: IdempotencyKey, tenant: TenantID) async -> Outcome? {
+        await shards[shardIndex(for: tenant)].rememberedOutcome(of: key, tenant: tenant)
+    }
+
+    /// Every provider whose calls by `account` a key would pay for now, with that key's
+    /// source (routing prefers these providers).
+    public func usableKeys(for account: AccountID) async -> [String: KeySource] {
+        await shards[shardIndex(for: account.tenant)].usableKeys(for: account)
+    }
+
     /// The provider keys registered on the account itself (an organisation's are on its pool).
     public func registeredKeys(of account: AccountID) async -> [KeyRegistration] {
         await shards[shardIndex(for: account.tenant)].registeredKeys(of: account)

@@ -282,6 +282,10 @@ actor Shard {
         ledger.keyForCall(by: account, provider: provider)
     }
     func registeredKeys(of account: AccountID) -> [KeyRegistration] { ledger.registeredKeys(of: account) }
+    func usableKeys(for account: AccountID) -> [String: KeySource] { ledger.usableKeys(for: account) }
+    func rememberedOutcome(of key: IdempotencyKey, tenant: TenantID) -> Outcome? {
+        ledger.rememberedOutcome(of: key, tenant: tenant, at: stamp())
+    }
     func keyPolicy(of tenant: TenantID) -> KeyPolicy? { ledger.keyPolicy(of: tenant) }
 
     func recentStatement(of account: AccountID) -> [LedgerEntry] {

@@ -138,3 +138,28 @@ struct KeyTests {
         #expect(changed.stateDigest() != restored.stateDigest())
     }
 }
+
+@Suite("Usable keys: the providers routing may treat as free for an account")
+struct UsableKeyTests {
+    @Test("an individual's own keys; a member's follow the policy, the organisation's included")
+    func usableKeysFollowPolicy() throws {
+        var h = LedgerHarness()
+        let account = try h.openIndividual(1)
+        try h.succeed(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "f", sealed: [1])))
+        #expect(h.ledger.usableKeys(for: account) == ["OpenAI": .userKey])
+        let org = try OrganisationFixture(in: &h, poolCredits: credits(10), departments: [(DepartmentID(1), nil)],
+                                          members: [(1, DepartmentID(1), nil)])
+        let member = org.member(1)
+        try h.succeed(.registerKey(org.pool, KeyRegistration(provider: "Runway", fingerprint: "f", sealed: [1])))
+        #expect(h.ledger.usableKeys(for: member) == ["Runway": .organisationKey])
+        try h.succeed(.setKeyPolicy(org.tenant, .userControlled))
+        try h.succeed(.registerKey(member, KeyRegistration(provider: "Runway", fingerprint: "m", sealed: [2])))
+        try h.succeed(.registerKey(member, KeyRegistration(provider: "Anthropic", fingerprint: "m", sealed: [2])))
+        #expect(h.ledger.usableKeys(for: member) == ["Runway": .userKey, "Anthropic": .userKey])
+        try h.succeed(.setKeyPolicy(org.tenant, .itControlled))
+        #expect(h.ledger.usableKeys(for: member) == ["Runway": .organisationKey])
+        try h.succeed(.removeKey(org.pool, provider: "Runway"))
+        #expect(h.ledger.usableKeys(for: member).isEmpty)
+        #expect(h.ledger.usableKeys(for: AccountID(tenant: TenantID(9), number: 0)).isEmpty)
+    }
+}

@@ -57,8 +57,16 @@ extension Ledger {
         draft.reason = "key policy \(policy)"
     }
 
-    private func keyCount(of slot: UInt32) -> Int {
-        providerKeys.keys.reduce(0) { $0 + ($1.slot == slot ? 1 : 0) }
+    private mutating func keyCount(of slot: UInt32) -> Int {
+        refreshKeyIndex()
+        return keyIndex[slot]?.count ?? 0
+    }
+
+    mutating func refreshKeyIndex() {
+        guard keyIndexIsStale else { return }
+        keyIndex = [:]
+        for owner in providerKeys.keys { keyIndex[owner.slot, default: []].insert(owner.provider) }
+        keyIndexIsStale = false
     }
 
     /// Whether a key of `source` may pay for a call of `located` on `provider` now.
@@ -103,6 +111,21 @@ extension Ledger {
     public func keyForCall(by account: AccountID, provider: String) -> (source: KeySource, registration: KeyRegistration?)? {
         guard let located = try? locate(account) else { return nil }
         return preferredKey(for: located, provider: provider)
+    }
+
+    /// Every provider a key may pay for on `account`'s calls now, with the key that would:
+    /// what routing needs to prefer key-covered models. Empty for an unknown account.
+    public mutating func usableKeys(for account: AccountID) -> [String: KeySource] {
+        guard let located = try? locate(account) else { return [:] }
+        refreshKeyIndex()
+        var providers = keyIndex[located.slot] ?? []
+        if located.organisation != none { providers.formUnion(keyIndex[organisations[Int(located.organisation)].pool] ?? []) }
+        var usable: [String: KeySource] = [:]
+        for provider in providers {
+            let source = preferredKey(for: located, provider: provider).source
+            if source != .system { usable[provider] = source }
+        }
+        return usable
     }
 
     /// The keys registered on `account` itself (a pool's are the organisation's), by provider.

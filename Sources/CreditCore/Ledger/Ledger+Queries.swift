@@ -72,6 +72,12 @@ extension Ledger {
         return ids
     }
 
+    /// The outcome remembered for idempotency key `key` of a command of `tenant` (what a
+    /// retry would get), or nil when the key is not (or no longer) remembered at `time`.
+    public func rememberedOutcome(of key: IdempotencyKey, tenant: TenantID, at time: Timestamp) -> Outcome? {
+        idempotency.lookup(key, at: time.millisSinceEpoch)?.outcome.outcome(tenant: tenant)
+    }
+
     public func balance(of id: AccountID, at time: Timestamp) -> Balance? {
         guard let slot = slot(of: id) else { return nil }
         let record = accounts[slot]

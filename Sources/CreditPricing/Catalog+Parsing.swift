@@ -1,0 +1,135 @@
+extension Catalog {
+    /// Parses and validates a catalog text (format: docs/pricing.md). Every line is checked;
+    /// the first problem found is thrown, naming its line and column, and no catalog is made.
+    public static func parse(text: String) throws(CatalogError) -> Catalog {
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        var columns: [CatalogColumn]?
+        var entries: [CatalogEntry] = []
+        var lineByModel: [String: Int] = [:]
+        for (offset, rawLine) in lines.enumerated() {
+            let number = offset + 1
+            let line = rawLine.trimmingBlanks
+            if line.isEmpty || line.first == "#" { continue }
+            let fields = line.split(separator: "|", omittingEmptySubsequences: false).map(\.trimmingBlanks)
+            guard let header = columns else {
+                columns = try parseHeader(fields, line: number)
+                continue
+            }
+            let entry = try CatalogLine(number: number, header: header, fields: fields).entry()
+            if let firstLine = lineByModel[entry.model] {
+                throw CatalogError(line: number, column: .model, problem: .duplicateModel(entry.model, firstLine: firstLine))
+            }
+            guard entries.count < modelsMax else {
+                throw CatalogError(line: number, column: nil, problem: .tooManyModels(max: modelsMax))
+            }
+            lineByModel[entry.model] = number
+            entries.append(entry)
+        }
+        let lastLine = max(1, lines.count)
+        guard columns != nil else { throw CatalogError(line: lastLine, column: nil, problem: .noHeader) }
+        guard !entries.isEmpty else { throw CatalogError(line: lastLine, column: nil, problem: .noModels) }
+        return Catalog(entries: entries)
+    }
+
+    private static func parseHeader(_ names: [Substring], line: Int) throws(CatalogError) -> [CatalogColumn] {
+        var columns: [CatalogColumn] = []
+        for name in names {
+            guard let column = CatalogColumn(rawValue: String(name)) else {
+                throw CatalogError(line: line, column: nil, problem: .unknownColumn(String(name)))
+            }
+            guard !columns.contains(column) else { throw CatalogError(line: line, column: column, problem: .duplicateColumn) }
+            columns.append(column)
+        }
+        for column in CatalogColumn.allCases where column.isRequired && !columns.contains(column) {
+            throw CatalogError(line: line, column: column, problem: .missingColumn)
+        }
+        return columns
+    }
+}
+
+/// One model line of a catalog text, its fields keyed by the header's columns.
+private struct CatalogLine {
+    let number: Int
+    let fields: [CatalogColumn: Substring]
+
+    init(number: Int, header: [CatalogColumn], fields: [Substring]) throws(CatalogError) {
+        guard fields.count <= header.count else {
+            throw CatalogError(line: number, column: nil, problem: .extraFields(count: fields.count, columns: header.count))
+        }
+        self.number = number
+        var byColumn: [CatalogColumn: Substring] = [:]
+        for (column, field) in zip(header, fields) { byColumn[column] = field }
+        self.fields = byColumn
+    }
+
+    /// Checks the columns in a fixed order (not the header's), so a line with several
+    /// problems always reports the same one.
+    func entry() throws(CatalogError) -> CatalogEntry {
+        let model = try name(.model)
+        let provider = try name(.provider)
+        let kindText = try required(.kind)
+        guard let kind = ModelKind(rawValue: String(kindText)) else { throw error(.kind, .unknownKind(String(kindText))) }
+        let qualityText = try required(.quality)
+        guard let quality = QualityTier(rawValue: String(qualityText)) else {
+            throw error(.quality, .unknownQuality(String(qualityText)))
+        }
+        let unit = try required(.unit)
+        guard unit == kind.unit else { throw error(.unit, .wrongUnit(String(unit), expected: kind.unit)) }
+        let cost = try decimal(try required(.providerCostUSD), column: .providerCostUSD, decimals: 9,
+                               max: Catalog.providerCostPerUnitNanoUSDMax,
+                               maxText: "$" + DecimalText.usd(nanos: Catalog.providerCostPerUnitNanoUSDMax))
+        let credits = try creditRate(try required(.credits), column: .credits)
+        var rates: [Millicredits] = []
+        for column in [CatalogColumn.inputCredits, .outputCredits] {
+            guard let text = fields[column], !text.isEmpty else { rates.append(credits); continue }
+            guard kind == .text else { throw error(column, .textOnlyColumn(kind: kind)) }
+            rates.append(try creditRate(text, column: column))
+        }
+        return CatalogEntry(model: model, provider: provider, kind: kind, quality: quality,
+                            providerCostPerUnitNanoUSD: cost, creditsPerUnit: credits,
+                            inputCreditsPerUnit: rates[0], outputCreditsPerUnit: rates[1])
+    }
+
+    private func error(_ column: CatalogColumn, _ problem: CatalogError.Problem) -> CatalogError {
+        CatalogError(line: number, column: column, problem: problem)
+    }
+
+    private func required(_ column: CatalogColumn) throws(CatalogError) -> Substring {
+        guard let text = fields[column] else { throw error(column, .missingField) }
+        guard !text.isEmpty else { throw error(column, .emptyField) }
+        return text
+    }
+
+    private func name(_ column: CatalogColumn) throws(CatalogError) -> String {
+        let text = String(try required(column))
+        guard text.utf8.count <= Catalog.nameBytesMax else { throw error(column, .nameTooLong(bytes: text.utf8.count)) }
+        return text
+    }
+
+    private func creditRate(_ text: Substring, column: CatalogColumn) throws(CatalogError) -> Millicredits {
+        let max = Catalog.creditsPerUnitMax
+        return Millicredits(try decimal(text, column: column, decimals: 3, max: max.rawValue,
+                                        maxText: DecimalText.credits(max) + " credits"))
+    }
+
+    private func decimal(_ text: Substring, column: CatalogColumn, decimals: Int, max: Int64,
+                         maxText: String) throws(CatalogError) -> Int64 {
+        switch parsePositiveDecimal(text, decimals: decimals, max: max) {
+        case .success(let value): return value
+        case .failure(.malformed): throw error(column, .malformedDecimal(String(text)))
+        case .failure(.tooManyDecimals): throw error(column, .tooManyDecimals(String(text), decimalsMax: decimals))
+        case .failure(.notPositive): throw error(column, .notPositive(String(text)))
+        case .failure(.tooLarge): throw error(column, .overflow(String(text), max: maxText))
+        }
+    }
+}
+
+extension Substring {
+    /// Without leading and trailing spaces and tabs.
+    var trimmingBlanks: Substring {
+        var text = self
+        while text.first == " " || text.first == "\t" { text = text.dropFirst() }
+        while text.last == " " || text.last == "\t" { text = text.dropLast() }
+        return text
+    }
+}

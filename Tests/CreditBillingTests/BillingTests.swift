@@ -1,0 +1,254 @@
+import CreditBilling
+import CreditEngine
+import CreditPricing
+import Testing
+
+private let start = Timestamp(millisSinceEpoch: 1_767_225_600_000) // 2026-01-01T00:00:00Z
+private func credits(_ whole: Int64) -> Millicredits { Millicredits(whole * Millicredits.perCredit) }
+
+/// An in-memory engine, a billing service on it, and a tenant counter for fresh keys.
+private struct Fixture {
+    let clock = ManualClock(start)
+    let engine: CreditEngine
+    let gateway = InMemoryPaymentGateway()
+    let billing: Billing
+    private let counter = KeyCounter()
+
+    init() throws {
+        engine = CreditEngine(configuration: EngineConfiguration(shardCount: 2), clock: clock)
+        billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway,
+                          clock: clock)
+    }
+
+    func key() -> IdempotencyKey { IdempotencyKey(high: 0xB111, low: counter.next()) }
+
+    func succeed(_ action: Action) async throws {
+        if case .failure(let error) = await engine.execute(Command(key: key(), action)) { throw error }
+    }
+
+    /// An individual with account 0 holding `amount` promotional credits.
+    func individual(_ id: UInt64, credits amount: Millicredits) async throws -> AccountID {
+        let account = AccountID(tenant: TenantID(id), number: 0)
+        try await succeed(.openTenant(TenantID(id), .individual))
+        try await succeed(.openAccount(account, .standard))
+        if amount > .zero { try await succeed(.grant(account, GrantTerms(kind: .promotional, amount: amount))) }
+        return account
+    }
+}
+
+private final class KeyCounter: Sendable {
+    private let value = Synchronization.Mutex<UInt64>(0)
+    func next() -> UInt64 { value.withLock { $0 += 1; return $0 } }
+}
+
+import Synchronization
+
+@Suite("Billing: charging through the catalog and the caller's keys")
+struct ChargingTests {
+    @Test("a user with an OpenAI key pays 0 credits for GPT-4o; the saving is recorded; Anthropic still costs credits")
+    func ownKeyMakesCallsFree() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(1, credits: credits(100))
+        let secret = "sk-test-0123456789abcd"
+        let fingerprint = try await f.billing.registerKey(secret, provider: "OpenAI", for: account, key: f.key())
+        #expect(fingerprint.hasPrefix("…abcd · ") && !fingerprint.contains("0123456789"))
+        let registered = await f.engine.registeredKeys(of: account)
+        #expect(registered.count == 1 && registered[0].fingerprint == fingerprint)
+        #expect(!String(decoding: registered[0].sealed, as: UTF8.self).contains("0123456789"), "the ledger holds ciphertext only")
+
+        let free = try await f.billing.charge(account, model: "GPT-4o", usage: .tokens(input: 500, output: 500), key: f.key())
+        #expect(free.receipt.amount == .zero && free.usage.keySource == .userKey)
+        #expect(free.usage.saved == credits(10) && free.usage.listPrice == credits(10))
+        #expect(free.usage.providerCostNanoUSD == 15_000_000 && free.usage.units == 1_000)
+        let paid = try await f.billing.charge(account, model: "Claude 3 Opus", usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(paid.receipt.amount == credits(15) && paid.usage.keySource == .system)
+        #expect(await f.engine.balance(of: account)?.available == credits(85))
+        let entries = await f.engine.recentStatement(of: account).filter { $0.kind == .charged }
+        #expect(entries.map { $0.usage?.keySource } == [.userKey, .system])
+        #expect(entries.map { $0.usage?.saved } == [credits(10), .zero])
+
+        let (source, unsealed) = try await f.billing.providerKey(for: account, provider: "OpenAI")
+        #expect(source == .userKey && unsealed == secret)
+        #expect(try await f.billing.providerKey(for: account, provider: "Anthropic") == (.system, nil))
+    }
+
+    @Test("the seed's prices through the service: GPT-4 Turbo 15, Mistral 7B 1.5, DALL-E 3 20, Sora Pro 280, 7 s of Runway Gen-2 360")
+    func seedPrices() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(2, credits: credits(1_000))
+        let cases: [(String, Usage, Millicredits)] = [
+            ("GPT-4 Turbo", .tokens(input: 1_000, output: 0), credits(15)),
+            ("Mistral 7B", .tokens(input: 600, output: 400), Millicredits(1_500)),
+            ("DALL-E 3", .images(1), credits(20)),
+            ("Sora Pro", .videoSeconds(5), credits(280)),
+            ("Runway Gen-2", .videoSeconds(7), credits(360)),
+        ]
+        var spent = Millicredits.zero
+        for (model, usage, price) in cases {
+            let charge = try await f.billing.charge(account, model: model, usage: usage, key: f.key())
+            #expect(charge.receipt.amount == price, "\(model)")
+            spent = try spent.adding(price)
+        }
+        #expect(await f.engine.balance(of: account)?.consumed == spent)
+        await #expect(throws: BillingError.self) {
+            _ = try await f.billing.charge(account, model: "GPT-5", usage: .tokens(input: 1, output: 0), key: f.key())
+        }
+    }
+
+    @Test("routing picks the key-covered model, else the cheapest at the requested quality, and says why")
+    func routing() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(3, credits: credits(100))
+        let premiumText = RoutingRequest(kind: .text, quality: .premium)
+        let cheapest = try await f.billing.route(account, premiumText)
+        #expect(cheapest.model == "Claude 3 Sonnet" && cheapest.creditsPerUnit == credits(10) && cheapest.keySource == .system)
+        try await f.billing.registerKey("sk-openai-key-5678", provider: "OpenAI", for: account, key: f.key())
+        let covered = try await f.billing.route(account, premiumText)
+        #expect(covered.provider == "OpenAI" && covered.keySource == .userKey && covered.creditsPerUnit == .zero)
+        #expect(covered.reason.contains("your OpenAI key covers \(covered.model): 0 credits"))
+        let charged = try await f.billing.charge(account, routing: premiumText, usage: .tokens(input: 2_000, output: 0), key: f.key())
+        #expect(charged.receipt.amount == .zero && charged.usage.provider == "OpenAI" && charged.reason == covered.reason)
+        // Constraints: only Anthropic allowed → the cheapest Anthropic premium model, on credits.
+        let anthropic = try await f.billing.route(account, RoutingRequest(kind: .text, quality: .premium,
+                                                                          constraints: RoutingConstraints(allowedProviders: ["Anthropic"])))
+        #expect(anthropic.model == "Claude 3 Sonnet" && anthropic.keySource == .system)
+        // A budget: the OpenAI key covers Sora Pro (0 credits, within any budget); Runway on
+        // credits is above 1 credit per clip, so nothing fits.
+        let sora = try await f.billing.route(account, RoutingRequest(kind: .video, quality: .premium,
+                                                                     constraints: RoutingConstraints(creditsPerUnitMax: credits(1))))
+        #expect(sora.model == "Sora Pro" && sora.creditsPerUnit == .zero)
+        await #expect(throws: BillingError.self) {
+            _ = try await f.billing.route(account, RoutingRequest(kind: .video, quality: .premium,
+                                                                  constraints: RoutingConstraints(allowedProviders: ["Runway"],
+                                                                                                  creditsPerUnitMax: credits(1))))
+        }
+    }
+
+    @Test("enterprise: IT-controlled refuses a member's key and uses the organisation's; hybrid lets members cover the rest")
+    func enterprisePolicies() async throws {
+        let f = try Fixture()
+        let org = TenantID(40)
+        let pool = AccountID(tenant: org, number: 0)
+        let member = AccountID(tenant: org, number: 1)
+        try await f.succeed(.openTenant(org, .organisation(departments: [DepartmentTerms(id: DepartmentID(1), costCentre: "R&D")])))
+        try await f.succeed(.grant(pool, GrantTerms(kind: .enterpriseContract, amount: credits(500))))
+        try await f.succeed(.openAccount(member, .member(department: DepartmentID(1), limitPerPeriod: nil)))
+        await #expect(throws: BillingError.ledger(.notAllowed(member, .keysManagedByOrganisation))) {
+            try await f.billing.registerKey("sk-member-key-0001", provider: "OpenAI", for: member, key: f.key())
+        }
+        try await f.billing.registerKey("sk-organisation-0002", provider: "OpenAI", for: pool, key: f.key())
+        let charge = try await f.billing.charge(member, model: "GPT-4 Turbo", usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(charge.usage.keySource == .organisationKey && charge.receipt.amount == .zero)
+        #expect(try await f.billing.providerKey(for: member, provider: "OpenAI") == (.organisationKey, "sk-organisation-0002"))
+
+        try await f.billing.setKeyPolicy(.hybrid, for: org, key: f.key())
+        await #expect(throws: BillingError.ledger(.notAllowed(member, .providerCoveredByOrganisation))) {
+            try await f.billing.registerKey("sk-member-key-0003", provider: "OpenAI", for: member, key: f.key())
+        }
+        try await f.billing.registerKey("sk-member-anthropic", provider: "Anthropic", for: member, key: f.key())
+        let own = try await f.billing.charge(member, model: "Claude 3 Opus", usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(own.usage.keySource == .userKey && own.receipt.amount == .zero)
+        let status = await f.billing.serviceStatus(of: member)
+        #expect(status.first { $0.provider == "OpenAI" }?.keySource == .organisationKey)
+        #expect(status.first { $0.provider == "Anthropic" }?.keySource == .userKey)
+        #expect(status.first { $0.provider == "Runway" }?.keySource == .system)
+        #expect(status.first { $0.provider == "Runway" }?.creditsPerUnitRange == credits(80) ... credits(180))
+    }
+
+    @Test("a sealed key opens only with the host's key, for its owner and provider")
+    func sealing() throws {
+        let sealer = try KeySealer(keyBytes: KeySealer.randomKeyBytes())
+        let owner = AccountID(tenant: TenantID(1), number: 0)
+        let sealed = try sealer.seal("sk-secret-value-42", owner: owner, provider: "OpenAI")
+        #expect(try sealer.unseal(sealed, owner: owner, provider: "OpenAI") == "sk-secret-value-42")
+        #expect(throws: BillingError.unsealFailed) { try sealer.unseal(sealed, owner: owner, provider: "Anthropic") }
+        #expect(throws: BillingError.unsealFailed) {
+            try sealer.unseal(sealed, owner: AccountID(tenant: TenantID(2), number: 0), provider: "OpenAI")
+        }
+        let other = try KeySealer(keyBytes: KeySealer.randomKeyBytes())
+        #expect(throws: BillingError.unsealFailed) { try other.unseal(sealed, owner: owner, provider: "OpenAI") }
+        #expect(throws: BillingError.sealingKeySize(16)) { try KeySealer(keyBytes: [UInt8](repeating: 1, count: 16)) }
+    }
+
+    @Test("a malformed replacement catalog is refused with its line and field; the running one keeps pricing")
+    func catalogReplacement() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(5, credits: credits(100))
+        #expect(throws: CatalogError.self) { try f.billing.replaceCatalog(text: "model | provider\nGPT-4o | OpenAI\n") }
+        #expect(try await f.billing.charge(account, model: "GPT-4o", usage: .tokens(input: 1_000, output: 0), key: f.key()).receipt.amount
+            == credits(10))
+        var text = Catalog.defaultText
+        text = text.replacingFirst("| 10", with: "| 12", onLineContaining: "GPT-4o ")
+        try f.billing.replaceCatalog(text: text)
+        #expect(try await f.billing.charge(account, model: "GPT-4o", usage: .tokens(input: 1_000, output: 0), key: f.key()).receipt.amount
+            == credits(12))
+    }
+}
+
+@Suite("Billing: purchases and plans")
+struct PurchaseTests {
+    @Test("a purchase pays first, then grants the quoted credits for 12 months; a retry grants once")
+    func purchaseAndRetry() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(10, credits: .zero)
+        let first = try await f.billing.purchase(12_000, for: account, purchase: PurchaseID("order-1"))
+        #expect(first.quote.priceCents == 10_500 && first.payment.amountCents == 10_500)
+        let balance = try #require(await f.engine.balance(of: account))
+        #expect(balance.available == credits(12_000))
+        #expect(balance.grants.map(\.kind) == [.purchase])
+        #expect(balance.grants[0].expiresAt == Timestamp(millisSinceEpoch: 1_798_761_600_000)) // 2027-01-01
+        f.clock.advance(millis: 60_000)
+        let retry = try await f.billing.purchase(12_000, for: account, purchase: PurchaseID("order-1"))
+        #expect(retry.receipt == first.receipt)
+        #expect(await f.gateway.charges.count == 1)
+        #expect(await f.engine.balance(of: account)?.available == credits(12_000))
+    }
+
+    @Test("a failed payment grants nothing; a declined purchase stays declined; an unavailable gateway can be retried")
+    func failedPayments() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(11, credits: .zero)
+        await f.gateway.fail(PurchaseID("order-2"))
+        for _ in 0 ..< 2 {
+            await #expect(throws: BillingError.self) {
+                _ = try await f.billing.purchase(1_000, for: account, purchase: PurchaseID("order-2"))
+            }
+        }
+        #expect(await f.engine.balance(of: account)?.available == .zero)
+        await f.gateway.failNext(1, with: .unavailable)
+        await #expect(throws: BillingError.payment(.unavailable(purchase: PurchaseID("order-3")))) {
+            _ = try await f.billing.purchase(5_000, for: account, purchase: PurchaseID("order-3"))
+        }
+        #expect(await f.engine.balance(of: account)?.available == .zero)
+        _ = try await f.billing.purchase(5_000, for: account, purchase: PurchaseID("order-3"))
+        #expect(await f.engine.balance(of: account)?.available == credits(5_000))
+        #expect(await f.gateway.chargedCents == 4_500)
+    }
+
+    @Test("subscribing grants the allocation; an upgrade grants the difference now; a downgrade grants nothing")
+    func plans() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(12, credits: .zero)
+        let cycleEnd = Timestamp(millisSinceEpoch: start.millisSinceEpoch + 31 * 86_400_000)
+        try await f.billing.grantAllocation(of: .pro, to: account, cycleEnd: cycleEnd, key: f.key())
+        #expect(await f.engine.balance(of: account)?.available == credits(5_000))
+        let up = try await f.billing.changePlan(of: account, from: .pro, to: .expert, cycleEnd: cycleEnd, key: f.key())
+        #expect(up == .upgrade(grantNow: credits(10_000)))
+        #expect(await f.engine.balance(of: account)?.available == credits(15_000))
+        let down = try await f.billing.changePlan(of: account, from: .expert, to: .basic, cycleEnd: cycleEnd, key: f.key())
+        #expect(down == .downgrade)
+        #expect(await f.engine.balance(of: account)?.available == credits(15_000))
+        #expect(await f.engine.balance(of: account)?.grants.allSatisfy { $0.kind == .monthlyAllocation && $0.expiresAt == cycleEnd } == true)
+    }
+}
+
+extension String {
+    /// Replaces the first `target` on the first line containing `marker`.
+    func replacingFirst(_ target: String, with replacement: String, onLineContaining marker: String) -> String {
+        var lines = split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard let index = lines.firstIndex(where: { $0.contains(marker) }),
+              let range = lines[index].firstRange(of: target) else { return self }
+        lines[index].replaceSubrange(range, with: replacement)
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,164 @@
+import CreditPricing
+import Testing
+
+private let header = "model | provider | kind | quality | unit | provider_cost_usd | credits"
+
+/// A catalog of the header and the given model lines.
+private func catalogText(_ lines: String...) -> String {
+    ([header] + lines).joined(separator: "\n")
+}
+
+@Suite("Catalog text: format, validation, errors that name the line and column")
+struct CatalogParsingTests {
+    @Test("reads comments, blank lines, CRLF, columns in any order and optional input/output rates")
+    func readsTheWholeFormat() throws {
+        let text = """
+            # a comment before the header\r
+            \r
+            credits | model | kind | quality | unit | provider_cost_usd | provider | input_credits | output_credits\r
+               2 |  Fast   | text | standard | 1K tokens | 0.001 | Acme | 1 | 3\r
+            # a comment between models
+            0.5 | Pic | image | premium | HD image | 0.004 | Acme\t|  |
+            7 | Clip | video | standard | 5s HD clip | 0.05 | Other
+            """
+        let catalog = try Catalog.parse(text: text)
+        #expect(catalog.entries.map(\.model) == ["Fast", "Pic", "Clip"])
+        let fast = try #require(catalog.entry(named: "Fast"))
+        #expect(fast.provider == "Acme" && fast.kind == .text && fast.quality == .standard)
+        #expect(fast.providerCostPerUnitNanoUSD == 1_000_000)
+        #expect(fast.creditsPerUnit == Millicredits(2_000))
+        #expect(fast.inputCreditsPerUnit == Millicredits(1_000))
+        #expect(fast.outputCreditsPerUnit == Millicredits(3_000))
+        let picture = try #require(catalog.entry(named: "Pic"))
+        #expect(picture.creditsPerUnit == Millicredits(500) && picture.inputCreditsPerUnit == Millicredits(500))
+        #expect(picture.providerCostPerUnitNanoUSD == 4_000_000)
+        #expect(catalog.entry(named: "Clip")?.kind == .video)
+        #expect(catalog.entry(named: "fast") == nil, "names are exact")
+    }
+
+    @Test("decimals are exact: 9 places of dollars, 3 places of credits")
+    func decimalsAreExact() throws {
+        let catalog = try Catalog.parse(text: catalogText(
+            "A | P | text | standard | 1K tokens | 0.000000001 | 0.001",
+            "B | P | text | standard | 1K tokens | 1000000 | 100000000"))
+        #expect(catalog.entry(named: "A")?.providerCostPerUnitNanoUSD == 1)
+        #expect(catalog.entry(named: "A")?.creditsPerUnit == Millicredits(1))
+        #expect(catalog.entry(named: "B")?.providerCostPerUnitNanoUSD == Catalog.providerCostPerUnitNanoUSDMax)
+        #expect(catalog.entry(named: "B")?.creditsPerUnit == Catalog.creditsPerUnitMax)
+    }
+
+    typealias Problem = CatalogError.Problem
+
+    @Test("each malformed text is rejected with the right line, column and problem", arguments: [
+        ("", 1, nil, .noHeader),
+        ("# only a comment\n\n", 3, nil, .noHeader),
+        (header + "\n# no models", 2, nil, .noModels),
+        ("model | provider | kind | quality | unit | provider_cost_usd | credits | colour", 1, nil, .unknownColumn("colour")),
+        ("model | provider | kind | kind | quality | unit | provider_cost_usd | credits", 1, .kind, .duplicateColumn),
+        ("model | provider | kind | quality | unit | credits", 1, .providerCostUSD, .missingColumn),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001"), 2, .credits, .missingField),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 1 | 9"), 2, nil, .extraFields(count: 8, columns: 7)),
+        (catalogText("A | | text | standard | 1K tokens | 0.001 | 1"), 2, .provider, .emptyField),
+        (catalogText("A | P | audio | standard | 1K tokens | 0.001 | 1"), 2, .kind, .unknownKind("audio")),
+        (catalogText("A | P | text | deluxe | 1K tokens | 0.001 | 1"), 2, .quality, .unknownQuality("deluxe")),
+        (catalogText("A | P | image | standard | 1K tokens | 0.001 | 1"), 2, .unit,
+         .wrongUnit("1K tokens", expected: "HD image")),
+        (catalogText("A | P | text | standard | 1K tokens | $0.03 | 1"), 2, .providerCostUSD, .malformedDecimal("$0.03")),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 1,5"), 2, .credits, .malformedDecimal("1,5")),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 1."), 2, .credits, .malformedDecimal("1.")),
+        (catalogText("A | P | text | standard | 1K tokens | 0.0000000001 | 1"), 2, .providerCostUSD,
+         .tooManyDecimals("0.0000000001", decimalsMax: 9)),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 1.5000"), 2, .credits,
+         .tooManyDecimals("1.5000", decimalsMax: 3)),
+        (catalogText("A | P | text | standard | 1K tokens | -0.001 | 1"), 2, .providerCostUSD, .notPositive("-0.001")),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 0"), 2, .credits, .notPositive("0")),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 0.000"), 2, .credits, .notPositive("0.000")),
+        (catalogText("A | P | text | standard | 1K tokens | 99999999999999999999 | 1"), 2, .providerCostUSD,
+         .overflow("99999999999999999999", max: "$1000000.00")),
+        (catalogText("A | P | text | standard | 1K tokens | 1000000.000000001 | 1"), 2, .providerCostUSD,
+         .overflow("1000000.000000001", max: "$1000000.00")),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 100000000.001"), 2, .credits,
+         .overflow("100000000.001", max: "100000000 credits")),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 1", "B | P | text | standard | 1K tokens | 0.001 | 1",
+                     "# comment", "A | Q | image | premium | HD image | 0.1 | 20"), 5, .model, .duplicateModel("A", firstLine: 2)),
+        ("model | provider | kind | quality | unit | provider_cost_usd | credits | input_credits\n"
+            + "A | P | image | standard | HD image | 0.001 | 1 | 2", 2, .inputCredits, .textOnlyColumn(kind: .image)),
+        ("model | provider | kind | quality | unit | provider_cost_usd | credits | output_credits\n"
+            + "A | P | text | standard | 1K tokens | 0.001 | 1 | -2", 2, .outputCredits, .notPositive("-2")),
+        (catalogText(String(repeating: "x", count: 257) + " | P | text | standard | 1K tokens | 0.001 | 1"), 2, .model,
+         .nameTooLong(bytes: 257)),
+    ] as [(String, Int, CatalogColumn?, Problem)])
+    func malformedTextNamesLineAndColumn(text: String, line: Int, column: CatalogColumn?, problem: Problem) {
+        #expect(throws: CatalogError(line: line, column: column, problem: problem)) { try Catalog.parse(text: text) }
+    }
+
+    @Test("the error text names the line, the column and what is wrong")
+    func errorDescriptionIsSpecific() {
+        let text = catalogText("A | P | text | standard | 1K tokens | 0.001 | 1", "B | P | text | standard | 1K tokens | 0.001 | 1.5000")
+        do {
+            _ = try Catalog.parse(text: text)
+            Issue.record("the text should not parse")
+        } catch {
+            #expect(error.description == "line 3, column 'credits': '1.5000' has more than 3 decimals")
+        }
+    }
+
+    @Test("more models than the limit is an error on the first model past it")
+    func tooManyModelsRejected() {
+        let models = (1 ... Catalog.modelsMax + 1).map { "M\($0) | P | image | standard | HD image | 0.01 | 1" }
+        let text = ([header] + models).joined(separator: "\n")
+        #expect(throws: CatalogError(line: Catalog.modelsMax + 2, column: nil, problem: .tooManyModels(max: Catalog.modelsMax))) {
+            try Catalog.parse(text: text)
+        }
+    }
+
+    @Test("a failed parse of a replacement leaves the running catalog usable and unchanged")
+    func failedReplacementLeavesTheRunningCatalog() throws {
+        var running = try Catalog.parse(text: catalogText("A | P | text | standard | 1K tokens | 0.001 | 2"))
+        let before = running
+        let replacement = catalogText("A | P | text | standard | 1K tokens | 0.001 | 3", "B | P | video | premium | 5s HD clip | 1 | abc")
+        do {
+            running = try Catalog.parse(text: replacement)
+            Issue.record("the replacement should not parse")
+        } catch {
+            #expect(error.line == 3 && error.column == .credits)
+        }
+        #expect(running == before)
+        #expect(try running.price(model: "A", usage: .tokens(input: 1_000, output: 0)).charge == Millicredits(2_000))
+        #expect(running.entry(named: "B") == nil)
+
+        running = try Catalog.parse(text: catalogText("A | P | text | standard | 1K tokens | 0.001 | 3"))
+        #expect(try running.price(model: "A", usage: .tokens(input: 1_000, output: 0)).charge == Millicredits(3_000))
+    }
+
+    @Test("an entry sold below provider cost is flagged; exactly at cost is not")
+    func belowCostIsFlagged() throws {
+        let text = """
+            model | provider | kind | quality | unit | provider_cost_usd | credits | input_credits | output_credits
+            Below | P | image | standard | HD image | 0.10 | 9.999 | |
+            AtCost | P | image | standard | HD image | 0.10 | 10 | |
+            CheapInput | P | text | standard | 1K tokens | 0.02 | 3 | 1 | 5
+            """
+        let catalog = try Catalog.parse(text: text)
+        let below = try #require(catalog.entry(named: "Below"))
+        #expect(below.isBelowCost && below.margin.isBelowCost)
+        #expect(below.margin.percent < 0)
+        let atCost = try #require(catalog.entry(named: "AtCost"))
+        #expect(!atCost.isBelowCost && atCost.margin.percent == 0)
+        // The list price (3 credits = $0.03) covers $0.02, but input at 1 credit ($0.01) does not.
+        let cheapInput = try #require(catalog.entry(named: "CheapInput"))
+        #expect(!cheapInput.margin.isBelowCost)
+        #expect(cheapInput.isBelowCost)
+    }
+
+    @Test("decimal text: exact dollars, cents and credits", arguments: [
+        (DecimalText.usd(nanos: 750_000), "0.00075"), (DecimalText.usd(nanos: 200_000_000), "0.20"),
+        (DecimalText.usd(nanos: 2_500_000_000), "2.50"), (DecimalText.usd(nanos: 1), "0.000000001"),
+        (DecimalText.usd(cents: 8_500), "85.00"), (DecimalText.usd(cents: 1), "0.01"), (DecimalText.usd(cents: 10_501), "105.01"),
+        (DecimalText.credits(Millicredits(1_500)), "1.5"), (DecimalText.credits(Millicredits(2)), "0.002"),
+        (DecimalText.credits(Millicredits(280_000)), "280"), (DecimalText.credits(Millicredits(-1_050)), "-1.05"),
+    ])
+    func decimalTextIsExact(text: String, expected: String) {
+        #expect(text == expected)
+    }
+}
