@@ -1,5 +1,7 @@
 import ArgumentParser
+import CreditBilling
 import CreditEngine
+import CreditPricing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,6 +40,8 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "With --data: snapshot every shard once while the load runs, and report how long it took and the longest shard turn (the stall).")
     var snapshotDuringLoad = false
     @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
+    @Option(help: "What each operation is: debit (a plain debit), charge (an AI call of a named model through the billing service: key lookup, catalog price, charge command) or charge-routing (the same with routing: usable keys, route, price, charge). charge and charge-routing need --batch 1; a tenth of the accounts get an OpenAI key first.")
+    var operation = "debit"
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
@@ -54,6 +58,10 @@ struct Bench: AsyncParsableCommand {
         }
         guard commitDelayUs >= 0, commitDelayUs <= 100_000 else { throw ValidationError("--commit-delay-us must be 0...100000") }
         if let writerThreads, writerThreads < 1 { throw ValidationError("--writer-threads must be at least 1") }
+        guard ["debit", "charge", "charge-routing"].contains(operation) else {
+            throw ValidationError("--operation must be debit, charge or charge-routing, not \(operation)")
+        }
+        if operation != "debit" && batch != 1 { throw ValidationError("--operation \(operation) runs single calls: use --batch 1") }
         if durability != "memory" && data == nil {
             throw ValidationError("--durability \(durability) writes a log: give it a directory with --data DIR")
         }
@@ -79,6 +87,7 @@ struct Bench: AsyncParsableCommand {
         let heapBefore = heapBytesInUse()
         let setupStart = monotonicNanos()
         try await fund(engine)
+        let billing = operation == "debit" ? nil : try await billingWithKeys(engine)
         let setupSeconds = Double(monotonicNanos() - setupStart) / 1e9
         let residentAfter = residentBytes()
         let heapAfter = heapBytesInUse()
@@ -89,7 +98,7 @@ struct Bench: AsyncParsableCommand {
             let headers = try await engine.snapshot()
             return (Double(monotonicNanos() - started) / 1e6, headers)
         } : nil
-        let result = await load(engine)
+        let result = await load(engine, billing: billing)
         let snapshot = try await snapshotTask?.value
         let bytesPerAccount = Double(heapAfter - heapBefore) / Double(accounts)
         let residentBytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
@@ -103,7 +112,7 @@ struct Bench: AsyncParsableCommand {
             ops: result.succeeded, failed: result.failed, seconds: result.seconds,
             p50Micros: result.latency.percentile(0.50) / 1_000, p99Micros: result.latency.percentile(0.99) / 1_000,
             maxMicros: result.latency.maximum / 1_000, accounts: accounts, shards: shards, batch: batch,
-            concurrency: concurrency, durability: durability, setupSeconds: setupSeconds,
+            concurrency: concurrency, durability: durability, operation: operation, setupSeconds: setupSeconds,
             bytesPerAccount: bytesPerAccount, residentBytesPerAccount: residentBytesPerAccount, rememberedKeys: statistics.rememberedKeys,
             invariantsChecked: check, invariantViolations: problems.count, durabilityStatistics: durabilityStatistics,
             snapshotMillis: snapshot?.0, snapshotStateBytes: snapshot?.1.reduce(0) { $0 + Int($1.stateBytes) },
@@ -147,8 +156,24 @@ struct Bench: AsyncParsableCommand {
         var latency = LatencyHistogram()
     }
 
-    private func load(_ engine: CreditEngine) async -> LoadResult {
+    /// A billing service on the engine, with an OpenAI key registered on every tenth account.
+    private func billingWithKeys(_ engine: CreditEngine) async throws -> Billing {
+        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()),
+                              payments: InMemoryPaymentGateway())
+        var index = 0
+        while index < accounts {
+            try await billing.registerKey("sk-bench-\(index)-0000", provider: "OpenAI",
+                                          for: AccountID(tenant: TenantID(UInt64(index)), number: 0),
+                                          key: IdempotencyKey(high: 4, low: UInt64(index)))
+            index += 10
+        }
+        return billing
+    }
+
+    private func load(_ engine: CreditEngine, billing: Billing?) async -> LoadResult {
         let accounts = UInt64(self.accounts)
+        let routing = operation == "charge-routing"
+        let request = RoutingRequest(kind: .text, quality: .premium)
         let batch = self.batch
         let perTask = (ops + concurrency - 1) / concurrency
         let totalOps = ops
@@ -170,7 +195,29 @@ struct Bench: AsyncParsableCommand {
                                        .debit(AccountID(tenant: tenant, number: 0), amount, scope: .unscoped))
                     }
                     var done = 0
-                    if batch == 1 {
+                    if let billing {
+                        // An AI call of 1,000 tokens: GPT-4o by name, or premium text by routing.
+                        while done < count {
+                            sequence += 1
+                            let account = AccountID(tenant: TenantID(random.next() % accounts), number: 0)
+                            let key = IdempotencyKey(high: 0x1000 + UInt64(task), low: sequence)
+                            let before = monotonicNanos()
+                            let succeeded: Bool
+                            do {
+                                if routing {
+                                    _ = try await billing.charge(account, routing: request, usage: .tokens(input: 500, output: 500), key: key)
+                                } else {
+                                    _ = try await billing.charge(account, model: "GPT-4o", usage: .tokens(input: 500, output: 500), key: key)
+                                }
+                                succeeded = true
+                            } catch {
+                                succeeded = false
+                            }
+                            result.latency.record(monotonicNanos() - before)
+                            if succeeded { result.succeeded += 1 } else { result.failed += 1 }
+                            done += 1
+                        }
+                    } else if batch == 1 {
                         while done < count {
                             let command = nextDebit()
                             let before = monotonicNanos()
@@ -220,6 +267,7 @@ struct BenchReport {
     var batch: Int
     var concurrency: Int
     var durability: String
+    var operation: String
     var setupSeconds: Double
     var bytesPerAccount: Double
     var residentBytesPerAccount: Double
@@ -238,7 +286,7 @@ struct BenchReport {
             + "\"ops_per_sec\": \(fixed(opsPerSecond, 0)), \"p50_us\": \(fixed(p50Micros, 2)), "
             + "\"p99_us\": \(fixed(p99Micros, 2)), \"max_us\": \(fixed(maxMicros, 2)), "
             + "\"accounts\": \(accounts), \"shards\": \(shards), \"batch\": \(batch), "
-            + "\"concurrency\": \(concurrency), \"durability\": \"\(durability)\", "
+            + "\"concurrency\": \(concurrency), \"durability\": \"\(durability)\", \"operation\": \"\(operation)\", "
             + "\"setup_seconds\": \(fixed(setupSeconds, 3)), \"bytes_per_account\": \(fixed(bytesPerAccount, 1)), "
             + "\"resident_bytes_per_account\": \(fixed(residentBytesPerAccount, 1)), "
             + "\"remembered_keys\": \(rememberedKeys), \"invariants_checked\": \(invariantsChecked), "

@@ -121,6 +121,9 @@ extension Ledger {
         }
 
         problems += idempotency.consistencyProblems()
+        var indexed: [UInt32: Set<String>] = [:]
+        for owner in providerKeys.keys { indexed[owner.slot, default: []].insert(owner.provider) }
+        if indexed != keyIndex { problems.append("the provider key index does not match the keys") }
         for owner in providerKeys.keys where Int(owner.slot) >= accounts.count {
             problems.append("a \(owner.provider) key belongs to account slot \(owner.slot), beyond the \(accounts.count) accounts")
         }

@@ -36,6 +36,7 @@ extension Ledger {
             throw .limitReached(.keysPerAccount)
         }
         providerKeys[owner] = registration
+        keyIndex[located.slot, default: []].insert(registration.provider)
         draft.reason = "\(registration.provider) key \(registration.fingerprint)"
     }
 
@@ -45,6 +46,8 @@ extension Ledger {
         guard let removed = providerKeys.removeValue(forKey: KeyOwner(slot: located.slot, provider: provider)) else {
             throw .notAllowed(id, .noKeyForProvider)
         }
+        keyIndex[located.slot]?.remove(provider)
+        if keyIndex[located.slot]?.isEmpty == true { keyIndex[located.slot] = nil }
         draft.reason = "\(removed.provider) key \(removed.fingerprint)"
     }
 
@@ -57,16 +60,12 @@ extension Ledger {
         draft.reason = "key policy \(policy)"
     }
 
-    private mutating func keyCount(of slot: UInt32) -> Int {
-        refreshKeyIndex()
-        return keyIndex[slot]?.count ?? 0
-    }
+    private func keyCount(of slot: UInt32) -> Int { keyIndex[slot]?.count ?? 0 }
 
-    mutating func refreshKeyIndex() {
-        guard keyIndexIsStale else { return }
+    /// Rebuilds `keyIndex` from `providerKeys` (after decoding a state).
+    mutating func rebuildKeyIndex() {
         keyIndex = [:]
         for owner in providerKeys.keys { keyIndex[owner.slot, default: []].insert(owner.provider) }
-        keyIndexIsStale = false
     }
 
     /// Whether a key of `source` may pay for a call of `located` on `provider` now.
@@ -115,9 +114,8 @@ extension Ledger {
 
     /// Every provider a key may pay for on `account`'s calls now, with the key that would:
     /// what routing needs to prefer key-covered models. Empty for an unknown account.
-    public mutating func usableKeys(for account: AccountID) -> [String: KeySource] {
+    public func usableKeys(for account: AccountID) -> [String: KeySource] {
         guard let located = try? locate(account) else { return [:] }
-        refreshKeyIndex()
         var providers = keyIndex[located.slot] ?? []
         if located.organisation != none { providers.formUnion(keyIndex[organisations[Int(located.organisation)].pool] ?? []) }
         var usable: [String: KeySource] = [:]

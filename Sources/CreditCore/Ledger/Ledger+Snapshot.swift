@@ -232,6 +232,7 @@ extension Ledger {
                                        previous: decoder.previousKeys, current: decoder.currentKeys)
         totals = decoder.totals
         providerKeys = decoder.providerKeys
+        rebuildKeyIndex()
         restoreClock(nextSequence: decoder.nextSequence, lastTime: Timestamp(millisSinceEpoch: decoder.lastTime))
         let problems = invariantViolations()
         if !problems.isEmpty {

@@ -25,13 +25,11 @@ public struct Ledger: Sendable {
     var idempotency: IdempotencyTable
     var totals = LedgerTotals()
     /// Provider keys by owner account slot and provider (rare; not on the debit path).
-    var providerKeys: [KeyOwner: KeyRegistration] = [:] {
-        didSet { keyIndexIsStale = true }
-    }
-    /// The providers each slot has a key for: derived from `providerKeys` (rebuilt when
-    /// stale), so a lookup by account does not scan every key of the shard.
+    var providerKeys: [KeyOwner: KeyRegistration] = [:]
+    /// The providers each slot has a key for: derived from `providerKeys` (kept in step by
+    /// the key handlers, rebuilt after decoding), so a lookup by account does not scan
+    /// every key of the shard.
     var keyIndex: [UInt32: Set<String>] = [:]
-    var keyIndexIsStale = false
     /// The most recent entries, newest last. Output, not state: not in the digest.
     public private(set) var recentEntries: EntryWindow
     /// What the command being applied has done so far. Scratch, not state: a stored
