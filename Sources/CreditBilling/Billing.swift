@@ -84,6 +84,38 @@ public final class Billing: Sendable {
         return try await record(priced, source: source, account: account, key: key, scope: scope, reason: nil)
     }
 
+    /// Before a call whose cost is known only afterwards (a streaming LLM call): decides
+    /// whose key pays for `model` and, when credits pay, reserves the price of `estimate`
+    /// (a hold; it times out after `timeoutMillis`). With an own key nothing is reserved, so
+    /// a user with a key and no credits can still make the call. Finish with `finishCall`.
+    public func beginCall(_ account: AccountID, model: String, estimate: Usage, key: IdempotencyKey,
+                          timeoutMillis: Int64 = 10 * 60_000, scope: ChargeScope = .unscoped) async throws(BillingError) -> CallTicket {
+        let priced: PricedUsage
+        do { priced = try catalog.price(model: model, usage: estimate) } catch { throw .pricing(error) }
+        guard let (source, _) = await engine.keyForCall(by: account, provider: priced.provider) else {
+            throw .unknownAccount(account)
+        }
+        guard source == .system else {
+            return CallTicket(account: account, model: model, keySource: source, hold: nil, scope: scope)
+        }
+        let receipt = try await succeed(Command(key: key, .reserve(account, priced.charge, timeoutMillis: timeoutMillis, scope: scope)))
+        return CallTicket(account: account, model: model, keySource: .system, hold: receipt.hold, scope: scope)
+    }
+
+    /// After the call: charges its actual `usage` — settling the hold (the actual price may
+    /// be above or below the reserve; above it the excess is charged, and what the balance
+    /// cannot cover becomes debt: the call happened), or, with an own key, recording a
+    /// 0-credit charge.
+    public func finishCall(_ ticket: CallTicket, usage: Usage, key: IdempotencyKey) async throws(BillingError) -> ChargeReceipt {
+        let priced: PricedUsage
+        do { priced = try catalog.price(model: ticket.model, usage: usage) } catch { throw .pricing(error) }
+        let charge = UsageCharge(model: priced.model, provider: priced.provider, units: UInt64(priced.units),
+                                 providerCostNanoUSD: priced.providerCostNanoUSD, listPrice: priced.charge, keySource: ticket.keySource)
+        let action: Action = ticket.hold.map { .settleCharge($0, charge) } ?? .charge(ticket.account, charge, scope: ticket.scope)
+        let receipt = try await succeed(Command(key: key, action))
+        return ChargeReceipt(receipt: receipt, usage: charge, reason: nil)
+    }
+
     /// Chooses the model for a request (docs/pricing.md, routing) and charges `usage` of it.
     public func charge(_ account: AccountID, routing request: RoutingRequest, usage: Usage, key: IdempotencyKey,
                        scope: ChargeScope = .unscoped) async throws(BillingError) -> ChargeReceipt {
@@ -246,6 +278,15 @@ public struct RouteDecision: Sendable, Hashable {
     public let creditsPerUnit: Millicredits
     public let keySource: KeySource
     public let reason: String
+}
+
+/// A call begun with `beginCall`: whose key pays and, on credits, the hold.
+public struct CallTicket: Sendable, Hashable {
+    public let account: AccountID
+    public let model: String
+    public let keySource: KeySource
+    public let hold: HoldID?
+    public let scope: ChargeScope
 }
 
 public struct ChargeReceipt: Sendable, Equatable {

@@ -155,6 +155,28 @@ struct ChargingTests {
         #expect(status.first { $0.provider == "Runway" }?.creditsPerUnitRange == credits(80) ... credits(180))
     }
 
+    @Test("a streaming call: credits reserve the estimate and settle the actual usage; an own key reserves nothing")
+    func streamingCalls() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(6, credits: credits(100))
+        let ticket = try await f.billing.beginCall(account, model: "Claude 3 Opus", estimate: .tokens(input: 1_000, output: 1_000), key: f.key())
+        #expect(ticket.keySource == .system && ticket.hold != nil)
+        #expect(await f.engine.balance(of: account)?.held == credits(30))
+        let settled = try await f.billing.finishCall(ticket, usage: .tokens(input: 700, output: 600), key: f.key())
+        #expect(settled.receipt.amount == Millicredits(19_500)) // 1,300 tokens at 15 credits per 1K
+        #expect(await f.engine.balance(of: account)?.held == .zero)
+        #expect(await f.engine.balance(of: account)?.available == Millicredits(80_500))
+
+        let poor = try await f.individual(7, credits: .zero)
+        try await f.billing.registerKey("sk-anthropic-0007", provider: "Anthropic", for: poor, key: f.key())
+        let free = try await f.billing.beginCall(poor, model: "Claude 3 Opus", estimate: .tokens(input: 5_000, output: 0), key: f.key())
+        #expect(free.keySource == .userKey && free.hold == nil)
+        let recorded = try await f.billing.finishCall(free, usage: .tokens(input: 4_000, output: 0), key: f.key())
+        #expect(recorded.receipt.amount == .zero && recorded.usage.saved == credits(60))
+        let last = await f.engine.recentStatement(of: poor).last
+        #expect(last?.kind == .charged && last?.usage?.keySource == .userKey)
+    }
+
     @Test("a sealed key opens only with the host's key, for its owner and provider")
     func sealing() throws {
         let sealer = try KeySealer(keyBytes: KeySealer.randomKeyBytes())

@@ -71,6 +71,27 @@ struct ChargeTests {
         h.reject(.charge(account, usage(.system), scope: .unscoped), .accountFrozen(account))
     }
 
+    @Test("a hold settled with usage: on system keys the list price is consumed; with an own key the hold is released and nothing spent")
+    func settleChargeWithUsage() throws {
+        var h = LedgerHarness()
+        let account = try h.openIndividual(1)
+        try h.grant(account, credits(100))
+        let paid = try h.reserve(account, credits(20))
+        let (receipt, entry) = try h.succeedWithEntry(.settleCharge(paid, usage(.system)))
+        #expect(receipt.amount == credits(15) && receipt.availableAfter == credits(85))
+        #expect(entry.kind == .settled && entry.usage == usage(.system))
+        // Own key: not registered yet → refused, and the hold stays open.
+        let free = try h.reserve(account, credits(20))
+        h.reject(.settleCharge(free, usage(.userKey)), .notAllowed(account, .keyNotUsable))
+        #expect(try h.balance(account).held == credits(20))
+        try h.succeed(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "f", sealed: [1])))
+        let (ownReceipt, ownEntry) = try h.succeedWithEntry(.settleCharge(free, usage(.userKey)))
+        #expect(ownReceipt.amount == .zero && ownEntry.usage?.saved == credits(15))
+        #expect(try h.balance(account).held == .zero && h.balance(account).available == credits(85))
+        h.reject(.settleCharge(free, usage(.system)), .holdNotOpen(free))
+        h.reject(.settleCharge(HoldID(tenant: TenantID(1), number: 999), usage(.system, model: "")), .invalidText(.usageNamesModelAndProvider))
+    }
+
     @Test("a retried charge returns its first outcome; the same key with other usage is a conflict; a charge is refundable by its key")
     func retriesConflictsAndRefunds() throws {
         var h = LedgerHarness()

@@ -52,6 +52,8 @@ struct CommandCodingTests {
         .registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "sk-…abcd · 3f9a2c", sealed: [0, 1, 2, 255])),
         .registerKey(account, KeyRegistration(provider: "", fingerprint: "", sealed: [])),
         .removeKey(account, provider: "Anthropic"),
+        .settleCharge(hold, UsageCharge(model: "Claude 3 Opus", provider: "Anthropic", units: 2_500, providerCostNanoUSD: 187_500_000,
+                                        listPrice: Millicredits(37_500), keySource: .system)),
         .setKeyPolicy(TenantID(2), .hybrid),
         .setKeyPolicy(TenantID(2), .userControlled),
     ]
@@ -132,7 +134,7 @@ struct CommandCodingTests {
         for _ in 0 ..< 20_000 {
             let length = Int(random.next() % 80)
             var bytes = (0 ..< length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-            if length > 16 { bytes[16] = UInt8(1 + random.next() % 21) } // mostly valid tags, to reach the fields
+            if length > 16 { bytes[16] = UInt8(1 + random.next() % 22) } // mostly valid tags, to reach the fields
             var reader = ByteReader(bytes)
             if (try? Command(decoding: &reader)) != nil {
                 decodedCount += 1

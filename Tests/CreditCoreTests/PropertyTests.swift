@@ -214,6 +214,13 @@ struct RandomSequence {
             case 2 ..< 5: reserved + rng.between(1, 40_000)
             default: rng.between(0, reserved)
             }
+            if rng.chance(25) {
+                // The streaming-call pattern: settle with the call's usage (own key: 0).
+                let source = rng.chance(70) ? KeySource.system : rng.pick([KeySource.userKey, .organisationKey])
+                return .settleCharge(id, UsageCharge(model: "GPT-4o", provider: rng.pick(["OpenAI", "Anthropic"]), units: 1_000,
+                                                     providerCostNanoUSD: 15_000_000, listPrice: Millicredits(max(0, actual)),
+                                                     keySource: source))
+            }
             return .settle(id, actual: Millicredits(actual))
         case 60 ..< 64:
             return .release(hold())
@@ -394,7 +401,7 @@ struct RandomSequence {
              .setMemberLimit(let account, _), .charge(let account, _, _), .registerKey(let account, _),
              .removeKey(let account, _):
             seenAccounts.insert(account)
-        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
+        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             seenHolds.insert(hold)
         case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy:
             break
@@ -418,6 +425,11 @@ struct RandomSequence {
         case .settle(let hold, let actual):
             if actual > .zero, let principal = entry.principal {
                 charges.append((command.key, principal, actual))
+            }
+            holds.removeAll { $0 == hold }
+        case .settleCharge(let hold, let usage):
+            if usage.charged > .zero, let principal = entry.principal {
+                charges.append((command.key, principal, usage.charged))
             }
             holds.removeAll { $0 == hold }
         default:

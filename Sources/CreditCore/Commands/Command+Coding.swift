@@ -21,7 +21,7 @@ extension Command {
     /// those can exceed a log record's limit (`encodedSize()` tells).
     public var hasVariableSize: Bool {
         switch action {
-        case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .registerKey, .removeKey: true
+        case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .settleCharge, .registerKey, .removeKey: true
         default: false
         }
     }
@@ -92,6 +92,10 @@ extension Command {
             writer.write(usage.model); writer.write(usage.provider); writer.write(usage.units)
             writer.write(usage.providerCostNanoUSD); writer.write(usage.listPrice); writer.write(usage.keySource.rawValue)
             writer.write(scope)
+        case .settleCharge(let hold, let usage):
+            writer.write(UInt8(21)); writer.write(hold)
+            writer.write(usage.model); writer.write(usage.provider); writer.write(usage.units)
+            writer.write(usage.providerCostNanoUSD); writer.write(usage.listPrice); writer.write(usage.keySource.rawValue)
         case .registerKey(let account, let registration):
             writer.write(UInt8(18)); writer.write(account)
             writer.write(registration.provider); writer.write(registration.fingerprint)
@@ -191,18 +195,11 @@ extension Command {
             action = .timeOutHold(try reader.readHold())
         case 17:
             let account = try reader.readAccount()
-            let model = try reader.readString(maxBytes: Self.decodedTextBytesMax, "model")
-            let provider = try reader.readString(maxBytes: Self.decodedTextBytesMax, "provider")
-            let units = try reader.read(UInt64.self)
-            let providerCost = try reader.read(Int64.self)
-            let listPrice = try reader.readAmount()
-            let sourceOffset = reader.offset
-            guard let keySource = KeySource(rawValue: try reader.read(UInt8.self)) else {
-                throw .invalid(offset: sourceOffset, field: "key source")
-            }
-            let usage = UsageCharge(model: model, provider: provider, units: units, providerCostNanoUSD: providerCost,
-                                    listPrice: listPrice, keySource: keySource)
+            let usage = try Self.readUsage(&reader)
             action = .charge(account, usage, scope: try reader.readScope())
+        case 21:
+            let hold = try reader.readHold()
+            action = .settleCharge(hold, try Self.readUsage(&reader))
         case 18:
             let account = try reader.readAccount()
             let provider = try reader.readString(maxBytes: Self.decodedTextBytesMax, "provider")
@@ -226,6 +223,23 @@ extension Command {
             throw .invalid(offset: tagOffset, field: "command tag")
         }
         self.init(key: key, action)
+    }
+}
+
+extension Command {
+    /// The usage fields of tags 17 and 21.
+    static func readUsage(_ reader: inout ByteReader) throws(DecodingError) -> UsageCharge {
+        let model = try reader.readString(maxBytes: decodedTextBytesMax, "model")
+        let provider = try reader.readString(maxBytes: decodedTextBytesMax, "provider")
+        let units = try reader.read(UInt64.self)
+        let providerCost = try reader.read(Int64.self)
+        let listPrice = try reader.readAmount()
+        let sourceOffset = reader.offset
+        guard let keySource = KeySource(rawValue: try reader.read(UInt8.self)) else {
+            throw .invalid(offset: sourceOffset, field: "key source")
+        }
+        return UsageCharge(model: model, provider: provider, units: units, providerCostNanoUSD: providerCost,
+                           listPrice: listPrice, keySource: keySource)
     }
 }
 

@@ -79,10 +79,9 @@ extension Action {
         case .startPeriod(let tenant):
             hasher.combine(UInt8(15)); hasher.combine(tenant.rawValue)
         case .charge(let account, let usage, let scope):
-            hasher.combine(UInt8(17)); account.feed(into: &hasher)
-            hasher.combine(usage.model); hasher.combine(usage.provider); hasher.combine(usage.units)
-            hasher.combine(usage.providerCostNanoUSD); hasher.combine(usage.listPrice.rawValue)
-            hasher.combine(usage.keySource.rawValue); scope.feed(into: &hasher)
+            hasher.combine(UInt8(17)); account.feed(into: &hasher); usage.feed(into: &hasher); scope.feed(into: &hasher)
+        case .settleCharge(let hold, let usage):
+            hasher.combine(UInt8(21)); hold.feed(into: &hasher); usage.feed(into: &hasher)
         case .registerKey(let account, let registration):
             hasher.combine(UInt8(18)); account.feed(into: &hasher)
             hasher.combine(registration.provider); hasher.combine(registration.fingerprint)
@@ -93,6 +92,13 @@ extension Action {
         case .setKeyPolicy(let tenant, let policy):
             hasher.combine(UInt8(20)); hasher.combine(tenant.rawValue); hasher.combine(policy.rawValue)
         }
+    }
+}
+
+extension UsageCharge {
+    func feed(into hasher: inout StableHasher) {
+        hasher.combine(model); hasher.combine(provider); hasher.combine(units)
+        hasher.combine(providerCostNanoUSD); hasher.combine(listPrice.rawValue); hasher.combine(keySource.rawValue)
     }
 }
 

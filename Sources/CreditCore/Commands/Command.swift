@@ -57,6 +57,10 @@ public enum Action: Sendable, Equatable {
     /// provider), spent like a debit; the entry records the model, provider, units,
     /// provider cost, key source and list price (docs/pricing.md).
     indirect case charge(AccountID, UsageCharge, scope: ChargeScope)
+    /// Settles a hold with an AI call's usage: like `settle` with `usage.charged` as the
+    /// actual cost (0 when an own key paid: the hold is released), recording the usage as a
+    /// charge does.
+    indirect case settleCharge(HoldID, UsageCharge)
     /// Registers (or replaces) the account's own key for a provider: a user's key on a
     /// standard or member account, the organisation's key on its pool. The ledger keeps
     /// the fingerprint and the sealed key only (docs/pricing.md).
@@ -77,7 +81,7 @@ public enum Action: Sendable, Equatable {
              .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
              .charge(let account, _, _), .registerKey(let account, _), .removeKey(let account, _):
             return account.tenant
-        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
+        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             return hold.tenant
         }
     }

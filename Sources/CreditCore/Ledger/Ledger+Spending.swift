@@ -68,10 +68,7 @@ extension Ledger {
     /// account exists and is not frozen) and recorded, so usage by key source and the
     /// credits saved can be read from the log.
     mutating func charge(_ id: AccountID, _ usage: UsageCharge, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
-        guard !usage.model.isEmpty, !usage.provider.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
-        try checkText(usage.model)
-        try checkText(usage.provider)
-        guard usage.providerCostNanoUSD >= 0, usage.listPrice >= .zero else { throw .invalidText(.usageNotNegative) }
+        try checkUsage(usage)
         draft.usage = usage
         let amount = usage.charged
         if amount > .zero {
@@ -86,6 +83,26 @@ extension Ledger {
         guard keyUsable(usage.keySource, by: located, provider: usage.provider) else {
             throw .notAllowed(id, .keyNotUsable)
         }
+    }
+
+    func checkUsage(_ usage: UsageCharge) throws(LedgerError) {
+        guard !usage.model.isEmpty, !usage.provider.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
+        try checkText(usage.model)
+        try checkText(usage.provider)
+        guard usage.providerCostNanoUSD >= 0, usage.listPrice >= .zero else { throw .invalidText(.usageNotNegative) }
+    }
+
+    /// A settle whose actual cost is an AI call's usage (see `charge` for own keys).
+    mutating func settleCharge(_ id: HoldID, _ usage: UsageCharge, at now: Int64) throws(LedgerError) {
+        try checkUsage(usage)
+        if usage.keySource != .system {
+            let (_, located) = try openHold(id)
+            guard keyUsable(usage.keySource, by: located, provider: usage.provider) else {
+                throw .notAllowed(located.id, .keyNotUsable)
+            }
+        }
+        draft.usage = usage
+        try settle(id, actual: usage.charged, at: now)
     }
 
     mutating func reserve(_ id: AccountID, _ amount: Millicredits, timeoutMillis: Int64, _ scope: ChargeScope,

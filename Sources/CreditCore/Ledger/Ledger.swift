@@ -278,6 +278,7 @@ public struct Ledger: Sendable {
         case .setMemberLimit(let account, let cap): try setMemberLimit(account, cap)
         case .startPeriod(let tenant): try startPeriod(tenant)
         case .charge(let account, let usage, let scope): try charge(account, usage, scope, at: now)
+        case .settleCharge(let hold, let usage): try settleCharge(hold, usage, at: now)
         case .registerKey(let account, let registration): try registerKey(account, registration)
         case .removeKey(let account, let provider): try removeKey(account, provider: provider)
         case .setKeyPolicy(let tenant, let policy): try setKeyPolicy(tenant, policy)
@@ -305,6 +306,7 @@ extension Action {
         case .setMemberLimit: .memberLimitSet
         case .startPeriod: .periodStarted
         case .charge: .charged
+        case .settleCharge: .settled
         case .registerKey: .keyRegistered
         case .removeKey: .keyRemoved
         case .setKeyPolicy: .keyPolicySet

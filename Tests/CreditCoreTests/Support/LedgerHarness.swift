@@ -295,7 +295,7 @@ struct LedgerHarness {
         case .debit(let account, _, let scope), .reserve(let account, _, _, let scope), .charge(let account, _, let scope):
             accounts.insert(account)
             scopes.insert(scope)
-        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold):
+        case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             holdIDs.insert(hold)
         }
         if case .grant(_, let terms) = action { scopes.insert(terms.scope) }
