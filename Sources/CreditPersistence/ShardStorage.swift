@@ -89,6 +89,9 @@ public enum ShardStorage {
     /// Rebuilds one shard's ledger: the newest snapshot that verifies (falling back to older
     /// ones, each rejection reported), then the log after it. `visit` sees every replayed
     /// record with the entry it made (for `export`). Read-only: nothing on disk changes.
+    /// Records replayed per batch call during recovery.
+    static let replayRunLength = 512
+
     public static func recover(shard: Int, shardCount: Int, storage: StorageConfiguration,
                                ledger configuration: LedgerConfiguration,
                                fromLogStart: Bool = false,
@@ -129,17 +132,37 @@ public enum ShardStorage {
         }
 
         let walReport: WALReader.Report
+        // Without a visitor, records are replayed in runs through the batch path, whose
+        // prefetching overlaps the cache misses of consecutive records (a visitor must see
+        // the ledger after each record, so it gets them one by one).
+        var pending: [Command] = []
+        var pendingTimes: [Timestamp] = []
+        pending.reserveCapacity(Self.replayRunLength)
+        pendingTimes.reserveCapacity(Self.replayRunLength)
+        var lastTime = ledger.lastTime
         do {
             walReport = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
                                            fileSystem: fileSystem, shard: UInt32(shard), afterLSN: afterLSN, chain: chain,
                                            mode: storage.recovery) { entry in
-                guard entry.time >= ledger.lastTime else {
+                guard entry.time >= lastTime else {
                     throw WALReader.Failure(file: storage.walDirectory(shard), offset: 0,
                                             problem: "record \(entry.lsn) is stamped \(entry.time), before the previous record")
                 }
-                _ = ledger.record(entry.command, at: entry.time)
-                visit?(entry, &ledger)
+                lastTime = entry.time
+                if let visit {
+                    _ = ledger.record(entry.command, at: entry.time)
+                    visit(entry, &ledger)
+                    return
+                }
+                pending.append(entry.command)
+                pendingTimes.append(entry.time)
+                if pending.count == Self.replayRunLength {
+                    ledger.replay(pending, times: pendingTimes)
+                    pending.removeAll(keepingCapacity: true)
+                    pendingTimes.removeAll(keepingCapacity: true)
+                }
             }
+            ledger.replay(pending, times: pendingTimes)
         } catch let failure as WALReader.Failure {
             throw RecoveryError(shard: shard, problem: failure.description, logStartPruned: failure.logStartPruned)
         } catch {

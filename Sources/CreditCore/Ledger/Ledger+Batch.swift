@@ -21,6 +21,22 @@ extension Ledger {
     public mutating func record(batch commands: [Command], positions: [Int]? = nil, at time: Timestamp,
                                 collectingEntries: Bool, collectingRecorded: Bool = false)
         -> (outcomes: [Outcome], entries: [LedgerEntry], recorded: [Int]) {
+        record(batch: commands, positions: positions, times: nil, at: time, collectingEntries: collectingEntries,
+               collectingRecorded: collectingRecorded)
+    }
+
+    /// Re-applies logged commands, each at its own logged time (non-decreasing), with the
+    /// batch path's prefetching: what recovery does with a log. The outcomes are those the
+    /// commands had when first applied (the ledger is deterministic), so none is returned.
+    public mutating func replay(_ commands: [Command], times: [Timestamp]) {
+        precondition(commands.count == times.count, "one time per command")
+        _ = record(batch: commands, positions: nil, times: times, at: .epoch, collectingEntries: false, collectingRecorded: false)
+    }
+
+    /// The batch loop: every command at `time`, or at its own `times` entry when given.
+    private mutating func record(batch commands: [Command], positions: [Int]?, times: [Timestamp]?, at time: Timestamp,
+                                 collectingEntries: Bool, collectingRecorded: Bool)
+        -> (outcomes: [Outcome], entries: [LedgerEntry], recorded: [Int]) {
         let count = positions?.count ?? commands.count
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(count)
@@ -49,6 +65,7 @@ extension Ledger {
                 // Matched here, through the pointer: passing `buffer[i]` as a `Command` makes
                 // the compiler copy the whole enum (the buffer is memory it cannot reason about).
                 let command = buffer.baseAddress! + position(index)
+                let time = times?[index] ?? time
                 let (outcome, recorded) = if case .debit(let account, let amount, let scope) = command.pointee.action {
                     recordDebit(key: command.pointee.key, account, amount, scope, at: time)
                 } else {
