@@ -94,6 +94,11 @@ extension Ledger {
     /// in order of preference: IT-controlled and hybrid prefer the organisation's key,
     /// user-controlled the member's own; an individual uses its own key.
     func preferredKey(for located: Located, provider: String) -> (source: KeySource, registration: KeyRegistration?) {
+        // Most accounts (and their organisations) have no key: answer without hashing names.
+        if keyIndex.isEmpty || (keyIndex[located.slot] == nil
+            && (located.organisation == none || keyIndex[organisations[Int(located.organisation)].pool] == nil)) {
+            return (.system, nil)
+        }
         let ownFirst = located.member == nil || organisations[Int(located.organisation)].keyPolicy == .userControlled
         let order: [KeySource] = ownFirst ? [.userKey, .organisationKey] : [.organisationKey, .userKey]
         for source in order where keyUsable(source, by: located, provider: provider) {

@@ -3,13 +3,15 @@
 ///
 /// Entries are stored in a compact form made of plain values only (`StoredEntry`), so
 /// writing one is a copy of bytes with nothing to release; the rare parts that need
-/// references (an adjustment's reason, movements beyond the second) wait in `extras`.
+/// references (an adjustment's reason, a charge's usage, movements beyond the second) wait
+/// in `extras`, at the same position as their entry (a charge per call made a dictionary
+/// keyed by sequence cost a hash insert and remove per charge).
 /// `LedgerEntry` values are rebuilt when read.
 public struct EntryWindow: Sendable {
     private var ring: [StoredEntry] = []
     private var next = 0
-    /// Reasons and spilled movements, by sequence, of the stored entries that have them.
-    private var extras: [UInt64: Extras] = [:]
+    /// Reasons, usage and spilled movements of the entry at the same position of `ring`.
+    private var extras: [Extras?] = []
     public let capacity: Int
 
     struct Extras: Sendable {
@@ -26,17 +28,17 @@ public struct EntryWindow: Sendable {
     public var count: Int { ring.count }
 
     /// The entry appended last.
-    public var newest: LedgerEntry? { ring.isEmpty ? nil : entry(ring[(next + capacity - 1) % capacity]) }
+    public var newest: LedgerEntry? { ring.isEmpty ? nil : entry(at: (next + capacity - 1) % capacity) }
 
     @inline(__always)
     mutating func append(_ stored: StoredEntry, extras newExtras: Extras?) {
         if ring.count < capacity {
             ring.append(stored)
+            extras.append(newExtras)
         } else {
-            if ring[next].hasExtras { extras.removeValue(forKey: ring[next].sequence) }
             ring[next] = stored
+            if newExtras != nil || extras[next] != nil { extras[next] = newExtras }
         }
-        if let newExtras { extras[stored.sequence] = newExtras }
         next = next + 1 == capacity ? 0 : next + 1
     }
 
@@ -45,14 +47,15 @@ public struct EntryWindow: Sendable {
         var result: [LedgerEntry] = []
         let start = ring.count < capacity ? 0 : next
         for offset in 0 ..< ring.count {
-            let entry = entry(ring[(start + offset) % ring.count])
+            let entry = entry(at: (start + offset) % ring.count)
             if isIncluded(entry) { result.append(entry) }
         }
         return result
     }
 
-    private func entry(_ stored: StoredEntry) -> LedgerEntry {
-        let extra = stored.hasExtras ? extras[stored.sequence] : nil
+    private func entry(at position: Int) -> LedgerEntry {
+        let stored = ring[position]
+        let extra = stored.hasExtras ? extras[position] : nil
         var movements = GrantMovements()
         if stored.movementCount > 0 { movements.append(stored.movement0) }
         if stored.movementCount > 1 { movements.append(stored.movement1) }
