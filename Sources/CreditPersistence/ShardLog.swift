@@ -275,21 +275,7 @@ public final class ShardLog: @unchecked Sendable {
             if let failure = lock.withLock({ failure }) { throw failure }
             return
         }
-        do {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                let ready: Result<Void, LogFailure>? = lock.withLock {
-                    if let failure { return .failure(failure) }
-                    if durableLSN >= lsn { return .success(()) }
-                    waiters.append((lsn, .task(continuation)))
-                    return nil
-                }
-                if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
-            }
-        } catch let failure as LogFailure {
-            throw failure
-        } catch {
-            preconditionFailure("unexpected error \(error)")
-        }
+        try await waitForSync(lsn, requestingOne: false)
     }
 
     /// Runs `action` once the record `lsn` (and all before it) is durable under the
@@ -310,16 +296,26 @@ public final class ShardLog: @unchecked Sendable {
     /// Returns once the record `lsn` is synced, whatever the durability mode (a snapshot
     /// must never be newer than the synced log). Throws if the log stopped.
     public func waitUntilSynced(_ lsn: UInt64) async throws(LogFailure) {
+        try await waitForSync(lsn, requestingOne: true)
+    }
+
+    /// Suspends until the record `lsn` is synced. `requestingOne`: in the modes that do not
+    /// sync on every write, asks the writer for a sync now.
+    private func waitForSync(_ lsn: UInt64, requestingOne: Bool) async throws(LogFailure) {
         do {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 let ready: Result<Void, LogFailure>? = lock.withLock {
                     if let failure { return .failure(failure) }
                     if durableLSN >= lsn { return .success(()) }
                     waiters.append((lsn, .task(continuation)))
-                    syncRequested = true
+                    if requestingOne { syncRequested = true }
                     return nil
                 }
-                if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) } else { writer.wake() }
+                if let ready {
+                    continuation.resume(with: ready.mapError { $0 as any Error })
+                } else if requestingOne {
+                    writer.wake()
+                }
             }
         } catch let failure as LogFailure {
             throw failure
