@@ -132,7 +132,7 @@ public final class CreditEngine: Sendable {
     /// outcome if the key was seen before).
     public func execute(_ command: Command) async -> Outcome {
         let shard = shards[shardIndex(for: command.tenant)]
-        if shard.log == nil { return await shard.execute(command).outcome }
+        if shard.log == nil { return await shard.execute(command) }
         // Queued for the shard's drain, which applies the calls queued together as one
         // batch and resumes each caller once its record is durable (see `Shard.drain`).
         return await withUnsafeContinuation { continuation in

@@ -68,30 +68,13 @@ actor Shard {
     /// Time for the next command: the clock, but never before the last stamp.
     private func stamp() -> Timestamp { max(clock.now(), ledger.lastTime) }
 
-    /// Applies one command. With storage, also returns the LSN the caller must wait for
-    /// (`log.waitUntilDurable`) before it may hand the outcome on: the wait happens outside
-    /// the actor, so a woken caller does not queue for the actor again.
-    func execute(_ command: Command) -> (outcome: Outcome, durableAt: UInt64?) {
-        guard let log else {
-            let (outcome, recorded) = ledger.record(command, at: stamp())
-            if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
-            return (outcome, nil)
-        }
-        if log.stoppedBecause != nil { return (.failure(.logStopped), nil) }
-        if Self.tooLargeToLog(command) { return (.failure(.invalidText(.textTooLong)), nil) }
-        let started = monotonicNanos()
-        let startedCPU = threadCPUNanos()
-        let time = stamp()
-        let (outcome, recorded) = ledger.record(command, at: time)
-        // A retry answered from the idempotency table waits for everything appended so far:
-        // its original may still be on its way to the disk.
-        let lsn = recorded ? log.append(command, at: time) : log.lastAppendedLSN
-        if recorded {
-            if let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
-            noteRecorded(1)
-        }
-        noteTurn(started: started, startedCPU: startedCPU)
-        return (outcome, lsn)
+    /// Applies one command of an engine in memory (with storage, single calls go through
+    /// `submissions` and `drain`).
+    func execute(_ command: Command) -> Outcome {
+        assert(log == nil, "a durable shard takes single calls through its submission queue")
+        let (outcome, recorded) = ledger.record(command, at: stamp())
+        if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
+        return outcome
     }
 
     /// Rounds a drain runs before it lets other calls waiting for the actor go first.
@@ -115,43 +98,14 @@ actor Shard {
     }
 
     private func applyDrained() {
-        let commands = drainCommands
         let continuations = drainContinuations
-        guard let log else {
-            let (outcomes, entries, _) = ledger.record(batch: commands, at: stamp(), collectingEntries: onEntry != nil)
-            if let onEntry { for entry in entries { onEntry(index, entry) } }
+        let (outcomes, durableAt) = apply(drainCommands, positions: nil)
+        guard let durableAt, let log else {
             for (continuation, outcome) in zip(continuations, outcomes) { continuation.resume(returning: outcome) }
             return
         }
-        if log.stoppedBecause != nil {
-            for continuation in continuations { continuation.resume(returning: .failure(.logStopped)) }
-            return
-        }
-        let started = monotonicNanos()
-        let startedCPU = threadCPUNanos()
-        var positions: [Int]?
-        if commands.contains(where: Self.tooLargeToLog) {
-            // Rare: a command too large for a log record is refused on its own (not
-            // applied, not remembered); the others go on.
-            positions = commands.indices.filter { !Self.tooLargeToLog(commands[$0]) }
-        }
-        let time = stamp()
-        let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: positions, at: time,
-                                                          collectingEntries: onEntry != nil, collectingRecorded: true)
-        log.append(commands, at: time, indices: positions.map { positions in recorded.map { positions[$0] } } ?? recorded)
-        if let onEntry { for entry in entries { onEntry(self.index, entry) } }
-        noteRecorded(recorded.count)
-        noteTurn(started: started, startedCPU: startedCPU)
-        var results = outcomes
-        if let positions {
-            results = [Outcome](repeating: .failure(.invalidText(.textTooLong)), count: commands.count)
-            for (index, outcome) in zip(positions, outcomes) { results[index] = outcome }
-        }
-        let finalResults = results
-        // Retries answered from the idempotency table wait too: their originals may still
-        // be on their way to the disk.
-        log.whenDurable(log.lastAppendedLSN) { failure in
-            for (continuation, outcome) in zip(continuations, finalResults) {
+        log.whenDurable(durableAt) { failure in
+            for (continuation, outcome) in zip(continuations, outcomes) {
                 continuation.resume(returning: failure == nil ? outcome : .failure(.logStopped))
             }
         }
@@ -161,45 +115,51 @@ actor Shard {
     /// timestamp (they arrived together). The batch array is shared, not copied. With
     /// storage, the outcomes come back once all their records are durable.
     func execute(batch commands: [Command], positions: [Int]? = nil) async -> [Outcome] {
+        let (outcomes, durableAt) = apply(commands, positions: positions)
+        if let durableAt, let log {
+            do { try await log.waitUntilDurable(durableAt) } catch { return outcomes.map { _ in .failure(.logStopped) } }
+        }
+        return outcomes
+    }
+
+    /// The one way commands are applied (batches, and the drained single calls): at one
+    /// timestamp, through the batch path. With storage, the commands that changed the state
+    /// are appended to the log in one hand-over, and the LSN the outcomes must wait for is
+    /// returned — the last appended, so a retry answered from the idempotency table waits
+    /// for its original too. A command too large for a log record is refused on its own
+    /// (not applied, not remembered); once the log has stopped, every command is refused.
+    private func apply(_ commands: [Command], positions: [Int]?) -> (outcomes: [Outcome], durableAt: UInt64?) {
         guard let log else {
             let (outcomes, entries, _) = ledger.record(batch: commands, positions: positions, at: stamp(),
                                                        collectingEntries: onEntry != nil)
             if let onEntry { for entry in entries { onEntry(index, entry) } }
-            return outcomes
+            return (outcomes, nil)
         }
         let count = positions?.count ?? commands.count
-        if log.stoppedBecause != nil { return [Outcome](repeating: .failure(.logStopped), count: count) }
-        if (positions ?? Array(commands.indices)).contains(where: { Self.tooLargeToLog(commands[$0]) }) {
-            // Rare: a command too large for a log record is refused on its own (not applied,
-            // not remembered); the others go one by one.
-            var outcomes: [Outcome] = []
-            var last: UInt64?
-            for position in positions ?? Array(commands.indices) {
-                let (outcome, durableAt) = execute(commands[position])
-                outcomes.append(outcome)
-                if let durableAt { last = max(last ?? 0, durableAt) }
-            }
-            if let last {
-                do { try await log.waitUntilDurable(last) } catch { return [Outcome](repeating: .failure(.logStopped), count: count) }
-            }
-            return outcomes
-        }
+        if log.stoppedBecause != nil { return ([Outcome](repeating: .failure(.logStopped), count: count), nil) }
         let started = monotonicNanos()
         let startedCPU = threadCPUNanos()
+        var applied = positions
+        var refused: Set<Int> = []
+        let anyTooLarge = positions.map { $0.contains { Self.tooLargeToLog(commands[$0]) } }
+            ?? commands.contains(where: Self.tooLargeToLog)
+        if anyTooLarge {
+            let all = positions ?? Array(commands.indices)
+            refused = Set(all.indices.filter { Self.tooLargeToLog(commands[all[$0]]) })
+            applied = all.indices.filter { !refused.contains($0) }.map { all[$0] }
+        }
         let time = stamp()
-        let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: positions, at: time,
+        let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: applied, at: time,
                                                           collectingEntries: onEntry != nil, collectingRecorded: true)
-        log.append(commands, at: time, indices: positions.map { positions in recorded.map { positions[$0] } } ?? recorded)
-        let lsn = log.lastAppendedLSN
+        log.append(commands, at: time, indices: applied.map { applied in recorded.map { applied[$0] } } ?? recorded)
         if let onEntry { for entry in entries { onEntry(self.index, entry) } }
         noteRecorded(recorded.count)
         noteTurn(started: started, startedCPU: startedCPU)
-        do {
-            try await log.waitUntilDurable(lsn)
-        } catch {
-            return [Outcome](repeating: .failure(.logStopped), count: count)
-        }
-        return outcomes
+        guard !refused.isEmpty else { return (outcomes, log.lastAppendedLSN) }
+        // Put the refusals back in their places.
+        var next = outcomes.makeIterator()
+        let all = (0 ..< count).map { refused.contains($0) ? Outcome.failure(.invalidText(.textTooLong)) : next.next()! }
+        return (all, log.lastAppendedLSN)
     }
 
     /// A command whose log record would exceed `WALFormat.recordSizeMax` (a text field of
