@@ -76,8 +76,7 @@ public final class Billing: Sendable {
     /// credits) or in credits, and recorded with the model, provider, units and costs.
     public func charge(_ account: AccountID, model: String, usage: Usage, key: IdempotencyKey,
                        scope: ChargeScope = .unscoped) async throws(BillingError) -> ChargeReceipt {
-        let priced: PricedUsage
-        do { priced = try catalog.price(model: model, usage: usage) } catch { throw .pricing(error) }
+        let priced = try price(model, usage)
         guard let (source, _) = await engine.keyForCall(by: account, provider: priced.provider) else {
             throw .unknownAccount(account)
         }
@@ -90,8 +89,7 @@ public final class Billing: Sendable {
     /// a user with a key and no credits can still make the call. Finish with `finishCall`.
     public func beginCall(_ account: AccountID, model: String, estimate: Usage, key: IdempotencyKey,
                           timeoutMillis: Int64 = 10 * 60_000, scope: ChargeScope = .unscoped) async throws(BillingError) -> CallTicket {
-        let priced: PricedUsage
-        do { priced = try catalog.price(model: model, usage: estimate) } catch { throw .pricing(error) }
+        let priced = try price(model, estimate)
         guard let (source, _) = await engine.keyForCall(by: account, provider: priced.provider) else {
             throw .unknownAccount(account)
         }
@@ -107,10 +105,7 @@ public final class Billing: Sendable {
     /// cannot cover becomes debt: the call happened), or, with an own key, recording a
     /// 0-credit charge.
     public func finishCall(_ ticket: CallTicket, usage: Usage, key: IdempotencyKey) async throws(BillingError) -> ChargeReceipt {
-        let priced: PricedUsage
-        do { priced = try catalog.price(model: ticket.model, usage: usage) } catch { throw .pricing(error) }
-        let charge = UsageCharge(model: priced.model, provider: priced.provider, units: UInt64(priced.units),
-                                 providerCostNanoUSD: priced.providerCostNanoUSD, listPrice: priced.charge, keySource: ticket.keySource)
+        let charge = UsageCharge(try price(ticket.model, usage), keySource: ticket.keySource)
         let action: Action = ticket.hold.map { .settleCharge($0, charge) } ?? .charge(ticket.account, charge, scope: ticket.scope)
         let receipt = try await succeed(Command(key: key, action))
         return ChargeReceipt(receipt: receipt, usage: charge, reason: nil)
@@ -120,8 +115,7 @@ public final class Billing: Sendable {
     public func charge(_ account: AccountID, routing request: RoutingRequest, usage: Usage, key: IdempotencyKey,
                        scope: ChargeScope = .unscoped) async throws(BillingError) -> ChargeReceipt {
         let decision = try await route(account, request)
-        let priced: PricedUsage
-        do { priced = try catalog.price(model: decision.model, usage: usage) } catch { throw .pricing(error) }
+        let priced = try price(decision.model, usage)
         return try await record(priced, source: decision.keySource, account: account, key: key, scope: scope,
                                 reason: decision.reason)
     }
@@ -150,8 +144,7 @@ public final class Billing: Sendable {
 
     private func record(_ priced: PricedUsage, source: KeySource, account: AccountID, key: IdempotencyKey,
                         scope: ChargeScope, reason: String?) async throws(BillingError) -> ChargeReceipt {
-        let usage = UsageCharge(model: priced.model, provider: priced.provider, units: UInt64(priced.units),
-                                providerCostNanoUSD: priced.providerCostNanoUSD, listPrice: priced.charge, keySource: source)
+        let usage = UsageCharge(priced, keySource: source)
         let receipt = try await succeed(Command(key: key, .charge(account, usage, scope: scope)))
         return ChargeReceipt(receipt: receipt, usage: usage, reason: reason)
     }
@@ -247,12 +240,25 @@ public final class Billing: Sendable {
 
     // MARK: Helpers
 
+    /// `usage` of `model` priced by the running catalog.
+    private func price(_ model: String, _ usage: Usage) throws(BillingError) -> PricedUsage {
+        do { return try catalog.price(model: model, usage: usage) } catch { throw .pricing(error) }
+    }
+
     @discardableResult
     private func succeed(_ command: Command) async throws(BillingError) -> Receipt {
         switch await engine.execute(command) {
         case .success(let receipt): return receipt
         case .failure(let error): throw .ledger(error)
         }
+    }
+}
+
+extension UsageCharge {
+    /// What the ledger records of a priced call paid by `keySource`.
+    init(_ priced: PricedUsage, keySource: KeySource) {
+        self.init(model: priced.model, provider: priced.provider, units: UInt64(priced.units),
+                  providerCostNanoUSD: priced.providerCostNanoUSD, listPrice: priced.charge, keySource: keySource)
     }
 }
 
