@@ -56,6 +56,18 @@ struct CommandCodingTests {
                                         listPrice: Millicredits(37_500), keySource: .system)),
         .setKeyPolicy(TenantID(2), .hybrid),
         .setKeyPolicy(TenantID(2), .userControlled),
+        .chargeRouted(account, RoutedCharge(only: UsageCharge(model: "Claude 3 Sonnet", provider: "Anthropic", units: 1_000,
+                                                              providerCostNanoUSD: 15_000_000, listPrice: Millicredits(10_000),
+                                                              keySource: .system), request: 0xFEED), scope: scope),
+        .chargeRouted(account, RoutedCharge(candidates: [
+            UsageCharge(model: "Claude 3 Opus", provider: "Anthropic", units: 1_000, providerCostNanoUSD: 75_000_000,
+                        listPrice: Millicredits(15_000), keySource: .system),
+            UsageCharge(model: "GPT-4 Turbo", provider: "OpenAI", units: 1_000, providerCostNanoUSD: 30_000_000,
+                        listPrice: Millicredits(15_000), keySource: .system),
+            UsageCharge(model: "", provider: "ünïcode ✓", units: .max, providerCostNanoUSD: -1, listPrice: Millicredits(.min),
+                        keySource: .userKey),
+        ], systemChoice: nil, request: .max, numberedFrom: 5), scope: .unscoped),
+        .chargeRouted(account, RoutedCharge(candidates: [], systemChoice: 200, request: 0), scope: .unscoped),
     ]
 
     static func encoded(_ command: Command) -> [UInt8] {
@@ -73,6 +85,8 @@ struct CommandCodingTests {
             #expect(decoded == command)
             #expect(decoded.fingerprint == command.fingerprint)
             #expect(reader.isAtEnd)
+            // The cheap bound the engine checks before encoding a command is never below the size.
+            #expect(command.encodedSizeBound() >= command.encodedSize(), "\(action)")
         }
     }
 
@@ -119,6 +133,18 @@ struct CommandCodingTests {
         reader = ByteReader(charge)
         #expect(throws: DecodingError.invalid(offset: sourceOffset, field: "key source")) { try Command(decoding: &reader) }
 
+        // Tag 22: key 16 | tag 1 | account 12 | request 8 | numbered from 1 | count 4 | candidates … | choice presence.
+        var routed = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1),
+                                          .chargeRouted(Self.account, RoutedCharge(only: usage, request: 1), scope: .unscoped)))
+        let countOffset = 16 + 1 + 12 + 8 + 1
+        let presenceOffset = countOffset + 4 + 5 + 5 + 8 + 8 + 8 + 1
+        routed[presenceOffset] = 2 // a system choice is there (1) or not (0)
+        reader = ByteReader(routed)
+        #expect(throws: DecodingError.invalid(offset: presenceOffset, field: "system choice presence")) { try Command(decoding: &reader) }
+        routed[countOffset + 3] = 0xFF // a count beyond what any record could hold
+        reader = ByteReader(routed)
+        #expect(throws: DecodingError.invalid(offset: countOffset, field: "candidate count")) { try Command(decoding: &reader) }
+
         var limit = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .setMemberLimit(Self.account, perPeriod: nil)))
         limit[limit.count - 1] = 2 // presence byte must be 0 or 1
         reader = ByteReader(limit)
@@ -134,7 +160,7 @@ struct CommandCodingTests {
         for _ in 0 ..< 20_000 {
             let length = Int(random.next() % 80)
             var bytes = (0 ..< length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-            if length > 16 { bytes[16] = UInt8(1 + random.next() % 22) } // mostly valid tags, to reach the fields
+            if length > 16 { bytes[16] = UInt8(1 + random.next() % 23) } // mostly valid tags, to reach the fields
             var reader = ByteReader(bytes)
             if (try? Command(decoding: &reader)) != nil {
                 decodedCount += 1

@@ -192,7 +192,21 @@ struct RandomSequence {
             return .grant(account(), grantTerms())
         case 22 ..< 36:
             return .debit(account(), amount(), scope: scope())
-        case 36 ..< 42:
+        case 36 ..< 39:
+            // A routed charge (tag 22): the ledger takes the first candidate a key of the
+            // account covers, else the system choice. Sometimes malformed: no candidates, too
+            // many, a choice out of range, a candidate not priced on system keys.
+            let count = rng.chance(4) ? rng.pick([0, LedgerLimits.routedCandidatesMax + 1]) : Int(rng.between(1, 4))
+            let candidates = (0 ..< count).map { _ in
+                UsageCharge(model: rng.pick(["GPT-4o", "Claude 3 Opus", "Gemini Ultra"]), provider: rng.pick(["OpenAI", "Anthropic", "Google"]),
+                            units: UInt64(rng.between(1, 5_000)), providerCostNanoUSD: rng.between(0, 3_000_000_000),
+                            listPrice: rng.chance(5) ? .zero : amount(), keySource: rng.chance(97) ? .system : .userKey)
+            }
+            let choice: UInt8? = rng.chance(15) ? nil : UInt8(rng.between(0, Int64(max(1, count)) - (rng.chance(5) ? 0 : 1)))
+            // A small request space, so reused keys sometimes name the same request.
+            return .chargeRouted(account(), RoutedCharge(candidates: candidates, systemChoice: choice, request: UInt64(rng.between(1, 3))),
+                                 scope: scope())
+        case 39 ..< 42:
             // An AI call's charge: mostly on system keys (a debit of the list price that also
             // records usage), sometimes paid by an own key (0 credits, still recorded),
             // sometimes malformed (no model, a negative cost).
@@ -398,7 +412,7 @@ struct RandomSequence {
             seenAccounts.insert(AccountID(tenant: tenant, number: 0))
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _), .reserve(let account, _, _, _),
              .refund(let account, _, _), .adjust(let account, _, _), .freeze(let account), .unfreeze(let account),
-             .setMemberLimit(let account, _), .charge(let account, _, _), .registerKey(let account, _),
+             .setMemberLimit(let account, _), .charge(let account, _, _), .chargeRouted(let account, _, _), .registerKey(let account, _),
              .removeKey(let account, _):
             seenAccounts.insert(account)
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
@@ -422,6 +436,8 @@ struct RandomSequence {
         case .charge(let account, let usage, _):
             // A charge is refundable by its key like a debit (when it moved credits).
             if usage.charged > .zero { charges.append((command.key, account, usage.charged)) }
+        case .chargeRouted(let account, _, _):
+            if receipt.amount > .zero { charges.append((command.key, account, receipt.amount)) }
         case .settle(let hold, let actual):
             if actual > .zero, let principal = entry.principal {
                 charges.append((command.key, principal, actual))

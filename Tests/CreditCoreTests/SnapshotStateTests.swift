@@ -292,7 +292,11 @@ struct SnapshotStateTests {
             #expect(stored.isKnown && !stored.isSuccess, "\(error)")
             codes.insert(stored.code)
         }
-        for created in [Receipt.Created.nothing, .hold, .grant] {
+        let routed = (0 ..< LedgerLimits.routedCandidatesMax).flatMap { candidate in
+            KeySource.allCases.map { Receipt.Created.routed(candidate: candidate, keySource: $0) }
+        }
+        #expect(Set(routed.map(\.rawValue)).count == routed.count, "every routed choice has its own code")
+        for created in [Receipt.Created.nothing, .hold, .grant] + routed {
             let receipt = Receipt(sequence: 9, amount: credits(1), availableAfter: credits(2), tenant: TenantID(1), created: created)
             let stored = StoredOutcome(.success(receipt))
             #expect(stored.isKnown && stored.isSuccess)

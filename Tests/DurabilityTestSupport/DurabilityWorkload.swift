@@ -138,7 +138,17 @@ public struct DurabilityWorkload {
                                               scope: random.chance(85) ? .unscoped : ChargeScope(provider: 7)))
         case 14 ..< 36:
             return .debit(account, amount(), scope: scope())
-        case 36 ..< 44:
+        case 36 ..< 40:
+            // A routed charge (log tag 22): the ledger picks the first candidate a key covers,
+            // else the system choice (the last), recorded with its choice.
+            let candidates = (0 ..< random.between(1, 3)).map { index in
+                UsageCharge(model: random.pick(["GPT-4o", "Claude 3 Opus", "Gemini Ultra"]), provider: ["OpenAI", "Anthropic", "Google"][Int(index)],
+                            units: UInt64(random.between(1, 4_000)), providerCostNanoUSD: random.between(0, 2_500_000_000),
+                            listPrice: amount(), keySource: .system)
+            }
+            return .chargeRouted(account, RoutedCharge(candidates: candidates, systemChoice: UInt8(candidates.count - 1),
+                                                       request: random.next()), scope: scope())
+        case 40 ..< 44:
             // An AI call's charge (log tag 17): on system keys it spends, on an own key it
             // only records.
             let source = random.chance(70) ? KeySource.system : random.pick([KeySource.userKey, .organisationKey])

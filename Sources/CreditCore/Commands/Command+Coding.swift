@@ -16,13 +16,37 @@ extension Command {
     /// Most departments a decoded open-tenant command may carry (the ledger's own limit is
     /// lower; see `decodedTextBytesMax` for why the decoder is looser).
     public static let decodedDepartmentsMax = 1 << 20
+    /// Most candidates a decoded routed charge may carry (the ledger's own limit is lower).
+    public static let decodedCandidatesMax = 1 << 20
 
     /// Whether the command has fields of unbounded size (text, department lists): only
     /// those can exceed a log record's limit (`encodedSize()` tells).
     public var hasVariableSize: Bool {
         switch action {
-        case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .settleCharge, .registerKey, .removeKey: true
+        case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .settleCharge, .registerKey, .removeKey,
+             .chargeRouted: true
         default: false
+        }
+    }
+
+    /// At least `encodedSize()`, computed without encoding (string lengths are O(1)): lets
+    /// the engine see that a command fits a log record without encoding it twice.
+    public func encodedSizeBound() -> Int {
+        // Fixed fields of any command, with room to spare; each string adds a length prefix.
+        let fixed = 128
+        func text(_ value: String) -> Int { 8 + value.utf8.count }
+        func usage(_ value: UsageCharge) -> Int { 64 + text(value.model) + text(value.provider) }
+        switch action {
+        case .openTenant(_, .organisation(let departments)):
+            return fixed + departments.reduce(0) { $0 + 64 + text($1.costCentre) }
+        case .openDepartment(_, let terms): return fixed + text(terms.costCentre)
+        case .adjust(_, _, let reason): return fixed + text(reason)
+        case .charge(_, let value, _), .settleCharge(_, let value): return fixed + usage(value)
+        case .chargeRouted(_, let routed, _): return fixed + (0 ..< routed.count).reduce(0) { $0 + usage(routed[candidate: $1]) }
+        case .registerKey(_, let registration):
+            return fixed + text(registration.provider) + text(registration.fingerprint) + 8 + registration.sealed.count
+        case .removeKey(_, let provider): return fixed + text(provider)
+        default: return fixed
         }
     }
 
@@ -88,14 +112,19 @@ extension Command {
         case .timeOutHold(let hold):
             writer.write(UInt8(16)); writer.write(hold)
         case .charge(let account, let usage, let scope):
-            writer.write(UInt8(17)); writer.write(account)
-            writer.write(usage.model); writer.write(usage.provider); writer.write(usage.units)
-            writer.write(usage.providerCostNanoUSD); writer.write(usage.listPrice); writer.write(usage.keySource.rawValue)
-            writer.write(scope)
+            writer.write(UInt8(17)); writer.write(account); usage.encode(into: &writer); writer.write(scope)
         case .settleCharge(let hold, let usage):
-            writer.write(UInt8(21)); writer.write(hold)
-            writer.write(usage.model); writer.write(usage.provider); writer.write(usage.units)
-            writer.write(usage.providerCostNanoUSD); writer.write(usage.listPrice); writer.write(usage.keySource.rawValue)
+            writer.write(UInt8(21)); writer.write(hold); usage.encode(into: &writer)
+        case .chargeRouted(let account, let routed, let scope):
+            writer.write(UInt8(22)); writer.write(account); writer.write(routed.request); writer.write(routed.numberedFrom)
+            writer.write(UInt32(routed.count))
+            for index in 0 ..< routed.count { routed[candidate: index].encode(into: &writer) }
+            if let choice = routed.systemChoice {
+                writer.write(UInt8(1)); writer.write(choice)
+            } else {
+                writer.write(UInt8(0))
+            }
+            writer.write(scope)
         case .registerKey(let account, let registration):
             writer.write(UInt8(18)); writer.write(account)
             writer.write(registration.provider); writer.write(registration.fingerprint)
@@ -200,6 +229,25 @@ extension Command {
         case 21:
             let hold = try reader.readHold()
             action = .settleCharge(hold, try Self.readUsage(&reader))
+        case 22:
+            let account = try reader.readAccount()
+            let request = try reader.read(UInt64.self)
+            let numberedFrom = try reader.read(UInt8.self)
+            let countOffset = reader.offset
+            let count = Int(try reader.read(UInt32.self))
+            guard count <= Self.decodedCandidatesMax else { throw .invalid(offset: countOffset, field: "candidate count") }
+            var candidates: [UsageCharge] = []
+            for _ in 0 ..< count { candidates.append(try Self.readUsage(&reader)) }
+            let presenceOffset = reader.offset
+            let choice: UInt8?
+            switch try reader.read(UInt8.self) {
+            case 0: choice = nil
+            case 1: choice = try reader.read(UInt8.self)
+            default: throw .invalid(offset: presenceOffset, field: "system choice presence")
+            }
+            action = .chargeRouted(account, RoutedCharge(candidates: candidates, systemChoice: choice, request: request,
+                                                         numberedFrom: numberedFrom),
+                                   scope: try reader.readScope())
         case 18:
             let account = try reader.readAccount()
             let provider = try reader.readString(maxBytes: Self.decodedTextBytesMax, "provider")
@@ -226,8 +274,16 @@ extension Command {
     }
 }
 
+extension UsageCharge {
+    /// The usage fields of tags 17, 21 and 22.
+    func encode(into writer: inout ByteWriter) {
+        writer.write(model); writer.write(provider); writer.write(units)
+        writer.write(providerCostNanoUSD); writer.write(listPrice); writer.write(keySource.rawValue)
+    }
+}
+
 extension Command {
-    /// The usage fields of tags 17 and 21.
+    /// The usage fields of tags 17, 21 and 22.
     static func readUsage(_ reader: inout ByteReader) throws(DecodingError) -> UsageCharge {
         let model = try reader.readString(maxBytes: decodedTextBytesMax, "model")
         let provider = try reader.readString(maxBytes: decodedTextBytesMax, "provider")

@@ -25,6 +25,15 @@ extension Action {
         scope.feed(into: &hasher)
     }
 
+    /// The fingerprint of `.chargeRouted(account, routed, scope: scope)`, from its parts:
+    /// the request, not the candidates (see `RoutedCharge.request`).
+    @inline(__always)
+    static func routedChargeFingerprint(_ account: AccountID, request: UInt64, _ scope: ChargeScope) -> UInt64 {
+        var hasher = StableHasher()
+        hasher.combine(UInt8(22)); account.feed(into: &hasher); hasher.combine(request); scope.feed(into: &hasher)
+        return hasher.finish()
+    }
+
     func feed(into hasher: inout StableHasher) {
         switch self {
         case .openTenant(let tenant, let kind):
@@ -91,6 +100,9 @@ extension Action {
             hasher.combine(UInt8(19)); account.feed(into: &hasher); hasher.combine(provider)
         case .setKeyPolicy(let tenant, let policy):
             hasher.combine(UInt8(20)); hasher.combine(tenant.rawValue); hasher.combine(policy.rawValue)
+        case .chargeRouted(let account, let routed, let scope):
+            // The request, not the candidates (see `RoutedCharge.request`).
+            hasher.combine(UInt8(22)); account.feed(into: &hasher); hasher.combine(routed.request); scope.feed(into: &hasher)
         }
     }
 }

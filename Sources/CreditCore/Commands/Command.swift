@@ -3,16 +3,16 @@
 public struct Command: Sendable, Equatable {
     public let key: IdempotencyKey
     public let action: Action
+    /// The tenant whose shard applies this command (`action.tenant`, read once: routing
+    /// and recording ask for it several times, and each ask of an indirect case loads its box).
+    public let tenant: TenantID
 
     @inlinable
     public init(key: IdempotencyKey, _ action: Action) {
         self.key = key
         self.action = action
+        tenant = action.tenant
     }
-
-    /// The tenant whose shard applies this command.
-    @inlinable
-    public var tenant: TenantID { action.tenant }
 }
 
 /// What a command asks for. Amounts are positive unless a case says otherwise.
@@ -69,6 +69,14 @@ public enum Action: Sendable, Equatable {
     indirect case removeKey(AccountID, provider: String)
     /// Sets an organisation's key policy; it applies from the next command on.
     case setKeyPolicy(TenantID, KeyPolicy)
+    /// Charges an AI call on the first candidate whose provider a key of the account may pay
+    /// for now (0 credits), else on the system-keys choice; without one (nothing within
+    /// the caller's budget) it is refused. Choosing and charging in one step means the key
+    /// policy and keys the choice saw are the ones the charge is recorded under. The
+    /// receipt names the candidate and key source (`Receipt.routedChoice`).
+    /// Not `indirect`: it fits the inline payload (as large as `refund`'s), which spares a
+    /// box per charge.
+    case chargeRouted(AccountID, RoutedCharge, scope: ChargeScope)
 
     @inlinable
     public var tenant: TenantID {
@@ -79,7 +87,8 @@ public enum Action: Sendable, Equatable {
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _),
              .reserve(let account, _, _, _), .refund(let account, _, _), .adjust(let account, _, _),
              .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
-             .charge(let account, _, _), .registerKey(let account, _), .removeKey(let account, _):
+             .charge(let account, _, _), .registerKey(let account, _), .removeKey(let account, _),
+             .chargeRouted(let account, _, _):
             return account.tenant
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             return hold.tenant
@@ -135,6 +144,71 @@ public struct UsageCharge: Sendable, Equatable {
 
     /// Credits an own key saved (the list price), 0 on system keys.
     public var saved: Millicredits { keySource == .system ? .zero : listPrice }
+}
+
+/// The models a routed charge may land on, each priced on system keys: routing's answer
+/// before it knows the caller's keys (docs/pricing.md, routing).
+public struct RoutedCharge: Sendable, Equatable {
+    // The first candidate is stored inline and the others in an array: a charge with one
+    // candidate (a named model, or a tenant without keys) allocates nothing. Without
+    // candidates, `first` is `Self.none` (never read).
+    private var first: UsageCharge
+    private var others: [UsageCharge]
+    /// How many candidates there are.
+    public let count: Int
+    /// Index of the candidate charged on system keys when no key covers any (the cheapest);
+    /// nil when none may be (all cost more than the caller allows). A byte: there are at
+    /// most `LedgerLimits.routedCandidatesMax` candidates.
+    public var systemChoice: UInt8?
+    /// The number of the first candidate in the caller's own list (0 unless the caller sent
+    /// only part of it): receipts name the candidate charged by `numberedFrom + position`,
+    /// so a charge sent with the whole list and its retry sent with a part name the same
+    /// model the same way.
+    public var numberedFrom: UInt8
+    /// What the caller asked for, as a stable hash (the billing layer hashes the model or
+    /// routing request and the usage). The idempotency fingerprint of a routed charge covers
+    /// this, the account and the scope — not the candidates — so a retry that is offered
+    /// other candidates (the catalog or the caller's keys changed in between) is still the
+    /// same request and gets the first outcome, and a different request under the same key
+    /// is a conflict.
+    public var request: UInt64
+
+    /// `candidates`: in order of preference for a key-covered call (best quality first),
+    /// each priced on system keys (`keySource == .system`); 1 to
+    /// `LedgerLimits.routedCandidatesMax` of them. The system-keys choice is one of them too.
+    public init(candidates: [UsageCharge], systemChoice: UInt8?, request: UInt64, numberedFrom: UInt8 = 0) {
+        first = candidates.first ?? Self.none
+        others = candidates.count > 1 ? Array(candidates.dropFirst()) : []
+        count = candidates.count
+        self.systemChoice = systemChoice
+        self.request = request
+        self.numberedFrom = numberedFrom
+    }
+
+    /// One candidate, charged on system keys unless a key covers its provider; number
+    /// `numberedFrom` of the caller's list.
+    public init(only candidate: UsageCharge, request: UInt64, numberedFrom: UInt8 = 0) {
+        first = candidate
+        others = []
+        count = 1
+        systemChoice = 0
+        self.request = request
+        self.numberedFrom = numberedFrom
+    }
+
+    private static let none = UsageCharge(model: "", provider: "", units: 0, providerCostNanoUSD: 0, listPrice: .zero,
+                                          keySource: .system)
+
+    /// The candidate at `index` (0 ..< count), lent rather than copied.
+    public subscript(candidate index: Int) -> UsageCharge {
+        _read {
+            precondition(index >= 0 && index < count, "candidate \(index) of \(count)")
+            if index == 0 { yield first } else { yield others[index - 1] }
+        }
+    }
+
+    /// The candidates in order (an array made on each call).
+    public var candidates: [UsageCharge] { count == 0 ? [] : [first] + others }
 }
 
 /// Whose provider keys an organisation's members may use (the seed's enterprise key

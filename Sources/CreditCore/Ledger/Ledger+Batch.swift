@@ -68,6 +68,8 @@ extension Ledger {
                 let time = times?[index] ?? time
                 let (outcome, recorded) = if case .debit(let account, let amount, let scope) = command.pointee.action {
                     recordDebit(key: command.pointee.key, account, amount, scope, at: time)
+                } else if case .chargeRouted(let account, let routed, let scope) = command.pointee.action {
+                    recordRoutedCharge(key: command.pointee.key, account, routed, scope, at: time)
                 } else {
                     recordPrefetched(command.pointee, at: time)
                 }

@@ -13,7 +13,7 @@ extension Ledger {
         }
         accounts.forEach { _, account in
             hasher.combine(account.tenant.rawValue); hasher.combine(account.number); hasher.combine(account.nextInTenant)
-            hasher.combine(account.firstGrant); hasher.combine(account.link); hasher.combine(account.flags.rawValue)
+            hasher.combine(account.firstGrant); hasher.combine(account.link); hasher.combine(account.flags.intersection(.stored).rawValue)
             hasher.combine(account.liveGrants); hasher.combine(account.granted); hasher.combine(account.consumed)
             hasher.combine(account.expired); hasher.combine(account.debt)
         }

@@ -38,6 +38,7 @@ extension Ledger {
             sums.debt += account.debt
             check(account.granted >= 0 && account.consumed >= 0 && account.expired >= 0 && account.debt >= 0,
                   "\(name) has a negative total")
+            check(account.flags.contains(.hasKeys) == (keyIndex[slot] != nil), "\(name) key flag does not match its keys")
             if account.flags.contains(.member) {
                 check(account.firstGrant == none && account.granted == 0 && account.debt == 0, "member \(name) holds credits")
                 return
@@ -85,9 +86,8 @@ extension Ledger {
                 var cursor = tenant.firstAccount
                 var steps = 0
                 while cursor != none, steps <= accounts.count {
-                    check(accounts[cursor].tenant == id && accounts[cursor].flags.isEmpty
-                          || accounts[cursor].flags == .frozen || accounts[cursor].flags == .scopedGrants
-                          || accounts[cursor].flags == [.frozen, .scopedGrants],
+                    let flags = accounts[cursor].flags.subtracting(.hasKeys)
+                    check(accounts[cursor].tenant == id && flags.isSubset(of: [.frozen, .scopedGrants]),
                           "tenant \(id) chains a foreign or member account")
                     cursor = accounts[cursor].nextInTenant
                     steps += 1

@@ -37,6 +37,8 @@ extension Ledger {
         }
         providerKeys[owner] = registration
         keyIndex[located.slot, default: []].insert(registration.provider)
+        accounts[located.slot].flags.insert(.hasKeys)
+        keyRegistrationCount &+= 1
         draft.reason = "\(registration.provider) key \(registration.fingerprint)"
     }
 
@@ -47,7 +49,10 @@ extension Ledger {
             throw .notAllowed(id, .noKeyForProvider)
         }
         keyIndex[located.slot]?.remove(provider)
-        if keyIndex[located.slot]?.isEmpty == true { keyIndex[located.slot] = nil }
+        if keyIndex[located.slot]?.isEmpty == true {
+            keyIndex[located.slot] = nil
+            accounts[located.slot].flags.remove(.hasKeys)
+        }
         draft.reason = "\(removed.provider) key \(removed.fingerprint)"
     }
 
@@ -62,13 +67,20 @@ extension Ledger {
 
     private func keyCount(of slot: UInt32) -> Int { keyIndex[slot]?.count ?? 0 }
 
-    /// Rebuilds `keyIndex` from `providerKeys` (after decoding a state).
+    /// Rebuilds `keyIndex` and the accounts' `hasKeys` flags from `providerKeys` (after
+    /// decoding a state, whose flags never carry it).
     mutating func rebuildKeyIndex() {
         keyIndex = [:]
-        for owner in providerKeys.keys { keyIndex[owner.slot, default: []].insert(owner.provider) }
+        for owner in providerKeys.keys {
+            keyIndex[owner.slot, default: []].insert(owner.provider)
+            accounts[owner.slot].flags.insert(.hasKeys)
+        }
     }
 
     /// Whether a key of `source` may pay for a call of `located` on `provider` now.
+    /// Inlined: a charge calls it from a mutating context, where an outlined non-mutating
+    /// call would be handed a copy of the whole ledger.
+    @inline(__always)
     func keyUsable(_ source: KeySource, by located: Located, provider: String) -> Bool {
         switch source {
         case .system:
@@ -90,15 +102,21 @@ extension Ledger {
         }
     }
 
+    /// Whether a key is registered on the account or its organisation's pool (cheap: no
+    /// provider names are hashed).
+    @inline(__always)
+    func mayHaveKeys(_ located: Located) -> Bool {
+        !keyIndex.isEmpty && (accounts[located.slot].flags.contains(.hasKeys)
+            || (located.organisation != none && accounts[organisations[Int(located.organisation)].pool].flags.contains(.hasKeys)))
+    }
+
     /// The key that pays for a call of `located` on `provider` under the current policy,
     /// in order of preference: IT-controlled and hybrid prefer the organisation's key,
     /// user-controlled the member's own; an individual uses its own key.
+    @inline(__always)
     func preferredKey(for located: Located, provider: String) -> (source: KeySource, registration: KeyRegistration?) {
         // Most accounts (and their organisations) have no key: answer without hashing names.
-        if keyIndex.isEmpty || (keyIndex[located.slot] == nil
-            && (located.organisation == none || keyIndex[organisations[Int(located.organisation)].pool] == nil)) {
-            return (.system, nil)
-        }
+        guard mayHaveKeys(located) else { return (.system, nil) }
         let ownFirst = located.member == nil || organisations[Int(located.organisation)].keyPolicy == .userControlled
         let order: [KeySource] = ownFirst ? [.userKey, .organisationKey] : [.organisationKey, .userKey]
         for source in order where keyUsable(source, by: located, provider: provider) {
@@ -129,6 +147,11 @@ extension Ledger {
             if source != .system { usable[provider] = source }
         }
         return usable
+    }
+
+    /// The tenants with a key on any of their accounts.
+    public var tenantsWithKeys: [TenantID] {
+        Set(keyIndex.keys.map { accounts[$0].tenant }).sorted()
     }
 
     /// The keys registered on `account` itself (a pool's are the organisation's), by provider.

@@ -328,7 +328,7 @@ private struct RecordChunk {
         put(account.nextInTenant)
         put(account.firstGrant)
         put(account.link)
-        put(account.flags.rawValue)
+        put(account.flags.intersection(.stored).rawValue)
         put(account.liveGrants)
         put(account.granted)
         put(account.consumed)
@@ -639,7 +639,7 @@ private struct StateDecoder {
 
     mutating func decodeAccounts(_ count: Int, grantCount: Int) throws(DecodingError) {
         accountsStart = try skip(count * Ledger.encodedAccountBytes, "accounts")
-        let known: UInt8 = AccountRecord.Flags([.frozen, .pool, .member, .scopedGrants]).rawValue
+        let known: UInt8 = AccountRecord.Flags.stored.rawValue
         try Self.parse(reader.bytes, from: accountsStart) { cursor throws(DecodingError) in
             for slot in 0 ..< count {
                 let tenant = TenantID(cursor.next(UInt64.self))

@@ -36,7 +36,13 @@ extension Ledger {
 
     mutating func debit(_ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
         try checkAmount(amount)
-        let located = try locate(id)
+        try debit(try locate(id), id, amount, scope, at: now)
+    }
+
+    /// A debit of an account already located, its amount checked.
+    @inline(__always)
+    private mutating func debit(_ located: Located, _ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope,
+                                at now: Int64) throws(LedgerError) {
         draft.note(located)
         let value = amount.rawValue
         try checkMaySpend(located, id, value)
@@ -70,21 +76,69 @@ extension Ledger {
     mutating func charge(_ id: AccountID, _ usage: UsageCharge, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
         try checkUsage(usage)
         draft.usage = usage
-        let amount = usage.charged
+        if usage.charged > .zero { try checkAmount(usage.charged) }
+        try chargeDrafted(try locate(id), id, usage.charged, usage.keySource, provider: usage.provider, scope, at: now)
+    }
+
+    /// The charge recorded in `draft.usage` (checked, and its amount), of `amount` paid by
+    /// `source`, to an account already located. The usage's fields come as arguments:
+    /// reading them from the draft here would make the compiler copy the whole ledger for
+    /// the calls below.
+    private mutating func chargeDrafted(_ located: Located, _ id: AccountID, _ amount: Millicredits, _ source: KeySource,
+                                        provider: String, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
         if amount > .zero {
-            try debit(id, amount, scope, at: now)
+            try debit(located, id, amount, scope, at: now)
             return
         }
-        let located = try locate(id)
         draft.note(located)
         try checkMaySpend(located, id, 0)
         // The host says an own key paid the provider: that key must be registered and
         // allowed by the key policy now.
-        guard keyUsable(usage.keySource, by: located, provider: usage.provider) else {
+        guard keyUsable(source, by: located, provider: provider) else {
             throw .notAllowed(id, .keyNotUsable)
         }
     }
 
+    /// A routed charge (`Action.chargeRouted`): the first candidate whose provider a key of
+    /// the account may pay for now (the key the policy prefers, as `keyForCall` answers),
+    /// else the system-keys choice; then a charge of it. The receipt names the choice.
+    mutating func chargeRouted(_ id: AccountID, _ routed: RoutedCharge, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
+        let count = routed.count
+        guard count > 0, Int(routed.numberedFrom) + count <= LedgerLimits.routedCandidatesMax,
+              routed.systemChoice.map({ Int($0) < count }) ?? true else {
+            throw .invalidText(.routedCandidates)
+        }
+        for index in 0 ..< count {
+            guard routed[candidate: index].keySource == .system else { throw .invalidText(.routedCandidates) }
+            try checkUsage(routed[candidate: index])
+        }
+        let located = try locate(id)
+        var chosen = routed.systemChoice.map(Int.init)
+        var source = KeySource.system
+        if mayHaveKeys(located) {
+            for index in 0 ..< count {
+                let preferred = preferredKey(for: located, provider: routed[candidate: index].provider).source
+                if preferred != .system {
+                    chosen = index
+                    source = preferred
+                    break
+                }
+            }
+        }
+        guard let chosen else {
+            draft.note(located)
+            throw .notAllowed(id, .noRouteWithinBudget)
+        }
+        // The entry keeps the chosen candidate, with its key source: copied once, into the draft.
+        draft.usage = routed[candidate: chosen]
+        draft.usage!.keySource = source
+        let amount = source == .system ? routed[candidate: chosen].listPrice : .zero
+        if amount > .zero { try checkAmount(amount) }
+        try chargeDrafted(located, id, amount, source, provider: routed[candidate: chosen].provider, scope, at: now)
+        draft.created = .routed(candidate: Int(routed.numberedFrom) + chosen, keySource: source)
+    }
+
+    @inline(__always)
     func checkUsage(_ usage: UsageCharge) throws(LedgerError) {
         guard !usage.model.isEmpty, !usage.provider.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
         try checkText(usage.model)

@@ -45,6 +45,9 @@ public struct Ledger: Sendable {
     /// state: not in the digest.
     public private(set) var replayCount: UInt64 = 0
     public private(set) var conflictCount: UInt64 = 0
+    /// Key registrations applied by this value (not state: a restored ledger starts at 0).
+    /// The engine compares it around a batch to learn whether any tenant gained a key.
+    public internal(set) var keyRegistrationCount: UInt64 = 0
 
     struct CreditLine: Sendable, Equatable {
         /// How far debits may take the balance below zero.
@@ -98,6 +101,9 @@ public struct Ledger: Sendable {
         if case .debit(let account, let amount, let scope) = command.action {
             return recordDebit(key: command.key, account, amount, scope, at: time)
         }
+        if case .chargeRouted(let account, let routed, let scope) = command.action {
+            return recordRoutedCharge(key: command.key, account, routed, scope, at: time)
+        }
         return recordPrefetched(key: command.key, tenant: command.tenant, fingerprint: command.fingerprint,
                          kind: command.action.entryKind, at: time) { ledger, now, sequence throws(LedgerError) in
             try ledger.execute(command.action, at: now, sequence: sequence)
@@ -111,6 +117,17 @@ public struct Ledger: Sendable {
         recordPrefetched(key: key, tenant: account.tenant, fingerprint: Action.debitFingerprint(account, amount, scope),
                          kind: .debited, at: time) { ledger, now, _ throws(LedgerError) in
             try ledger.debit(account, amount, scope, at: now)
+        }
+    }
+
+    /// The hot command of the billing layer, from plain values (see `recordDebit`).
+    @inline(__always)
+    mutating func recordRoutedCharge(key: IdempotencyKey, _ account: AccountID, _ routed: RoutedCharge, _ scope: ChargeScope,
+                                     at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
+        recordPrefetched(key: key, tenant: account.tenant,
+                         fingerprint: Action.routedChargeFingerprint(account, request: routed.request, scope),
+                         kind: .charged, at: time) { ledger, now, _ throws(LedgerError) in
+            try ledger.chargeRouted(account, routed, scope, at: now)
         }
     }
 
@@ -282,6 +299,7 @@ public struct Ledger: Sendable {
         case .registerKey(let account, let registration): try registerKey(account, registration)
         case .removeKey(let account, let provider): try removeKey(account, provider: provider)
         case .setKeyPolicy(let tenant, let policy): try setKeyPolicy(tenant, policy)
+        case .chargeRouted(let account, let routed, let scope): try chargeRouted(account, routed, scope, at: now)
         }
     }
 }
@@ -310,6 +328,7 @@ extension Action {
         case .registerKey: .keyRegistered
         case .removeKey: .keyRemoved
         case .setKeyPolicy: .keyPolicySet
+        case .chargeRouted: .charged
         }
     }
 }

@@ -16,6 +16,8 @@ public enum LedgerLimits {
     public static let sealedKeyBytesMax = 4_096
     /// Provider keys per account.
     public static let keysPerAccountMax = 64
+    /// Candidates of one routed charge (the receipt names the one charged in one byte).
+    public static let routedCandidatesMax = 16
 }
 
 /// Settings of one ledger (one shard). Part of its state: a snapshot carries them.

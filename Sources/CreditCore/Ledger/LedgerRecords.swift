@@ -36,6 +36,12 @@ struct AccountRecord: Sendable, Equatable {
         static let member = Flags(rawValue: 4)
         /// At least one live grant has a scope: charges must look for it first.
         static let scopedGrants = Flags(rawValue: 8)
+        /// The account holds a provider key. Derived from `Ledger.providerKeys` (not
+        /// written to snapshots or digested; rebuilt on decode): lets a charge skip the key
+        /// tables for the accounts without keys with a bit of a record it reads anyway.
+        static let hasKeys = Flags(rawValue: 16)
+        /// The flags that are state (written and digested).
+        static let stored: Flags = [.frozen, .pool, .member, .scopedGrants]
     }
 
     var holdsGrants: Bool { !flags.contains(.member) }

@@ -14,12 +14,57 @@ public struct Receipt: Sendable, Equatable {
     let tenant: TenantID
     let created: Created
 
-    enum Created: UInt8, Sendable { case nothing, hold, grant }
+    /// What the command made, in one byte (the idempotency table stores it as part of the
+    /// outcome code, so a retry gets the same receipt): nothing, a hold, a grant, or — for a
+    /// routed charge — the candidate charged and whose key paid.
+    struct Created: RawRepresentable, Sendable, Equatable {
+        let rawValue: UInt8
+
+        static let nothing = Created(raw: 0)
+        static let hold = Created(raw: 1)
+        static let grant = Created(raw: 2)
+        /// First value of the routed choices: 3 + candidate × 3 + key source.
+        private static let routedBase: UInt8 = 3
+        /// One past the last value: the stored code (200 + this) still fits a byte.
+        static let end = routedBase + UInt8(LedgerLimits.routedCandidatesMax * 3)
+
+        private init(raw: UInt8) { rawValue = raw }
+
+        init?(rawValue: UInt8) {
+            guard rawValue < Self.end else { return nil }
+            self.rawValue = rawValue
+        }
+
+        static func routed(candidate: Int, keySource: KeySource) -> Created {
+            precondition(candidate >= 0 && candidate < LedgerLimits.routedCandidatesMax)
+            return Created(raw: routedBase + UInt8(candidate * 3) + keySource.rawValue)
+        }
+
+        var routedChoice: RoutedChoice? {
+            guard rawValue >= Self.routedBase else { return nil }
+            let value = rawValue - Self.routedBase
+            return RoutedChoice(candidate: Int(value / 3), keySource: KeySource(rawValue: value % 3)!)
+        }
+    }
 
     /// The hold a `reserve` opened.
     public var hold: HoldID? { created == .hold ? HoldID(tenant: tenant, number: sequence) : nil }
     /// The grant a `grant`, positive `adjust` or `refund` created (nil if a refund only refilled).
     public var grant: GrantID? { created == .grant ? GrantID(tenant: tenant, number: sequence) : nil }
+    /// For a routed charge: the candidate charged and whose key paid.
+    public var routedChoice: RoutedChoice? { created.routedChoice }
+}
+
+/// The candidate of a routed charge that was charged, and whose key paid for the call.
+public struct RoutedChoice: Sendable, Hashable {
+    /// The candidate's number: `RoutedCharge.numberedFrom` + its index in `candidates`.
+    public let candidate: Int
+    public let keySource: KeySource
+
+    public init(candidate: Int, keySource: KeySource) {
+        self.candidate = candidate
+        self.keySource = keySource
+    }
 }
 
 /// Why a command was rejected. A rejected command changes nothing but the idempotency table
@@ -84,6 +129,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case keyPoliciesAreForOrganisations
         case keyRegistrationIncomplete
         case keysPerAccount
+        case routedCandidates
+        case noRouteWithinBudget
 
         public var description: String {
             switch self {
@@ -106,6 +153,10 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .keyPoliciesAreForOrganisations: "key policies apply to organisations only"
             case .keyRegistrationIncomplete: "a key registration names its provider and fingerprint and holds a sealed key of at most \(LedgerLimits.sealedKeyBytesMax) bytes"
             case .keysPerAccount: "an account holds at most \(LedgerLimits.keysPerAccountMax) provider keys"
+            case .routedCandidates:
+                "a routed charge names 1 to \(LedgerLimits.routedCandidatesMax) candidates (numbered from at most the same) priced on system keys, "
+                    + "and a system-keys choice among them or none"
+            case .noRouteWithinBudget: "no key covers a candidate, and none may be charged on system keys (over the caller's budget)"
             }
         }
     }

@@ -292,7 +292,8 @@ struct LedgerHarness {
              .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
              .registerKey(let account, _), .removeKey(let account, _):
             accounts.insert(account)
-        case .debit(let account, _, let scope), .reserve(let account, _, _, let scope), .charge(let account, _, let scope):
+        case .debit(let account, _, let scope), .reserve(let account, _, _, let scope), .charge(let account, _, let scope),
+             .chargeRouted(let account, _, let scope):
             accounts.insert(account)
             scopes.insert(scope)
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
