@@ -17,7 +17,8 @@ let package = Package(
     targets: [
         // The pure ledger: a deterministic state machine. No I/O, no clock, no randomness.
         .target(name: "CreditCore", dependencies: ["CCacheHints"]),
-        // A cache prefetch hint the core's batch path uses to overlap memory latency.
+        // A cache prefetch hint the core's batch path uses to overlap memory latency, and
+        // atomic bit words for the engine's lock-free key-presence filter.
         .target(name: "CCacheHints"),
         // Files: the write-ahead log, snapshots, recovery, and the file layer they share
         // (injectable, so tests can simulate power cuts).
@@ -27,7 +28,7 @@ let package = Package(
         // Shard actors and the public async facade over CreditCore.
         .target(
             name: "CreditEngine",
-            dependencies: ["CreditCore", "CreditPersistence"]
+            dependencies: ["CreditCore", "CreditPersistence", "CCacheHints"]
         ),
         // The business layer's rules as data and pure functions: the model catalog and its
         // prices, plans, credit packages and quotes, routing. No I/O: hosts and the CLI read

@@ -17,6 +17,8 @@ import Glibc
 public final class CreditEngine: Sendable {
     public let configuration: EngineConfiguration
     let shards: [Shard]
+    /// Which tenants may hold provider keys (see `mayHaveKeys`).
+    let keyPresence: KeyPresence
 
     /// What recovery did, per shard (empty for an in-memory engine).
     public let recoveryReports: [ShardRecoveryReport]
@@ -26,17 +28,30 @@ public final class CreditEngine: Sendable {
         precondition(configuration.shardCount >= 1 && configuration.shardCount <= EngineConfiguration.shardCountMax)
         precondition(configuration.storage == nil, "an engine with storage is opened with CreditEngine.open")
         self.configuration = configuration
+        let keyPresence = KeyPresence()
+        self.keyPresence = keyPresence
         shards = (0 ..< configuration.shardCount).map { index in
-            Shard(index: index, configuration: configuration, clock: clock)
+            Shard(index: index, configuration: configuration, clock: clock, keyPresence: keyPresence)
         }
         recoveryReports = []
     }
 
-    private init(configuration: EngineConfiguration, shards: [Shard], reports: [ShardRecoveryReport]) {
+    private init(configuration: EngineConfiguration, shards: [Shard], keyPresence: KeyPresence, reports: [ShardRecoveryReport]) {
         self.configuration = configuration
         self.shards = shards
+        self.keyPresence = keyPresence
         recoveryReports = reports
     }
+
+    /// Whether any account of `tenant` may hold a provider key: false means it holds none,
+    /// true means it may (see `KeyPresence`). No trip to the shard and no lock: callers
+    /// use it to skip key work for the tenants without keys. A key registration is seen
+    /// here once the call registering it has returned.
+    public func mayHaveKeys(_ tenant: TenantID) -> Bool { keyPresence.mayHaveKeys(tenant) }
+
+    /// Starts loading what `mayHaveKeys(tenant)` reads (a hint for a caller that asks it a
+    /// little later, after other work).
+    public func prefetchKeyPresence(_ tenant: TenantID) { keyPresence.prefetch(tenant) }
 
     /// Opens an engine on its data directory (`configuration.storage`), creating the
     /// directory on first use, else recovering every shard: newest verified snapshot, then
@@ -75,6 +90,7 @@ public final class CreditEngine: Sendable {
         for result in recovered { _ = try result.get() }
         var shards: [Shard] = []
         var reports: [ShardRecoveryReport] = []
+        let keyPresence = KeyPresence()
         // Writer threads (see LogWriter): in strict mode one per shard, so the shards' syncs
         // run side by side; otherwise one per core, writing in bulk.
         let writerCount = storage.writerThreads
@@ -90,10 +106,11 @@ public final class CreditEngine: Sendable {
             } catch {
                 throw RecoveryError(shard: index, problem: error.description)
             }
-            shards.append(Shard(index: index, configuration: configuration, clock: clock, ledger: ledger, log: log))
+            shards.append(Shard(index: index, configuration: configuration, clock: clock, keyPresence: keyPresence,
+                                ledger: ledger, log: log))
             reports.append(report)
         }
-        return CreditEngine(configuration: configuration, shards: shards, reports: reports)
+        return CreditEngine(configuration: configuration, shards: shards, keyPresence: keyPresence, reports: reports)
     }
 
     /// Takes a snapshot of every shard now (each written once its log is synced up to it).
