@@ -8,7 +8,8 @@ import Synchronization
 /// plans and packages are CreditPricing's data (docs/pricing.md).
 public final class Billing: Sendable {
     public let engine: CreditEngine
-    private let catalogState: Mutex<Catalog>
+    /// The running catalog and the routing plans computed from it, replaced together.
+    private let pricing: Mutex<PricingState>
     private let sealer: KeySealer
     private let payments: any PaymentGateway
     private let clock: any LedgerClock
@@ -16,7 +17,7 @@ public final class Billing: Sendable {
     public init(engine: CreditEngine, catalog: Catalog = .standard, sealer: KeySealer, payments: any PaymentGateway,
                 clock: any LedgerClock = SystemClock()) {
         self.engine = engine
-        catalogState = Mutex(catalog)
+        pricing = Mutex(PricingState(catalog: catalog))
         self.sealer = sealer
         self.payments = payments
         self.clock = clock
@@ -25,14 +26,14 @@ public final class Billing: Sendable {
     // MARK: Catalog
 
     /// The catalog charges are priced with now.
-    public var catalog: Catalog { catalogState.withLock { $0 } }
+    public var catalog: Catalog { pricing.withLock { $0.catalog } }
 
     /// Replaces the running catalog with one parsed from `text`; on an error (which names
     /// the line and field) the running catalog stays as it was. Charges recorded earlier
     /// keep their prices (the ledger stores what each charge cost).
     public func replaceCatalog(text: String) throws(CatalogError) {
         let parsed = try Catalog.parse(text: text)
-        catalogState.withLock { $0 = parsed }
+        pricing.withLock { $0 = PricingState(catalog: parsed) }
     }
 
     // MARK: Provider keys
@@ -73,14 +74,23 @@ public final class Billing: Sendable {
 
     /// Charges `usage` of `model` to `account`: priced by the catalog (rounded up once to
     /// the millicredit), paid by the key the account's policy picks for the provider (0
-    /// credits) or in credits, and recorded with the model, provider, units and costs.
+    /// credits) or in credits, and recorded with the model, provider, units and costs. The
+    /// ledger picks the key when it applies the charge (one routed charge with one
+    /// candidate), so the charge and the key policy it was recorded under cannot disagree.
     public func charge(_ account: AccountID, model: String, usage: Usage, key: IdempotencyKey,
                        scope: ChargeScope = .unscoped) async throws(BillingError) -> ChargeReceipt {
-        let priced = try price(model, usage)
-        guard let (source, _) = await engine.keyForCall(by: account, provider: priced.provider) else {
-            throw .unknownAccount(account)
+        guard let entry = pricing.withLock({ $0.catalog.entry(named: model) }) else {
+            throw .pricing(.unknownModel(model))
         }
-        return try await record(priced, source: source, account: account, key: key, scope: scope, reason: nil)
+        var candidate = UsageCharge(try price(entry, usage), keySource: .system)
+        var hasher = StableHasher()
+        hasher.combine(UInt8(1))
+        entry.feed(into: &hasher)
+        usage.feed(into: &hasher)
+        let routed = RoutedCharge(only: candidate, request: hasher.finish())
+        let receipt = try await succeed(Command(key: key, .chargeRouted(account, routed, scope: scope)))
+        candidate.keySource = Self.choice(receipt).keySource
+        return ChargeReceipt(receipt: receipt, usage: candidate, routing: nil)
     }
 
     /// Before a call whose cost is known only afterwards (a streaming LLM call): decides
@@ -108,45 +118,146 @@ public final class Billing: Sendable {
         let charge = UsageCharge(try price(ticket.model, usage), keySource: ticket.keySource)
         let action: Action = ticket.hold.map { .settleCharge($0, charge) } ?? .charge(ticket.account, charge, scope: ticket.scope)
         let receipt = try await succeed(Command(key: key, action))
-        return ChargeReceipt(receipt: receipt, usage: charge, reason: nil)
+        return ChargeReceipt(receipt: receipt, usage: charge, routing: nil)
     }
 
-    /// Chooses the model for a request (docs/pricing.md, routing) and charges `usage` of it.
+    /// Chooses the model for a request (docs/pricing.md, routing) and charges `usage` of it,
+    /// in one ledger command: the command carries the candidates routing would choose from,
+    /// each priced, and the ledger takes the first one a key of the caller covers, else the
+    /// system-keys choice. The receipt's usage names the model charged.
+    ///
+    /// For a tenant that holds no key (`CreditEngine.mayHaveKeys`, most tenants) only the
+    /// system-keys choice is sent: no key could cover another candidate. A key registered
+    /// while such a charge is on its way may not be used by it — as when a host routes,
+    /// then charges.
     public func charge(_ account: AccountID, routing request: RoutingRequest, usage: Usage, key: IdempotencyKey,
                        scope: ChargeScope = .unscoped) async throws(BillingError) -> ChargeReceipt {
-        let decision = try await route(account, request)
-        let priced = try price(decision.model, usage)
-        return try await record(priced, source: decision.keySource, account: account, key: key, scope: scope,
-                                reason: decision.reason)
+        engine.prefetchKeyPresence(account.tenant)
+        let summary = try plan(for: request, withCandidates: false).summary
+        var hasher = summary.requestHasher
+        usage.feed(into: &hasher)
+        let requestHash = hasher.finish()
+        var plan: CachedPlan?
+        let routed: RoutedCharge
+        if engine.mayHaveKeys(account.tenant) || summary.candidateCount > LedgerLimits.routedCandidatesMax {
+            let full = try self.plan(for: request, withCandidates: true).plan!
+            guard full.candidates.count <= LedgerLimits.routedCandidatesMax else {
+                return try await chargeChosenFirst(account, plan: full, usage: usage, key: key, scope: scope)
+            }
+            var candidates: [UsageCharge] = []
+            candidates.reserveCapacity(full.candidates.count)
+            for index in full.candidates.indices {
+                candidates.append(UsageCharge(try price(full.candidates[index], usage), keySource: .system))
+            }
+            routed = RoutedCharge(candidates: candidates, systemChoice: full.systemIndex.map { UInt8($0) }, request: requestHash)
+            plan = full
+        } else {
+            // No key can cover another candidate: the system choice alone, numbered as in
+            // the whole list (no array to allocate).
+            guard let system = summary.systemEntry, let systemIndex = summary.systemIndex else {
+                throw .noRoute(summary.overBudget.description)
+            }
+            routed = RoutedCharge(only: UsageCharge(try price(system, usage), keySource: .system), request: requestHash,
+                                  numberedFrom: UInt8(systemIndex))
+        }
+        let receipt: Receipt
+        switch await engine.execute(Command(key: key, .chargeRouted(account, routed, scope: scope))) {
+        case .success(let success): receipt = success
+        case .failure(.notAllowed(_, .noRouteWithinBudget)): throw .noRoute(summary.overBudget.description)
+        case .failure(let error): throw .ledger(error)
+        }
+        // The receipt numbers candidates as the plan does (a retry may have been sent with
+        // the other form, or answered from the first attempt: the request hash covers the
+        // plan's content, so the numbers mean the same models).
+        let choice = Self.choice(receipt)
+        if plan == nil, choice.candidate == summary.systemIndex, let system = summary.systemEntry {
+            var usage = routed[candidate: 0]
+            usage.keySource = choice.keySource
+            return ChargeReceipt(receipt: receipt, usage: usage, routing: RoutingContext(quality: request.quality, entry: system))
+        }
+        let full: CachedPlan
+        if let plan { full = plan } else { full = try self.plan(for: request, withCandidates: true).plan! }
+        let entry = full.candidates[choice.candidate]
+        return ChargeReceipt(receipt: receipt, usage: UsageCharge(try price(entry, usage), keySource: choice.keySource),
+                             routing: RoutingContext(quality: request.quality, entry: entry))
+    }
+
+    /// A routed charge with more candidates than one command carries (a catalog with very
+    /// many providers of a kind): the keys are read first, then the chosen model is charged
+    /// with its key source (the ledger refuses it if that key stopped being usable between).
+    private func chargeChosenFirst(_ account: AccountID, plan: CachedPlan, usage: Usage, key: IdempotencyKey,
+                                   scope: ChargeScope) async throws(BillingError) -> ChargeReceipt {
+        let keys = await engine.usableKeys(for: account)
+        let route: Route
+        do { route = try plan.route.route { keys[$0] != nil } } catch { throw .noRoute(error.description) }
+        let charge = UsageCharge(try price(route.entry, usage), keySource: keys[route.entry.provider] ?? .system)
+        let receipt = try await succeed(Command(key: key, .charge(account, charge, scope: scope)))
+        return ChargeReceipt(receipt: receipt, usage: charge, routing: RoutingContext(quality: plan.route.quality, entry: route.entry))
     }
 
     /// The model for `request` and why: among the models of the kind and quality, one a key
     /// of the caller covers (0 credits, best quality first), else the cheapest in credits.
     public func route(_ account: AccountID, _ request: RoutingRequest) async throws(BillingError) -> RouteDecision {
-        let keys = await engine.usableKeys(for: account)
+        guard let plan = try plan(for: request, withCandidates: true).plan else { preconditionFailure("asked for the plan") }
+        let keys = engine.mayHaveKeys(account.tenant) ? await engine.usableKeys(for: account) : [:]
         let route: Route
-        do {
-            route = try catalog.route(kind: request.kind, quality: request.quality, keyProviders: Set(keys.keys),
-                                      constraints: request.constraints)
-        } catch {
-            throw .noRoute(error.description)
-        }
+        do { route = try plan.route.route { keys[$0] != nil } } catch { throw .noRoute(error.description) }
         let source = keys[route.entry.provider] ?? .system
-        let reason = switch source {
-        case .userKey: "your \(route.entry.provider) key covers \(route.entry.model): 0 credits"
-        case .organisationKey: "your organisation's \(route.entry.provider) key covers \(route.entry.model): 0 credits"
-        case .system: route.reason
-        }
         return RouteDecision(model: route.entry.model, provider: route.entry.provider, kind: route.entry.kind,
                              quality: route.entry.quality, creditsPerUnit: source == .system ? route.creditsPerUnit : .zero,
-                             keySource: source, reason: reason)
+                             keySource: source,
+                             reason: RoutingContext(quality: request.quality, entry: route.entry)
+                                 .reason(model: route.entry.model, provider: route.entry.provider, keySource: source))
     }
 
-    private func record(_ priced: PricedUsage, source: KeySource, account: AccountID, key: IdempotencyKey,
-                        scope: ChargeScope, reason: String?) async throws(BillingError) -> ChargeReceipt {
-        let usage = UsageCharge(priced, keySource: source)
-        let receipt = try await succeed(Command(key: key, .charge(account, usage, scope: scope)))
-        return ChargeReceipt(receipt: receipt, usage: usage, reason: reason)
+    /// The routing plan for `request` under the running catalog, computed once per catalog:
+    /// its summary (values), and the plan itself when `withCandidates` (a reference every
+    /// caller shares: a charge that needs only the summary does not touch its count).
+    private func plan(for request: RoutingRequest, withCandidates: Bool) throws(BillingError) -> (summary: PlanSummary, plan: CachedPlan?) {
+        let unconstrained = request.constraints.allowedProviders == nil && request.constraints.creditsPerUnitMax == nil
+        let slot = PricingState.slot(request.kind, request.quality)
+        let result: Result<(PlanSummary, CachedPlan?), RoutingError> = pricing.withLock { state in
+            // Most requests have no constraints: their plans sit in a small array, found
+            // without hashing the request.
+            // A charge for a tenant without keys takes the summary alone (values).
+            if unconstrained && !withCandidates, let summary = state.unconstrainedSummaries[slot] {
+                return .success((summary, nil))
+            }
+            let found = unconstrained ? state.unconstrainedPlans[slot] : state.plans[request]
+            let cached: Result<CachedPlan, RoutingError>
+            if let found {
+                cached = found
+            } else {
+                do throws(RoutingError) {
+                    cached = .success(CachedPlan(try state.catalog.routePlan(kind: request.kind, quality: request.quality,
+                                                                             constraints: request.constraints),
+                                                 constraints: request.constraints))
+                } catch {
+                    cached = .failure(error)
+                }
+                if unconstrained {
+                    state.unconstrainedPlans[slot] = cached
+                    if case .success(let plan) = cached { state.unconstrainedSummaries[slot] = plan.summary }
+                } else {
+                    if state.plans.count >= PricingState.plansMax { state.plans.removeAll() }
+                    state.plans[request] = cached
+                }
+            }
+            switch cached {
+            case .success(let plan): return .success((plan.summary, withCandidates ? plan : nil))
+            case .failure(let error): return .failure(error)
+            }
+        }
+        switch result {
+        case .success(let found): return found
+        case .failure(let error): throw .noRoute(error.description)
+        }
+    }
+
+    /// The candidate a routed charge's receipt names.
+    private static func choice(_ receipt: Receipt) -> RoutedChoice {
+        guard let choice = receipt.routedChoice else { preconditionFailure("a routed charge's receipt names no candidate: \(receipt)") }
+        return choice
     }
 
     // MARK: Purchases
@@ -245,11 +356,35 @@ public final class Billing: Sendable {
         do { return try catalog.price(model: model, usage: usage) } catch { throw .pricing(error) }
     }
 
+    private func price(_ entry: CatalogEntry, _ usage: Usage) throws(BillingError) -> PricedUsage {
+        do { return try entry.price(usage) } catch { throw .pricing(error) }
+    }
+
     @discardableResult
     private func succeed(_ command: Command) async throws(BillingError) -> Receipt {
         switch await engine.execute(command) {
         case .success(let receipt): return receipt
         case .failure(let error): throw .ledger(error)
+        }
+    }
+}
+
+extension CatalogEntry {
+    /// Adds the entry — its names and prices — to a routed charge's request hash.
+    func feed(into hasher: inout StableHasher) {
+        hasher.combine(model); hasher.combine(provider); hasher.combine(kind.rawValue); hasher.combine(quality.rawValue)
+        hasher.combine(providerCostPerUnitNanoUSD); hasher.combine(creditsPerUnit.rawValue)
+        hasher.combine(inputCreditsPerUnit.rawValue); hasher.combine(outputCreditsPerUnit.rawValue)
+    }
+}
+
+extension Usage {
+    /// Adds the usage to a routed charge's request hash.
+    func feed(into hasher: inout StableHasher) {
+        switch self {
+        case .tokens(let input, let output): hasher.combine(UInt8(1)); hasher.combine(input); hasher.combine(output)
+        case .images(let count): hasher.combine(UInt8(2)); hasher.combine(count)
+        case .videoSeconds(let seconds): hasher.combine(UInt8(3)); hasher.combine(seconds)
         }
     }
 }
@@ -299,8 +434,127 @@ public struct ChargeReceipt: Sendable, Equatable {
     public let receipt: Receipt
     /// What was recorded: model, provider, units, costs, key source.
     public let usage: UsageCharge
-    /// Why routing chose the model (nil when the caller named it).
-    public let reason: String?
+    /// For a routed charge: the plan it was chosen from (nil when the caller named the model).
+    let routing: RoutingContext?
+
+    /// Why routing chose the model (nil when the caller named it). Put in words on demand.
+    public var reason: String? { routing?.reason(model: usage.model, provider: usage.provider, keySource: usage.keySource) }
+}
+
+/// A routing choice: the quality asked for and what the chosen model's unit costs (plain
+/// values; the model and provider are the usage's, and the words are made only when asked).
+struct RoutingContext: Sendable, Equatable {
+    let quality: QualityPreference
+    let kind: ModelKind
+    let creditsPerUnit: Millicredits
+
+    init(quality: QualityPreference, entry: CatalogEntry) {
+        self.quality = quality
+        kind = entry.kind
+        creditsPerUnit = entry.creditsPerUnit
+    }
+
+    func reason(model: String, provider: String, keySource: KeySource) -> String {
+        switch keySource {
+        case .userKey:
+            RoutePlan.reason(model: model, provider: provider, kind: kind, creditsPerUnit: creditsPerUnit, coverage: .coveredByKey,
+                             quality: quality)
+        case .organisationKey: "your organisation's \(provider) key covers \(model): 0 credits"
+        case .system:
+            RoutePlan.reason(model: model, provider: provider, kind: kind, creditsPerUnit: creditsPerUnit, coverage: .system,
+                             quality: quality)
+        }
+    }
+}
+
+/// What a routed charge for a tenant without keys needs of its plan, as values (copied out
+/// of the cache without touching the shared plan's reference count).
+struct PlanSummary: Sendable {
+    /// The model charged on system keys; nil when over budget.
+    let systemEntry: CatalogEntry?
+    /// The request's part of the routed charge's request hash (`RoutedCharge.request`); the
+    /// usage is added per charge.
+    let requestHasher: StableHasher
+    let kind: ModelKind
+    let quality: QualityPreference
+    let cheapest: Millicredits
+    let creditsPerUnitMax: Millicredits?
+    /// The system choice's number among the plan's candidates, and how many there are.
+    let systemIndex: Int?
+    let candidateCount: Int
+
+    /// The error when no key covers a candidate and `systemEntry` is nil.
+    var overBudget: RoutingError {
+        .overBudget(kind: kind, quality: quality, cheapest: cheapest, max: creditsPerUnitMax ?? cheapest)
+    }
+}
+
+/// The running catalog and the routing plans computed from it so far.
+struct PricingState: Sendable {
+    let catalog: Catalog
+    /// Plans of requests with constraints.
+    var plans: [RoutingRequest: Result<CachedPlan, RoutingError>] = [:]
+    /// Plans of requests without constraints, at `slot(kind, quality)`.
+    var unconstrainedPlans: [Result<CachedPlan, RoutingError>?] = Array(repeating: nil, count: slotCount)
+    /// Their summaries, for the charges that need nothing else.
+    var unconstrainedSummaries: [PlanSummary?] = Array(repeating: nil, count: slotCount)
+
+    private static let qualities: [QualityPreference] = [.standard, .premium, .any]
+    static let slotCount = ModelKind.allCases.count * qualities.count
+
+    static func slot(_ kind: ModelKind, _ quality: QualityPreference) -> Int {
+        ModelKind.allCases.firstIndex(of: kind)! * qualities.count + qualities.firstIndex(of: quality)!
+    }
+
+    /// Plans kept per catalog (requests with constraints vary without bound); on reaching
+    /// it, the cache starts over.
+    static let plansMax = 1_024
+
+    init(catalog: Catalog) { self.catalog = catalog }
+}
+
+/// A routing plan with the candidates a routed charge carries: the key candidates, then the
+/// system-keys choice unless it is one of them. A class: every charge takes it from the
+/// cache, and one reference is cheaper to hand out than the arrays it holds.
+final class CachedPlan: Sendable {
+    let route: RoutePlan
+    let candidates: [CatalogEntry]
+    let systemIndex: Int?
+    let summary: PlanSummary
+
+    init(_ route: RoutePlan, constraints: RoutingConstraints) {
+        self.route = route
+        var candidates = route.keyCandidates
+        var systemIndex: Int?
+        if let system = route.systemChoice {
+            systemIndex = candidates.firstIndex { $0.model == system.model }
+            if systemIndex == nil {
+                systemIndex = candidates.count
+                candidates.append(system)
+            }
+        }
+        self.candidates = candidates
+        self.systemIndex = systemIndex
+        // The request hash covers the candidates as priced by this catalog: the same hash
+        // means the same numbered models at the same prices.
+        var hasher = StableHasher()
+        hasher.combine(UInt8(2))
+        hasher.combine(route.kind.rawValue)
+        hasher.combine(String(describing: route.quality))
+        hasher.combine(UInt64(candidates.count))
+        for entry in candidates { entry.feed(into: &hasher) }
+        hasher.combine(systemIndex != nil)
+        hasher.combine(UInt64(systemIndex ?? 0))
+        var cheapest = Millicredits.zero
+        var creditsPerUnitMax: Millicredits?
+        if case .overBudget(_, _, let value, let max) = route.overBudget {
+            cheapest = value
+            creditsPerUnitMax = constraints.creditsPerUnitMax == nil ? nil : max
+        }
+        summary = PlanSummary(systemEntry: route.systemChoice, requestHasher: hasher, kind: route.kind, quality: route.quality,
+                              cheapest: cheapest, creditsPerUnitMax: creditsPerUnitMax, systemIndex: systemIndex,
+                              candidateCount: candidates.count)
+    }
 }
 
 public struct PurchaseReceipt: Sendable, Equatable {

@@ -67,7 +67,14 @@ extension Catalog {
     /// rate. Video: started 5-second clips × rate (7 s = 2 clips).
     public func price(model: String, usage: Usage) throws(PricingError) -> PricedUsage {
         guard let entry = entry(named: model) else { throw .unknownModel(model) }
-        guard usage.kind == entry.kind else { throw .wrongKind(model: model, modelKind: entry.kind, usage: usage) }
+        return try entry.price(usage)
+    }
+}
+
+extension CatalogEntry {
+    /// Prices `usage` on this model at its list price (`Catalog.price(model:usage:)`).
+    public func price(_ usage: Usage) throws(PricingError) -> PricedUsage {
+        guard usage.kind == kind else { throw .wrongKind(model: model, modelKind: kind, usage: usage) }
         let perUnit = Int128(ModelKind.tokensPerUnit)
         let charge: Int128
         let cost: Int128
@@ -75,28 +82,28 @@ extension Catalog {
         switch usage {
         case .tokens(let input, let output):
             guard input >= 0, output >= 0, input > 0 || output > 0 else { throw .invalidUsage(usage) }
-            let exact = Int128(input) * Int128(entry.inputCreditsPerUnit.rawValue)
-                + Int128(output) * Int128(entry.outputCreditsPerUnit.rawValue)
+            let exact = Int128(input) * Int128(inputCreditsPerUnit.rawValue)
+                + Int128(output) * Int128(outputCreditsPerUnit.rawValue)
             charge = roundedUpQuotient(exact, perUnit)
             let tokens = Int128(input) + Int128(output)
-            cost = roundedUpQuotient(tokens * Int128(entry.providerCostPerUnitNanoUSD), perUnit)
+            cost = roundedUpQuotient(tokens * Int128(providerCostPerUnitNanoUSD), perUnit)
             guard let total = Int64(exactly: tokens) else { throw .overflow(model: model, usage: usage) }
             units = total
         case .images(let count):
             guard count > 0 else { throw .invalidUsage(usage) }
             units = count
-            charge = Int128(count) * Int128(entry.creditsPerUnit.rawValue)
-            cost = Int128(count) * Int128(entry.providerCostPerUnitNanoUSD)
+            charge = Int128(count) * Int128(creditsPerUnit.rawValue)
+            cost = Int128(count) * Int128(providerCostPerUnitNanoUSD)
         case .videoSeconds(let seconds):
             guard seconds > 0 else { throw .invalidUsage(usage) }
             units = (seconds - 1) / ModelKind.secondsPerClip + 1
-            charge = Int128(units) * Int128(entry.creditsPerUnit.rawValue)
-            cost = Int128(units) * Int128(entry.providerCostPerUnitNanoUSD)
+            charge = Int128(units) * Int128(creditsPerUnit.rawValue)
+            cost = Int128(units) * Int128(providerCostPerUnitNanoUSD)
         }
         guard charge <= Int128(LedgerLimits.amountMax), let costNanoUSD = Int64(exactly: cost) else {
             throw .overflow(model: model, usage: usage)
         }
-        return PricedUsage(model: entry.model, provider: entry.provider, charge: Millicredits(Int64(charge)),
+        return PricedUsage(model: model, provider: provider, charge: Millicredits(Int64(charge)),
                            providerCostNanoUSD: costNanoUSD, units: units)
     }
 }
@@ -104,6 +111,11 @@ extension Catalog {
 /// ⌈numerator / denominator⌉ for a non-negative numerator and a positive denominator.
 private func roundedUpQuotient(_ numerator: Int128, _ denominator: Int128) -> Int128 {
     precondition(numerator >= 0 && denominator > 0)
+    // Almost every price fits 64 bits, and a 64-bit division is many times cheaper.
+    if let small = Int64(exactly: numerator), let divisor = Int64(exactly: denominator) {
+        let (quotient, remainder) = small.quotientAndRemainder(dividingBy: divisor)
+        return Int128(remainder == 0 ? quotient : quotient + 1)
+    }
     let (quotient, remainder) = numerator.quotientAndRemainder(dividingBy: denominator)
     return remainder == 0 ? quotient : quotient + 1
 }

@@ -82,7 +82,87 @@ private func qualityWords(_ quality: QualityPreference) -> String {
     }
 }
 
+/// Routing's work that does not depend on the caller's keys, for one request: the models a
+/// key could make free, best first, and the model charged on system keys. A host computes
+/// it once per catalog and request, then chooses per call with the caller's keys.
+public struct RoutePlan: Sendable, Hashable {
+    public let kind: ModelKind
+    public let quality: QualityPreference
+    /// The allowed models of the kind and quality in the order routing prefers a key-covered
+    /// one — better quality first, then the model name in code-point order — keeping only
+    /// the first model of each provider (a key covers a provider, so the others of that
+    /// provider can never be chosen for it).
+    public let keyCandidates: [CatalogEntry]
+    /// The cheapest allowed model on system keys (ties: the model name); nil when it costs
+    /// more per unit than the constraints allow.
+    public let systemChoice: CatalogEntry?
+    /// What the cheapest allowed model costs per unit, and the maximum it exceeded (for the
+    /// error when no key covers a candidate and `systemChoice` is nil).
+    let cheapest: Millicredits
+    let creditsPerUnitMax: Millicredits?
+
+    /// The model for a caller whose keys cover the providers `covers` accepts.
+    public func route(covers: (String) -> Bool) throws(RoutingError) -> Route {
+        if let best = keyCandidates.first(where: { covers($0.provider) }) {
+            return Route(entry: best, creditsPerUnit: .zero, keyCoverage: .coveredByKey,
+                         reason: reason(for: best, coverage: .coveredByKey))
+        }
+        guard let choice = systemChoice else { throw overBudget }
+        return Route(entry: choice, creditsPerUnit: choice.creditsPerUnit, keyCoverage: .system,
+                     reason: reason(for: choice, coverage: .system))
+    }
+
+    /// The error when no key covers a candidate and the cheapest model is over budget.
+    public var overBudget: RoutingError {
+        .overBudget(kind: kind, quality: quality, cheapest: cheapest, max: creditsPerUnitMax ?? cheapest)
+    }
+
+    /// Why `entry` was chosen, in words: "your OpenAI key covers GPT-4o: 0 credits", or
+    /// "cheapest premium text model on system keys: GPT-4o, 5 per 1K tokens".
+    public func reason(for entry: CatalogEntry, coverage: KeyCoverage) -> String {
+        Self.reason(for: entry, coverage: coverage, quality: quality)
+    }
+
+    /// `reason(for:coverage:)` of a plan for `quality` (and the entry's kind).
+    public static func reason(for entry: CatalogEntry, coverage: KeyCoverage, quality: QualityPreference) -> String {
+        reason(model: entry.model, provider: entry.provider, kind: entry.kind, creditsPerUnit: entry.creditsPerUnit,
+               coverage: coverage, quality: quality)
+    }
+
+    /// `reason(for:coverage:quality:)` from the entry's fields.
+    public static func reason(model: String, provider: String, kind: ModelKind, creditsPerUnit: Millicredits,
+                              coverage: KeyCoverage, quality: QualityPreference) -> String {
+        switch coverage {
+        case .coveredByKey:
+            "your \(provider) key covers \(model): 0 credits"
+        case .system:
+            "cheapest \(qualityWords(quality))\(kind) model on system keys: \(model), \(creditsPerUnit) per \(kind.unit)"
+        }
+    }
+}
+
 extension Catalog {
+    /// Routing's key-independent work for a request (`RoutePlan`): the models of `kind` at
+    /// `quality` from allowed providers, ordered for key coverage, and the cheapest within
+    /// `creditsPerUnitMax`. Throws when the catalog has no such model at all.
+    public func routePlan(kind: ModelKind, quality: QualityPreference,
+                          constraints: RoutingConstraints = RoutingConstraints()) throws(RoutingError) -> RoutePlan {
+        let suitable = entries.filter { $0.kind == kind && quality.admits($0.quality) }
+        guard !suitable.isEmpty else { throw .noModel(kind: kind, quality: quality) }
+        let allowed = suitable.filter { constraints.allowedProviders?.contains($0.provider) ?? true }
+        guard !allowed.isEmpty else {
+            throw .noAllowedProvider(kind: kind, quality: quality, allowed: (constraints.allowedProviders ?? []).sorted())
+        }
+        var providers: Set<String> = []
+        let keyCandidates = allowed.sorted { ($1.quality, $0.model) < ($0.quality, $1.model) }
+            .filter { providers.insert($0.provider).inserted }
+        let cheapest = allowed.min { ($0.creditsPerUnit, $0.model) < ($1.creditsPerUnit, $1.model) }!
+        let withinBudget = constraints.creditsPerUnitMax.map { cheapest.creditsPerUnit <= $0 } ?? true
+        return RoutePlan(kind: kind, quality: quality, keyCandidates: keyCandidates,
+                         systemChoice: withinBudget ? cheapest : nil, cheapest: cheapest.creditsPerUnit,
+                         creditsPerUnitMax: constraints.creditsPerUnitMax)
+    }
+
     /// Chooses the model for an operation of `kind` at `quality`.
     ///
     /// Among the models of that kind and quality from allowed providers: if the caller has a
@@ -91,23 +171,6 @@ extension Catalog {
     /// to the model name in code-point order.
     public func route(kind: ModelKind, quality: QualityPreference, keyProviders: Set<String>,
                       constraints: RoutingConstraints = RoutingConstraints()) throws(RoutingError) -> Route {
-        let suitable = entries.filter { $0.kind == kind && quality.admits($0.quality) }
-        guard !suitable.isEmpty else { throw .noModel(kind: kind, quality: quality) }
-        let allowed = suitable.filter { constraints.allowedProviders?.contains($0.provider) ?? true }
-        guard !allowed.isEmpty else {
-            throw .noAllowedProvider(kind: kind, quality: quality, allowed: (constraints.allowedProviders ?? []).sorted())
-        }
-        let covered = allowed.filter { keyProviders.contains($0.provider) }
-        if let best = covered.min(by: { ($1.quality, $0.model) < ($0.quality, $1.model) }) {
-            return Route(entry: best, creditsPerUnit: .zero, keyCoverage: .coveredByKey,
-                         reason: "your \(best.provider) key covers \(best.model): 0 credits")
-        }
-        let cheapest = allowed.min { ($0.creditsPerUnit, $0.model) < ($1.creditsPerUnit, $1.model) }!
-        if let max = constraints.creditsPerUnitMax, cheapest.creditsPerUnit > max {
-            throw .overBudget(kind: kind, quality: quality, cheapest: cheapest.creditsPerUnit, max: max)
-        }
-        return Route(entry: cheapest, creditsPerUnit: cheapest.creditsPerUnit, keyCoverage: .system,
-                     reason: "cheapest \(qualityWords(quality))\(kind) model on system keys: \(cheapest.model), "
-                         + "\(cheapest.creditsPerUnit) per \(kind.unit)")
+        try routePlan(kind: kind, quality: quality, constraints: constraints).route { keyProviders.contains($0) }
     }
 }

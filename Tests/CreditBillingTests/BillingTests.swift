@@ -124,6 +124,98 @@ struct ChargingTests {
         }
     }
 
+    @Test("a routed charge is one command: the system choice alone for a tenant without keys, every candidate once it has one")
+    func routedChargeIsOneCommand() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(11, credits: credits(100))
+        let premiumText = RoutingRequest(kind: .text, quality: .premium)
+        #expect(!f.engine.mayHaveKeys(account.tenant))
+        let paid = try await f.billing.charge(account, routing: premiumText, usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(paid.usage.model == "Claude 3 Sonnet" && paid.usage.keySource == .system && paid.receipt.amount == credits(10))
+        #expect(paid.reason == "cheapest premium text model on system keys: Claude 3 Sonnet, 10 credits per 1K tokens")
+        // Sent alone, but numbered as in the whole list (Opus, GPT-4 Turbo, Gemini Ultra, Sonnet).
+        #expect(paid.receipt.routedChoice == RoutedChoice(candidate: 3, keySource: .system))
+        // The ledger recorded the model it charged, with the key source.
+        let entries = await f.engine.recentStatement(of: account)
+        #expect(entries.last?.usage == paid.usage && entries.last?.kind == .charged)
+
+        // A key: the filter says "maybe" as soon as the registration returned, and the full
+        // list goes to the shard, which picks the OpenAI model.
+        try await f.billing.registerKey("sk-openai-key-1111", provider: "OpenAI", for: account, key: f.key())
+        #expect(f.engine.mayHaveKeys(account.tenant))
+        let free = try await f.billing.charge(account, routing: premiumText, usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(free.usage.model == "GPT-4 Turbo" && free.usage.keySource == .userKey && free.receipt.amount == .zero)
+        #expect(free.usage.saved == credits(15) && free.reason == "your OpenAI key covers GPT-4 Turbo: 0 credits")
+        // Removed again: the filter still says "maybe" (bits are never cleared), the shard
+        // finds no key and charges the system choice, the last of the candidates.
+        try await f.billing.removeKey(provider: "OpenAI", for: account, key: f.key())
+        let again = try await f.billing.charge(account, routing: premiumText, usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(again.usage.model == "Claude 3 Sonnet" && again.receipt.amount == credits(10))
+        #expect(again.receipt.routedChoice?.keySource == .system && again.receipt.routedChoice?.candidate == 3)
+    }
+
+    @Test("a retried routed charge returns the first charge, even when it is offered other candidates by then")
+    func routedRetryAfterAKeyAppeared() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(12, credits: credits(100))
+        let request = RoutingRequest(kind: .text, quality: .premium)
+        let key = f.key()
+        let first = try await f.billing.charge(account, routing: request, usage: .tokens(input: 1_000, output: 0), key: key)
+        try await f.billing.registerKey("sk-openai-key-2222", provider: "OpenAI", for: account, key: f.key())
+        let retry = try await f.billing.charge(account, routing: request, usage: .tokens(input: 1_000, output: 0), key: key)
+        #expect(retry.receipt == first.receipt && retry.usage == first.usage && retry.usage.keySource == .system)
+        let balance = try #require(await f.engine.balance(of: account))
+        #expect(balance.consumed == credits(10), "charged once")
+        // The same key for another request is a conflict, and charges nothing.
+        await #expect(throws: BillingError.ledger(.idempotencyConflict(key))) {
+            _ = try await f.billing.charge(account, routing: request, usage: .tokens(input: 2_000, output: 0), key: key)
+        }
+    }
+
+    @Test("over budget: refused without a covering key (with or without keys elsewhere), charged 0 with one")
+    func routedOverBudget() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(13, credits: credits(1_000))
+        let capped = RoutingRequest(kind: .video, quality: .premium, constraints: RoutingConstraints(creditsPerUnitMax: credits(1)))
+        await #expect(throws: BillingError.self) {
+            _ = try await f.billing.charge(account, routing: capped, usage: .videoSeconds(5), key: f.key())
+        }
+        // A key for a provider without premium video: the full list goes to the shard, which refuses.
+        try await f.billing.registerKey("sk-anthropic-3333", provider: "Anthropic", for: account, key: f.key())
+        do {
+            _ = try await f.billing.charge(account, routing: capped, usage: .videoSeconds(5), key: f.key())
+            Issue.record("an over-budget routed charge went through")
+        } catch {
+            #expect(error.description.contains("more than the maximum"), "\(error)")
+        }
+        try await f.billing.registerKey("sk-openai-key-4444", provider: "OpenAI", for: account, key: f.key())
+        let sora = try await f.billing.charge(account, routing: capped, usage: .videoSeconds(7), key: f.key())
+        #expect(sora.usage.model == "Sora Pro" && sora.receipt.amount == .zero && sora.usage.units == 2)
+        #expect(try #require(await f.engine.balance(of: account)).consumed == .zero)
+    }
+
+    @Test("a catalog with more providers of a kind than one command carries: routed in two steps, same rule")
+    func manyProvidersRouteInTwoSteps() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(14, credits: credits(100))
+        // 20 premium text models of 20 providers; Provider 07 is the cheapest.
+        var text = "model | provider | kind | quality | unit | provider_cost_usd | credits\n"
+        for index in 0 ..< 20 {
+            let name = String(index < 10 ? "0\(index)" : "\(index)")
+            text += "Model \(name) | Provider \(name) | text | premium | 1K tokens | 0.01 | \(index == 7 ? 2 : 5)\n"
+        }
+        try f.billing.replaceCatalog(text: text)
+        let request = RoutingRequest(kind: .text, quality: .premium)
+        try await f.billing.registerKey("sk-provider-15-key", provider: "Provider 15", for: account, key: f.key())
+        let covered = try await f.billing.charge(account, routing: request, usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(covered.usage.model == "Model 15" && covered.usage.keySource == .userKey && covered.receipt.amount == .zero)
+        #expect(covered.reason == "your Provider 15 key covers Model 15: 0 credits")
+        try await f.billing.removeKey(provider: "Provider 15", for: account, key: f.key())
+        let cheapest = try await f.billing.charge(account, routing: request, usage: .tokens(input: 1_000, output: 0), key: f.key())
+        #expect(cheapest.usage.model == "Model 07" && cheapest.receipt.amount == credits(2))
+        #expect(cheapest.receipt.routedChoice == nil, "charged as a plain charge of the chosen model")
+    }
+
     @Test("enterprise: IT-controlled refuses a member's key and uses the organisation's; hybrid lets members cover the rest")
     func enterprisePolicies() async throws {
         let f = try Fixture()
