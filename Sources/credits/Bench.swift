@@ -42,6 +42,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
     @Option(help: "What each operation is: debit (a plain debit), charge (an AI call of a named model through the billing service: key lookup, catalog price, charge command) or charge-routing (the same with routing: usable keys, route, price, charge). charge and charge-routing need --batch 1; a tenth of the accounts get an OpenAI key first.")
     var operation = "debit"
+    @Option(help: "Another operation to compare with: --ops is split into --rounds rounds, and each round runs its share of --operation, then the same number of this one, on the same engine. Alternating cancels the drift of a shared machine's speed; the report adds this operation's throughput and the ratio.")
+    var versus: String?
+    @Option(help: "With --versus: how many alternating rounds.") var rounds = 10
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func validate() throws {
@@ -58,14 +61,20 @@ struct Bench: AsyncParsableCommand {
         }
         guard commitDelayUs >= 0, commitDelayUs <= 100_000 else { throw ValidationError("--commit-delay-us must be 0...100000") }
         if let writerThreads, writerThreads < 1 { throw ValidationError("--writer-threads must be at least 1") }
-        guard ["debit", "charge", "charge-routing"].contains(operation) else {
-            throw ValidationError("--operation must be debit, charge or charge-routing, not \(operation)")
+        for (name, value) in [("--operation", operation), ("--versus", versus)] {
+            guard let value else { continue }
+            guard Self.operations.contains(value) else {
+                throw ValidationError("\(name) must be debit, charge or charge-routing, not \(value)")
+            }
+            if value != "debit" && batch != 1 { throw ValidationError("\(name) \(value) runs single calls: use --batch 1") }
         }
-        if operation != "debit" && batch != 1 { throw ValidationError("--operation \(operation) runs single calls: use --batch 1") }
+        guard rounds >= 1, rounds <= ops else { throw ValidationError("--rounds must be 1...--ops") }
         if durability != "memory" && data == nil {
             throw ValidationError("--durability \(durability) writes a log: give it a directory with --data DIR")
         }
     }
+
+    static let operations = ["debit", "charge", "charge-routing"]
 
     func run() async throws {
         let shards = shards ?? EngineConfiguration.shardCountDefault(durable: data != nil && durability != "memory")
@@ -87,7 +96,7 @@ struct Bench: AsyncParsableCommand {
         let heapBefore = heapBytesInUse()
         let setupStart = monotonicNanos()
         try await fund(engine)
-        let billing = operation == "debit" ? nil : try await billingWithKeys(engine)
+        let billing = operation == "debit" && (versus ?? "debit") == "debit" ? nil : try await billingWithKeys(engine)
         let setupSeconds = Double(monotonicNanos() - setupStart) / 1e9
         let residentAfter = residentBytes()
         let heapAfter = heapBytesInUse()
@@ -98,7 +107,18 @@ struct Bench: AsyncParsableCommand {
             let headers = try await engine.snapshot()
             return (Double(monotonicNanos() - started) / 1e6, headers)
         } : nil
-        let result = await load(engine, billing: billing)
+        var result = LoadResult()
+        var versusResult = LoadResult()
+        if let versus {
+            // Alternating rounds: both operations see the same machine, in the same minutes.
+            for round in 0 ..< rounds {
+                let share = ops / rounds + (round < ops % rounds ? 1 : 0)
+                result.add(await load(engine, billing: billing, operation: operation, ops: share, keySpace: UInt64(2 * round + 1)))
+                versusResult.add(await load(engine, billing: billing, operation: versus, ops: share, keySpace: UInt64(2 * round + 2)))
+            }
+        } else {
+            result = await load(engine, billing: billing, operation: operation, ops: ops, keySpace: 0)
+        }
         let snapshot = try await snapshotTask?.value
         let bytesPerAccount = Double(heapAfter - heapBefore) / Double(accounts)
         let residentBytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
@@ -108,7 +128,7 @@ struct Bench: AsyncParsableCommand {
         var problems: [String] = []
         if check { problems = await engine.invariantViolations() }
 
-        let report = BenchReport(
+        var report = BenchReport(
             ops: result.succeeded, failed: result.failed, seconds: result.seconds,
             p50Micros: result.latency.percentile(0.50) / 1_000, p99Micros: result.latency.percentile(0.99) / 1_000,
             maxMicros: result.latency.maximum / 1_000, accounts: accounts, shards: shards, batch: batch,
@@ -117,10 +137,14 @@ struct Bench: AsyncParsableCommand {
             invariantsChecked: check, invariantViolations: problems.count, durabilityStatistics: durabilityStatistics,
             snapshotMillis: snapshot?.0, snapshotStateBytes: snapshot?.1.reduce(0) { $0 + Int($1.stateBytes) },
             snapshotCompressedBytes: snapshot?.1.reduce(0) { $0 + Int($1.frameBytes) })
+        if let versus {
+            report.versus = BenchReport.Versus(operation: versus, ops: versusResult.succeeded, failed: versusResult.failed,
+                                               seconds: versusResult.seconds, rounds: rounds)
+        }
         await engine.close()
         print(json ? report.json : report.text)
         for problem in problems.prefix(20) { printError(problem) }
-        if result.failed > 0 || !problems.isEmpty { throw ExitCode.failure }
+        if result.failed > 0 || versusResult.failed > 0 || !problems.isEmpty { throw ExitCode.failure }
     }
 
     static let creditsPerAccount: Int64 = 1_000_000_000
@@ -154,6 +178,14 @@ struct Bench: AsyncParsableCommand {
         var failed = 0
         var seconds = 0.0
         var latency = LatencyHistogram()
+
+        /// Adds a round's results: counts and times summed, latencies merged.
+        mutating func add(_ other: LoadResult) {
+            succeeded += other.succeeded
+            failed += other.failed
+            seconds += other.seconds
+            latency.merge(other.latency)
+        }
     }
 
     /// A billing service on the engine, with an OpenAI key registered on every tenth account.
@@ -170,14 +202,18 @@ struct Bench: AsyncParsableCommand {
         return billing
     }
 
-    private func load(_ engine: CreditEngine, billing: Billing?) async -> LoadResult {
+    /// Runs `ops` operations from `concurrency` tasks. Idempotency keys are unique per
+    /// `keySpace` (a round of a comparison), and so is the sequence of accounts.
+    private func load(_ engine: CreditEngine, billing: Billing?, operation: String, ops: Int, keySpace: UInt64) async -> LoadResult {
         let accounts = UInt64(self.accounts)
         let routing = operation == "charge-routing"
+        let billing = operation == "debit" ? nil : billing
         let request = RoutingRequest(kind: .text, quality: .premium)
         let batch = self.batch
         let perTask = (ops + concurrency - 1) / concurrency
         let totalOps = ops
-        let seed = self.seed
+        let seed = self.seed &+ keySpace &* 0xD1B5_4A32_D192_ED03
+        let keyHigh = keySpace << 32 | 0x1000
         let start = monotonicNanos()
         var total = LoadResult()
         await withTaskGroup(of: LoadResult.self) { group in
@@ -191,7 +227,7 @@ struct Bench: AsyncParsableCommand {
                         sequence += 1
                         let tenant = TenantID(random.next() % accounts)
                         let amount = Millicredits(Int64(1 + random.next() % 1_000))
-                        return Command(key: IdempotencyKey(high: 0x1000 + UInt64(task), low: sequence),
+                        return Command(key: IdempotencyKey(high: keyHigh + UInt64(task), low: sequence),
                                        .debit(AccountID(tenant: tenant, number: 0), amount, scope: .unscoped))
                     }
                     var done = 0
@@ -200,7 +236,7 @@ struct Bench: AsyncParsableCommand {
                         while done < count {
                             sequence += 1
                             let account = AccountID(tenant: TenantID(random.next() % accounts), number: 0)
-                            let key = IdempotencyKey(high: 0x1000 + UInt64(task), low: sequence)
+                            let key = IdempotencyKey(high: keyHigh + UInt64(task), low: sequence)
                             let before = monotonicNanos()
                             let succeeded: Bool
                             do {
@@ -278,8 +314,23 @@ struct BenchReport {
     var snapshotMillis: Double?
     var snapshotStateBytes: Int?
     var snapshotCompressedBytes: Int?
+    /// With `--versus`: the other operation's figures.
+    var versus: Versus?
+
+    struct Versus {
+        var operation: String
+        var ops: Int
+        var failed: Int
+        var seconds: Double
+        var rounds: Int
+
+        var opsPerSecond: Double { Double(ops) / seconds }
+    }
 
     var opsPerSecond: Double { Double(ops) / seconds }
+
+    /// --operation's throughput as a percentage of --versus's.
+    var ratioPercent: Double? { versus.map { opsPerSecond / $0.opsPerSecond * 100 } }
 
     var json: String {
         "{\"ops\": \(ops), \"failed\": \(failed), \"seconds\": \(fixed(seconds, 3)), "
@@ -299,13 +350,16 @@ struct BenchReport {
             + (snapshotStateBytes.map { ", \"snapshot_state_bytes\": \($0)" } ?? "")
             + (snapshotCompressedBytes.map { ", \"snapshot_compressed_bytes\": \($0)" } ?? "")
             + (snapshotStateBytes.flatMap { state in snapshotCompressedBytes.map { ", \"snapshot_lz4_ratio\": \(fixed(Double(state) / Double(max(1, $0)), 2))" } } ?? "")
+            + (versus.map { ", \"versus\": \"\($0.operation)\", \"versus_ops\": \($0.ops), \"versus_failed\": \($0.failed), "
+                + "\"versus_ops_per_sec\": \(fixed($0.opsPerSecond, 0)), \"rounds\": \($0.rounds), "
+                + "\"ratio_pct\": \(fixed(ratioPercent ?? 0, 1))" } ?? "")
             + "}"
     }
 
     var text: String {
         """
-        \(ops) debits in \(fixed(seconds, 3)) s: \(fixed(opsPerSecond / 1e6, 2)) M debits/s \
-        (failed \(failed))
+        \(ops) \(operation) operations in \(fixed(seconds, 3)) s: \(fixed(opsPerSecond / 1e6, 2)) M/s \
+        (failed \(failed))\(versus.map { "\n\($0.ops) \($0.operation) operations in \(fixed($0.seconds, 3)) s: \(fixed($0.opsPerSecond / 1e6, 2)) M/s (failed \($0.failed)); \(operation) runs at \(fixed(ratioPercent ?? 0, 1)) % of \($0.operation), over \($0.rounds) alternating rounds" } ?? "")
         latency per call: p50 \(fixed(p50Micros, 1)) µs, p99 \(fixed(p99Micros, 1)) µs, max \(fixed(maxMicros, 1)) µs
         \(accounts) accounts, \(shards) shards, batch \(batch), concurrency \(concurrency), durability \(durability)
         setup \(fixed(setupSeconds, 2)) s, \(fixed(bytesPerAccount, 1)) bytes per account in use \
