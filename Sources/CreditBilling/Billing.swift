@@ -85,7 +85,7 @@ public final class Billing: Sendable {
         var candidate = UsageCharge(try price(entry, usage), keySource: .system)
         var hasher = StableHasher()
         hasher.combine(UInt8(1))
-        entry.feed(into: &hasher)
+        hasher.combine(entry.contentHash)
         usage.feed(into: &hasher)
         let routed = RoutedCharge(only: candidate, request: hasher.finish())
         let receipt = try await succeed(Command(key: key, .chargeRouted(account, routed, scope: scope)))
@@ -369,15 +369,6 @@ public final class Billing: Sendable {
     }
 }
 
-extension CatalogEntry {
-    /// Adds the entry — its names and prices — to a routed charge's request hash.
-    func feed(into hasher: inout StableHasher) {
-        hasher.combine(model); hasher.combine(provider); hasher.combine(kind.rawValue); hasher.combine(quality.rawValue)
-        hasher.combine(providerCostPerUnitNanoUSD); hasher.combine(creditsPerUnit.rawValue)
-        hasher.combine(inputCreditsPerUnit.rawValue); hasher.combine(outputCreditsPerUnit.rawValue)
-    }
-}
-
 extension Usage {
     /// Adds the usage to a routed charge's request hash.
     func feed(into hasher: inout StableHasher) {
@@ -542,7 +533,7 @@ final class CachedPlan: Sendable {
         hasher.combine(route.kind.rawValue)
         hasher.combine(String(describing: route.quality))
         hasher.combine(UInt64(candidates.count))
-        for entry in candidates { entry.feed(into: &hasher) }
+        for entry in candidates { hasher.combine(entry.contentHash) }
         hasher.combine(systemIndex != nil)
         hasher.combine(UInt64(systemIndex ?? 0))
         var cheapest = Millicredits.zero

@@ -74,6 +74,26 @@ public struct CatalogEntry: Sendable, Hashable {
     public let inputCreditsPerUnit: Millicredits
     /// Text models: credits per 1K output tokens. Equal to `creditsPerUnit` for other kinds.
     public let outputCreditsPerUnit: Millicredits
+    /// A stable hash of everything above (names and prices), computed once: what a charge
+    /// request's hash covers of the model (`RoutedCharge.request`).
+    public let contentHash: UInt64
+
+    init(model: String, provider: String, kind: ModelKind, quality: QualityTier, providerCostPerUnitNanoUSD: Int64,
+         creditsPerUnit: Millicredits, inputCreditsPerUnit: Millicredits, outputCreditsPerUnit: Millicredits) {
+        self.model = model
+        self.provider = provider
+        self.kind = kind
+        self.quality = quality
+        self.providerCostPerUnitNanoUSD = providerCostPerUnitNanoUSD
+        self.creditsPerUnit = creditsPerUnit
+        self.inputCreditsPerUnit = inputCreditsPerUnit
+        self.outputCreditsPerUnit = outputCreditsPerUnit
+        var hasher = StableHasher()
+        hasher.combine(model); hasher.combine(provider); hasher.combine(kind.rawValue); hasher.combine(quality.rawValue)
+        hasher.combine(providerCostPerUnitNanoUSD); hasher.combine(creditsPerUnit.rawValue)
+        hasher.combine(inputCreditsPerUnit.rawValue); hasher.combine(outputCreditsPerUnit.rawValue)
+        contentHash = hasher.finish()
+    }
 
     /// The margin of the list price (`creditsPerUnit`) over the provider's cost.
     public var margin: Margin { Margin(credits: creditsPerUnit, costNanoUSD: providerCostPerUnitNanoUSD) }
