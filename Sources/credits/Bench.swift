@@ -9,12 +9,14 @@ import Glibc
 /// The load benchmark: uniform random debits against pre-funded accounts, in memory.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load benchmark: uniform random debits over pre-funded accounts.",
+        abstract: "Load benchmark: uniform random debits (or charges) over pre-funded accounts.",
         discussion: """
             Opens --accounts individual tenants with one account and one grant each, then runs \
             --ops debits from --concurrency tasks. With --batch 1 each debit is its own call; with \
             --batch B each task sends batches of B debits through the batch entry point, and the \
-            latency reported is that of a whole batch call.
+            latency reported is that of a whole batch call. --operation charge or charge-routing \
+            runs AI-call charges through the billing service instead; --versus OP runs a second \
+            operation in alternating rounds on the same engine and reports the ratio.
             """
     )
 
