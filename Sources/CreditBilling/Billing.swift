@@ -33,7 +33,7 @@ public final class Billing: Sendable {
     /// keep their prices (the ledger stores what each charge cost).
     public func replaceCatalog(text: String) throws(CatalogError) {
         let parsed = try Catalog.parse(text: text)
-        pricing.withLock { $0 = PricingState(catalog: parsed) }
+        pricing.withLock { $0 = PricingState(catalog: parsed, keeping: $0.keptPlans) }
     }
 
     // MARK: Provider keys
@@ -133,7 +133,8 @@ public final class Billing: Sendable {
     public func charge(_ account: AccountID, routing request: RoutingRequest, usage: Usage, key: IdempotencyKey,
                        scope: ChargeScope = .unscoped) async throws(BillingError) -> ChargeReceipt {
         engine.prefetchKeyPresence(account.tenant)
-        let summary = try plan(for: request, withCandidates: false).summary
+        let lookup = try plan(for: request, withCandidates: false)
+        let summary = lookup.summary
         var hasher = summary.requestHasher
         usage.feed(into: &hasher)
         let requestHash = hasher.finish()
@@ -175,8 +176,10 @@ public final class Billing: Sendable {
             usage.keySource = choice.keySource
             return ChargeReceipt(receipt: receipt, usage: usage, routing: RoutingContext(quality: request.quality, entry: system))
         }
-        let full: CachedPlan
-        if let plan { full = plan } else { full = try self.plan(for: request, withCandidates: true).plan! }
+        // Another candidate than the one sent: a retry answered with the first attempt's
+        // receipt. Its numbers are this summary's plan's, even if the catalog was replaced
+        // meanwhile (that plan is kept: see `PricingState.keptPlans`).
+        let full = plan ?? lookup.plan ?? lookup.kept!.takeUnretainedValue()
         let entry = full.candidates[choice.candidate]
         return ChargeReceipt(receipt: receipt, usage: UsageCharge(try price(entry, usage), keySource: choice.keySource),
                              routing: RoutingContext(quality: request.quality, entry: entry))
@@ -213,15 +216,15 @@ public final class Billing: Sendable {
     /// The routing plan for `request` under the running catalog, computed once per catalog:
     /// its summary (values), and the plan itself when `withCandidates` (a reference every
     /// caller shares: a charge that needs only the summary does not touch its count).
-    private func plan(for request: RoutingRequest, withCandidates: Bool) throws(BillingError) -> (summary: PlanSummary, plan: CachedPlan?) {
+    private func plan(for request: RoutingRequest, withCandidates: Bool) throws(BillingError) -> PlanLookup {
         let unconstrained = request.constraints.allowedProviders == nil && request.constraints.creditsPerUnitMax == nil
         let slot = PricingState.slot(request.kind, request.quality)
-        let result: Result<(PlanSummary, CachedPlan?), RoutingError> = pricing.withLock { state in
+        let result: Result<PlanLookup, RoutingError> = pricing.withLock { state in
             // Most requests have no constraints: their plans sit in a small array, found
-            // without hashing the request.
-            // A charge for a tenant without keys takes the summary alone (values).
-            if unconstrained && !withCandidates, let summary = state.unconstrainedSummaries[slot] {
-                return .success((summary, nil))
+            // without hashing the request. A charge for a tenant without keys takes the
+            // summary alone (values) and an uncounted reference to the kept plan.
+            if unconstrained && !withCandidates, let (summary, kept) = state.unconstrainedSummaries[slot] {
+                return .success(PlanLookup(summary: summary, plan: nil, kept: kept))
             }
             let found = unconstrained ? state.unconstrainedPlans[slot] : state.plans[request]
             let cached: Result<CachedPlan, RoutingError>
@@ -237,14 +240,20 @@ public final class Billing: Sendable {
                 }
                 if unconstrained {
                     state.unconstrainedPlans[slot] = cached
-                    if case .success(let plan) = cached { state.unconstrainedSummaries[slot] = plan.summary }
+                    if case .success(let plan) = cached {
+                        state.keptPlans.append(plan)
+                        state.unconstrainedSummaries[slot] = (plan.summary, Unmanaged.passUnretained(plan))
+                    }
                 } else {
                     if state.plans.count >= PricingState.plansMax { state.plans.removeAll() }
                     state.plans[request] = cached
                 }
             }
             switch cached {
-            case .success(let plan): return .success((plan.summary, withCandidates ? plan : nil))
+            // With constraints the plan may leave the cache: the caller holds it counted.
+            case .success(let plan):
+                return .success(PlanLookup(summary: plan.summary, plan: withCandidates || !unconstrained ? plan : nil,
+                                           kept: unconstrained ? Unmanaged.passUnretained(plan) : nil))
             case .failure(let error): return .failure(error)
             }
         }
@@ -487,8 +496,13 @@ struct PricingState: Sendable {
     var plans: [RoutingRequest: Result<CachedPlan, RoutingError>] = [:]
     /// Plans of requests without constraints, at `slot(kind, quality)`.
     var unconstrainedPlans: [Result<CachedPlan, RoutingError>?] = Array(repeating: nil, count: slotCount)
-    /// Their summaries, for the charges that need nothing else.
-    var unconstrainedSummaries: [PlanSummary?] = Array(repeating: nil, count: slotCount)
+    /// Their summaries, for the charges that need nothing else, with an uncounted reference
+    /// to the plan (safe: `keptPlans` holds it).
+    var unconstrainedSummaries: [(PlanSummary, Unmanaged<CachedPlan>)?] = Array(repeating: nil, count: slotCount)
+    /// Every unconstrained plan made, of this catalog and the ones it replaced: at most one
+    /// per kind and quality per catalog, kept for the service's life so that a charge that
+    /// started before a replacement can still read its plan without counting references.
+    var keptPlans: [CachedPlan]
 
     private static let qualities: [QualityPreference] = [.standard, .premium, .any]
     static let slotCount = ModelKind.allCases.count * qualities.count
@@ -501,7 +515,18 @@ struct PricingState: Sendable {
     /// it, the cache starts over.
     static let plansMax = 1_024
 
-    init(catalog: Catalog) { self.catalog = catalog }
+    init(catalog: Catalog, keeping keptPlans: [CachedPlan] = []) {
+        self.catalog = catalog
+        self.keptPlans = keptPlans
+    }
+}
+
+/// A plan as a charge takes it from the cache: its summary (values), the plan counted when
+/// asked for, and otherwise an uncounted reference to a kept plan (`PricingState.keptPlans`).
+struct PlanLookup: @unchecked Sendable {
+    let summary: PlanSummary
+    let plan: CachedPlan?
+    let kept: Unmanaged<CachedPlan>?
 }
 
 /// A routing plan with the candidates a routed charge carries: the key candidates, then the

@@ -366,3 +366,48 @@ extension String {
         return lines.joined(separator: "\n")
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Billing: routed charges across a restart")
+struct RoutedRestartTests {
+    @Test("a retry after a restart, sent with the system choice alone, gets the first charge: the key-covered model")
+    func retryAfterRestartMapsToTheFirstModel() async throws {
+        var template = Array("/tmp/credits-billing-restart-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        let data = String(cString: try #require(made))
+        let configuration = EngineConfiguration(shardCount: 2, storage: StorageConfiguration(directory: data))
+        let sealer = try KeySealer(keyBytes: KeySealer.randomKeyBytes())
+        let account = AccountID(tenant: TenantID(21), number: 0)
+        let request = RoutingRequest(kind: .text, quality: .premium)
+        let chargeKey = IdempotencyKey(high: 0xCAFE, low: 1)
+
+        let engine = try await CreditEngine.open(configuration: configuration)
+        let billing = Billing(engine: engine, sealer: sealer, payments: InMemoryPaymentGateway())
+        for (index, action) in [Action.openTenant(account.tenant, .individual), .openAccount(account, .standard),
+                                .grant(account, GrantTerms(kind: .promotional, amount: credits(100)))].enumerated() {
+            if case .failure(let error) = await engine.execute(Command(key: IdempotencyKey(high: 0xCAFF, low: UInt64(index)), action)) {
+                throw error
+            }
+        }
+        try await billing.registerKey("sk-openai-key-7777", provider: "OpenAI", for: account, key: IdempotencyKey(high: 0xCAFF, low: 10))
+        let first = try await billing.charge(account, routing: request, usage: .tokens(input: 1_000, output: 0), key: chargeKey)
+        #expect(first.usage.model == "GPT-4 Turbo" && first.usage.keySource == .userKey)
+        try await billing.removeKey(provider: "OpenAI", for: account, key: IdempotencyKey(high: 0xCAFF, low: 11))
+        await engine.close()
+
+        // After the restart the tenant holds no key: the retry goes out as the system choice
+        // alone, and is answered with the first charge's receipt, which names candidate 1.
+        let reopened = try await CreditEngine.open(configuration: configuration)
+        #expect(!reopened.mayHaveKeys(account.tenant))
+        let service = Billing(engine: reopened, sealer: sealer, payments: InMemoryPaymentGateway())
+        let retry = try await service.charge(account, routing: request, usage: .tokens(input: 1_000, output: 0), key: chargeKey)
+        #expect(retry.receipt == first.receipt)
+        #expect(retry.usage == first.usage, "the model the first charge recorded, not the system choice")
+        #expect(retry.reason == "your OpenAI key covers GPT-4 Turbo: 0 credits")
+        #expect(try #require(await reopened.balance(of: account)).consumed == .zero)
+        await reopened.close()
+    }
+}
