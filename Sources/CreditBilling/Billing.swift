@@ -141,7 +141,9 @@ public final class Billing: Sendable {
         var plan: CachedPlan?
         let routed: RoutedCharge
         if engine.mayHaveKeys(account.tenant) || summary.candidateCount > LedgerLimits.routedCandidatesMax {
-            let full = try self.plan(for: request, withCandidates: true).plan!
+            // The plan the summary belongs to (not a second lookup, which a catalog
+            // replacement in between could answer with another plan).
+            let full = lookup.resolved
             guard full.candidates.count <= LedgerLimits.routedCandidatesMax else {
                 return try await chargeChosenFirst(account, plan: full, usage: usage, key: key, scope: scope)
             }
@@ -179,7 +181,7 @@ public final class Billing: Sendable {
         // Another candidate than the one sent: a retry answered with the first attempt's
         // receipt. Its numbers are this summary's plan's, even if the catalog was replaced
         // meanwhile (that plan is kept: see `PricingState.keptPlans`).
-        let full = plan ?? lookup.plan ?? lookup.kept!.takeUnretainedValue()
+        let full = plan ?? lookup.resolved
         let entry = full.candidates[choice.candidate]
         return ChargeReceipt(receipt: receipt, usage: UsageCharge(try price(entry, usage), keySource: choice.keySource),
                              routing: RoutingContext(quality: request.quality, entry: entry))
@@ -527,6 +529,9 @@ struct PlanLookup: @unchecked Sendable {
     let summary: PlanSummary
     let plan: CachedPlan?
     let kept: Unmanaged<CachedPlan>?
+
+    /// The plan, counted.
+    var resolved: CachedPlan { plan ?? kept!.takeUnretainedValue() }
 }
 
 /// A routing plan with the candidates a routed charge carries: the key candidates, then the
