@@ -138,8 +138,8 @@ public final class Billing: Sendable {
         var hasher = summary.requestHasher
         usage.feed(into: &hasher)
         let requestHash = hasher.finish()
-        var plan: CachedPlan?
         let routed: RoutedCharge
+        let sentAlone: Bool
         if engine.mayHaveKeys(account.tenant) || summary.candidateCount > LedgerLimits.routedCandidatesMax {
             // The plan the summary belongs to (not a second lookup, which a catalog
             // replacement in between could answer with another plan).
@@ -153,7 +153,7 @@ public final class Billing: Sendable {
                 candidates.append(UsageCharge(try price(full.candidates[index], usage), keySource: .system))
             }
             routed = RoutedCharge(candidates: candidates, systemChoice: full.systemIndex.map { UInt8($0) }, request: requestHash)
-            plan = full
+            sentAlone = false
         } else {
             // No key can cover another candidate: the system choice alone, numbered as in
             // the whole list (no array to allocate).
@@ -162,6 +162,7 @@ public final class Billing: Sendable {
             }
             routed = RoutedCharge(only: UsageCharge(try price(system, usage), keySource: .system), request: requestHash,
                                   numberedFrom: UInt8(systemIndex))
+            sentAlone = true
         }
         let receipt: Receipt
         switch await engine.execute(Command(key: key, .chargeRouted(account, routed, scope: scope))) {
@@ -173,16 +174,15 @@ public final class Billing: Sendable {
         // the other form, or answered from the first attempt: the request hash covers the
         // plan's content, so the numbers mean the same models).
         let choice = Self.choice(receipt)
-        if plan == nil, choice.candidate == summary.systemIndex, let system = summary.systemEntry {
+        if sentAlone, choice.candidate == summary.systemIndex, let system = summary.systemEntry {
             var usage = routed[candidate: 0]
             usage.keySource = choice.keySource
             return ChargeReceipt(receipt: receipt, usage: usage, routing: RoutingContext(quality: request.quality, entry: system))
         }
-        // Another candidate than the one sent: a retry answered with the first attempt's
-        // receipt. Its numbers are this summary's plan's, even if the catalog was replaced
-        // meanwhile (that plan is kept: see `PricingState.keptPlans`).
-        let full = plan ?? lookup.resolved
-        let entry = full.candidates[choice.candidate]
+        // A candidate of the whole list (or, sent alone, another one: a retry answered with
+        // the first attempt's receipt). Its numbers are this summary's plan's, even if the
+        // catalog was replaced meanwhile (that plan is kept: see `PricingState.keptPlans`).
+        let entry = lookup.resolved.candidates[choice.candidate]
         return ChargeReceipt(receipt: receipt, usage: UsageCharge(try price(entry, usage), keySource: choice.keySource),
                              routing: RoutingContext(quality: request.quality, entry: entry))
     }
@@ -235,8 +235,7 @@ public final class Billing: Sendable {
             } else {
                 do throws(RoutingError) {
                     cached = .success(CachedPlan(try state.catalog.routePlan(kind: request.kind, quality: request.quality,
-                                                                             constraints: request.constraints),
-                                                 constraints: request.constraints))
+                                                                             constraints: request.constraints)))
                 } catch {
                     cached = .failure(error)
                 }
@@ -487,7 +486,7 @@ struct PlanSummary: Sendable {
 
     /// The error when no key covers a candidate and `systemEntry` is nil.
     var overBudget: RoutingError {
-        .overBudget(kind: kind, quality: quality, cheapest: cheapest, max: creditsPerUnitMax ?? cheapest)
+        RoutePlan.overBudget(kind: kind, quality: quality, cheapest: cheapest, creditsPerUnitMax: creditsPerUnitMax)
     }
 }
 
@@ -543,7 +542,7 @@ final class CachedPlan: Sendable {
     let systemIndex: Int?
     let summary: PlanSummary
 
-    init(_ route: RoutePlan, constraints: RoutingConstraints) {
+    init(_ route: RoutePlan) {
         self.route = route
         var candidates = route.keyCandidates
         var systemIndex: Int?
@@ -566,14 +565,8 @@ final class CachedPlan: Sendable {
         for entry in candidates { hasher.combine(entry.contentHash) }
         hasher.combine(systemIndex != nil)
         hasher.combine(UInt64(systemIndex ?? 0))
-        var cheapest = Millicredits.zero
-        var creditsPerUnitMax: Millicredits?
-        if case .overBudget(_, _, let value, let max) = route.overBudget {
-            cheapest = value
-            creditsPerUnitMax = constraints.creditsPerUnitMax == nil ? nil : max
-        }
         summary = PlanSummary(systemEntry: route.systemChoice, requestHasher: hasher, kind: route.kind, quality: route.quality,
-                              cheapest: cheapest, creditsPerUnitMax: creditsPerUnitMax, systemIndex: systemIndex,
+                              cheapest: route.cheapest, creditsPerUnitMax: route.creditsPerUnitMax, systemIndex: systemIndex,
                               candidateCount: candidates.count)
     }
 }

@@ -98,8 +98,8 @@ public struct RoutePlan: Sendable, Hashable {
     public let systemChoice: CatalogEntry?
     /// What the cheapest allowed model costs per unit, and the maximum it exceeded (for the
     /// error when no key covers a candidate and `systemChoice` is nil).
-    let cheapest: Millicredits
-    let creditsPerUnitMax: Millicredits?
+    public let cheapest: Millicredits
+    public let creditsPerUnitMax: Millicredits?
 
     /// The model for a caller whose keys cover the providers `covers` accepts.
     public func route(covers: (String) -> Bool) throws(RoutingError) -> Route {
@@ -114,6 +114,12 @@ public struct RoutePlan: Sendable, Hashable {
 
     /// The error when no key covers a candidate and the cheapest model is over budget.
     public var overBudget: RoutingError {
+        Self.overBudget(kind: kind, quality: quality, cheapest: cheapest, creditsPerUnitMax: creditsPerUnitMax)
+    }
+
+    /// `overBudget` from a plan's parts.
+    public static func overBudget(kind: ModelKind, quality: QualityPreference, cheapest: Millicredits,
+                                  creditsPerUnitMax: Millicredits?) -> RoutingError {
         .overBudget(kind: kind, quality: quality, cheapest: cheapest, max: creditsPerUnitMax ?? cheapest)
     }
 
