@@ -393,7 +393,7 @@ extension Usage {
 extension UsageCharge {
     /// What the ledger records of a priced call paid by `keySource`.
     init(_ priced: PricedUsage, keySource: KeySource) {
-        self.init(model: priced.model, provider: priced.provider, units: UInt64(priced.units),
+        self.init(model: priced.modelName, provider: priced.providerName, units: UInt64(priced.units),
                   providerCostNanoUSD: priced.providerCostNanoUSD, listPrice: priced.charge, keySource: keySource)
     }
 }

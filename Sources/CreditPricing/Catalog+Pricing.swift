@@ -27,8 +27,10 @@ public enum Usage: Sendable, Hashable, CustomStringConvertible {
 
 /// The price of one call on system keys.
 public struct PricedUsage: Sendable, Hashable {
-    public let model: String
-    public let provider: String
+    public let modelName: InternedName
+    public let providerName: InternedName
+    public var model: String { modelName.text }
+    public var provider: String { providerName.text }
     /// Credits to charge: the exact price rounded up once, to the millicredit, for the whole call.
     public let charge: Millicredits
     /// What the provider charges for the call, in nano-dollars (rounded up to the nano-dollar).
@@ -103,7 +105,7 @@ extension CatalogEntry {
         guard charge <= Int128(LedgerLimits.amountMax), let costNanoUSD = Int64(exactly: cost) else {
             throw .overflow(model: model, usage: usage)
         }
-        return PricedUsage(model: model, provider: provider, charge: Millicredits(Int64(charge)),
+        return PricedUsage(modelName: modelName, providerName: providerName, charge: Millicredits(Int64(charge)),
                            providerCostNanoUSD: costNanoUSD, units: units)
     }
 }

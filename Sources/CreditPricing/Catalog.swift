@@ -60,9 +60,9 @@ public struct Margin: Sendable, Hashable {
 /// One model of the catalog: who serves it, what it costs us, what it costs the user.
 public struct CatalogEntry: Sendable, Hashable {
     /// The model's name as users and the ledger see it ("GPT-4 Turbo"); unique in a catalog.
-    public let model: String
+    public let modelName: InternedName
     /// The provider whose key pays for a call ("OpenAI").
-    public let provider: String
+    public let providerName: InternedName
     public let kind: ModelKind
     public let quality: QualityTier
     /// What the provider charges per billing unit (`kind.unit`), in nano-dollars.
@@ -80,8 +80,8 @@ public struct CatalogEntry: Sendable, Hashable {
 
     init(model: String, provider: String, kind: ModelKind, quality: QualityTier, providerCostPerUnitNanoUSD: Int64,
          creditsPerUnit: Millicredits, inputCreditsPerUnit: Millicredits, outputCreditsPerUnit: Millicredits) {
-        self.model = model
-        self.provider = provider
+        modelName = InternedName(model)
+        providerName = InternedName(provider)
         self.kind = kind
         self.quality = quality
         self.providerCostPerUnitNanoUSD = providerCostPerUnitNanoUSD
@@ -94,6 +94,9 @@ public struct CatalogEntry: Sendable, Hashable {
         hasher.combine(inputCreditsPerUnit.rawValue); hasher.combine(outputCreditsPerUnit.rawValue)
         contentHash = hasher.finish()
     }
+
+    public var model: String { modelName.text }
+    public var provider: String { providerName.text }
 
     /// The margin of the list price (`creditsPerUnit`) over the provider's cost.
     public var margin: Margin { Margin(credits: creditsPerUnit, costNanoUSD: providerCostPerUnitNanoUSD) }

@@ -51,6 +51,39 @@ struct ChargeTests {
         #expect(try h.organisation(org.tenant).members.first { $0.account == member }?.usage.spent == credits(15))
     }
 
+    @Test("the recent-entry window keeps each charge's usage with its entry, and none on other entries, across wrap-arounds")
+    func entryWindowKeepsUsagePerEntry() throws {
+        var h = LedgerHarness(configuration: LedgerConfiguration(recentEntriesMax: 5))
+        let account = try h.openIndividual(1)
+        try h.grant(account, credits(10_000))
+        // 23 commands through a window of 5: charges of several models, debits and adjusts
+        // overwrite each other's positions in every combination.
+        var expected: [UInt64: (usage: UsageCharge?, reason: String?)] = [:]
+        for step in 0 ..< 23 {
+            let entry: LedgerEntry
+            switch step % 3 {
+            case 0:
+                let charged = usage(.system, model: "model \(step % 4)")
+                entry = try h.succeedWithEntry(.charge(account, charged, scope: .unscoped)).entry
+                expected[entry.sequence] = (charged, nil)
+            case 1:
+                entry = try h.succeedWithEntry(.debit(account, credits(1), scope: .unscoped)).entry
+                expected[entry.sequence] = (nil, nil)
+            default:
+                entry = try h.succeedWithEntry(.adjust(account, credits(2), reason: "step \(step)")).entry
+                expected[entry.sequence] = (nil, "step \(step)")
+            }
+            let window = h.ledger.recentEntries.filter { _ in true }
+            #expect(window.count <= 5 && window.last?.sequence == entry.sequence)
+            // The window's entries from this loop (before step 4, the set-up's too).
+            #expect(window.filter { expected[$0.sequence] != nil }.count == min(step + 1, 5))
+            for kept in window {
+                guard let want = expected[kept.sequence] else { continue }
+                #expect(kept.usage == want.usage && kept.reason == want.reason, "step \(step), entry \(kept.sequence)")
+            }
+        }
+    }
+
     @Test("malformed usage, a frozen account and an unknown account are refused and change nothing")
     func badChargesAreRefused() throws {
         var h = LedgerHarness()

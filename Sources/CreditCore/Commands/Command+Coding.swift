@@ -35,7 +35,7 @@ extension Command {
         // Fixed fields of any command, with room to spare; each string adds a length prefix.
         let fixed = 128
         func text(_ value: String) -> Int { 8 + value.utf8.count }
-        func usage(_ value: UsageCharge) -> Int { 64 + text(value.model) + text(value.provider) }
+        func usage(_ value: UsageCharge) -> Int { 64 + 16 + value.modelName.utf8Count + value.providerName.utf8Count }
         switch action {
         case .openTenant(_, .organisation(let departments)):
             return fixed + departments.reduce(0) { $0 + 64 + text($1.costCentre) }
@@ -277,7 +277,7 @@ extension Command {
 extension UsageCharge {
     /// The usage fields of tags 17, 21 and 22.
     func encode(into writer: inout ByteWriter) {
-        writer.write(model); writer.write(provider); writer.write(units)
+        writer.write(modelName.text); writer.write(providerName.text); writer.write(units)
         writer.write(providerCostNanoUSD); writer.write(listPrice); writer.write(keySource.rawValue)
     }
 }

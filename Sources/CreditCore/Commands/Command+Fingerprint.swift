@@ -109,7 +109,7 @@ extension Action {
 
 extension UsageCharge {
     func feed(into hasher: inout StableHasher) {
-        hasher.combine(model); hasher.combine(provider); hasher.combine(units)
+        hasher.combine(modelName.text); hasher.combine(providerName.text); hasher.combine(units)
         hasher.combine(providerCostNanoUSD); hasher.combine(listPrice.rawValue); hasher.combine(keySource.rawValue)
     }
 }

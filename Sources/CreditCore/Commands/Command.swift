@@ -116,11 +116,14 @@ public enum KeySource: UInt8, Sendable, Equatable, CaseIterable, CustomStringCon
 
 /// An AI call's usage and its price, as the host's catalog computed it when charging. The
 /// ledger stores it as given: a later catalog change does not reprice recorded charges.
+///
+/// Made of plain values: the model and provider are `InternedName`s, so commands, drafts
+/// and entries copy a usage as bytes.
 public struct UsageCharge: Sendable, Equatable {
     /// The model's name in the catalog ("GPT-4 Turbo"); 1 to `LedgerLimits.textBytesMax` bytes.
-    public var model: String
+    public var modelName: InternedName
     /// The provider ("OpenAI"); 1 to `LedgerLimits.textBytesMax` bytes.
-    public var provider: String
+    public var providerName: InternedName
     /// Billing units used: tokens, images, or started 5-second clips.
     public var units: UInt64
     /// What the provider charges for the call, in nano-dollars (paid by the key's owner).
@@ -129,14 +132,36 @@ public struct UsageCharge: Sendable, Equatable {
     public var listPrice: Millicredits
     public var keySource: KeySource
 
-    public init(model: String, provider: String, units: UInt64, providerCostNanoUSD: Int64,
+    public init(model: InternedName, provider: InternedName, units: UInt64, providerCostNanoUSD: Int64,
                 listPrice: Millicredits, keySource: KeySource) {
-        self.model = model
-        self.provider = provider
+        modelName = model
+        providerName = provider
         self.units = units
         self.providerCostNanoUSD = providerCostNanoUSD
         self.listPrice = listPrice
         self.keySource = keySource
+    }
+
+    public init(model: String, provider: String, units: UInt64, providerCostNanoUSD: Int64,
+                listPrice: Millicredits, keySource: KeySource) {
+        self.init(model: InternedName(model), provider: InternedName(provider), units: units,
+                  providerCostNanoUSD: providerCostNanoUSD, listPrice: listPrice, keySource: keySource)
+    }
+
+    /// A usage of nothing, naming nothing: a placeholder where a usage is stored inline.
+    static let none = UsageCharge(model: InternedName.empty, provider: InternedName.empty, units: 0,
+                                  providerCostNanoUSD: 0, listPrice: .zero, keySource: .system)
+
+    /// The model's name as text.
+    public var model: String {
+        get { modelName.text }
+        set { modelName = InternedName(newValue) }
+    }
+
+    /// The provider's name as text.
+    public var provider: String {
+        get { providerName.text }
+        set { providerName = InternedName(newValue) }
     }
 
     /// Credits the account pays: the list price on system keys, nothing on an own key.
@@ -196,15 +221,13 @@ public struct RoutedCharge: Sendable, Equatable {
         self.numberedFrom = numberedFrom
     }
 
-    private static let none = UsageCharge(model: "", provider: "", units: 0, providerCostNanoUSD: 0, listPrice: .zero,
-                                          keySource: .system)
+    private static let none = UsageCharge.none
 
-    /// The candidate at `index` (0 ..< count), lent rather than copied.
+    /// The candidate at `index` (0 ..< count).
+    @inline(__always)
     public subscript(candidate index: Int) -> UsageCharge {
-        _read {
-            precondition(index >= 0 && index < count, "candidate \(index) of \(count)")
-            if index == 0 { yield first } else { yield others[index - 1] }
-        }
+        precondition(index >= 0 && index < count, "a candidate beyond the routed charge's")
+        return index == 0 ? first : others[index - 1]
     }
 
     /// The candidates in order (an array made on each call).

@@ -140,9 +140,10 @@ extension Ledger {
 
     @inline(__always)
     func checkUsage(_ usage: UsageCharge) throws(LedgerError) {
-        guard !usage.model.isEmpty, !usage.provider.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
-        try checkText(usage.model)
-        try checkText(usage.provider)
+        guard !usage.modelName.isEmpty, !usage.providerName.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
+        if usage.modelName.utf8Count > LedgerLimits.textBytesMax || usage.providerName.utf8Count > LedgerLimits.textBytesMax {
+            throw .invalidText(.textTooLong)
+        }
         guard usage.providerCostNanoUSD >= 0, usage.listPrice >= .zero else { throw .invalidText(.usageNotNegative) }
     }
 

@@ -189,16 +189,18 @@ public struct Ledger: Sendable {
         let movements = draft.movements
         let spilled = movements.count > 2 ? Array(movements.dropFirst(2)) : []
         var extras: EntryWindow.Extras?
-        if draft.reason != nil || draft.usage != nil || !spilled.isEmpty {
+        if draft.reason != nil || !spilled.isEmpty {
             flags.insert(.extras)
-            extras = EntryWindow.Extras(reason: draft.reason, usage: draft.usage, spilled: spilled)
+            extras = EntryWindow.Extras(reason: draft.reason, spilled: spilled)
         }
+        if draft.usage != nil { flags.insert(.usage) }
         let none = GrantMovement(grant: 0, amount: .zero, change: .consumed)
         recentEntries.append(StoredEntry(
             sequence: sequence, timeMillis: time.millisSinceEpoch, key: key, tenant: tenant.rawValue,
             accountNumber: draft.account?.number ?? 0, principalNumber: draft.principal?.number ?? 0,
             amount: draft.amount, availableAfter: available, debtAfter: debt,
             movement0: movements.count > 0 ? movements[0] : none, movement1: movements.count > 1 ? movements[1] : none,
+            usage: draft.usage ?? .none,
             outcome: outcome, kind: draft.kind, created: draft.created, flags: flags,
             movementCount: UInt8(min(movements.count, 2))), extras: extras)
     }
@@ -235,7 +237,7 @@ public struct Ledger: Sendable {
             amount = 0
             movements.removeAll()
             if reason != nil { reason = nil }
-            if usage != nil { usage = nil }
+            usage = nil
             created = .nothing
             refundable = 0
             error = nil

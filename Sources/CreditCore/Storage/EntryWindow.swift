@@ -2,21 +2,20 @@
 /// ledger's state (the log keeps every entry; the window only serves recent statements).
 ///
 /// Entries are stored in a compact form made of plain values only (`StoredEntry`), so
-/// writing one is a copy of bytes with nothing to release; the rare parts that need
-/// references (an adjustment's reason, a charge's usage, movements beyond the second) wait
-/// in `extras`, at the same position as their entry (a charge per call made a dictionary
+/// writing one is a copy of bytes with nothing to release (a charge's usage too: its names
+/// are interned); the rare parts that need references (an adjustment's reason, movements
+/// beyond the second) wait in `extras`, at the same position as their entry (a charge per call made a dictionary
 /// keyed by sequence cost a hash insert and remove per charge).
 /// `LedgerEntry` values are rebuilt when read.
 public struct EntryWindow: Sendable {
     private var ring: [StoredEntry] = []
     private var next = 0
-    /// Reasons, usage and spilled movements of the entry at the same position of `ring`.
+    /// Reasons and spilled movements of the entry at the same position of `ring`.
     private var extras: [Extras?] = []
     public let capacity: Int
 
     struct Extras: Sendable {
         var reason: String?
-        var usage: UsageCharge?
         var spilled: [GrantMovement]
     }
 
@@ -67,7 +66,8 @@ public struct EntryWindow: Sendable {
             account: stored.flags.contains(.account) ? AccountID(tenant: tenant, number: stored.accountNumber) : nil,
             principal: stored.flags.contains(.principal) ? AccountID(tenant: tenant, number: stored.principalNumber) : nil,
             amount: Millicredits(stored.amount), availableAfter: Millicredits(stored.availableAfter),
-            debtAfter: Millicredits(stored.debtAfter), movements: movements, reason: extra?.reason, usage: extra?.usage,
+            debtAfter: Millicredits(stored.debtAfter), movements: movements, reason: extra?.reason,
+            usage: stored.flags.contains(.usage) ? stored.usage : nil,
             error: stored.flags.contains(.error) ? stored.outcome.outcome(tenant: tenant).failure : nil,
             created: stored.created, tenant: tenant)
     }
@@ -87,6 +87,8 @@ struct StoredEntry: Sendable {
     var debtAfter: Int64
     var movement0: GrantMovement
     var movement1: GrantMovement
+    /// A charge's usage (`Flags.usage`), else `UsageCharge.none`.
+    var usage: UsageCharge
     /// The command's outcome, as the idempotency table stores it (read only for errors).
     var outcome: StoredOutcome
     var kind: EntryKind
@@ -100,6 +102,7 @@ struct StoredEntry: Sendable {
         static let principal = Flags(rawValue: 2)
         static let error = Flags(rawValue: 4)
         static let extras = Flags(rawValue: 8)
+        static let usage = Flags(rawValue: 16)
     }
 
     var hasExtras: Bool { flags.contains(.extras) }

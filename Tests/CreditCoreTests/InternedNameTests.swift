@@ -1,0 +1,68 @@
+import CreditCore
+import Testing
+
+@Suite("Interned names: a model or provider name as a number, the same for the same text")
+struct InternedNameTests {
+    @Test("the same text gets the same name, other texts other names, and each reads back its text")
+    func sameTextSameName() {
+        let texts = ["GPT-4o", "OpenAI", "Stable Diffusion XL — a name longer than fifteen bytes", "é", "GPT-4O", " GPT-4o"]
+        let names = texts.map(InternedName.init)
+        for (index, name) in names.enumerated() {
+            #expect(name == InternedName(texts[index]))
+            #expect(name.text == texts[index])
+            #expect(name.utf8Count == texts[index].utf8.count)
+            #expect(name.description == texts[index])
+            #expect(!name.isEmpty)
+        }
+        #expect(Set(names).count == texts.count)
+    }
+
+    @Test("the empty text is the empty name")
+    func emptyName() {
+        #expect(InternedName("") == .empty)
+        #expect(InternedName.empty.isEmpty && InternedName.empty.text.isEmpty && InternedName.empty.utf8Count == 0)
+    }
+
+    @Test("tasks interning the same new texts at once all get the same names")
+    func concurrentInterningAgrees() async {
+        // Texts no other test uses, so each is new when the tasks race for it.
+        var random = SplitMix64(seed: UInt64.random(in: 0 ... .max))
+        let seed = random.next()
+        print("InternedNameTests.concurrentInterningAgrees seed \(seed)")
+        let texts = (0 ..< 500).map { "model \(seed) #\($0)" }
+        let results = await withTaskGroup(of: [InternedName].self) { group in
+            for task in 0 ..< 8 {
+                group.addTask {
+                    // Each task interns the texts from another starting point, then lists
+                    // its names in the texts' order.
+                    var named: [String: InternedName] = [:]
+                    for offset in 0 ..< texts.count {
+                        let text = texts[(offset + task * 61) % texts.count]
+                        named[text] = InternedName(text)
+                    }
+                    return texts.map { named[$0]! }
+                }
+            }
+            var all: [[InternedName]] = []
+            for await names in group { all.append(names) }
+            return all
+        }
+        for names in results {
+            #expect(names == results[0])
+        }
+        #expect(results[0].map(\.text) == texts)
+        #expect(Set(results[0]).count == texts.count)
+    }
+
+    @Test("a usage compares by its names' text, and setting the text re-interns it")
+    func usageNamesFollowTheText() {
+        var usage = UsageCharge(model: "GPT-4o", provider: "OpenAI", units: 1_000, providerCostNanoUSD: 15_000_000,
+                                listPrice: Millicredits(10_000), keySource: .system)
+        #expect(usage == UsageCharge(model: InternedName("GPT-4o"), provider: InternedName("OpenAI"), units: 1_000,
+                                     providerCostNanoUSD: 15_000_000, listPrice: Millicredits(10_000), keySource: .system))
+        usage.model = "Claude 3 Sonnet"
+        #expect(usage.modelName == InternedName("Claude 3 Sonnet") && usage.model == "Claude 3 Sonnet")
+        usage.provider = "Anthropic"
+        #expect(usage.providerName.text == "Anthropic")
+    }
+}
