@@ -150,11 +150,11 @@ actor Shard {
         let startedCPU = threadCPUNanos()
         var applied = positions
         var refused: Set<Int> = []
-        let anyTooLarge = positions.map { $0.contains { Self.tooLargeToLog(commands[$0]) } }
-            ?? commands.contains(where: Self.tooLargeToLog)
-        if anyTooLarge {
+        let anyRefused = positions.map { $0.contains { Self.refusal(commands[$0]) != nil } }
+            ?? commands.contains { Self.refusal($0) != nil }
+        if anyRefused {
             let all = positions ?? Array(commands.indices)
-            refused = Set(all.indices.filter { Self.tooLargeToLog(commands[all[$0]]) })
+            refused = Set(all.indices.filter { Self.refusal(commands[all[$0]]) != nil })
             applied = all.indices.filter { !refused.contains($0) }.map { all[$0] }
         }
         let time = stamp()
@@ -167,7 +167,9 @@ actor Shard {
         guard !refused.isEmpty else { return (outcomes, log.lastAppendedLSN) }
         // Put the refusals back in their places.
         var next = outcomes.makeIterator()
-        let all = (0 ..< count).map { refused.contains($0) ? Outcome.failure(.invalidText(.textTooLong)) : next.next()! }
+        let all = (0 ..< count).map { position in
+            refused.contains(position) ? .failure(Self.refusal(commands[positions?[position] ?? position])!) : next.next()!
+        }
         return (all, log.lastAppendedLSN)
     }
 
@@ -180,12 +182,18 @@ actor Shard {
         }
     }
 
-    /// A command whose log record would exceed `WALFormat.recordSizeMax` (a text field of
-    /// megabytes; the ledger's own limit is 256 bytes). Refused before it is applied, so it
-    /// is neither logged nor remembered.
-    static func tooLargeToLog(_ command: Command) -> Bool {
-        command.hasVariableSize && command.encodedSizeBound() + WALFormat.recordHeaderSize > WALFormat.recordSizeMax
-            && command.encodedSize() + WALFormat.recordHeaderSize > WALFormat.recordSizeMax
+    /// Why a command is refused before it is applied, so that it is neither logged nor
+    /// remembered: its log record would exceed `WALFormat.recordSizeMax` (a text field of
+    /// megabytes; the ledger's own limit is 256 bytes), or it names a model or provider this
+    /// process could not keep (its name table is full: whether another process could is
+    /// not the log's to decide). Nil for every other command.
+    static func refusal(_ command: Command) -> LedgerError? {
+        guard command.hasVariableSize else { return nil }
+        if command.encodedSizeBound() + WALFormat.recordHeaderSize > WALFormat.recordSizeMax
+            && command.encodedSize() + WALFormat.recordHeaderSize > WALFormat.recordSizeMax {
+            return .invalidText(.textTooLong)
+        }
+        return command.namesUnavailable ? .limitReached(.namesPerProcess) : nil
     }
 
     // MARK: Snapshots

@@ -90,6 +90,9 @@ struct ChargeTests {
         let account = try h.openIndividual(1)
         try h.grant(account, credits(100))
         h.reject(.charge(account, usage(.system, model: ""), scope: .unscoped), .invalidText(.usageNamesModelAndProvider))
+        var unkept = usage(.system)
+        unkept.providerName = .unavailable
+        h.reject(.charge(account, unkept, scope: .unscoped), .limitReached(.namesPerProcess))
         h.reject(.charge(account, usage(.system, model: String(repeating: "m", count: LedgerLimits.textBytesMax + 1)), scope: .unscoped),
                  .invalidText(.textTooLong))
         h.reject(.charge(account, usage(.system, cost: -1), scope: .unscoped), .invalidText(.usageNotNegative))

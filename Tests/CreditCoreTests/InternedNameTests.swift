@@ -1,4 +1,4 @@
-import CreditCore
+@testable import CreditCore
 import Testing
 
 @Suite("Interned names: a model or provider name as a number, the same for the same text")
@@ -15,6 +15,26 @@ struct InternedNameTests {
             #expect(!name.isEmpty)
         }
         #expect(Set(names).count == texts.count)
+    }
+
+    @Test("a text over the ledger's limit is never kept, and a full table keeps no new text: both intern to markers that intern to themselves")
+    func badTextsKeepNothing() {
+        let overLong = String(repeating: "m", count: LedgerLimits.textBytesMax + 1)
+        #expect(InternedName(overLong) == .overLong && InternedName(overLong + "more") == .overLong)
+        #expect(InternedName.overLong.utf8Count == LedgerLimits.textBytesMax + 1)
+        #expect(InternedName(InternedName.overLong.text) == .overLong)
+        #expect(InternedName(String(repeating: "m", count: LedgerLimits.textBytesMax)).utf8Count == LedgerLimits.textBytesMax)
+        #expect(InternedName(InternedName.unavailable.text) == .unavailable)
+
+        // A table of 8: the 3 fixed names, then 5 texts; the sixth new text is not kept.
+        let table = NameTable(capacity: 8)
+        let kept = (0 ..< 5).map { table.intern("text \($0)") }
+        #expect(kept == [3, 4, 5, 6, 7])
+        #expect(table.intern("text 5") == InternedName.unavailable.number)
+        #expect(table.intern("text 6") == InternedName.unavailable.number)
+        #expect((0 ..< 5).map { table.intern("text \($0)") } == kept, "kept texts still resolve")
+        #expect(kept.map { table.slot($0).pointee.text } == (0 ..< 5).map { "text \($0)" })
+        #expect(table.intern(overLong) == InternedName.overLong.number && table.intern("") == 0)
     }
 
     @Test("the empty text is the empty name")

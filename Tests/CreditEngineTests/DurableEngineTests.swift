@@ -333,14 +333,24 @@ struct DurableEngineTests {
                                 .adjust(account, durabilityCredits(1), reason: String(repeating: "x", count: 2 << 20)),
                                 // 5 MiB: more than a log record can hold.
                                 .adjust(account, durabilityCredits(1), reason: String(repeating: "y", count: 5 << 20)),
-                                .debit(account, durabilityCredits(5), scope: .unscoped)].enumerated() {
+                                .debit(account, durabilityCredits(5), scope: .unscoped),
+                                // A model name over the ledger's limit (not interned: refused by
+                                // the ledger, logged with the marker text, refused again on replay),
+                                // and one the process could not keep (refused before the ledger).
+                                .charge(account, namedUsage(InternedName(String(repeating: "m", count: 300))), scope: .unscoped),
+                                .charge(account, namedUsage(.unavailable), scope: .unscoped)].enumerated() {
             let command = Command(key: IdempotencyKey(high: 0x7E47, low: UInt64(index)), action)
             acknowledged.append((command, await engine.execute(command)))
         }
         #expect(acknowledged[3].1 == .failure(.invalidText(.textTooLong)))
         #expect(acknowledged[4].1 == .failure(.invalidText(.textTooLong)))
         #expect((try? acknowledged[5].1.get()) != nil)
+        #expect(acknowledged[6].1 == .failure(.invalidText(.textTooLong)))
+        #expect(acknowledged[7].1 == .failure(.limitReached(.namesPerProcess)))
         #expect(await engine.execute(batch: [acknowledged[4].0]) == [.failure(.invalidText(.textTooLong))], "in a batch too")
+        let batchOutcomes = await engine.execute(batch: [acknowledged[5].0, acknowledged[7].0])
+        #expect(batchOutcomes[1] == .failure(.limitReached(.namesPerProcess)) && batchOutcomes[0] == acknowledged[5].1,
+                "in a batch too, beside a command that is applied")
         // Concurrent single calls share drain rounds: the over-long one is refused on its
         // own, the debits queued with it are applied and logged.
         let concurrent = (0 ..< 20).map {
@@ -368,7 +378,17 @@ struct DurableEngineTests {
             #expect(await reopened.execute(command) == outcome)
         }
         #expect(await reopened.balance(of: account)?.available == durabilityCredits(25))
+        // The refused charge was neither logged nor remembered: its key is still free.
+        let unavailableKey = acknowledged[7].0.key
+        #expect((try? await reopened.execute(Command(key: unavailableKey, .charge(account, namedUsage(InternedName("GPT-4o")),
+                                                                                   scope: .unscoped))).get()) != nil)
         await reopened.close()
+    }
+
+    /// A 1-credit usage of `model` on system keys.
+    private func namedUsage(_ model: InternedName) -> UsageCharge {
+        UsageCharge(model: model, provider: InternedName("OpenAI"), units: 1_000, providerCostNanoUSD: 1,
+                    listPrice: durabilityCredits(1), keySource: .system)
     }
 
     @Test("a failed open (one shard corrupt) leaves every shard's files as they were")

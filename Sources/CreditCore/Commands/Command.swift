@@ -114,6 +114,18 @@ public enum KeySource: UInt8, Sendable, Equatable, CaseIterable, CustomStringCon
     }
 }
 
+extension Command {
+    /// Whether the command names a model or provider this process could not keep
+    /// (`InternedName.unavailable`). The engine refuses such a command before applying it.
+    public var namesUnavailable: Bool {
+        switch action {
+        case .charge(_, let usage, _), .settleCharge(_, let usage): usage.namesUnavailable
+        case .chargeRouted(_, let routed, _): (0 ..< routed.count).contains { routed[candidate: $0].namesUnavailable }
+        default: false
+        }
+    }
+}
+
 /// An AI call's usage and its price, as the host's catalog computed it when charging. The
 /// ledger stores it as given: a later catalog change does not reprice recorded charges.
 ///
@@ -151,6 +163,9 @@ public struct UsageCharge: Sendable, Equatable {
     /// A usage of nothing, naming nothing: a placeholder where a usage is stored inline.
     static let none = UsageCharge(model: InternedName.empty, provider: InternedName.empty, units: 0,
                                   providerCostNanoUSD: 0, listPrice: .zero, keySource: .system)
+
+    /// Whether a name was not kept because the process holds the most names it may.
+    public var namesUnavailable: Bool { modelName == .unavailable || providerName == .unavailable }
 
     /// The model's name as text.
     public var model: String {

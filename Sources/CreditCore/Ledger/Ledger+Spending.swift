@@ -141,6 +141,7 @@ extension Ledger {
     @inline(__always)
     func checkUsage(_ usage: UsageCharge) throws(LedgerError) {
         guard !usage.modelName.isEmpty, !usage.providerName.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
+        if usage.namesUnavailable { throw .limitReached(.namesPerProcess) }
         if usage.modelName.utf8Count > LedgerLimits.textBytesMax || usage.providerName.utf8Count > LedgerLimits.textBytesMax {
             throw .invalidText(.textTooLong)
         }

@@ -131,6 +131,7 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case keysPerAccount
         case routedCandidates
         case noRouteWithinBudget
+        case namesPerProcess
 
         public var description: String {
             switch self {
@@ -157,6 +158,7 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
                 "a routed charge names 1 to \(LedgerLimits.routedCandidatesMax) candidates (numbered from at most the same) priced on system keys, "
                     + "and a system-keys choice among them or none"
             case .noRouteWithinBudget: "no key covers a candidate, and none may be charged on system keys (over the caller's budget)"
+            case .namesPerProcess: "a process holds at most \(InternedName.capacity) distinct model and provider names"
             }
         }
     }
