@@ -171,3 +171,22 @@ struct CommandCodingTests {
         #expect(decodedCount > 0)
     }
 }
+
+@Suite("persisted hashes hold the text of interned names")
+struct PinnedFingerprintTests {
+    /// A charge's fingerprint goes into the idempotency table, which snapshots persist, so it
+    /// must be the same in every process: a function of the model and provider text, never
+    /// of the numbers this process gave the names. The value was recorded when names became
+    /// interned (and equals what the String-based usage hashed before): a change here breaks
+    /// retries across a restart or an upgrade.
+    @Test("a charge's fingerprint is pinned, whatever numbers its names have in this process")
+    func chargeFingerprintIsPinned() {
+        // Intern unrelated names first, so the numbers differ from any other run's order.
+        for index in 0 ..< 7 { _ = InternedName("pinned fingerprint filler \(index)") }
+        let usage = UsageCharge(model: "GPT-4 Turbo", provider: "OpenAI", units: 1_000, providerCostNanoUSD: 30_000_000,
+                                listPrice: Millicredits(15_000), keySource: .userKey)
+        let command = Command(key: IdempotencyKey(high: 1, low: 2),
+                              .charge(AccountID(tenant: TenantID(7), number: 3), usage, scope: .unscoped))
+        #expect(command.fingerprint == 13_703_538_350_762_720_096)
+    }
+}
