@@ -149,13 +149,14 @@ actor Shard {
         let started = monotonicNanos()
         let startedCPU = threadCPUNanos()
         var applied = positions
-        var refused: Set<Int> = []
+        // Positions (in `positions`, or in `commands` when nil) refused before applying, with why.
+        var refused: [Int: LedgerError] = [:]
         let anyRefused = positions.map { $0.contains { Self.refusal(commands[$0]) != nil } }
             ?? commands.contains { Self.refusal($0) != nil }
         if anyRefused {
             let all = positions ?? Array(commands.indices)
-            refused = Set(all.indices.filter { Self.refusal(commands[all[$0]]) != nil })
-            applied = all.indices.filter { !refused.contains($0) }.map { all[$0] }
+            for index in all.indices { refused[index] = Self.refusal(commands[all[index]]) }
+            applied = all.indices.filter { refused[$0] == nil }.map { all[$0] }
         }
         let time = stamp()
         let (outcomes, entries, recorded) = ledger.record(batch: commands, positions: applied, at: time,
@@ -167,9 +168,7 @@ actor Shard {
         guard !refused.isEmpty else { return (outcomes, log.lastAppendedLSN) }
         // Put the refusals back in their places.
         var next = outcomes.makeIterator()
-        let all = (0 ..< count).map { position in
-            refused.contains(position) ? .failure(Self.refusal(commands[positions?[position] ?? position])!) : next.next()!
-        }
+        let all = (0 ..< count).map { position in refused[position].map { .failure($0) } ?? next.next()! }
         return (all, log.lastAppendedLSN)
     }
 

@@ -191,7 +191,7 @@ public struct UsageCharge: Sendable, Equatable {
 public struct RoutedCharge: Sendable, Equatable {
     // The first candidate is stored inline and the others in an array: a charge with one
     // candidate (a named model, or a tenant without keys) allocates nothing. Without
-    // candidates, `first` is `Self.none` (never read).
+    // candidates, `first` is `UsageCharge.none` (never read).
     private var first: UsageCharge
     private var others: [UsageCharge]
     /// How many candidates there are.
@@ -217,7 +217,7 @@ public struct RoutedCharge: Sendable, Equatable {
     /// each priced on system keys (`keySource == .system`); 1 to
     /// `LedgerLimits.routedCandidatesMax` of them. The system-keys choice is one of them too.
     public init(candidates: [UsageCharge], systemChoice: UInt8?, request: UInt64, numberedFrom: UInt8 = 0) {
-        first = candidates.first ?? Self.none
+        first = candidates.first ?? .none
         others = candidates.count > 1 ? Array(candidates.dropFirst()) : []
         count = candidates.count
         self.systemChoice = systemChoice
@@ -235,8 +235,6 @@ public struct RoutedCharge: Sendable, Equatable {
         self.request = request
         self.numberedFrom = numberedFrom
     }
-
-    private static let none = UsageCharge.none
 
     /// The candidate at `index` (0 ..< count).
     @inline(__always)
