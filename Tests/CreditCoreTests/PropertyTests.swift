@@ -413,7 +413,10 @@ struct RandomSequence {
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _), .reserve(let account, _, _, _),
              .refund(let account, _, _), .adjust(let account, _, _), .freeze(let account), .unfreeze(let account),
              .setMemberLimit(let account, _), .charge(let account, _, _), .chargeRouted(let account, _, _), .registerKey(let account, _),
-             .removeKey(let account, _):
+             .removeKey(let account, _), .subscribe(let account, _), .changeSubscription(let account, _),
+             .cancelSubscription(let account), .resumeSubscription(let account), .renewSubscription(let account, _, _),
+             .lapseSubscription(let account, _, _, _), .expireGrants(let account, _), .forfeitGrants(let account),
+             .setAutoRefill(let account, _), .completeRefill(let account, _, _), .failRefill(let account, _, _):
             seenAccounts.insert(account)
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             seenHolds.insert(hold)

@@ -1,7 +1,7 @@
 @testable import CreditCore
 import Testing
 
-// The state encoding (Ledger+Snapshot.swift, docs/formats-snapshot-state.md): a decoded
+// The state encoding (Ledger+Snapshot.swift, docs/formats-ledger-state.md): a decoded
 // ledger must be the same ledger — same digest, same bytes when encoded again, and above
 // all the same outcomes, entries and digests for every command applied afterwards (retries
 // of keys remembered before the snapshot, refunds of old debits, settles and time-outs of
@@ -255,15 +255,15 @@ struct SnapshotStateTests {
     @Test("an unknown format version is rejected by name")
     func unknownVersionIsRejected() throws {
         var bytes = encoded(Ledger())
-        bytes[0] = 3
-        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 3 (this build reads 1...2)")) {
+        bytes[0] = 4
+        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 4 (this build reads 1...3)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
         bytes[0] = 0
-        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...2)")) {
+        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...3)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
-        #expect(Ledger.stateFormatVersion == 2)
+        #expect(Ledger.stateFormatVersion == 3)
     }
 
     @Test("the outcome validator accepts exactly the codes the outcome store writes")
@@ -281,11 +281,13 @@ struct SnapshotStateTests {
             .departmentAllocationExceeded(remaining: credits(1), requested: credits(2)),
             .idempotencyConflict(key), .unknownDebit(key), .refundExceedsDebit(refundable: credits(1), requested: credits(2)),
             .invalidTimeout(millis: -1), .invalidExpiry(expiresAt: t0), .logStopped,
+            .notSubscribed(account), .alreadySubscribed(account), .notDue(account, dueAt: t0),
+            .staleSchedule(expected: 1, requested: 2), .nothingDue(account),
         ]
         let rules = (UInt8(0) ... UInt8.max).compactMap(LedgerError.Rule.init(rawValue:))
         for rule in rules { errors += [.notAllowed(account, rule), .invalidText(rule), .limitReached(rule)] }
         // Every case of the exhaustive `errorCaseName` is in the list.
-        #expect(Set(errors.map(errorCaseName)).count == 21 + 3 * rules.count)
+        #expect(Set(errors.map(errorCaseName)).count == 26 + 3 * rules.count)
         var codes: Set<UInt8> = []
         for error in errors {
             let stored = StoredOutcome(.failure(error))
@@ -545,5 +547,320 @@ struct SnapshotStateTests {
         expectInvalid(corrupt(remainingOfFirstGrant, [0x00]), "invariants:")
         // Counts larger than the bytes that follow.
         expectInvalid(corrupt(header - 12, [0xFF, 0xFF, 0xFF, 0x00]), "record counts")
+    }
+}
+
+// MARK: - Schedules, grace and forfeiture (state format version 3)
+
+extension SnapshotStateTests {
+    /// The accounts of `scheduledHarness`, each in one of the states version 3 added.
+    enum Scheduled {
+        /// Renewed once: its first allocation rolled over and waits in grace for a hold on it.
+        static let active = AccountID(tenant: TenantID(11), number: 0)
+        static let cancelling = AccountID(tenant: TenantID(12), number: 0)
+        /// Its renewal payment was declined: its allocation is in grace.
+        static let lapsed = AccountID(tenant: TenantID(13), number: 0)
+        /// A purchase whose grace ended while a hold was open on it: forfeited, kept for the hold.
+        static let forfeited = AccountID(tenant: TenantID(14), number: 0)
+        /// Subscribed, with a refill in flight after two failed attempts, and then terms that
+        /// allow fewer attempts than that.
+        static let refilling = AccountID(tenant: TenantID(15), number: 0)
+        /// Auto-refill disabled after its only attempt failed.
+        static let disabled = AccountID(tenant: TenantID(16), number: 0)
+        /// Auto-refill set, then removed: a schedule with neither part.
+        static let unwatched = AccountID(tenant: TenantID(17), number: 0)
+        /// An organisation's pool, subscribed and renewed (which started a period).
+        static let pool = AccountID(tenant: TenantID(600), number: 0)
+
+        static let all = [active, cancelling, lapsed, forfeited, refilling, disabled, unwatched, pool]
+    }
+
+    /// A ledger with every kind of schedule state, at 2026-02-28 01:00, and the holds still
+    /// open on the active account's grace grant and the forfeited grant.
+    static func scheduledHarness() throws -> (h: LedgerHarness, activeHold: HoldID, forfeitedHold: HoldID) {
+        var h = LedgerHarness(start: CalendarMonths.date(2026, 1, 31))
+        for account in Scheduled.all where account != Scheduled.pool { try h.openIndividual(account.tenant.rawValue) }
+        let org = try OrganisationFixture(in: &h, tenant: Scheduled.pool.tenant.rawValue, poolCredits: credits(100),
+                                          departments: [(DepartmentID(1), nil)], members: [(1, DepartmentID(1), nil)])
+        let grace = 30 * dayMillis
+
+        try h.succeed(.subscribe(Scheduled.active, SubscriptionTerms(plan: "Pro", allocation: credits(5_000), priceCents: 14_999)))
+        try h.debit(Scheduled.active, credits(1_000))
+        let activeHold = try h.reserve(Scheduled.active, credits(500), timeoutMillis: LedgerLimits.holdTimeoutMillisMax)
+        try h.succeed(.subscribe(Scheduled.cancelling, SubscriptionTerms(plan: "Team", allocation: credits(2_000), priceCents: 4_900,
+                                                                        rollover: false)))
+        try h.succeed(.cancelSubscription(Scheduled.cancelling))
+        try h.succeed(.subscribe(Scheduled.lapsed, SubscriptionTerms(plan: "Pro", allocation: credits(3_000), priceCents: 14_999,
+                                                                    rolloverMonths: 6)))
+        try h.debit(Scheduled.lapsed, credits(100))
+        try h.grant(Scheduled.forfeited, credits(100), expiresAt: CalendarMonths.date(2026, 2, 10))
+        try h.grant(Scheduled.forfeited, credits(50))
+        let forfeitedHold = try h.reserve(Scheduled.forfeited, credits(30), timeoutMillis: LedgerLimits.holdTimeoutMillisMax)
+        try h.succeed(.subscribe(org.pool, SubscriptionTerms(plan: "Enterprise", allocation: .zero, priceCents: 0)))
+
+        try h.succeed(.subscribe(Scheduled.refilling, SubscriptionTerms(plan: "Starter", allocation: credits(1_000), priceCents: 0)))
+        try h.succeed(.setAutoRefill(Scheduled.refilling, AutoRefillTerms(threshold: credits(500), refillCredits: 1_000, attemptsMax: 3)))
+        try h.debit(Scheduled.refilling, credits(600)) // below the threshold: a refill starts
+        let refill = try #require(h.ledger.autoRefill(of: Scheduled.refilling)?.refillInFlight)
+        h.advance(hourMillis)
+        try h.succeed(.failRefill(Scheduled.refilling, refill: refill,
+                                  RefillFailure(declined: true, reason: "card declined", retryAt: h.now.plus(hourMillis))))
+        h.advance(hourMillis)
+        try h.succeed(.failRefill(Scheduled.refilling, refill: refill,
+                                  RefillFailure(declined: false, reason: "gateway timeout", retryAt: h.now.plus(hourMillis))))
+        try h.succeed(.setAutoRefill(Scheduled.refilling, AutoRefillTerms(threshold: credits(500), refillCredits: 1_000, attemptsMax: 1)))
+
+        try h.grant(Scheduled.disabled, credits(100))
+        try h.succeed(.setAutoRefill(Scheduled.disabled, AutoRefillTerms(threshold: credits(50), refillCredits: 100, attemptsMax: 1)))
+        try h.debit(Scheduled.disabled, credits(60))
+        let disabledRefill = try #require(h.ledger.autoRefill(of: Scheduled.disabled)?.refillInFlight)
+        try h.succeed(.failRefill(Scheduled.disabled, refill: disabledRefill,
+                                  RefillFailure(declined: true, reason: "card declined", retryAt: nil)))
+
+        try h.grant(Scheduled.unwatched, credits(10))
+        try h.succeed(.setAutoRefill(Scheduled.unwatched, AutoRefillTerms(threshold: credits(1), refillCredits: 0)))
+        try h.succeed(.setAutoRefill(Scheduled.unwatched, nil))
+
+        // The purchase expires into 5 days of grace with 30 credits held, then is forfeited.
+        try h.succeed(.expireGrants(Scheduled.forfeited, graceMillis: 5 * dayMillis), at: CalendarMonths.date(2026, 2, 10))
+        try h.succeed(.forfeitGrants(Scheduled.forfeited), at: CalendarMonths.date(2026, 2, 15))
+        // The first cycles end on 28 February.
+        h.move(to: CalendarMonths.date(2026, 2, 28))
+        try h.succeed(.renewSubscription(Scheduled.active, cycle: 1, graceMillis: grace))
+        try h.succeed(.lapseSubscription(Scheduled.lapsed, cycle: 0, reason: .paymentDeclined, graceMillis: grace))
+        try h.succeed(.renewSubscription(org.pool, cycle: 1, graceMillis: grace))
+        h.advance(hourMillis)
+        return (h, activeHold, forfeitedHold)
+    }
+
+    @Test("the scheduled harness reaches every state version 3 added")
+    func scheduledHarnessReachesEveryState() throws {
+        let (h, _, _) = try Self.scheduledHarness()
+        let active = try h.balance(Scheduled.active)
+        #expect(active.grants.contains { $0.graceEndsAt != nil && $0.remaining == .zero && $0.held == credits(500) })
+        #expect(active.grants.contains { $0.kind == .rollover && $0.remaining == credits(3_500) })
+        let forfeited = try h.balance(Scheduled.forfeited)
+        #expect(forfeited.grants.contains { $0.isForfeited && $0.remaining == .zero && $0.held == credits(30) })
+        #expect(forfeited.expired == credits(70))
+        #expect(try h.balance(Scheduled.lapsed).inGrace == credits(2_900))
+        #expect(h.ledger.subscription(of: Scheduled.active)?.status == .active)
+        #expect(h.ledger.subscription(of: Scheduled.active)?.cycle == 1)
+        #expect(h.ledger.subscription(of: Scheduled.cancelling)?.status == .cancelling)
+        #expect(h.ledger.subscription(of: Scheduled.lapsed)?.status == .lapsed)
+        #expect(h.ledger.subscription(of: Scheduled.lapsed)?.lapseReason == .paymentDeclined)
+        #expect(h.ledger.subscription(of: Scheduled.pool)?.cycle == 1)
+        let refilling = try #require(h.ledger.autoRefill(of: Scheduled.refilling))
+        #expect(refilling.refillInFlight != nil && refilling.failedAttempts == 2 && refilling.terms.attemptsMax == 1)
+        let disabled = try #require(h.ledger.autoRefill(of: Scheduled.disabled))
+        #expect(!disabled.isEnabled && disabled.disabledAfter == .paymentDeclined && disabled.refillInFlight == nil)
+        #expect(h.ledger.autoRefill(of: Scheduled.unwatched) == nil && h.ledger.subscription(of: Scheduled.unwatched) == nil)
+        let unwatched = try #require(h.ledger.slot(of: Scheduled.unwatched))
+        #expect(h.ledger.accounts[unwatched].schedule != none, "removing auto-refill keeps the schedule slot")
+        #expect(h.ledger.invariantViolations() == [])
+    }
+
+    @Test("subscriptions, auto-refill, grace and forfeiture round-trip: same digest, bytes, views and due notes")
+    func scheduledLedgerRoundTrips() throws {
+        let (h, _, _) = try Self.scheduledHarness()
+        let bytes = encoded(h.ledger)
+        #expect(bytes.count == h.ledger.encodedStateByteCount)
+        let restored = try decoded(bytes, h.ledger.configuration)
+        #expect(restoreProblems(original: h.ledger, restored: restored, bytes: bytes) == [])
+        #expect(restored.stateDigest() == h.ledger.stateDigest())
+        #expect(restored.invariantViolations() == [])
+        var copy = h
+        copy.ledger = restored
+        #expect(copy.observe() == h.observe(), "balances, subscriptions and auto-refills are the same")
+        for account in Scheduled.all {
+            #expect(restored.balance(of: account, at: h.now) == h.ledger.balance(of: account, at: h.now), "\(account)")
+            #expect(restored.subscription(of: account) == h.ledger.subscription(of: account), "\(account)")
+            #expect(restored.autoRefill(of: account) == h.ledger.autoRefill(of: account), "\(account)")
+        }
+        // The derived links and flags are rebuilt exactly.
+        #expect(restored.accounts.elements == h.ledger.accounts.elements)
+        #expect(restored.schedules.elements == h.ledger.schedules.elements)
+        // The scheduler rebuilds its heap from the restored ledger: the same notes, the same work.
+        let notes = h.ledger.allDueNotes().sorted()
+        #expect(restored.allDueNotes().sorted() == notes)
+        let later = CalendarMonths.date(2026, 4, 30)
+        for note in notes {
+            #expect(restored.dueWork(note, at: later, graceMillis: 30 * dayMillis)
+                == h.ledger.dueWork(note, at: later, graceMillis: 30 * dayMillis), "\(note)")
+        }
+    }
+
+    @Test("after a restore, refills, holds on grace and forfeited grants, renewals, lapses and reactivations behave exactly as without it")
+    func scheduledLedgerContinuesLikeTheOriginal() throws {
+        let (original, activeHold, forfeitedHold) = try Self.scheduledHarness()
+        var h = original
+        var r = original
+        r.ledger = try decoded(encoded(original.ledger), original.ledger.configuration)
+        let grace = 30 * dayMillis
+        let payment = { (now: Timestamp) in
+            RefillPayment(amount: credits(1_000), expiresAt: CalendarMonths.adding(12, to: now),
+                          costBasisNanoUSDPerCredit: 9_000_000, reference: "pay_1")
+        }
+        // Each step is made from the original's state (the refill in flight, the time), then
+        // applied to both at `time`.
+        let steps: [(Timestamp?, (Ledger, Timestamp) -> Action)] = [
+            // What a hold gives back to a forfeited grant is forfeited at once; the grant retires.
+            (nil, { _, _ in .release(forfeitedHold) }),
+            // What it gives back to a grant in grace waits in grace.
+            (nil, { _, _ in .settle(activeHold, actual: credits(200)) }),
+            // The third failure is past the lowered terms' last attempt: auto-refill stops.
+            (nil, { ledger, now in
+                .failRefill(Scheduled.refilling, refill: ledger.autoRefill(of: Scheduled.refilling)?.refillInFlight ?? 0,
+                            RefillFailure(declined: true, reason: "card declined", retryAt: now.plus(hourMillis))) }),
+            // Enabled again below its threshold: a refill starts, and is paid.
+            (nil, { _, _ in .setAutoRefill(Scheduled.disabled, AutoRefillTerms(threshold: credits(50), refillCredits: 100)) }),
+            (nil, { ledger, now in
+                .completeRefill(Scheduled.disabled, refill: ledger.autoRefill(of: Scheduled.disabled)?.refillInFlight ?? 0,
+                                payment(now)) }),
+            (nil, { _, _ in .debit(Scheduled.active, credits(100), scope: .unscoped) }),
+            // Subscribing again after the lapse reinstates the credits in grace.
+            (CalendarMonths.date(2026, 3, 5), { _, _ in
+                .subscribe(Scheduled.lapsed, SubscriptionTerms(plan: "Pro", allocation: credits(3_000), priceCents: 14_999)) }),
+            (nil, { _, _ in .lapseSubscription(Scheduled.cancelling, cycle: 0, reason: .cancelled, graceMillis: grace) }),
+            (nil, { _, _ in .changeSubscription(Scheduled.active, SubscriptionTerms(plan: "Max", allocation: credits(9_000),
+                                                                                   priceCents: 29_999, rolloverMonths: 2)) }),
+            // The active account's first allocation ends its grace: its 300 credits are forfeited.
+            (CalendarMonths.date(2026, 3, 30), { _, _ in .forfeitGrants(Scheduled.active) }),
+            (CalendarMonths.date(2026, 3, 31), { _, _ in .renewSubscription(Scheduled.active, cycle: 2, graceMillis: grace) }),
+            (nil, { _, _ in .forfeitGrants(Scheduled.cancelling) }),
+            // A late renewal: the allocation that ended a month ago rolls over.
+            (nil, { _, _ in .renewSubscription(Scheduled.refilling, cycle: 1, graceMillis: grace) }),
+            (nil, { _, _ in .debit(Scheduled.refilling, credits(1), scope: .unscoped) }),
+        ]
+        for (time, make) in steps {
+            if let time {
+                h.move(to: time)
+                r.move(to: time)
+            }
+            let action = make(h.ledger, h.now)
+            let key = h.freshKey()
+            #expect(r.freshKey() == key)
+            let expected = h.apply(action, key: key)
+            let got = r.apply(action, key: key)
+            if case .failure(let error) = expected.outcome { Issue.record("\(action) was rejected: \(error)") }
+            #expect(got.outcome == expected.outcome, "\(action)")
+            #expect(got.entry == expected.entry, "\(action)")
+            #expect(r.ledger.stateDigest() == h.ledger.stateDigest(), "\(action)")
+        }
+        #expect(encoded(r.ledger) == encoded(h.ledger))
+        #expect(r.observe() == h.observe())
+        // The script did what it meant to.
+        #expect(try h.balance(Scheduled.forfeited).grants.allSatisfy { !$0.isForfeited })
+        #expect(h.ledger.autoRefill(of: Scheduled.refilling)?.disabledAfter == .paymentDeclined)
+        #expect(h.ledger.subscription(of: Scheduled.lapsed)?.status == .active)
+        #expect(h.ledger.subscription(of: Scheduled.cancelling)?.lapseReason == .cancelled)
+    }
+
+    @Test("a version 2 encoding (no grant states, no schedules) still decodes to the same ledger")
+    func version2StillDecodes() throws {
+        let (h, _) = try Self.richHarness()
+        let bytes = encoded(h.ledger)
+        let ledger = h.ledger
+        // Version 2 is version 3 without each grant record's last byte and without the
+        // schedules count at the end (this ledger has no schedules and only live grants).
+        var old = Array(bytes[..<(Ledger.encodedHeaderBytes)])
+        old.replaceSubrange(0 ..< 4, with: [2, 0, 0, 0])
+        let grantsStart = Ledger.encodedHeaderBytes + ledger.tenants.count * Ledger.encodedTenantBytes
+            + ledger.accounts.count * Ledger.encodedAccountBytes
+        old += bytes[Ledger.encodedHeaderBytes ..< grantsStart]
+        for slot in 0 ..< ledger.grants.count {
+            let start = grantsStart + slot * Ledger.encodedGrantBytes
+            #expect(bytes[start + 63] == GrantState.live.rawValue)
+            old += bytes[start ..< start + 63]
+        }
+        let afterGrants = grantsStart + ledger.grants.count * Ledger.encodedGrantBytes
+        #expect(Array(bytes.suffix(4)) == [0, 0, 0, 0], "no schedules")
+        old += bytes[afterGrants ..< bytes.count - 4]
+        let restored = try decoded(old, ledger.configuration)
+        #expect(restored.stateDigest() == ledger.stateDigest())
+        #expect(restored.invariantViolations() == [])
+        #expect(encoded(restored) == bytes, "re-encoded as version 3")
+    }
+
+    @Test("the digest covers grant states and every schedule field, the plan by its text")
+    func digestCoversSchedules() throws {
+        let (h, _, _) = try Self.scheduledHarness()
+        let bytes = encoded(h.ledger)
+        let digest = h.ledger.stateDigest()
+        // The pool's schedule ("Enterprise", no auto-refill; its plan is the only one with that
+        // text): change values that stay valid, and the digest must change.
+        let plan = [10, 0, 0, 0] + Array("Enterprise".utf8)
+        let planAt = try #require((0 ... bytes.count - plan.count).last { Array(bytes[$0 ..< $0 + plan.count]) == plan })
+        let last = planAt - 12
+        let planText = last + 16
+        var renamed = bytes
+        renamed[planText] = UInt8(ascii: "e")
+        let rolloverOff = { var copy = bytes; copy[last + 6] = 0; return copy }()
+        for changed in [renamed, rolloverOff] {
+            let ledger = try decoded(changed, h.ledger.configuration)
+            #expect(ledger.invariantViolations() == [])
+            #expect(ledger.stateDigest() != digest)
+        }
+    }
+
+    /// A small ledger with two subscribed individuals (schedules 0 and 1, plan "Pro") and an
+    /// organisation with a member.
+    static func twoSubscriptions() throws -> (h: LedgerHarness, bytes: [UInt8], member: UInt32) {
+        var h = LedgerHarness(start: CalendarMonths.date(2026, 1, 31))
+        let a = try h.openIndividual(1)
+        let b = try h.openIndividual(2)
+        let org = try OrganisationFixture(in: &h, tenant: 3, poolCredits: credits(10), departments: [(DepartmentID(1), nil)],
+                                          members: [(1, DepartmentID(1), nil)])
+        try h.succeed(.subscribe(a, SubscriptionTerms(plan: "Pro", allocation: credits(100), priceCents: 0)))
+        try h.succeed(.subscribe(b, SubscriptionTerms(plan: "Pro", allocation: credits(100), priceCents: 0)))
+        return (h, encoded(h.ledger), try #require(h.ledger.slot(of: org.member(1))))
+    }
+
+    @Test("corrupt grant states and schedules are rejected by name")
+    func corruptSchedulesAreNamed() throws {
+        let (h, bytes, member) = try Self.twoSubscriptions()
+        let ledger = h.ledger
+        let scheduleBytes = Ledger.encodedScheduleBytesMin + 3
+        let first = bytes.count - 2 * scheduleBytes
+        let second = bytes.count - scheduleBytes
+        let grantsStart = Ledger.encodedHeaderBytes + ledger.tenants.count * Ledger.encodedTenantBytes
+            + ledger.accounts.count * Ledger.encodedAccountBytes
+        let firstAccount = try #require(ledger.slot(of: AccountID(tenant: TenantID(1), number: 0)))
+        // Slot 0 is the pool's contract grant, live and never expiring.
+        #expect(ledger.grants[0].state == .live && ledger.grants[0].remaining > 0)
+        func corrupt(_ offset: Int, _ value: [UInt8]) -> [UInt8] {
+            var copy = bytes
+            copy.replaceSubrange(offset ..< offset + value.count, with: value)
+            return copy
+        }
+        func slotBytes(_ slot: UInt32) -> [UInt8] { withUnsafeBytes(of: slot.littleEndian) { Array($0) } }
+        func expectInvalid(_ corrupted: [UInt8], _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            do {
+                _ = try decoded(corrupted, ledger.configuration)
+                Issue.record("decoded; expected an error mentioning '\(fragment)'", sourceLocation: sourceLocation)
+            } catch {
+                #expect("\(error)".contains(fragment), "\(error)", sourceLocation: sourceLocation)
+            }
+        }
+        #expect(try decoded(bytes, ledger.configuration).stateDigest() == ledger.stateDigest())
+
+        expectInvalid(corrupt(grantsStart + 63, [3]), "state")
+        expectInvalid(corrupt(grantsStart + 63, [1]), "grace end") // in grace, but not yet expired
+        expectInvalid(corrupt(grantsStart + 63, [2]), "is forfeited but has") // forfeited with credits remaining
+        expectInvalid(corrupt(second, slotBytes(member)), "is a member")
+        expectInvalid(corrupt(second, slotBytes(firstAccount)), "already has schedule")
+        expectInvalid(corrupt(second, slotBytes(UInt32(ledger.accounts.count))), "schedule 1 account")
+        expectInvalid(corrupt(first + 4, [9]), "schedule 0 status")
+        expectInvalid(corrupt(first + 5, [1]), "schedule 0 lapseReason") // a reason on an active subscription
+        expectInvalid(corrupt(first + 7, [0]), "schedule 0 rolloverMonths")
+        expectInvalid(corrupt(first + 4, [0]), "subscription terms but no subscription")
+        expectInvalid(corrupt(first + 8, [5, 0, 0, 0]), "schedule 0 cycle") // a cycle that has not started
+        expectInvalid(corrupt(bytes.count - 1, [3]), "schedule 1 disabledAfter")
+        expectInvalid(corrupt(bytes.count - 2 * scheduleBytes - 4, [3, 0, 0, 0]), "schedules count") // a third schedule that is not there
+        // A plan whose text interns to `unavailable` (or, with a full table, any new text) is refused.
+        var unavailable = Array(bytes[..<(second + 12)])
+        let marker = Array(InternedName.unavailable.text.utf8)
+        unavailable += slotBytes(UInt32(marker.count)) + marker
+        unavailable += bytes[(second + 16 + 3)...]
+        expectInvalid(unavailable, "schedule 1 plan")
     }
 }

@@ -24,7 +24,7 @@ extension Command {
     public var hasVariableSize: Bool {
         switch action {
         case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .settleCharge, .registerKey, .removeKey,
-             .chargeRouted: true
+             .chargeRouted, .subscribe, .changeSubscription, .completeRefill, .failRefill: true
         default: false
         }
     }
@@ -46,6 +46,7 @@ extension Command {
         case .registerKey(_, let registration):
             return fixed + text(registration.provider) + text(registration.fingerprint) + 8 + registration.sealed.count
         case .removeKey(_, let provider): return fixed + text(provider)
+        case .subscribe, .changeSubscription, .completeRefill, .failRefill: return fixed + 8 + action.schedulingTextBytes
         default: return fixed
         }
     }
@@ -133,6 +134,9 @@ extension Command {
             writer.write(UInt8(19)); writer.write(account); writer.write(provider)
         case .setKeyPolicy(let tenant, let policy):
             writer.write(UInt8(20)); writer.write(tenant); writer.write(policy.rawValue)
+        case .subscribe, .changeSubscription, .cancelSubscription, .resumeSubscription, .renewSubscription,
+             .lapseSubscription, .expireGrants, .forfeitGrants, .setAutoRefill, .completeRefill, .failRefill:
+            action.encodeScheduling(into: &writer)
         }
     }
 
@@ -141,7 +145,12 @@ extension Command {
         let key = try reader.readKey()
         let tagOffset = reader.offset
         let action: Action
-        switch try reader.read(UInt8.self) {
+        let tag = try reader.read(UInt8.self)
+        if let scheduling = try Action.decodeScheduling(tag: tag, from: &reader) {
+            self.init(key: key, scheduling)
+            return
+        }
+        switch tag {
         case 1:
             let tenant = try reader.readTenant()
             let kindOffset = reader.offset

@@ -78,6 +78,42 @@ public enum Action: Sendable, Equatable {
     /// box per charge.
     case chargeRouted(AccountID, RoutedCharge, scope: ChargeScope)
 
+    // Time (docs/semantics.md, "Time"): the scheduler issues the renewals, lapses, expiries,
+    // forfeits and refill outcomes; hosts issue the rest.
+
+    /// Starts a subscription on a standard account or an organisation pool and grants its
+    /// first cycle's allocation. On a lapsed subscription it is a reactivation: a new
+    /// subscription from the new anchor, and the account's credits in grace are reinstated.
+    indirect case subscribe(AccountID, SubscriptionTerms)
+    /// New terms from the next renewal on (the anchor and cycle stay; `terms.anchor` is
+    /// ignored). An upgrade's difference for the current cycle is a separate grant.
+    indirect case changeSubscription(AccountID, SubscriptionTerms)
+    /// The subscription runs to the end of its cycle, then lapses.
+    case cancelSubscription(AccountID)
+    /// Undoes a cancellation before the cycle ends.
+    case resumeSubscription(AccountID)
+    /// Ends cycle `cycle − 1` and starts cycle `cycle` (numbered from 0 at the anchor): the
+    /// ending cycle's allocation rolls over (or, with rollover off, goes into grace for
+    /// `graceMillis`), and the new allocation is granted; an organisation's departments
+    /// and members start a new period. Issued by the scheduler once the renewal is paid.
+    case renewSubscription(AccountID, cycle: UInt32, graceMillis: Int64)
+    /// Ends the subscription at the end of its cycle `cycle` without renewing: its
+    /// allocation and rollover credits go into grace for `graceMillis`.
+    case lapseSubscription(AccountID, cycle: UInt32, reason: LapseReason, graceMillis: Int64)
+    /// Moves the account's grants whose expiry has passed into grace for `graceMillis`
+    /// (the allocations of a subscription that has not lapsed wait for its renewal).
+    case expireGrants(AccountID, graceMillis: Int64)
+    /// Forfeits the account's credits whose grace has ended.
+    case forfeitGrants(AccountID)
+    /// Sets (or, with nil, removes) the account's auto-refill and low-balance terms.
+    indirect case setAutoRefill(AccountID, AutoRefillTerms?)
+    /// The refill in flight (numbered by the entry that started it) was paid: grants the
+    /// purchased credits, which reinstate the account's credits in grace like a purchase.
+    indirect case completeRefill(AccountID, refill: UInt64, RefillPayment)
+    /// A payment attempt of the refill in flight failed: retry at `retryAt`, or (after the
+    /// last attempt) give up and disable auto-refill.
+    indirect case failRefill(AccountID, refill: UInt64, RefillFailure)
+
     @inlinable
     public var tenant: TenantID {
         switch self {
@@ -88,7 +124,10 @@ public enum Action: Sendable, Equatable {
              .reserve(let account, _, _, _), .refund(let account, _, _), .adjust(let account, _, _),
              .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
              .charge(let account, _, _), .registerKey(let account, _), .removeKey(let account, _),
-             .chargeRouted(let account, _, _):
+             .chargeRouted(let account, _, _), .subscribe(let account, _), .changeSubscription(let account, _),
+             .cancelSubscription(let account), .resumeSubscription(let account), .renewSubscription(let account, _, _),
+             .lapseSubscription(let account, _, _, _), .expireGrants(let account, _), .forfeitGrants(let account),
+             .setAutoRefill(let account, _), .completeRefill(let account, _, _), .failRefill(let account, _, _):
             return account.tenant
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             return hold.tenant
@@ -121,6 +160,7 @@ extension Command {
         switch action {
         case .charge(_, let usage, _), .settleCharge(_, let usage): usage.namesUnavailable
         case .chargeRouted(_, let routed, _): (0 ..< routed.count).contains { routed[candidate: $0].namesUnavailable }
+        case .subscribe(_, let terms), .changeSubscription(_, let terms): terms.plan == .unavailable
         default: false
         }
     }

@@ -85,6 +85,21 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible {
         self.init(high: first.finish(), low: second.finish())
     }
 
+    /// A key derived from a purpose tag and numbers (the scheduler's keys: what it does, to
+    /// which account, for which cycle or time), without building text: two hashes of the
+    /// same words, like `init(deriving:)` of text.
+    public init(deriving tag: UInt64, _ words: UInt64...) {
+        var first = StableHasher(seed: 0x243F_6A88_85A3_08D3)
+        var second = StableHasher(seed: 0x1319_8A2E_0370_7344)
+        first.combine(tag)
+        second.combine(tag)
+        for word in words {
+            first.combine(word)
+            second.combine(word)
+        }
+        self.init(high: first.finish(), low: second.finish())
+    }
+
     private static func hex(_ value: UInt64) -> String {
         let raw = String(value, radix: 16)
         return String(repeating: "0", count: 16 - raw.count) + raw

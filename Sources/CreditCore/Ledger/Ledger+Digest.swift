@@ -17,7 +17,9 @@ extension Ledger {
             hasher.combine(account.liveGrants); hasher.combine(account.granted); hasher.combine(account.consumed)
             hasher.combine(account.expired); hasher.combine(account.debt)
         }
+        var allGrantsLive = true
         grants.forEach { _, grant in
+            allGrantsLive = allGrantsLive && grant.state == .live
             hasher.combine(grant.number); hasher.combine(grant.original); hasher.combine(grant.remaining)
             hasher.combine(grant.held); hasher.combine(grant.effectiveAt)
             hasher.combine(grant.expiresAt); hasher.combine(grant.costBasis); hasher.combine(grant.isScoped)
@@ -66,7 +68,36 @@ extension Ledger {
                 for byte in registration.sealed { hasher.combine(byte) }
             }
         }
+        // Grant states and schedules likewise only when a grant is not live or a schedule
+        // exists: every state before them had only live grants and no schedules. The states
+        // of every slot (free ones too, as their other fields), by slot; the plan by its
+        // text, never by its process-local number.
+        if !allGrantsLive || schedules.count > 0 {
+            hasher.combine(UInt8(0x53))
+            grants.forEach { slot, grant in
+                if grant.state != .live { hasher.combine(slot); hasher.combine(grant.state.rawValue) }
+            }
+            hasher.combine(UInt64(schedules.count))
+            schedules.forEach { _, schedule in schedule.feed(into: &hasher) }
+        }
         return hasher.finish()
+    }
+}
+
+extension AccountSchedule {
+    /// Every field (optional enums as their raw value or 0, as in the state encoding).
+    func feed(into hasher: inout StableHasher) {
+        hasher.combine(account); hasher.combine(status?.rawValue ?? 0); hasher.combine(lapseReason?.rawValue ?? 0)
+        hasher.combine(rollover); hasher.combine(rolloverMonths); hasher.combine(cycle); hasher.combine(plan.text)
+        hasher.combine(allocation); hasher.combine(priceCents); hasher.combine(anchor)
+        hasher.combine(refill != nil)
+        if let refill {
+            hasher.combine(refill.threshold); hasher.combine(refill.refillCredits); hasher.combine(refill.cooldownMillis)
+            hasher.combine(refill.refillsPerMonthMax); hasher.combine(refill.attemptsMax); hasher.combine(refill.enabled)
+        }
+        hasher.combine(inFlight); hasher.combine(attempts); hasher.combine(alerted); hasher.combine(refillsThisMonth)
+        hasher.combine(refillMonth); hasher.combine(nextAttemptAt); hasher.combine(lastRefillAt)
+        hasher.combine(disabledAfter?.rawValue ?? 0)
     }
 }
 

@@ -15,16 +15,20 @@ extension Ledger {
         try addGrant(to: located.slot, kind: terms.kind, amount: terms.amount.rawValue, effectiveAt: effective,
                      expiresAt: terms.expiresAt.millisSinceEpoch, priority: terms.priority,
                      costBasis: terms.costBasisNanoUSDPerCredit, scope: terms.scope, number: sequence)
+        // Buying credits is a qualifying event: credits in grace come back.
+        if terms.kind == .purchase { reinstate(located.slot, at: now) }
     }
 
     /// Adds a grant (validated by the caller except for limits and overflow). Unscoped credits
-    /// first repay the account's debt.
+    /// first repay the account's debt. A `transfer` moves credits the account already has
+    /// (a rollover): it adds nothing to the granted totals and repays nothing.
     mutating func addGrant(to slot: UInt32, kind: GrantKind, amount: Int64, effectiveAt: Int64, expiresAt: Int64,
-                           priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64) throws(LedgerError) {
-        try checkCanAddGrant(to: slot, amount)
+                           priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64,
+                           transfer: Bool = false) throws(LedgerError) {
+        try checkCanAddGrant(to: slot, transfer ? 0 : amount)
         var account = accounts[slot]
 
-        let repaid = scope.isUnscoped ? min(account.debt, amount) : 0
+        let repaid = scope.isUnscoped && !transfer ? min(account.debt, amount) : 0
         let record = GrantRecord(number: number, original: amount, remaining: amount - repaid, held: 0,
                                  effectiveAt: effectiveAt, expiresAt: expiresAt, costBasis: costBasis,
                                  account: slot, next: none, priority: priority, kind: kind, isScoped: !scope.isUnscoped)
@@ -52,8 +56,10 @@ extension Ledger {
         }
 
         account.liveGrants += 1
-        account.granted += amount
-        totals.granted += amount
+        if !transfer {
+            account.granted += amount
+            totals.granted += amount
+        }
         if !scope.isUnscoped { account.flags.insert(.scopedGrants) }
         accounts[slot] = account
         repayDebt(repaid, of: slot)
@@ -62,6 +68,11 @@ extension Ledger {
         draft.created = .grant
         draft.movements.append(GrantMovement(grant: number, amount: Millicredits(amount), change: .created))
         if repaid > 0 { draft.movements.append(GrantMovement(grant: number, amount: Millicredits(repaid), change: .repaidDebt)) }
+        // The scheduler expires it — except an allocation of a live subscription, which its
+        // renewal ends.
+        if expiresAt != .max && !(kind == .monthlyAllocation && liveSubscription(of: slot) != nil) {
+            noteDue(.expiry, slot, at: expiresAt)
+        }
     }
 
     /// Whether a grant can pay for a charge with this scope. Unscoped grants pay for
@@ -172,7 +183,8 @@ extension Ledger {
         while cursor != none {
             let grant = grants[cursor]
             let next = grant.next
-            if grant.remaining == 0 && grant.held == 0 && (grant.expiresAt == Int64.max || grant.expiresAt <= now) {
+            if grant.remaining == 0 && grant.held == 0
+                && (grant.expiresAt == Int64.max || grant.expiresAt <= now || grant.state != .live) {
                 if previous == none {
                     accounts[slot].firstGrant = next
                     refreshGrantHint(accounts[slot].tenant, slot, next)

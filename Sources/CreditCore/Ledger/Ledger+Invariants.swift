@@ -4,7 +4,9 @@
 /// Conservation per account and in total: granted + debt = remaining + consumed + expired +
 /// held. Per grant: remaining + held ≤ original (consumed is the rest). Every hold is backed by exactly
 /// its parts; every cap holds (spent + held ≤ cap + overrun); debt only within an overdraft
-/// or from a settle's overrun.
+/// or from a settle's overrun. Grants past their expiry (in grace, forfeited) stay listed where
+/// they were, so order and expiry rules apply to live grants only. Schedules and their
+/// accounts link both ways; the `watched` flag says whether the schedule has auto-refill.
 extension Ledger {
     public func invariantViolations() -> [String] {
         var problems: [String] = []
@@ -39,6 +41,14 @@ extension Ledger {
             check(account.granted >= 0 && account.consumed >= 0 && account.expired >= 0 && account.debt >= 0,
                   "\(name) has a negative total")
             check(account.flags.contains(.hasKeys) == (keyIndex[slot] != nil), "\(name) key flag does not match its keys")
+            if account.schedule == none {
+                check(!account.flags.contains(.watched), "\(name) is watched but has no schedule")
+            } else if Int(account.schedule) >= schedules.count || schedules[account.schedule].account != slot {
+                problems.append("\(name) schedule \(account.schedule) is not its own")
+            } else {
+                check(account.flags.contains(.watched) == schedules[account.schedule].watched,
+                      "\(name) watched flag does not match its auto-refill terms")
+            }
             if account.flags.contains(.member) {
                 check(account.firstGrant == none && account.granted == 0 && account.debt == 0, "member \(name) holds credits")
                 return
@@ -47,6 +57,8 @@ extension Ledger {
             var held: Int64 = 0
             var count = 0
             var scoped = false
+            // The previous live grant: grants in grace keep their place with their grace end
+            // in `effectiveAt`, so they may sit out of order among the live ones.
             var previous: GrantRecord?
             var cursor = account.firstGrant
             while cursor != none, count <= LedgerLimits.grantsPerAccountMax {
@@ -56,13 +68,22 @@ extension Ledger {
                 check(grant.remaining >= 0 && grant.held >= 0 && grant.consumed >= 0,
                       "grant \(grant.number): remaining \(grant.remaining) + held \(grant.held) ≤ original \(grant.original) broken")
                 check(grant.isScoped == (grantScopes[cursor] != nil), "grant \(grant.number) scope flag ≠ scope table")
-                check(grant.effectiveAt < grant.expiresAt, "grant \(grant.number) expires before it is effective")
                 check(grant.held == heldByGrant[cursor] ?? 0, "grant \(grant.number) held \(grant.held) ≠ its holds' parts")
-                if let previous { check(previous.burnsBefore(grant), "\(name) grants are not in burn order") }
+                switch grant.state {
+                case .live:
+                    check(grant.effectiveAt < grant.expiresAt, "grant \(grant.number) expires before it is effective")
+                    if let previous { check(previous.burnsBefore(grant), "\(name) grants are not in burn order") }
+                    previous = grant
+                case .grace:
+                    check(grant.effectiveAt >= grant.expiresAt, "grant \(grant.number) grace ends before it expires")
+                case .forfeited:
+                    // Retired as soon as its holds close: nothing else could ever come of it.
+                    check(grant.remaining == 0 && grant.held > 0,
+                          "forfeited grant \(grant.number) has \(grant.remaining) remaining and \(grant.held) held")
+                }
                 remaining += grant.remaining
                 held += grant.held
                 scoped = scoped || grant.isScoped
-                previous = grant
                 cursor = grant.next
             }
             liveGrantCount += count
@@ -86,7 +107,7 @@ extension Ledger {
                 var cursor = tenant.firstAccount
                 var steps = 0
                 while cursor != none, steps <= accounts.count {
-                    let flags = accounts[cursor].flags.subtracting(.hasKeys)
+                    let flags = accounts[cursor].flags.subtracting([.hasKeys, .watched])
                     check(accounts[cursor].tenant == id && flags.isSubset(of: [.frozen, .scopedGrants]),
                           "tenant \(id) chains a foreign or member account")
                     cursor = accounts[cursor].nextInTenant
@@ -118,6 +139,23 @@ extension Ledger {
                       "department \(department.id) of \(id) counters ≠ the sum of its members")
                 checkPeriodCap(department.period, "department \(department.id) of \(id)", check)
             }
+        }
+
+        schedules.forEach { index, schedule in
+            let name = "schedule \(index)"
+            guard Int(schedule.account) < accounts.count, accounts[schedule.account].schedule == index else {
+                problems.append("\(name) names account slot \(schedule.account), whose schedule it is not")
+                return
+            }
+            check(accounts[schedule.account].holdsGrants, "\(name) belongs to a member (members hold no grants)")
+            if let status = schedule.status {
+                check((1 ... SubscriptionTerms.rolloverMonthsMax).contains(schedule.rolloverMonths) && !schedule.plan.isEmpty,
+                      "\(name) subscription has rolloverMonths \(schedule.rolloverMonths) and plan '\(schedule.plan)'")
+                // Only a lapse gives a reason; subscribing again clears it.
+                check((schedule.lapseReason != nil) == (status == .lapsed), "\(name) lapse reason does not match status \(status)")
+            }
+            check(schedule.inFlight < nextSequence && (schedule.inFlight != 0 || schedule.attempts == 0),
+                  "\(name) refill in flight \(schedule.inFlight) with \(schedule.attempts) failed attempts")
         }
 
         problems += idempotency.consistencyProblems()

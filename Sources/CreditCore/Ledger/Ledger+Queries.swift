@@ -11,7 +11,11 @@ public struct Balance: Sendable, Equatable {
     public let debt: Millicredits
     public let granted: Millicredits
     public let consumed: Millicredits
+    /// Forfeited credits (lifetime): what left the account at the end of grace.
     public let expired: Millicredits
+    /// Credits in grace now: expired, not spendable, reinstated by a qualifying event
+    /// before their grace ends (part of `remaining`).
+    public let inGrace: Millicredits
     public let isFrozen: Bool
     /// Live grants in static burn order.
     public let grants: [GrantView]
@@ -29,6 +33,45 @@ public struct GrantView: Sendable, Equatable {
     public let priority: UInt8
     public let costBasisNanoUSDPerCredit: UInt32
     public let scope: ChargeScope
+    /// When its grace ends, for a grant in grace (its `effectiveAt` then reads as its
+    /// expiry: the original effective time is not kept).
+    public let graceEndsAt: Timestamp?
+    /// Its grace ended: nothing remains; it is kept only while holds on it are open.
+    public let isForfeited: Bool
+}
+
+/// An account's subscription.
+public struct SubscriptionView: Sendable, Equatable {
+    public let account: AccountID
+    public let plan: String
+    public let status: SubscriptionStatus
+    public let lapseReason: LapseReason?
+    public let allocation: Millicredits
+    public let priceCents: Int64
+    public let rollover: Bool
+    public let rolloverMonths: UInt8
+    public let anchor: Timestamp
+    /// The current cycle, from 0 at the anchor, and its bounds.
+    public let cycle: UInt32
+    public let cycleStart: Timestamp
+    public let cycleEnd: Timestamp
+}
+
+/// An account's auto-refill and low-balance terms, and where they stand.
+public struct AutoRefillView: Sendable, Equatable {
+    public let account: AccountID
+    public let terms: AutoRefillTerms
+    /// false after the last payment attempt of a refill failed (`disabledAfter` says why).
+    public let isEnabled: Bool
+    public let disabledAfter: RefillStop?
+    /// The refill in flight (the sequence of the entry that started it), or nil.
+    public let refillInFlight: UInt64?
+    /// Failed attempts of the refill in flight, and when the next is due.
+    public let failedAttempts: UInt8
+    public let nextAttemptAt: Timestamp?
+    /// Refills started in the calendar month of the last one.
+    public let refillsThisMonth: UInt16
+    public let lastRefillAt: Timestamp?
 }
 
 public struct HoldView: Sendable, Equatable {
@@ -85,11 +128,13 @@ extension Ledger {
         var views: [GrantView] = []
         var remaining: Int64 = 0
         var held: Int64 = 0
+        var inGrace: Int64 = 0
         var cursor = record.firstGrant
         while cursor != none {
             let grant = grants[cursor]
             remaining += grant.remaining
             held += grant.held
+            if grant.state == .grace { inGrace += grant.remaining }
             views.append(view(of: grant, slot: cursor, tenant: id.tenant))
             cursor = grant.next
         }
@@ -103,7 +148,35 @@ extension Ledger {
         return Balance(account: id, available: Millicredits(available), remaining: Millicredits(remaining),
                        held: Millicredits(held), debt: Millicredits(record.debt), granted: Millicredits(record.granted),
                        consumed: Millicredits(record.consumed), expired: Millicredits(record.expired),
-                       isFrozen: record.flags.contains(.frozen), grants: views)
+                       inGrace: Millicredits(inGrace), isFrozen: record.flags.contains(.frozen), grants: views)
+    }
+
+    public func subscription(of id: AccountID) -> SubscriptionView? {
+        guard let slot = slot(of: id), accounts[slot].schedule != none else { return nil }
+        let schedule = schedules[accounts[slot].schedule]
+        guard let status = schedule.status else { return nil }
+        return SubscriptionView(account: id, plan: schedule.plan.text, status: status, lapseReason: schedule.lapseReason,
+                                allocation: Millicredits(schedule.allocation), priceCents: schedule.priceCents,
+                                rollover: schedule.rollover, rolloverMonths: schedule.rolloverMonths,
+                                anchor: Timestamp(millisSinceEpoch: schedule.anchor), cycle: schedule.cycle,
+                                cycleStart: Timestamp(millisSinceEpoch: schedule.cycleStart(schedule.cycle)),
+                                cycleEnd: Timestamp(millisSinceEpoch: schedule.cycleEnd))
+    }
+
+    public func autoRefill(of id: AccountID) -> AutoRefillView? {
+        guard let slot = slot(of: id), accounts[slot].schedule != none else { return nil }
+        let schedule = schedules[accounts[slot].schedule]
+        guard let terms = schedule.refill else { return nil }
+        return AutoRefillView(
+            account: id,
+            terms: AutoRefillTerms(threshold: Millicredits(terms.threshold), refillCredits: terms.refillCredits,
+                                   refillsPerMonthMax: terms.refillsPerMonthMax, cooldownMillis: terms.cooldownMillis,
+                                   attemptsMax: terms.attemptsMax),
+            isEnabled: terms.enabled, disabledAfter: schedule.disabledAfter,
+            refillInFlight: schedule.inFlight == 0 ? nil : schedule.inFlight, failedAttempts: schedule.attempts,
+            nextAttemptAt: schedule.inFlight == 0 ? nil : Timestamp(millisSinceEpoch: schedule.nextAttemptAt),
+            refillsThisMonth: schedule.refillsThisMonth,
+            lastRefillAt: schedule.lastRefillAt == .min ? nil : Timestamp(millisSinceEpoch: schedule.lastRefillAt))
     }
 
     /// What a charge with this scope could spend now (scoped grants included).
@@ -151,9 +224,11 @@ extension Ledger {
         GrantView(id: GrantID(tenant: tenant, number: grant.number), kind: grant.kind,
                   original: Millicredits(grant.original), remaining: Millicredits(grant.remaining),
                   held: Millicredits(grant.held), consumed: Millicredits(grant.consumed),
-                  effectiveAt: Timestamp(millisSinceEpoch: grant.effectiveAt),
+                  effectiveAt: Timestamp(millisSinceEpoch: grant.state == .grace ? grant.expiresAt : grant.effectiveAt),
                   expiresAt: Timestamp(millisSinceEpoch: grant.expiresAt), priority: grant.priority,
                   costBasisNanoUSDPerCredit: grant.costBasis,
-                  scope: grantScopes[slot] ?? .unscoped)
+                  scope: grantScopes[slot] ?? .unscoped,
+                  graceEndsAt: grant.state == .grace ? Timestamp(millisSinceEpoch: grant.graceEndsAt) : nil,
+                  isForfeited: grant.state == .forfeited)
     }
 }

@@ -2,7 +2,7 @@
 ///
 /// The durability layer snapshots a shard by encoding its ledger (then compressing and
 /// checksumming the bytes), and recovers by decoding it and replaying the log after it. The
-/// format, field by field, is in docs/formats-snapshot-state.md. Every record is written
+/// format, field by field, is in docs/formats-ledger-state.md. Every record is written
 /// field by field, little-endian (never as raw struct memory: a Swift struct's layout is not
 /// a stable format). Dictionaries are written in ascending key order, so the same state
 /// always gives the same bytes.
@@ -12,7 +12,9 @@
 /// `recentEntriesMax` (sizes that output only) and every hash index (the tenant table, the
 /// idempotency generations' indexes, each organisation's member index): they are rebuilt
 /// from the entries, because lookups answer by key only and nothing observable depends on a
-/// slot layout.
+/// slot layout. Derived flags and links (`AccountRecord.Flags.hasKeys` and `.watched`,
+/// `AccountRecord.schedule`) are rebuilt from the tables they mirror, and interned names
+/// (a subscription's plan) are written as text: their numbers are this process's alone.
 ///
 /// Decoding trusts nothing: counts are checked against the bytes left, every slot index
 /// against its table, every enum against its known values, every link structure (account
@@ -21,16 +23,23 @@
 /// Corrupted bytes throw a `DecodingError` naming the field and its offset, never trap.
 extension Ledger {
     /// Version of the state encoding written (bump on any change; old versions must stay
-    /// decodable). 2 added the key policies and provider keys after the idempotency table.
-    public static let stateFormatVersion: UInt32 = 2
+    /// decodable). 2 added the key policies and provider keys after the idempotency table;
+    /// 3 added each grant's state (a 64th byte of its record) and the schedules table at the end.
+    public static let stateFormatVersion: UInt32 = 3
     /// The versions this build decodes.
-    public static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 2
+    public static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 3
 
-    /// Bytes of the fixed-size parts (docs/formats-snapshot-state.md).
+    /// Bytes of the fixed-size parts (docs/formats-ledger-state.md), as written now.
     static var encodedHeaderBytes: Int { 92 }
     static var encodedTenantBytes: Int { 20 }
     static var encodedAccountBytes: Int { 59 }
-    static var encodedGrantBytes: Int { 63 }
+    static var encodedGrantBytes: Int { 64 }
+    /// A grant record's bytes in a given version: versions 1 and 2 had no state byte.
+    static func encodedGrantBytes(version: UInt32) -> Int { version >= 3 ? 64 : 63 }
+    /// A schedule without its plan's text and without auto-refill terms; the terms add
+    /// `encodedRefillTermsBytes`.
+    static var encodedScheduleBytesMin: Int { 78 }
+    static var encodedRefillTermsBytes: Int { 28 }
     static var encodedOrganisationBytesMin: Int { 28 }
     static var encodedPeriodCapBytesMin: Int { 25 }
     static var encodedHoldBytesMin: Int { 44 }
@@ -74,6 +83,11 @@ extension Ledger {
         size += organisations.count + 4
         for (owner, registration) in providerKeys {
             size += 4 + 4 + owner.provider.utf8.count + 4 + registration.fingerprint.utf8.count + 4 + registration.sealed.count
+        }
+        size += 4
+        schedules.forEach { _, schedule in
+            size += Self.encodedScheduleBytesMin + schedule.plan.utf8Count
+                + (schedule.refill == nil ? 0 : Self.encodedRefillTermsBytes)
         }
         return size
     }
@@ -196,6 +210,11 @@ extension Ledger {
             writer.write(UInt32(registration.sealed.count))
             writer.write(bytes: registration.sealed)
         }
+
+        // Version 3: the schedules, in slot order (each account's `schedule` link is rebuilt
+        // from their `account` fields, so it is not written with the account).
+        writer.write(UInt32(schedules.count))
+        schedules.forEach { _, schedule in writer.write(schedule) }
     }
 
     /// The order of provider keys in the snapshot and the digest: owner slot, then the
@@ -232,6 +251,7 @@ extension Ledger {
                                        previous: decoder.previousKeys, current: decoder.currentKeys)
         totals = decoder.totals
         providerKeys = decoder.providerKeys
+        schedules = decoder.schedules
         rebuildKeyIndex()
         restoreClock(nextSequence: decoder.nextSequence, lastTime: Timestamp(millisSinceEpoch: decoder.lastTime))
         let problems = invariantViolations()
@@ -350,6 +370,7 @@ private struct RecordChunk {
         put(grant.priority)
         put(grant.kind.rawValue)
         put(grant.isScoped)
+        put(grant.state.rawValue)
     }
 
     @inline(__always)
@@ -374,6 +395,38 @@ extension ByteWriter {
         write(period.spent)
         write(period.held)
         write(period.overrun)
+    }
+
+    /// One schedule (docs/formats-ledger-state.md, "Schedules"). Optional enums are their raw
+    /// value or 0 (no case has raw value 0); the plan is its text, never its number.
+    mutating func write(_ schedule: AccountSchedule) {
+        write(schedule.account)
+        write(schedule.status?.rawValue ?? 0)
+        write(schedule.lapseReason?.rawValue ?? 0)
+        write(schedule.rollover)
+        write(schedule.rolloverMonths)
+        write(schedule.cycle)
+        write(schedule.plan.text)
+        write(schedule.allocation)
+        write(schedule.priceCents)
+        write(schedule.anchor)
+        write(schedule.refill != nil)
+        if let terms = schedule.refill {
+            write(terms.threshold)
+            write(terms.refillCredits)
+            write(terms.cooldownMillis)
+            write(terms.refillsPerMonthMax)
+            write(terms.attemptsMax)
+            write(terms.enabled)
+        }
+        write(schedule.inFlight)
+        write(schedule.attempts)
+        write(schedule.alerted)
+        write(schedule.refillsThisMonth)
+        write(schedule.refillMonth)
+        write(schedule.nextAttemptAt)
+        write(schedule.lastRefillAt)
+        write(schedule.disabledAfter?.rawValue ?? 0)
     }
 }
 
@@ -436,7 +489,10 @@ private struct StateDecoder {
     var previousKeys: [IdempotencyTable.Record] = []
     var currentKeys: [IdempotencyTable.Record] = []
     var version: UInt32 = 0
+    /// A grant record's bytes in the version being read.
+    var grantBytes = Ledger.encodedGrantBytes
     var providerKeys: [KeyOwner: KeyRegistration] = [:]
+    var schedules = PagedArray<AccountSchedule>()
 
     // Where sections start, for the offsets of errors found after reading them.
     var tenantsStart = 0
@@ -513,6 +569,7 @@ private struct StateDecoder {
         try decodeClosedHolds()
         try decodeIdempotency()
         if version >= 2 { try decodeKeys() }
+        if version >= 3 { try decodeSchedules() }
     }
 
     /// Version 2's key policies (one byte per organisation) and provider keys.
@@ -545,12 +602,159 @@ private struct StateDecoder {
         }
     }
 
+    /// Version 3's schedules, in slot order: each names a grant-holding account that no other
+    /// schedule names, which gets it as its `schedule` (and the `watched` flag with
+    /// auto-refill terms). Every value is held to what the handlers in Ledger+Schedule.swift
+    /// can produce where a later command or view computes with it (calendar months from the
+    /// anchor, time since the last refill), so a decoded schedule never traps.
+    mutating func decodeSchedules() throws(DecodingError) {
+        let count = try self.count(max: accounts.count, bytesEach: Ledger.encodedScheduleBytesMin, "schedules count")
+        for index in 0 ..< count {
+            let at = reader.offset
+            let name = "schedule \(index)"
+            let account = try self.index(below: accounts.count, orNone: false, "\(name) account")
+            guard roles[Int(account)] != .member else {
+                throw invalid(at, "\(name) account \(account) is a member (only accounts that hold grants have schedules)")
+            }
+            guard accounts[account].schedule == none else {
+                throw invalid(at, "\(name) account \(account) already has schedule \(accounts[account].schedule)")
+            }
+            var schedule = AccountSchedule.empty(account: account)
+            try decodeSubscription(into: &schedule, name)
+            try decodeRefill(into: &schedule, name)
+            accounts[account].schedule = schedules.append(schedule)
+            if schedule.watched { accounts[account].flags.insert(.watched) }
+        }
+    }
+
+    /// A schedule's subscription part. Without a subscription it must be `empty`'s: nothing
+    /// sets those fields but `subscribe`, and a status never goes back to none.
+    mutating func decodeSubscription(into schedule: inout AccountSchedule, _ name: String) throws(DecodingError) {
+        let at = reader.offset
+        let status = try optional(SubscriptionStatus.self, "\(name) status")
+        let reasonAt = reader.offset
+        let lapseReason = try optional(LapseReason.self, "\(name) lapseReason")
+        let rollover = try reader.readBool("\(name) rollover")
+        let monthsAt = reader.offset
+        let rolloverMonths = try reader.read(UInt8.self)
+        let cycleAt = reader.offset
+        let cycle = try reader.read(UInt32.self)
+        let planAt = reader.offset
+        let plan = InternedName(try reader.readString(maxBytes: LedgerLimits.textBytesMax, "\(name) plan"))
+        guard plan != .unavailable, plan != .overLong else {
+            throw invalid(planAt, "\(name) plan (\(plan == .overLong ? "too long" : "this process holds the most names it may"))")
+        }
+        let allocation = try amount(in: Self.amounts, "\(name) allocation")
+        let priceCents = try amount(in: 0 ... SubscriptionTerms.priceCentsMax, "\(name) priceCents")
+        let anchorAt = reader.offset
+        let anchor = try reader.read(Int64.self)
+        guard let status else {
+            let empty = AccountSchedule.empty(account: schedule.account)
+            guard lapseReason == nil, rollover == empty.rollover, rolloverMonths == empty.rolloverMonths,
+                  cycle == empty.cycle, plan == empty.plan, allocation == empty.allocation,
+                  priceCents == empty.priceCents, anchor == empty.anchor else {
+                throw invalid(at, "\(name) has subscription terms but no subscription")
+            }
+            return
+        }
+        // Only a lapse sets a reason, and subscribing again clears it.
+        guard (lapseReason != nil) == (status == .lapsed) else { throw invalid(reasonAt, "\(name) lapseReason with status \(status)") }
+        guard (1 ... SubscriptionTerms.rolloverMonthsMax).contains(rolloverMonths) else {
+            throw invalid(monthsAt, "\(name) rolloverMonths \(rolloverMonths)")
+        }
+        guard !plan.isEmpty else { throw invalid(planAt, "\(name) plan is empty") }
+        // A subscription starts no more than a month before the command that made it, and
+        // commands are never applied before the epoch; the current cycle started by the last
+        // command (a renewal waits for it), and its end must be a time the calendar can
+        // compute. Month numbers are compared first: they never overflow.
+        let anchorMonth = CalendarMonths.monthNumber(of: Timestamp(millisSinceEpoch: anchor))
+        guard anchor >= Self.anchorMin, anchor <= lastTime else { throw invalid(anchorAt, "\(name) anchor \(anchor)") }
+        let months = CalendarMonths.monthNumber(of: Timestamp(millisSinceEpoch: lastTime)) - anchorMonth
+        guard Int64(cycle) <= months, anchorMonth + Int64(cycle) + 1 <= Self.lastCycleEndMonth else {
+            throw invalid(cycleAt, "\(name) cycle \(cycle) (after the last command)")
+        }
+        schedule.status = status
+        schedule.lapseReason = lapseReason
+        schedule.rollover = rollover
+        schedule.rolloverMonths = rolloverMonths
+        schedule.cycle = cycle
+        schedule.plan = plan
+        schedule.allocation = allocation
+        schedule.priceCents = priceCents
+        schedule.anchor = anchor
+        guard schedule.cycleStart(cycle) <= lastTime else { throw invalid(cycleAt, "\(name) cycle \(cycle) (after the last command)") }
+    }
+
+    /// The earliest anchor: a month before the epoch, the earliest time a command is applied.
+    static let anchorMin: Int64 = -31 * CalendarMonths.millisPerDay
+    /// The last month a cycle may end in: two before the last representable one, so adding
+    /// calendar months up to it cannot overflow.
+    static let lastCycleEndMonth = CalendarMonths.monthNumber(of: .never) - 2
+
+    /// A schedule's auto-refill part (the terms as `setAutoRefill` accepts them) and the
+    /// state of its refills.
+    mutating func decodeRefill(into schedule: inout AccountSchedule, _ name: String) throws(DecodingError) {
+        if try reader.readBool("\(name) refill present") {
+            let threshold = try amount(in: Self.amounts, "\(name) refill threshold")
+            let refillCredits = try amount(in: 0 ... AutoRefillTerms.refillCreditsMax, "\(name) refillCredits")
+            let cooldownMillis = try amount(in: 0 ... Ledger.graceMillisMax, "\(name) cooldownMillis")
+            let refillsPerMonthMax = try reader.read(UInt16.self)
+            let attemptsAt = reader.offset
+            let attemptsMax = try reader.read(UInt8.self)
+            guard (1 ... AutoRefillTerms.attemptsMaxLimit).contains(attemptsMax) else {
+                throw invalid(attemptsAt, "\(name) attemptsMax \(attemptsMax)")
+            }
+            let enabled = try reader.readBool("\(name) refill enabled")
+            schedule.refill = RefillTermsRecord(threshold: threshold, refillCredits: refillCredits, cooldownMillis: cooldownMillis,
+                                                refillsPerMonthMax: refillsPerMonthMax, attemptsMax: attemptsMax, enabled: enabled)
+        }
+        let inFlightAt = reader.offset
+        schedule.inFlight = try reader.read(UInt64.self)
+        // A refill is numbered by the entry that started it.
+        guard schedule.inFlight < nextSequence else { throw invalid(inFlightAt, "\(name) refill in flight \(schedule.inFlight)") }
+        let attemptsAt = reader.offset
+        schedule.attempts = try reader.read(UInt8.self)
+        // Failed attempts count only while a refill is in flight, and one that fails its
+        // terms' last attempt stops it. Not `< attemptsMax`: new terms may lower that while
+        // a refill is in flight, and the next failure then stops it.
+        guard schedule.inFlight == 0 ? schedule.attempts == 0 : schedule.attempts < AutoRefillTerms.attemptsMaxLimit else {
+            throw invalid(attemptsAt, "\(name) attempts \(schedule.attempts)")
+        }
+        schedule.alerted = try reader.readBool("\(name) alerted")
+        schedule.refillsThisMonth = try reader.read(UInt16.self)
+        schedule.refillMonth = try reader.read(Int64.self)
+        schedule.nextAttemptAt = try reader.read(Int64.self)
+        let lastAt = reader.offset
+        schedule.lastRefillAt = try reader.read(Int64.self)
+        // Set to a command's time (a later command subtracts it), or never.
+        guard schedule.lastRefillAt == .min || (0 ... lastTime).contains(schedule.lastRefillAt) else {
+            throw invalid(lastAt, "\(name) lastRefillAt \(schedule.lastRefillAt)")
+        }
+        let stopAt = reader.offset
+        schedule.disabledAfter = try optional(RefillStop.self, "\(name) disabledAfter")
+        // Only the failure that stops auto-refill disables it, and says why; new terms clear both.
+        if let terms = schedule.refill, terms.enabled != (schedule.disabledAfter == nil) {
+            throw invalid(stopAt, "\(name) disabledAfter with refill enabled \(terms.enabled)")
+        }
+    }
+
+    /// An enum stored as its raw value, 0 for none (no case has raw value 0).
+    mutating func optional<Value: RawRepresentable>(_: Value.Type, _ field: @autoclosure () -> String) throws(DecodingError) -> Value?
+        where Value.RawValue == UInt8 {
+        let at = reader.offset
+        let raw = try reader.read(UInt8.self)
+        if raw == 0 { return nil }
+        guard let value = Value(rawValue: raw) else { throw invalid(at, field()) }
+        return value
+    }
+
     mutating func decodeHeader() throws(DecodingError) {
         var at = reader.offset
         version = try reader.read(UInt32.self)
         guard Ledger.stateFormatVersionsReadable.contains(version) else {
             throw invalid(at, "stateFormatVersion \(version) (this build reads \(Ledger.stateFormatVersionsReadable))")
         }
+        grantBytes = Ledger.encodedGrantBytes(version: version)
         at = reader.offset
         let keysMax = try reader.read(UInt64.self)
         guard keysMax == UInt64(configuration.idempotencyKeysMax) else {
@@ -588,7 +792,7 @@ private struct StateDecoder {
         guard tenantCount <= limit, accountCount <= limit, grantCount <= limit, organisationCount <= limit,
               organisationCount <= tenantCount else { throw invalid(at, "record counts") }
         let needed = tenantCount * Ledger.encodedTenantBytes + accountCount * Ledger.encodedAccountBytes
-            + grantCount * Ledger.encodedGrantBytes + organisationCount * Ledger.encodedOrganisationBytesMin
+            + grantCount * grantBytes + organisationCount * Ledger.encodedOrganisationBytesMin
         guard needed <= reader.remaining else { throw invalid(at, "record counts (\(needed) bytes needed, \(reader.remaining) left)") }
         return (tenantCount, accountCount, grantCount, organisationCount)
     }
@@ -667,14 +871,18 @@ private struct StateDecoder {
     }
 
     mutating func decodeGrants(_ count: Int, accountCount: Int) throws(DecodingError) {
-        grantsStart = try skip(count * Ledger.encodedGrantBytes, "grants")
-        let nextSequence = nextSequence
+        grantsStart = try skip(count * grantBytes, "grants")
+        let (nextSequence, hasState) = (nextSequence, version >= 3)
         try Self.parse(reader.bytes, from: grantsStart) { cursor throws(DecodingError) in
             for slot in 0 ..< count {
                 let at = cursor.offset
                 let number = cursor.next(UInt64.self)
-                // A grant's number is the sequence of the entry that created it.
-                guard number >= 1 && number < nextSequence else { throw invalid(at, "grant slot \(slot) number \(number)") }
+                // A grant's number is the sequence of the entry that created it; the further
+                // grants of one command (a renewal's rollovers) add k × 2^48 (`Ledger.grantNumber`).
+                let sequence = number & (1 << 48 - 1)
+                guard (number >= 1 && number < nextSequence) || (sequence >= 1 && sequence < nextSequence) else {
+                    throw invalid(at, "grant slot \(slot) number \(number)")
+                }
                 let original = try cursor.amount(in: 1 ... LedgerLimits.amountMax, "grant \(number) original")
                 let remaining = try cursor.amount(in: 0 ... original, "grant \(number) remaining")
                 let held = try cursor.amount(in: 0 ... original - remaining, "grant \(number) held")
@@ -689,10 +897,16 @@ private struct StateDecoder {
                 let scopedAt = cursor.offset
                 let scoped = cursor.next(UInt8.self)
                 guard scoped <= 1 else { throw invalid(scopedAt, "grant \(number) isScoped") }
+                // Before version 3 every grant was live: grace and forfeiture did not exist.
+                // Free slots' stale states are checked too: they are written and digested.
+                let stateAt = cursor.offset
+                guard let state = hasState ? GrantState(rawValue: cursor.next(UInt8.self)) : GrantState.live else {
+                    throw invalid(stateAt, "grant \(number) state")
+                }
                 grants.append(GrantRecord(number: number, original: original, remaining: remaining, held: held,
                                           effectiveAt: effectiveAt, expiresAt: expiresAt, costBasis: costBasis,
                                           account: account, next: next, priority: priority, kind: kind,
-                                          isScoped: scoped == 1))
+                                          isScoped: scoped == 1, state: state))
             }
         }
     }
@@ -761,7 +975,7 @@ private struct StateDecoder {
     // MARK: Structure
 
     func accountOffset(_ slot: UInt32) -> Int { accountsStart + Int(slot) * Ledger.encodedAccountBytes }
-    func grantOffset(_ slot: UInt32) -> Int { grantsStart + Int(slot) * Ledger.encodedGrantBytes }
+    func grantOffset(_ slot: UInt32) -> Int { grantsStart + Int(slot) * grantBytes }
 
     /// Every account is reached exactly once: from its individual tenant's chain, as an
     /// organisation's pool, or as one of its members; every organisation from exactly one
@@ -870,6 +1084,7 @@ private struct StateDecoder {
                     guard grant.account == slot else {
                         throw invalid(grantOffset(cursor), "grant slot \(cursor) in the chain of account \(slot) names account \(grant.account)")
                     }
+                    try checkState(of: grant, slot: cursor)
                     remaining = try add(remaining, grant.remaining, at, "account \(slot) remaining")
                     held = try add(held, grant.held, at, "account \(slot) held")
                     count += 1
@@ -893,6 +1108,29 @@ private struct StateDecoder {
         }
         if let slot = grantUse.firstIndex(of: .unreached) {
             throw invalid(grantOffset(UInt32(slot)), "grant slot \(slot) is neither live nor free")
+        }
+    }
+
+    /// What a listed grant's stage of life requires of it (`GrantState`): a live grant
+    /// expires after it is effective; a grant in grace keeps its grace end, no earlier than
+    /// its expiry, in `effectiveAt`, and a reinstatement subtracts the two; a forfeited one
+    /// is kept only for the holds still open on it, with nothing remaining.
+    func checkState(of grant: GrantRecord, slot: UInt32) throws(DecodingError) {
+        let at = grantOffset(slot)
+        switch grant.state {
+        case .live:
+            guard grant.effectiveAt < grant.expiresAt else {
+                throw invalid(at + 32, "grant \(grant.number) is live but expires before it is effective")
+            }
+        case .grace:
+            guard grant.effectiveAt >= grant.expiresAt,
+                  !grant.effectiveAt.subtractingReportingOverflow(grant.expiresAt).overflow else {
+                throw invalid(at + 32, "grant \(grant.number) grace end \(grant.effectiveAt) (before its expiry, or too far after it)")
+            }
+        case .forfeited:
+            guard grant.remaining == 0, grant.held > 0 else {
+                throw invalid(at + 16, "grant \(grant.number) is forfeited but has \(grant.remaining) remaining and \(grant.held) held")
+            }
         }
     }
 

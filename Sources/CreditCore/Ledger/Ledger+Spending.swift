@@ -219,6 +219,7 @@ extension Ledger {
             grant.held -= part.amount
             grant.remaining += part.amount - consumed
             grants[part.grant] = grant
+            if part.amount > consumed && grant.expiresAt <= now { returnedToExpired(part.grant, part.amount - consumed, at: now) }
             if consumed > 0 { draft.movements.append(GrantMovement(grant: number, amount: Millicredits(consumed), change: .consumed)) }
             if part.amount > consumed {
                 draft.movements.append(GrantMovement(grant: number, amount: Millicredits(part.amount - consumed), change: .unheld))
@@ -257,6 +258,7 @@ extension Ledger {
             grants[part.grant] = grant
             draft.movements.append(GrantMovement(grant: grants[part.grant].number, amount: Millicredits(part.amount),
                                                  change: .unheld))
+            if grant.expiresAt <= now { returnedToExpired(part.grant, part.amount, at: now) }
         }
         retireDepleted(hold.account, at: now)
         updateCaps(located) { $0.held -= hold.amount }

@@ -30,6 +30,14 @@ public struct Ledger: Sendable {
     /// the key handlers, rebuilt after decoding), so a lookup by account does not scan
     /// every key of the shard.
     var keyIndex: [UInt32: Set<String>] = [:]
+    /// Subscriptions and auto-refills, by `AccountRecord.schedule`.
+    var schedules = PagedArray<AccountSchedule>()
+    /// Whether handlers note what falls due (`dueNotes`): set by a shard whose scheduler
+    /// takes them. Off by default, so a ledger without a scheduler keeps no notes.
+    public var collectsDueNotes = false
+    /// What fell due or became due since the scheduler last took the notes
+    /// (`takeDueNotes`). Output, not state: not in the digest or snapshots.
+    var dueNotes: [DueNote] = []
     /// The most recent entries, newest last. Output, not state: not in the digest.
     public private(set) var recentEntries: EntryWindow
     /// What the command being applied has done so far. Scratch, not state: a stored
@@ -157,6 +165,9 @@ public struct Ledger: Sendable {
             draft.error = error
         }
         let sequence = nextSequence
+        if draft.error == nil && draft.accountSlot != none && accounts[draft.accountSlot].flags.contains(.watched) {
+            watchBalance(draft.accountSlot, at: time.millisSinceEpoch, sequence: sequence)
+        }
         let (available, debt) = balanceAfter(at: time.millisSinceEpoch)
         let outcome: Outcome
         if let error = draft.error {
@@ -302,6 +313,20 @@ public struct Ledger: Sendable {
         case .removeKey(let account, let provider): try removeKey(account, provider: provider)
         case .setKeyPolicy(let tenant, let policy): try setKeyPolicy(tenant, policy)
         case .chargeRouted(let account, let routed, let scope): try chargeRouted(account, routed, scope, at: now)
+        case .subscribe(let account, let terms): try subscribe(account, terms, at: now, sequence: sequence)
+        case .changeSubscription(let account, let terms): try changeSubscription(account, terms)
+        case .cancelSubscription(let account): try setCancelling(account, true)
+        case .resumeSubscription(let account): try setCancelling(account, false)
+        case .renewSubscription(let account, let cycle, let grace):
+            try renewSubscription(account, cycle: cycle, graceMillis: grace, at: now, sequence: sequence)
+        case .lapseSubscription(let account, let cycle, let reason, let grace):
+            try lapseSubscription(account, cycle: cycle, reason: reason, graceMillis: grace, at: now)
+        case .expireGrants(let account, let grace): try expireGrants(account, graceMillis: grace, at: now)
+        case .forfeitGrants(let account): try forfeitGrants(account, at: now)
+        case .setAutoRefill(let account, let terms): try setAutoRefill(account, terms, at: now)
+        case .completeRefill(let account, let refill, let payment):
+            try completeRefill(account, refill: refill, payment, at: now, sequence: sequence)
+        case .failRefill(let account, let refill, let failure): try failRefill(account, refill: refill, failure, at: now)
         }
     }
 }
@@ -331,6 +356,17 @@ extension Action {
         case .removeKey: .keyRemoved
         case .setKeyPolicy: .keyPolicySet
         case .chargeRouted: .charged
+        case .subscribe: .subscribed
+        case .changeSubscription: .subscriptionChanged
+        case .cancelSubscription: .subscriptionCancelled
+        case .resumeSubscription: .subscriptionResumed
+        case .renewSubscription: .renewed
+        case .lapseSubscription: .lapsed
+        case .expireGrants: .grantsExpired
+        case .forfeitGrants: .grantsForfeited
+        case .setAutoRefill: .autoRefillSet
+        case .completeRefill: .refillCompleted
+        case .failRefill: .refillFailed
         }
     }
 }

@@ -35,7 +35,9 @@ public struct LedgerEntry: Sendable, Equatable {
 public enum EntryKind: UInt8, Sendable, CaseIterable {
     case tenantOpened = 1, departmentOpened, accountOpened, granted, debited, reserved, settled,
          released, refunded, adjusted, frozen, unfrozen, departmentAllocationSet, memberLimitSet,
-         periodStarted, holdTimedOut, charged, keyRegistered, keyRemoved, keyPolicySet
+         periodStarted, holdTimedOut, charged, keyRegistered, keyRemoved, keyPolicySet,
+         subscribed, subscriptionChanged, subscriptionCancelled, subscriptionResumed, renewed, lapsed,
+         grantsExpired, grantsForfeited, autoRefillSet, refillCompleted, refillFailed
 }
 
 /// One grant-level change inside an entry.
@@ -53,6 +55,15 @@ public struct GrantMovement: Sendable, Equatable {
         case created
         /// Taken from a new grant to repay debt.
         case repaidDebt
+        /// Left the spendable balance at the grant's expiry: in grace (reinstatable).
+        case expired
+        /// Lost at the end of grace (or released from a hold onto a forfeited grant).
+        case forfeited
+        /// Back from grace into the spendable balance, with a new expiry.
+        case reinstated
+        /// Moved out of an ending cycle's allocation into a rollover grant (whose
+        /// `created` movement follows).
+        case rolledOver
     }
     public let grant: UInt64
     public let amount: Millicredits

@@ -22,6 +22,9 @@ struct AccountRecord: Sendable, Equatable {
     var link: UInt32
     var flags: Flags
     var liveGrants: UInt16
+    /// The account's slot in `Ledger.schedules` (subscription, auto-refill), or `none`.
+    /// Fits the padding before the totals: the record stays 64 bytes.
+    var schedule: UInt32 = none
     /// Lifetime totals, in millicredits: granted + debt = remaining + consumed + expired + held.
     var granted: Int64
     var consumed: Int64
@@ -40,6 +43,9 @@ struct AccountRecord: Sendable, Equatable {
         /// written to snapshots or digested; rebuilt on decode): lets a charge skip the key
         /// tables for the accounts without keys with a bit of a record it reads anyway.
         static let hasKeys = Flags(rawValue: 16)
+        /// The account has auto-refill or low-balance terms: a command that changes its
+        /// balance checks them. Derived from `Ledger.schedules` (not written or digested).
+        static let watched = Flags(rawValue: 32)
         /// The flags that are state (written and digested).
         static let stored: Flags = [.frozen, .pool, .member, .scopedGrants]
     }
@@ -63,8 +69,18 @@ struct GrantRecord: Sendable, Equatable {
     var kind: GrantKind
     /// The grant pays only for charges in its scope (`Ledger.grantScopes`).
     var isScoped: Bool
+    /// Where the grant is in its life (the record's last byte).
+    var state: GrantState = .live
 
     var consumed: Int64 { original - remaining - held }
+
+    /// For a grant in grace: when its grace ends. A grant in grace keeps its grace end in
+    /// `effectiveAt` (later than, or equal to, its expiry): so `isActive` is false at every
+    /// time without a test on the hot path, and reinstating it sets both anew.
+    var graceEndsAt: Int64 {
+        assert(state == .grace, "only a grant in grace has a grace end")
+        return effectiveAt
+    }
 
     /// Spendable at `time`: effective and not yet expired.
     @inline(__always)
@@ -76,6 +92,93 @@ struct GrantRecord: Sendable, Equatable {
     func burnsBefore(_ other: GrantRecord) -> Bool {
         (priority, expiresAt, costBasis, effectiveAt, number)
             < (other.priority, other.expiresAt, other.costBasis, other.effectiveAt, other.number)
+    }
+}
+
+/// A grant's stage of life after its expiry (docs/semantics.md, "Expiry and grace").
+enum GrantState: UInt8, Sendable, Equatable {
+    /// Spendable between `effectiveAt` and `expiresAt` (or expired, not yet processed).
+    case live = 0
+    /// Expired: its `remaining` is out of the spendable balance but may be reinstated
+    /// until its grace ends (`graceEndsAt`).
+    case grace = 1
+    /// Grace ended: `remaining` is 0 and what its holds give back is forfeited at once.
+    /// Kept only while holds on it are open.
+    case forfeited = 2
+}
+
+/// The schedule of one account: its subscription and its auto-refill (one record for both:
+/// few accounts have either, and both are looked up through `AccountRecord.schedule`).
+/// Plain values, in a paged array: a snapshot copies none of it on the debit path.
+struct AccountSchedule: Sendable, Equatable {
+    var account: UInt32
+    // Subscription (`status == nil`: none).
+    var status: SubscriptionStatus?
+    var lapseReason: LapseReason?
+    var rollover: Bool
+    var rolloverMonths: UInt8
+    /// The current cycle, numbered from 0 at the anchor.
+    var cycle: UInt32
+    var plan: InternedName
+    var allocation: Int64
+    var priceCents: Int64
+    var anchor: Int64
+    // Auto-refill (`refill == nil`: none).
+    var refill: RefillTermsRecord?
+    /// The refill in flight: the sequence of the entry that started it; 0 = none.
+    var inFlight: UInt64
+    /// Failed payment attempts of the refill in flight.
+    var attempts: UInt8
+    /// Set while the balance is below the threshold and the low-balance notice went out.
+    var alerted: Bool
+    var refillsThisMonth: UInt16
+    /// `CalendarMonths.monthNumber` of `refillsThisMonth`.
+    var refillMonth: Int64
+    var nextAttemptAt: Int64
+    /// When the last refill started (`Int64.min`: never).
+    var lastRefillAt: Int64
+    /// Why auto-refill was disabled: the last failure (nil while enabled).
+    var disabledAfter: RefillStop?
+
+    static func empty(account: UInt32) -> AccountSchedule {
+        AccountSchedule(account: account, status: nil, lapseReason: nil, rollover: true, rolloverMonths: 0, cycle: 0,
+                        plan: .empty, allocation: 0, priceCents: 0, anchor: 0, refill: nil, inFlight: 0, attempts: 0,
+                        alerted: false, refillsThisMonth: 0, refillMonth: 0, nextAttemptAt: 0, lastRefillAt: .min,
+                        disabledAfter: nil)
+    }
+
+    /// The start of cycle `cycle`.
+    func cycleStart(_ cycle: UInt32) -> Int64 {
+        CalendarMonths.adding(Int(cycle), to: Timestamp(millisSinceEpoch: anchor)).millisSinceEpoch
+    }
+
+    /// The end of the current cycle (when it renews or lapses).
+    var cycleEnd: Int64 { cycleStart(cycle + 1) }
+
+    var watched: Bool { refill != nil }
+}
+
+/// Auto-refill terms as stored (plain values).
+struct RefillTermsRecord: Sendable, Equatable {
+    var threshold: Int64
+    var refillCredits: Int64
+    var cooldownMillis: Int64
+    var refillsPerMonthMax: UInt16
+    var attemptsMax: UInt8
+    /// false once disabled after failed payments (the terms are kept for the view).
+    var enabled: Bool
+}
+
+/// Why auto-refill stopped.
+public enum RefillStop: UInt8, Sendable, Equatable, CustomStringConvertible {
+    case paymentDeclined = 1
+    case paymentUnavailable = 2
+
+    public var description: String {
+        switch self {
+        case .paymentDeclined: "payment_declined"
+        case .paymentUnavailable: "payment_unavailable"
+        }
     }
 }
 
@@ -160,5 +263,6 @@ enum RecordLayout {
     static func check() {
         precondition(MemoryLayout<AccountRecord>.stride == 64, "AccountRecord must be 64 bytes")
         precondition(MemoryLayout<GrantRecord>.stride == 64, "GrantRecord must be 64 bytes")
+        precondition(_isPOD(AccountSchedule.self), "AccountSchedule must be plain values")
     }
 }

@@ -72,6 +72,12 @@ struct StoredOutcome: Sendable, Equatable {
         case .limitReached(let rule): return make(22, UInt64(rule.rawValue))
         case .invalidExpiry(let expiresAt): return make(23, UInt64(bitPattern: expiresAt.millisSinceEpoch))
         case .logStopped: return make(24)
+        case .notSubscribed(let account): let (a, b) = words(account); return make(25, a, b)
+        case .alreadySubscribed(let account): let (a, b) = words(account); return make(26, a, b)
+        case .notDue(let account, let dueAt):
+            let (a, b) = words(account); return make(27, a, b, UInt64(bitPattern: dueAt.millisSinceEpoch))
+        case .staleSchedule(let expected, let requested): return make(28, expected, requested)
+        case .nothingDue(let account): let (a, b) = words(account); return make(29, a, b)
         }
     }
 
@@ -102,6 +108,11 @@ struct StoredOutcome: Sendable, Equatable {
         case 22: return Self.rule(w0).map { .limitReached($0) }
         case 23: return .invalidExpiry(expiresAt: Timestamp(millisSinceEpoch: Int64(bitPattern: w0)))
         case 24: return .logStopped
+        case 25: return .notSubscribed(account)
+        case 26: return .alreadySubscribed(account)
+        case 27: return .notDue(account, dueAt: Timestamp(millisSinceEpoch: Int64(bitPattern: w2)))
+        case 28: return .staleSchedule(expected: w0, requested: w1)
+        case 29: return .nothingDue(account)
         default: return nil
         }
     }

@@ -108,6 +108,17 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// acknowledged as durable. Produced by the engine, never by the core; every later
     /// command of that shard gets it too, until the process restarts and recovers.
     case logStopped
+    /// The account has no subscription (or none that this command applies to).
+    case notSubscribed(AccountID)
+    /// The account's subscription is active or cancelling: it cannot be started again.
+    case alreadySubscribed(AccountID)
+    /// The scheduled step is not due before `dueAt` (a cycle that has not ended).
+    case notDue(AccountID, dueAt: Timestamp)
+    /// A scheduler command for another cycle or refill than the one its account is at
+    /// (`expected`; 0 when no refill is in flight): already done, or not yet.
+    case staleSchedule(expected: UInt64, requested: UInt64)
+    /// Nothing of the account has expired, or ended its grace, by the command's time.
+    case nothingDue(AccountID)
 
     public enum Rule: UInt8, Sendable, CustomStringConvertible {
         case onlyOrganisationsHaveMembers = 1
@@ -132,6 +143,10 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case routedCandidates
         case noRouteWithinBudget
         case namesPerProcess
+        case subscriptionTerms
+        case autoRefillTerms
+        case refillPaymentTerms
+        case subscriptionsHoldGrants
 
         public var description: String {
             switch self {
@@ -159,6 +174,16 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
                     + "and a system-keys choice among them or none"
             case .noRouteWithinBudget: "no key covers a candidate, and none may be charged on system keys (over the caller's budget)"
             case .namesPerProcess: "a process holds at most \(InternedName.capacity) distinct model and provider names"
+            case .subscriptionTerms:
+                "a subscription names its plan (1 to \(LedgerLimits.textBytesMax) bytes), grants 0 to \(Millicredits(LedgerLimits.amountMax)) a cycle, "
+                    + "costs 0 to \(SubscriptionTerms.priceCentsMax) cents, rolls over for 1 to \(SubscriptionTerms.rolloverMonthsMax) months, "
+                    + "and its anchor is no later than now and less than a month before it"
+            case .autoRefillTerms:
+                "auto-refill has a threshold of 0 to \(Millicredits(LedgerLimits.amountMax)), refills 0 to \(AutoRefillTerms.refillCreditsMax) credits, "
+                    + "a cooldown of 0 or more ms and 1 to \(AutoRefillTerms.attemptsMaxLimit) payment attempts"
+            case .refillPaymentTerms:
+                "a refill result grants a valid amount expiring after now, and names its payment reference or failure (1 to \(LedgerLimits.textBytesMax) bytes)"
+            case .subscriptionsHoldGrants: "subscriptions and auto-refill are for accounts that hold grants (standard accounts and pools)"
             }
         }
     }
@@ -189,6 +214,12 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidText(let rule): "invalid text: \(rule)"
         case .limitReached(let rule): "limit reached: \(rule)"
         case .logStopped: "the shard's write-ahead log stopped after a failed write or sync; restart to recover"
+        case .notSubscribed(let account): "account \(account) has no subscription this applies to"
+        case .alreadySubscribed(let account): "account \(account) already has an active or cancelling subscription"
+        case .notDue(let account, let dueAt): "nothing of account \(account) is due before \(dueAt)"
+        case .staleSchedule(let expected, let requested):
+            "the account is at step \(expected) of its schedule, not \(requested)"
+        case .nothingDue(let account): "nothing of account \(account) has expired or ended its grace"
         }
     }
 }

@@ -33,6 +33,8 @@ struct Observation: Equatable {
     var holds: [HoldID: HoldView] = [:]
     var organisations: [TenantID: OrganisationView] = [:]
     var openHolds: [HoldID] = []
+    var subscriptions: [AccountID: SubscriptionView] = [:]
+    var autoRefills: [AccountID: AutoRefillView] = [:]
     var tenantCount = 0
     var accountCount = 0
 }
@@ -290,7 +292,11 @@ struct LedgerHarness {
             break
         case .openAccount(let account, _), .grant(let account, _), .refund(let account, _, _),
              .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
-             .registerKey(let account, _), .removeKey(let account, _):
+             .registerKey(let account, _), .removeKey(let account, _), .subscribe(let account, _),
+             .changeSubscription(let account, _), .cancelSubscription(let account), .resumeSubscription(let account),
+             .renewSubscription(let account, _, _), .lapseSubscription(let account, _, _, _), .expireGrants(let account, _),
+             .forfeitGrants(let account), .setAutoRefill(let account, _), .completeRefill(let account, _, _),
+             .failRefill(let account, _, _):
             accounts.insert(account)
         case .debit(let account, _, let scope), .reserve(let account, _, _, let scope), .charge(let account, _, let scope),
              .chargeRouted(let account, _, let scope):
@@ -341,6 +347,8 @@ func observeLedger(_ ledger: Ledger, accounts: Set<AccountID>, holds: Set<HoldID
     for account in accounts {
         guard let balance = ledger.balance(of: account, at: now) else { continue }
         observation.balances[account] = balance
+        observation.subscriptions[account] = ledger.subscription(of: account)
+        observation.autoRefills[account] = ledger.autoRefill(of: account)
         for scope in scopes {
             observation.scopedAvailable[account, default: [:]][scope] = ledger.available(of: account, scope: scope, at: now)
         }
@@ -361,7 +369,10 @@ func observeLedger(_ ledger: Ledger, accounts: Set<AccountID>, holds: Set<HoldID
 /// ledger shows right afterwards (for a member, what the member may spend). Returns what is wrong.
 func balanceAfterProblems(_ entry: LedgerEntry, in ledger: Ledger, at now: Timestamp) -> [String] {
     let reportsBalance: Set<EntryKind> = [.granted, .debited, .reserved, .settled, .released, .holdTimedOut,
-                                          .refunded, .adjusted, .frozen, .unfrozen, .memberLimitSet]
+                                          .refunded, .adjusted, .frozen, .unfrozen, .memberLimitSet,
+                                          .subscribed, .subscriptionChanged, .subscriptionCancelled, .subscriptionResumed,
+                                          .renewed, .lapsed, .grantsExpired, .grantsForfeited, .autoRefillSet,
+                                          .refillCompleted, .refillFailed]
     guard entry.error == nil, reportsBalance.contains(entry.kind), let principal = entry.principal,
           let account = entry.account else { return [] }
     var problems: [String] = []
@@ -404,6 +415,11 @@ func errorCaseName(_ error: LedgerError) -> String {
     case .invalidText(let rule): "invalidText.\(rule)"
     case .limitReached(let rule): "limitReached.\(rule)"
     case .logStopped: "logStopped" // the engine's, never the core's
+    case .notSubscribed: "notSubscribed"
+    case .alreadySubscribed: "alreadySubscribed"
+    case .notDue: "notDue"
+    case .staleSchedule: "staleSchedule"
+    case .nothingDue: "nothingDue"
     }
 }
 
