@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "CreditEngine", targets: ["CreditEngine"]),
         .library(name: "CreditPricing", targets: ["CreditPricing"]),
         .library(name: "CreditBilling", targets: ["CreditBilling"]),
+        .library(name: "CreditScheduler", targets: ["CreditScheduler"]),
         .executable(name: "credits", targets: ["credits"]),
     ],
     dependencies: [
@@ -40,6 +41,10 @@ let package = Package(
         .target(name: "CreditBilling", dependencies: [
             "CreditEngine", "CreditPricing", .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Makes time pass: asks the shards what has fallen due, pays renewals and refills
+        // through the host's payment gateway, issues the resulting commands and publishes
+        // notices as data.
+        .target(name: "CreditScheduler", dependencies: ["CreditEngine", "CreditPricing"]),
         // liblz4 (frame format) from the system package liblz4-dev; the durability layer uses it.
         .systemLibrary(
             name: "CLZ4",
@@ -54,6 +59,7 @@ let package = Package(
                 "CreditEngine",
                 "CreditPricing",
                 "CreditBilling",
+                "CreditScheduler",
                 "CLZ4",
                 "CSystemStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -66,6 +72,7 @@ let package = Package(
         .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine", "DurabilityTestSupport"]),
         .testTarget(name: "CreditPricingTests", dependencies: ["CreditPricing"]),
         .testTarget(name: "CreditBillingTests", dependencies: ["CreditBilling"]),
+        .testTarget(name: "CreditSchedulerTests", dependencies: ["CreditScheduler", "CreditBilling", "DurabilityTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -319,6 +319,59 @@ public final class Billing: Sendable {
 
     // MARK: Subscriptions
 
+    /// Subscribes `account` to `plan` (at its own-keys price with `ownKeys`): the first
+    /// cycle's payment first, then — only if it succeeded — the subscription, which grants
+    /// the first allocation now and renews every calendar month from today (the scheduler
+    /// charges each renewal). On a lapsed subscription this is a reactivation: credits
+    /// still in grace are reinstated (docs/semantics.md, "Time"). Idempotent by `purchase`
+    /// within the engine's idempotency window.
+    @discardableResult
+    public func subscribe(_ account: AccountID, to plan: Plan, ownKeys: Bool = false, rollover: Bool = true,
+                          purchase: PurchaseID) async throws(BillingError) -> Receipt {
+        let price = ownKeys ? plan.ownKeyMonthlyPriceCents : plan.monthlyPriceCents
+        if price > 0 {
+            do { _ = try await payments.charge(price, for: purchase) } catch { throw .payment(error) }
+        }
+        let key = IdempotencyKey(deriving: "subscribe/\(account.tenant.rawValue)/\(purchase.rawValue)")
+        if let first = await engine.rememberedOutcome(of: key, tenant: account.tenant) {
+            switch first {
+            case .success(let receipt): return receipt
+            case .failure(let error): throw .ledger(error)
+            }
+        }
+        return try await succeed(Command(key: key, .subscribe(account, SubscriptionTerms(
+            plan: plan.name, allocation: plan.monthlyCredits, priceCents: price, rollover: rollover))))
+    }
+
+    /// Cancels `account`'s subscription at the end of its cycle (its credits stay spendable
+    /// until then). Idempotent by `key`.
+    public func cancelSubscription(of account: AccountID, key: IdempotencyKey) async throws(BillingError) {
+        try await succeed(Command(key: key, .cancelSubscription(account)))
+    }
+
+    /// Moves `account`'s subscription to `plan`: the new terms apply from the next renewal;
+    /// an upgrade also grants the allocation difference now, until the cycle ends (a
+    /// downgrade grants nothing). Returns the decision. Idempotent by `key`.
+    public func changeSubscription(of account: AccountID, to plan: Plan, ownKeys: Bool = false,
+                                   key: IdempotencyKey) async throws(BillingError) -> PlanChange {
+        guard let current = await engine.subscription(of: account), current.status != .lapsed else {
+            throw .ledger(.notSubscribed(account))
+        }
+        let price = ownKeys ? plan.ownKeyMonthlyPriceCents : plan.monthlyPriceCents
+        let terms = SubscriptionTerms(plan: plan.name, allocation: plan.monthlyCredits, priceCents: price,
+                                      rollover: current.rollover, rolloverMonths: current.rolloverMonths)
+        try await succeed(Command(key: key, .changeSubscription(account, terms)))
+        let old = (current.allocation, current.priceCents)
+        if (plan.monthlyCredits, price) > old, plan.monthlyCredits > current.allocation {
+            let difference = Millicredits(plan.monthlyCredits.rawValue - current.allocation.rawValue)
+            let upgradeKey = IdempotencyKey(deriving: "upgrade/\(key.high)/\(key.low)")
+            try await succeed(Command(key: upgradeKey, .grant(account, GrantTerms(kind: .monthlyAllocation, amount: difference,
+                                                                                  expiresAt: current.cycleEnd))))
+            return .upgrade(grantNow: difference)
+        }
+        return (plan.monthlyCredits, price) < old ? .downgrade : .unchanged
+    }
+
     /// Grants a plan's monthly allocation for the cycle ending at `cycleEnd` (the scheduler
     /// issue renews it each cycle). Idempotent by `key`.
     @discardableResult

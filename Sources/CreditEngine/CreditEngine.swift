@@ -259,6 +259,49 @@ public final class CreditEngine: Sendable {
         return released
     }
 
+    public func subscription(of account: AccountID) async -> SubscriptionView? {
+        await shards[shardIndex(for: account.tenant)].subscription(of: account)
+    }
+
+    public func autoRefill(of account: AccountID) async -> AutoRefillView? {
+        await shards[shardIndex(for: account.tenant)].autoRefill(of: account)
+    }
+
+    /// One turn of the scheduler on each shard, one shard after the other (see
+    /// `Shard.runDue`): the commands it applied, the payments and notices it leaves to the
+    /// host side, and whether any shard has more due now. A scheduler calls it until nothing
+    /// more is due. Each turn holds one shard for at most `configuration.schedule.notesPerTurn`
+    /// notes, and only one shard at a time: scheduled work is background work, and the
+    /// other cores stay free for the calls it must not stall.
+    public func runDue() async -> DueTurn {
+        var merged = DueTurn()
+        for shard in shards {
+            let turn = await shard.runDue()
+            merged.applied += turn.applied
+            merged.payments += turn.payments
+            merged.notices += turn.notices
+            merged.more = merged.more || turn.more
+            merged.turns += turn.turns
+        }
+        return merged
+    }
+
+    /// When the earliest due note of any shard falls due (nil when none is queued).
+    public func nextDueTime() async -> Timestamp? {
+        var earliest: Timestamp?
+        for shard in shards {
+            if let next = await shard.nextDue() { earliest = min(earliest ?? next, next) }
+        }
+        return earliest
+    }
+
+    /// Due notes queued over all shards.
+    public func dueNoteCount() async -> Int {
+        var count = 0
+        for shard in shards { count += await shard.dueCount }
+        return count
+    }
+
     /// Every broken invariant of every shard (empty when all hold).
     public func invariantViolations() async -> [String] {
         var problems: [String] = []

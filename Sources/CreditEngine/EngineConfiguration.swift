@@ -15,6 +15,8 @@ public struct EngineConfiguration: Sendable {
     /// Where and how commands are made durable; nil keeps everything in memory only.
     /// Engines with storage are opened with `CreditEngine.open(configuration:clock:)`.
     public var storage: StorageConfiguration?
+    /// How the scheduler treats what falls due: grace, expiry warnings, chunking.
+    public var schedule = SchedulePolicy()
 
     public static let shardCountMax = 1_024
     public static let recentEntriesPerShardDefault = 1_024

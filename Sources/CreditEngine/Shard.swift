@@ -56,19 +56,97 @@ actor Shard {
 
     /// The engine's filter of tenants that may hold keys; this shard marks its tenants.
     private let keyPresence: KeyPresence
+    /// What falls due, for the scheduler (`runDue`): derived from the ledger, not state.
+    private var due = DueQueue()
+    private let schedulePolicy: SchedulePolicy
 
     init(index: Int, configuration: EngineConfiguration, clock: any LedgerClock, keyPresence: KeyPresence,
          ledger restored: Ledger? = nil, log: ShardLog? = nil) {
         self.index = index
         self.keyPresence = keyPresence
         ledger = restored ?? Ledger(configuration: configuration.shardLedgerConfiguration)
+        ledger.collectsDueNotes = true
+        schedulePolicy = configuration.schedule
         for tenant in ledger.tenantsWithKeys { keyPresence.mark(tenant) }
         self.clock = clock
         onEntry = configuration.onEntry
         self.log = log
         storage = log == nil ? nil : configuration.storage
         lastSnapshotMillis = Int64(monotonicNanos() / 1_000_000)
+        var notes: [DueNote] = []
+        for note in ledger.allDueNotes() { Self.add(note, warningMillis: configuration.schedule.expiryWarningMillis, to: &notes) }
+        due = DueQueue(notes)
     }
+
+    /// A note, and for an expiry the warning before it (when the policy warns).
+    private static func add(_ note: DueNote, warningMillis: Int64, to notes: inout [DueNote]) {
+        notes.append(note)
+        if note.kind == .expiry && warningMillis > 0 {
+            notes.append(DueNote(at: note.at - min(note.at, warningMillis), kind: .warning, slot: note.slot))
+        }
+    }
+
+    /// Moves the notes the last commands left into the due queue.
+    private func absorbDueNotes() {
+        guard ledger.hasDueNotes else { return }
+        let warning = schedulePolicy.expiryWarningMillis
+        ledger.takeDueNotes { note in
+            due.push(note)
+            if note.kind == .expiry && warning > 0 {
+                due.push(DueNote(at: note.at - min(note.at, warning), kind: .warning, slot: note.slot))
+            }
+        }
+    }
+
+    /// One turn of the scheduler on this shard: takes up to `notesPerTurn` notes due by now,
+    /// in order, asks the ledger what each calls for, applies the commands as one batch
+    /// (through the log, like any batch, so recovery replays them) and returns them with
+    /// the payments and notices for the host side.
+    func runDue() async -> DueTurn {
+        var turn = DueTurn()
+        let started = monotonicNanos()
+        let startedCPU = threadCPUNanos()
+        let now = stamp()
+        var commands: [Command] = []
+        var keys = Set<IdempotencyKey>()
+        var previous: DueNote?
+        var taken = 0
+        while taken < schedulePolicy.notesPerTurn, let note = due.pop(dueBy: now.millisSinceEpoch) {
+            if note == previous { continue }
+            previous = note
+            taken += 1
+            let work = query {
+                $0.dueWork(note, at: now, graceMillis: schedulePolicy.graceMillis, warningMillis: schedulePolicy.expiryWarningMillis)
+            }
+            switch work {
+            case nil: break
+            case .command(let command)?: if keys.insert(command.key).inserted { commands.append(command) }
+            case .notice(let notice)?: turn.notices.append(notice)
+            case let payment?: turn.payments.append(payment)
+            }
+        }
+        // The commands are applied in this turn; waiting for them to be durable is not part
+        // of it (the shard serves other calls meanwhile).
+        var outcomes: [Outcome] = []
+        var durableAt: UInt64?
+        if !commands.isEmpty { (outcomes, durableAt) = apply(commands, positions: nil) }
+        // After the commands: they may have left notes due already (a catch-up renewal
+        // whose next cycle has ended too).
+        turn.more = due.next.map { $0.at <= now.millisSinceEpoch } ?? false
+        noteTurn(started: started, startedCPU: startedCPU)
+        turn.turns = [TurnTiming(wallNanos: monotonicNanos() - started, cpuNanos: threadCPUNanos() - startedCPU, notes: taken)]
+        if let durableAt, let log {
+            do { try await log.waitUntilDurable(durableAt) } catch { outcomes = outcomes.map { _ in .failure(.logStopped) } }
+        }
+        turn.applied = Array(zip(commands, outcomes))
+        return turn
+    }
+
+    /// When the earliest note falls due (nil when none is queued).
+    func nextDue() -> Timestamp? { due.next.map { Timestamp(millisSinceEpoch: $0.at) } }
+
+    /// Notes queued (for statistics and tests).
+    var dueCount: Int { due.count }
 
     /// Time for the next command: the clock, but never before the last stamp.
     private func stamp() -> Timestamp { max(clock.now(), ledger.lastTime) }
@@ -80,6 +158,7 @@ actor Shard {
         let registrations = ledger.keyRegistrationCount
         let (outcome, recorded) = ledger.record(command, at: stamp())
         if recorded, let onEntry, let entry = ledger.recentEntries.newest { onEntry(index, entry) }
+        absorbDueNotes()
         if ledger.keyRegistrationCount != registrations { keyPresence.mark(command.tenant) }
         return outcome
     }
@@ -137,7 +216,10 @@ actor Shard {
     /// (not applied, not remembered); once the log has stopped, every command is refused.
     private func apply(_ commands: [Command], positions: [Int]?) -> (outcomes: [Outcome], durableAt: UInt64?) {
         let registrations = ledger.keyRegistrationCount
-        defer { if ledger.keyRegistrationCount != registrations { markKeyTenants(commands, positions: positions) } }
+        defer {
+            if ledger.keyRegistrationCount != registrations { markKeyTenants(commands, positions: positions) }
+            absorbDueNotes()
+        }
         guard let log else {
             let (outcomes, entries, _) = ledger.record(batch: commands, positions: positions, at: stamp(),
                                                        collectingEntries: onEntry != nil)
@@ -285,6 +367,8 @@ actor Shard {
         return query { $0.rememberedOutcome(of: key, tenant: tenant, at: now) }
     }
     func keyPolicy(of tenant: TenantID) -> KeyPolicy? { query { $0.keyPolicy(of: tenant) } }
+    func subscription(of account: AccountID) -> SubscriptionView? { query { $0.subscription(of: account) } }
+    func autoRefill(of account: AccountID) -> AutoRefillView? { query { $0.autoRefill(of: account) } }
 
     func recentStatement(of account: AccountID) -> [LedgerEntry] {
         ledger.recentEntries.filter { $0.account == account || $0.principal == account }

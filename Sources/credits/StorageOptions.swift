@@ -33,12 +33,12 @@ struct StorageOptions: ParsableArguments {
         return existing ?? shards ?? EngineConfiguration.durableShardCountDefault
     }
 
-    func open(snapshotEveryRecords: Int? = 5_000_000, recentEntries: Int = EngineConfiguration.recentEntriesPerShardDefault)
-        async throws -> CreditEngine {
+    func open(snapshotEveryRecords: Int? = 5_000_000, recentEntries: Int = EngineConfiguration.recentEntriesPerShardDefault,
+              clock: any LedgerClock = SystemClock()) async throws -> CreditEngine {
         let storage = storage(snapshotEveryRecords: snapshotEveryRecords)
         let count = try shardCount(for: storage)
         let engine = try await CreditEngine.open(configuration: EngineConfiguration(
-            shardCount: count, recentEntriesPerShard: recentEntries, storage: storage))
+            shardCount: count, recentEntriesPerShard: recentEntries, storage: storage), clock: clock)
         for report in engine.recoveryReports where report.droppedBecause != nil || !report.snapshotsRejected.isEmpty {
             for rejected in report.snapshotsRejected { printError("warning: shard \(report.shard): snapshot skipped: \(rejected)") }
             if let because = report.droppedBecause {
