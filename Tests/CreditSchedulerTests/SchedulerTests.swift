@@ -259,3 +259,36 @@ struct SchedulerRefillTests {
         #expect(await world.gateway.charges.count == 3, "a new month")
     }
 }
+
+@Suite("README: the scheduler example")
+struct ReadmeSchedulerExampleTests {
+    @Test("subscribe through Billing, set auto-refill, run the scheduler: the example's calls do what the README says")
+    func readmeExample() async throws {
+        let clock = ManualClock(day(2026, 3, 1))
+        let engine = CreditEngine(clock: clock)
+        let myGateway = InMemoryPaymentGateway()
+        let alice = AccountID(tenant: TenantID(42), number: 0)
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-1"), .openTenant(alice.tenant, .individual)))
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-2"), .openAccount(alice, .standard)))
+        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: myGateway,
+                              clock: clock)
+        try await billing.subscribe(alice, to: .pro, purchase: PurchaseID("order-77"))
+        #expect(await engine.balance(of: alice)?.available == credits(5_000), "pays, then grants 5,000")
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-5"),
+                                         .setAutoRefill(alice, AutoRefillTerms(threshold: try .credits(500), refillCredits: 1_000))))
+        let scheduler = Scheduler(engine: engine, clock: clock, payments: myGateway)
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-6"), .debit(alice, credits(4_600), scope: .unscoped)))
+        clock.set(day(2026, 4, 1))
+        await scheduler.runDue()
+        #expect(await engine.subscription(of: alice)?.cycle == 1, "renewed")
+        #expect(await engine.balance(of: alice)?.available == credits(6_400), "400 rolled over, 1,000 refilled, 5,000 new")
+        await scheduler.finish()
+        var notices: [CreditNotification] = []
+        for await notice in scheduler.notifications { notices.append(notice) }
+        #expect(notices.contains { if case .lowBalance(alice, _, credits(500)) = $0 { true } else { false } })
+        #expect(notices.contains(.refillSucceeded(alice, credits: credits(1_000), paymentReference: "mem-2"))
+                    || notices.contains(.refillSucceeded(alice, credits: credits(1_000), paymentReference: "mem-3")))
+        // The subscription, then the refill and the renewal (paid side by side).
+        #expect(await myGateway.charges.map(\.amountCents).sorted() == [1_000, 14_999, 14_999])
+    }
+}
