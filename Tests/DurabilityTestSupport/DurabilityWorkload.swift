@@ -51,6 +51,13 @@ public struct DurabilityWorkload {
     public let accounts: [AccountID]
     private(set) var holds: [HoldID] = []
     private var debits: [(key: IdempotencyKey, account: AccountID, amount: Millicredits)] = []
+    /// The auto-refill threshold of each account that has one.
+    private var thresholds: [AccountID: Millicredits] = [:]
+    /// The refill the workload believes in flight, by account (see `learn`).
+    private var inFlight: [AccountID: UInt64] = [:]
+    /// The time the driver has moved to (the sum of `pause()`s): refill results are dated
+    /// from it.
+    private var clock = durabilityStart
     public private(set) var issued: [Command] = []
 
     public init(seed: UInt64, tenantBase: UInt64 = 1, individuals count: Int = 4) {
@@ -130,7 +137,7 @@ public struct DurabilityWorkload {
 
     private mutating func nextAction() -> Action {
         let account = random.pick(accounts)
-        switch random.below(100) {
+        switch random.below(106) {
         case 0 ..< 14:
             let expires: Timestamp = random.chance(70) ? .never : durabilityStart.adding(millis: random.between(3_600_000, 40 * 86_400_000))
             return .grant(account, GrantTerms(kind: random.pick(GrantKind.allCases), amount: amount(maxCredits: 200),
@@ -193,14 +200,115 @@ public struct DurabilityWorkload {
             if random.chance(25) { return .removeKey(account, provider: provider) }
             return .registerKey(account, KeyRegistration(provider: provider, fingerprint: "…\(random.between(1_000, 9_999))",
                                                          sealed: (0 ..< 24).map { _ in UInt8(truncatingIfNeeded: random.next()) }))
-        default:
+        case 97 ..< 100:
             return .openAccount(account, random.chance(50) ? .standard : .member(department: DepartmentID(1), limitPerPeriod: nil))
+        default:
+            return scheduleAction(account)
         }
     }
+
+    /// Subscriptions, expiry, grace and auto-refill (log tags 23-33; state version 3): the
+    /// host's commands and the scheduler's, with cycle and refill numbers that are often
+    /// stale, so both the applied and the refused paths are logged and replayed.
+    private mutating func scheduleAction(_ account: AccountID) -> Action {
+        let grace: Int64 = random.pick([0, 3_600_000, 2 * 86_400_000])
+        switch random.below(12) {
+        case 0:
+            if random.chance(15) {
+                return .subscribe(account, SubscriptionTerms(plan: random.pick(["", String(repeating: "p", count: 300)]),
+                                                             allocation: amount(), priceCents: -1, rolloverMonths: 0))
+            }
+            return .subscribe(account, SubscriptionTerms(plan: random.pick(["Basic", "Pro"]),
+                                                         allocation: durabilityCredits(random.between(0, 100)),
+                                                         priceCents: random.pick([0, 5_999]), rollover: random.chance(70),
+                                                         rolloverMonths: UInt8(random.between(1, 3))))
+        case 1:
+            if random.chance(30) {
+                return .changeSubscription(account, SubscriptionTerms(plan: random.pick(["Expert", ""]),
+                                                                      allocation: durabilityCredits(random.between(0, 150)),
+                                                                      priceCents: 24_999, rollover: random.chance(50)))
+            }
+            return random.chance(60) ? .cancelSubscription(account) : .resumeSubscription(account)
+        case 2, 3:
+            return .renewSubscription(account, cycle: UInt32(random.between(0, 3)), graceMillis: grace)
+        case 4:
+            return .lapseSubscription(account, cycle: UInt32(random.between(0, 2)), reason: random.pick(LapseReason.allCases),
+                                      graceMillis: grace)
+        case 5, 6:
+            return .expireGrants(account, graceMillis: grace)
+        case 7:
+            return .forfeitGrants(account)
+        case 8:
+            return .setAutoRefill(account, random.chance(15) ? nil : AutoRefillTerms(
+                threshold: durabilityCredits(random.between(0, 20_000)), refillCredits: random.between(0, 500),
+                refillsPerMonthMax: UInt16(random.chance(90) ? random.between(1, 4) : 0), cooldownMillis: random.between(0, 3_600_000),
+                attemptsMax: UInt8(random.between(0, 3))))
+        case 9, 10:
+            let (account, refill) = refillGuess(account)
+            let valid = random.chance(85)
+            return .completeRefill(account, refill: refill, RefillPayment(
+                amount: valid ? durabilityCredits(random.between(1, 300)) : amount(),
+                expiresAt: clock.adding(millis: (valid ? random.between(1, 400) : random.between(-5, 1)) * 86_400_000),
+                costBasisNanoUSDPerCredit: 10_000_000, reference: valid ? random.pick(["pay-1", "pay-é"]) : ""))
+        default:
+            let (account, refill) = refillGuess(account)
+            return .failRefill(account, refill: refill, RefillFailure(
+                declined: random.chance(50), reason: random.chance(90) ? random.pick(["declined", "timeout"]) : "",
+                retryAt: random.chance(70) ? clock.adding(millis: random.between(0, 3) * 3_600_000) : nil))
+        }
+    }
+
+    /// An account and refill number: usually a recent successful spend's account and entry
+    /// sequence (the entry that may have started a refill), else anything.
+    private mutating func refillGuess(_ account: AccountID) -> (AccountID, UInt64) {
+        let guesses = inFlight.sorted { $0.key < $1.key }
+        if !guesses.isEmpty, random.chance(85) {
+            let (account, refill) = random.pick(guesses)
+            // A failure may end it; forget it now and then so a new crossing is noticed.
+            if random.chance(30) { inFlight[account] = nil }
+            return (account, refill)
+        }
+        return (account, UInt64(random.between(0, 2_000)))
+    }
+
+    /// The account a command acts on, for the commands that take one.
+    static func account(of action: Action) -> AccountID? {
+        switch action {
+        case .grant(let account, _), .debit(let account, _, _), .reserve(let account, _, _, _), .charge(let account, _, _),
+             .chargeRouted(let account, _, _), .adjust(let account, _, _), .refund(let account, _, _),
+             .setAutoRefill(let account, _), .expireGrants(let account, _), .subscribe(let account, _),
+             .renewSubscription(let account, _, _), .lapseSubscription(let account, _, _, _), .failRefill(let account, _, _):
+            account
+        default:
+            nil
+        }
+    }
+
+    /// Successful commands by log tag (the first byte after the key), so a test can check
+    /// the workload still reaches what it means to.
+    public private(set) var succeededByTag: [UInt8: Int] = [:]
 
     /// Learns hold ids and refundable debits from an outcome.
     public mutating func learn(_ command: Command, _ outcome: Outcome) {
         guard case .success(let receipt) = outcome else { return }
+        var writer = ByteWriter(capacity: 64)
+        command.encode(into: &writer)
+        succeededByTag[writer.bytes[16], default: 0] += 1
+        switch command.action {
+        case .setAutoRefill(let account, let terms):
+            thresholds[account] = terms?.threshold
+        case .completeRefill(let account, _, _):
+            inFlight[account] = nil
+        default:
+            break
+        }
+        // A successful command that leaves an account with auto-refill below its threshold
+        // may have started a refill numbered by its sequence (when none was in flight and
+        // the cap and cooldown allowed): the workload's guess of what is in flight.
+        if let account = Self.account(of: command.action), let threshold = thresholds[account],
+           receipt.availableAfter < threshold, inFlight[account] == nil {
+            inFlight[account] = receipt.sequence
+        }
         switch command.action {
         case .reserve:
             if let hold = receipt.hold, !holds.contains(hold) { holds.append(hold) }
@@ -216,11 +324,19 @@ public struct DurabilityWorkload {
     /// Milliseconds to move the clock before the next command (mostly small, sometimes days,
     /// so holds time out and grants expire).
     public mutating func pause() -> Int64 {
+        let pause = nextPause()
+        clock = clock.adding(millis: pause)
+        return pause
+    }
+
+    private mutating func nextPause() -> Int64 {
         switch random.below(100) {
         case 0 ..< 40: return 0
         case 40 ..< 80: return random.between(1, 1_000)
         case 80 ..< 96: return random.between(1_000, 600_000)
-        default: return random.between(600_000, 2 * 86_400_000)
+        case 96 ..< 99: return random.between(600_000, 2 * 86_400_000)
+        // Now and then a month passes, so subscriptions renew and lapse, and grace ends.
+        default: return random.between(20, 35) * 86_400_000
         }
     }
 }
