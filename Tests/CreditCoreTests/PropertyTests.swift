@@ -174,6 +174,7 @@ struct RandomSequence {
     }
 
     mutating func nextAction() -> Action {
+        if rng.chance(8) { return scheduleAction() }
         switch rng.below(100) {
         case 0 ..< 3:
             let kind: TenantKind = rng.chance(70) ? .individual : .organisation(departments: [
@@ -276,6 +277,48 @@ struct RandomSequence {
         }
     }
 
+    /// Subscriptions, expiry, grace and refills: the scheduler's commands with the cycle and
+    /// refill the ledger is at (read from it, as the scheduler does) or off by one, and the
+    /// host's, valid and not.
+    mutating func scheduleAction() -> Action {
+        let account = account()
+        let grace = rng.pick([0, hourMillis, 30 * dayMillis])
+        let subscription = ledger.subscription(of: account)
+        let refill = ledger.autoRefill(of: account)?.refillInFlight ?? UInt64(rng.between(0, 50))
+        switch rng.below(12) {
+        case 0:
+            let valid = rng.chance(85)
+            return .subscribe(account, SubscriptionTerms(plan: valid ? rng.pick(["Basic", "Pro"]) : "", allocation: amount(maxCredits: 100),
+                                                         priceCents: rng.pick([0, 14_999]),
+                                                         anchor: rng.chance(20) ? now.plus(-rng.between(0, 40 * dayMillis)) : nil,
+                                                         rollover: rng.chance(70), rolloverMonths: valid ? UInt8(rng.between(1, 3)) : 0))
+        case 1:
+            return rng.pick([.cancelSubscription(account), .resumeSubscription(account),
+                             .changeSubscription(account, SubscriptionTerms(plan: "Expert", allocation: amount(maxCredits: 150), priceCents: 0))])
+        case 2, 3:
+            let cycle = (subscription?.cycle ?? 0) + UInt32(rng.below(3))
+            return .renewSubscription(account, cycle: cycle, graceMillis: grace)
+        case 4:
+            let cycle = (subscription?.cycle ?? 0) + UInt32(rng.below(2))
+            return .lapseSubscription(account, cycle: cycle, reason: rng.pick(LapseReason.allCases), graceMillis: grace)
+        case 5, 6:
+            return .expireGrants(account, graceMillis: grace)
+        case 7:
+            return .forfeitGrants(account)
+        case 8:
+            return .setAutoRefill(account, rng.chance(10) ? nil : AutoRefillTerms(
+                threshold: credits(rng.between(0, 300)), refillCredits: rng.between(0, 200), refillsPerMonthMax: UInt16(rng.between(0, 3)),
+                cooldownMillis: rng.between(0, hourMillis), attemptsMax: UInt8(rng.between(0, 3))))
+        case 9, 10:
+            return .completeRefill(account, refill: refill, RefillPayment(
+                amount: amount(maxCredits: 200), expiresAt: now.plus(rng.between(-dayMillis, 365 * dayMillis)),
+                costBasisNanoUSDPerCredit: 10_000_000, reference: rng.chance(90) ? "pay-\(rng.below(100))" : ""))
+        default:
+            return .failRefill(account, refill: refill, RefillFailure(declined: rng.chance(50), reason: rng.chance(90) ? "declined" : "",
+                                                                     retryAt: rng.chance(70) ? now.plus(rng.between(0, hourMillis)) : nil))
+        }
+    }
+
     /// The opening commands, most of the time all of them, in an order that mostly works.
     mutating func prologue() -> [Action] {
         var actions: [Action] = [
@@ -307,7 +350,9 @@ struct RandomSequence {
         case 0 ..< 40: break
         case 40 ..< 70: now = now.plus(rng.between(1, 1_000))
         case 70 ..< 90: now = now.plus(rng.between(1_000, 10 * minuteMillis))
-        default: now = now.plus(rng.between(10 * minuteMillis, 2 * dayMillis))
+        case 90 ..< 99: now = now.plus(rng.between(10 * minuteMillis, 2 * dayMillis))
+        // Now and then weeks pass: cycles end, grants expire, grace ends.
+        default: now = now.plus(rng.between(10 * dayMillis, 40 * dayMillis))
         }
     }
 
