@@ -40,6 +40,8 @@ actor Shard {
     private var recordsSinceSnapshot = 0
     private var lastSnapshotMillis: Int64
     private var snapshotInFlight = false
+    /// Callers waiting for the snapshot in flight to finish (`snapshotFinished`).
+    private var snapshotWaiters: [CheckedContinuation<Void, Never>] = []
     private var lastSnapshot: SnapshotHeader?
     private var snapshotsTaken = 0
     /// Longest time one command spent in the actor (applying and appending), in ns: what a
@@ -299,10 +301,14 @@ actor Shard {
     func takeSnapshot(alreadyClaimed: Bool = false) async throws -> SnapshotHeader? {
         guard let log, let storage else { return nil }
         if !alreadyClaimed {
-            while snapshotInFlight { await Task.yield() }
+            await snapshotFinished()
             snapshotInFlight = true
         }
-        defer { snapshotInFlight = false }
+        defer {
+            snapshotInFlight = false
+            for waiter in snapshotWaiters { waiter.resume() }
+            snapshotWaiters.removeAll()
+        }
         let frozen = ledger
         let lsn = log.lastAppendedLSN
         let chain = log.lastAppendedChecksum
@@ -311,8 +317,12 @@ actor Shard {
         try await log.waitUntilSynced(lsn)
         let shard = index
         let currentSegment = log.currentSegmentFirstLSN
+        // A periodic snapshot is background work (the lowest priority: it must not take CPU
+        // from the shards); one a caller waits for runs at normal priority, or on a busy
+        // machine it would wait for the load to stop.
+        let background = alreadyClaimed
         let header: SnapshotHeader = try await withUnsafeThrowingContinuation { continuation in
-            startBackgroundThread {
+            let write: @Sendable () -> Void = {
                 do {
                     let header = try SnapshotFile.write(frozen, shard: UInt32(shard), shardCount: log.shardCount, lsn: lsn,
                                                         chain: chain, directory: storage.snapshotDirectory(shard),
@@ -323,6 +333,7 @@ actor Shard {
                     continuation.resume(throwing: error)
                 }
             }
+            if background { startBackgroundThread(write) } else { startThread(write) }
         }
         lastSnapshot = header
         snapshotsTaken += 1
@@ -382,8 +393,16 @@ actor Shard {
     /// Waits for a snapshot in flight (it would still write and retire segments), then
     /// syncs and closes the log.
     func close() async {
-        while snapshotInFlight { await Task.yield() }
+        await snapshotFinished()
         await log?.close()
+    }
+
+    /// Suspends until no snapshot is in flight. (A loop of `Task.yield()` here kept both
+    /// cores busy while the snapshot's idle-priority thread waited for a core.)
+    private func snapshotFinished() async {
+        while snapshotInFlight {
+            await withCheckedContinuation { snapshotWaiters.append($0) }
+        }
     }
 
     func durabilityStatistics() -> DurabilityStatistics {

@@ -142,6 +142,13 @@ public enum SnapshotFile {
         }
         try fileSystem.rename(temporary, to: final)
         try fileSystem.syncDirectory(directory)
+        // A shard writes one snapshot at a time: any other temporary file is what a crash
+        // left of an earlier write. It was never a snapshot (recovery ignores it); remove it.
+        if let names = try? fileSystem.contentsOfDirectory(directory) {
+            for name in names where name.hasPrefix(".tmp-") && name != ".tmp-" + Self.name(lsn: lsn) {
+                try? fileSystem.remove(directory + "/" + name)
+            }
+        }
         return header
     }
 

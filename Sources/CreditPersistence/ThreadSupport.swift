@@ -62,6 +62,12 @@ final class ConditionLock: @unchecked Sendable {
 /// work such as encoding a snapshot: on a busy machine the shard actors' threads run
 /// first, so the debit path is not stalled by it.
 public func startBackgroundThread(_ body: @escaping @Sendable () -> Void) {
+    startIdleThread(body)
+}
+
+/// Starts a thread at the lowest priority (SCHED_IDLE): for work nobody waits on (a
+/// periodic snapshot), which must not take CPU from the shards.
+func startIdleThread(_ body: @escaping @Sendable () -> Void) {
     startThread {
 #if os(Linux)
         var parameters = sched_param()
@@ -73,7 +79,7 @@ public func startBackgroundThread(_ body: @escaping @Sendable () -> Void) {
 
 /// Starts a detached OS thread (not one of Swift's cooperative threads: the log writers
 /// block in write and fsync, which must never block the pool that runs the shard actors).
-func startThread(_ body: @escaping @Sendable () -> Void) {
+public func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }

@@ -66,11 +66,14 @@ struct MonthEnd: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Option(help: "Subscribers.") var accounts = 100_000
         @Option(help: "Price of each renewal in cents (0 renews without a payment).") var priceCents: Int64 = 14_999
+        @Flag(help: "End with a snapshot of every shard, so each run starts from it instead of replaying the set-up's log.")
+        var snapshot = false
 
         func run() async throws {
             guard accounts > 0 else { throw ValidationError("--accounts must be positive") }
             let engine = try await storage.open(clock: ManualClock(MonthEnd.anchor))
             try await MonthEnd.setUp(engine, accounts: accounts, priceCents: priceCents)
+            if snapshot { try await engine.snapshot() }
             await engine.close()
             printError("month-end: \(accounts) subscribers ready in \(storage.data)")
         }
@@ -83,16 +86,38 @@ struct MonthEnd: AsyncParsableCommand {
                 The clock stands still at the cycle end, so two runs over the same set-up reach \
                 the same state whatever happens in between (a run killed and started again \
                 included). Prints one JSON line at the end: what was renewed, how long it took, \
-                and the state digest of every shard. Payments go to a gateway in memory.
+                and the state digest of every shard. Payments go to a gateway in memory. \
+                On stderr: "month-end: running" once the directory is open, then \
+                "month-end: renewed N" every --progress-every renewals of this run that are \
+                durable (a crash drill kills it between them).
                 """
         )
 
         @OptionGroup var storage: StorageOptions
+        @Option(help: "Renewals of this run between progress lines on stderr.") var progressEvery = 1_000
+        @Option(help: "Take a shard snapshot after this many records (small values put snapshots in a drill's way).")
+        var snapshotEvery = 50_000
+
+        func validate() throws {
+            guard progressEvery > 0 else { throw ValidationError("--progress-every must be positive") }
+            guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+        }
 
         func run() async throws {
             let clock = ManualClock(MonthEnd.firstEnd)
-            let engine = try await storage.open(snapshotEveryRecords: 50_000, clock: clock)
+            let engine = try await storage.open(snapshotEveryRecords: snapshotEvery, clock: clock)
             let scheduler = Scheduler(engine: engine, clock: clock, payments: InMemoryPaymentGateway())
+            // The scheduler announces a renewal once its record is durable, so every renewal a
+            // progress line counts survives a kill after it (a drill's lower bound).
+            let every = progressEvery
+            let progress = Task {
+                var renewed = 0
+                for await notification in scheduler.notifications {
+                    guard case .renewed = notification else { continue }
+                    renewed += 1
+                    if renewed % every == 0 { printError("month-end: renewed \(renewed)") }
+                }
+            }
             printError("month-end: running")
             let started = monotonicNanos()
             var total = SchedulerReport()
@@ -105,6 +130,8 @@ struct MonthEnd: AsyncParsableCommand {
                 more = report.renewed + report.lapsed + report.expired + report.forfeited + report.refused > 0
             }
             let seconds = Double(monotonicNanos() - started) / 1e9
+            await scheduler.finish()
+            await progress.value
             let digests = await engine.stateDigests().map { "\"\($0)\"" }.joined(separator: ", ")
             let problems = await engine.invariantViolations()
             await engine.close()

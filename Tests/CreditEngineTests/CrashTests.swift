@@ -9,7 +9,8 @@ import Testing
 
 /// The `credits` executable of this build: next to the test bundle (SwiftPM puts products and
 /// the test bundle in the same directory), found from /proc/self/exe or argv[0], walking up.
-private let creditsExecutable: String? = {
+/// (These helpers are shared with MonthEndCrashTests.)
+let creditsExecutable: String? = {
     var starts: [String] = []
     var buffer = [CChar](repeating: 0, count: 4_096)
     let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
@@ -29,7 +30,7 @@ private let creditsExecutable: String? = {
 
 /// The value of `"name": ...` in a one-line JSON object written by `credits` (strings
 /// without escapes, numbers and booleans are all these lines hold).
-private func jsonField(_ line: Substring, _ name: String) -> Substring? {
+func jsonField(_ line: Substring, _ name: String) -> Substring? {
     guard let range = line.firstRange(of: "\"\(name)\": ") else { return nil }
     let rest = line[range.upperBound...]
     if rest.first == "\"" {
@@ -40,7 +41,7 @@ private func jsonField(_ line: Substring, _ name: String) -> Substring? {
 }
 
 /// Runs `credits` with `arguments` to the end; its stdout and exit status.
-private func runToEnd(_ executable: String, _ arguments: [String], errors: String) throws -> (output: String, exitCode: Int32?) {
+func runToEnd(_ executable: String, _ arguments: [String], errors: String) throws -> (output: String, exitCode: Int32?) {
     let child = try DurabilityChild.spawn(executable, arguments, errors: errors)
     var output: [UInt8] = []
     child.drain(into: &output)
@@ -49,7 +50,7 @@ private func runToEnd(_ executable: String, _ arguments: [String], errors: Strin
     return (String(decoding: output, as: UTF8.self), status.exitCode)
 }
 
-private func removeTree(_ path: String) {
+func removeTree(_ path: String) {
     let fileSystem = PosixFileSystem()
     if let names = try? fileSystem.contentsOfDirectory(path) {
         for name in names { removeTree(path + "/" + name) }

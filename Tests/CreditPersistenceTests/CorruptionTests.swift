@@ -404,3 +404,22 @@ struct CorruptionTests {
         #expect(cut.ledger.stateDigest() == fixture.finalDigest)
     }
 }
+
+@Suite("Snapshot files: what a crash during a snapshot write leaves")
+struct SnapshotLeftoverTests {
+    @Test("a temporary snapshot file a crash left is ignored by recovery and removed by the next snapshot write")
+    func staleTemporaryFileIsRemoved() async throws {
+        let fixture = try await SnapshottedLog(seed: 0xC022_0007)
+        let store = fixture.store
+        let stale = store.snapshotDirectory + "/.tmp-" + SnapshotFile.name(lsn: 123)
+        let file = try store.simulated.open(stale, create: true)
+        try file.write([1, 2, 3, 4], at: 0)
+        file.close()
+        let recovered = try store.recover()
+        #expect(recovered.ledger.stateDigest() == store.reference(fixture.records).stateDigest(), "the leftover is not a snapshot")
+        try store.writeSnapshot(recovered.ledger, lsn: UInt64(fixture.records.count), chain: recovered.log.lastChecksum)
+        let names = try store.simulated.contentsOfDirectory(store.snapshotDirectory)
+        #expect(!names.contains { $0.hasPrefix(".tmp-") }, "left: \(names)")
+        #expect(names.contains(SnapshotFile.name(lsn: UInt64(fixture.records.count))))
+    }
+}
