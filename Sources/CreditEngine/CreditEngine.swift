@@ -275,13 +275,25 @@ public final class CreditEngine: Sendable {
     /// other cores stay free for the calls it must not stall.
     public func runDue() async -> DueTurn {
         var merged = DueTurn()
+        var waits: [(shard: Shard, lsn: UInt64, applied: Range<Int>)] = []
         for shard in shards {
-            let turn = await shard.runDue()
+            let (turn, durableAt) = await shard.runDueApplying()
+            if let durableAt { waits.append((shard, durableAt, merged.applied.count ..< merged.applied.count + turn.applied.count)) }
             merged.applied += turn.applied
             merged.payments += turn.payments
             merged.notices += turn.notices
             merged.more = merged.more || turn.more
             merged.turns += turn.turns
+        }
+        // The shards' logs sync side by side while the turns go on; nothing is reported
+        // (or paid for) before it is durable.
+        for (shard, lsn, applied) in waits {
+            guard let log = shard.log else { continue }
+            do {
+                try await log.waitUntilDurable(lsn)
+            } catch {
+                for index in applied { merged.applied[index].outcome = .failure(.logStopped) }
+            }
         }
         return merged
     }

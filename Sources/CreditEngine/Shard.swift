@@ -105,12 +105,26 @@ actor Shard {
     /// (through the log, like any batch, so recovery replays them) and returns them with
     /// the payments and notices for the host side.
     func runDue() async -> DueTurn {
+        var (turn, durableAt) = runDueApplying()
+        if let durableAt, let log {
+            do { try await log.waitUntilDurable(durableAt) } catch { turn.applied = turn.applied.map { ($0.command, .failure(.logStopped)) } }
+        }
+        return turn
+    }
+
+    /// `runDue` without waiting for the log: the turn (its `applied` outcomes hold once the
+    /// log is durable up to the LSN returned) and that LSN. The engine takes every shard's
+    /// turn first and waits for their logs afterwards, so the syncs overlap the turns.
+    func runDueApplying() -> (turn: DueTurn, durableAt: UInt64?) {
         var turn = DueTurn()
         let started = monotonicNanos()
         let startedCPU = threadCPUNanos()
         let now = stamp()
+        // Sized for the turn up front: growing the key set from empty rehashed it at every doubling.
+        let most = min(schedulePolicy.notesPerTurn, due.count)
         var commands: [Command] = []
-        var keys = Set<IdempotencyKey>()
+        commands.reserveCapacity(most)
+        var keys = Set<IdempotencyKey>(minimumCapacity: most)
         var previous: DueNote?
         var taken = 0
         while taken < schedulePolicy.notesPerTurn, let note = due.pop(dueBy: now.millisSinceEpoch) {
@@ -137,11 +151,10 @@ actor Shard {
         turn.more = due.next.map { $0.at <= now.millisSinceEpoch } ?? false
         noteTurn(started: started, startedCPU: startedCPU)
         turn.turns = [TurnTiming(wallNanos: monotonicNanos() - started, cpuNanos: threadCPUNanos() - startedCPU, notes: taken)]
-        if let durableAt, let log {
-            do { try await log.waitUntilDurable(durableAt) } catch { outcomes = outcomes.map { _ in .failure(.logStopped) } }
-        }
-        turn.applied = Array(zip(commands, outcomes))
-        return turn
+        // Labelled as `applied` is: `Array(zip(...))` built unlabelled pairs and cast the
+        // array, a dynamic cast per element.
+        turn.applied = zip(commands, outcomes).map { (command: $0, outcome: $1) }
+        return (turn, durableAt)
     }
 
     /// When the earliest note falls due (nil when none is queued).

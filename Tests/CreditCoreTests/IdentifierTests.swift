@@ -130,6 +130,12 @@ struct IdentifierTests {
         #expect(Command(key: first.key, .adjust(account, credits(5), reason: "a")).fingerprint
             != Command(key: first.key, .adjust(account, credits(5), reason: "b")).fingerprint)
     }
+
+    @Test("a scheduler key is pinned: a retry after an upgrade must find the original's key")
+    func schedulerKeyIsPinned() {
+        let account = AccountID(tenant: TenantID(7), number: 0)
+        #expect(Ledger.renewalKey(account, cycle: 1, lapsed: false).description == "a7917a41392482348a8877d616849ae5")
+    }
 }
 
 /// `IdempotencyKey(deriving: "hold-timeout/42/7")` as computed by the current hash.

@@ -64,6 +64,8 @@ struct SubscriptionTests {
                                              at: day(2026, 2, 28))
         #expect(renewal.receipt.amount == credits(5_000))
         #expect(renewal.entry.movements.contains { $0.change == .rolledOver && $0.amount == credits(4_000) })
+        // The entry as the window keeps it: three movements (the third in its extras).
+        #expect(renewal.entry.movements.map(\.change) == [.rolledOver, .created, .created])
         var balance = try h.balance(account)
         #expect(balance.available == credits(9_000))
         #expect(balance.granted == credits(10_000), "a rollover moves credits; it grants none")

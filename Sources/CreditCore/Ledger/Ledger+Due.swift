@@ -209,6 +209,14 @@ extension Ledger {
         return IdempotencyKey(deriving: kind.rawValue, account.tenant.rawValue, UInt64(account.number), hasher.finish())
     }
 
+    /// `scheduledKey` of one word (a renewal's cycle, an expiry's time), the same key without
+    /// the array a variadic call allocates: the scheduler derives one per renewal.
+    static func scheduledKey(_ kind: ScheduledKeyKind, _ account: AccountID, _ word: UInt64) -> IdempotencyKey {
+        var hasher = StableHasher(seed: kind.rawValue)
+        hasher.combine(word)
+        return IdempotencyKey(deriving: kind.rawValue, account.tenant.rawValue, UInt64(account.number), hasher.finish())
+    }
+
     /// The key under which the scheduler records a renewal's outcome for the cycle it starts
     /// (renewed), or for the lapse at the end of the cycle before it, so a retry after a
     /// crash changes nothing twice.

@@ -65,13 +65,23 @@ extension Ledger {
         guard end <= now else { throw .notDue(id, dueAt: Timestamp(millisSinceEpoch: end)) }
         // Every grant this may add, checked before anything changes: a rollover grant per
         // ending allocation, and the new allocation.
-        let ending = endingAllocations(of: slot, at: now)
-        let adds = (schedule.rollover ? ending.count : 0) + (schedule.allocation > 0 ? 1 : 0)
+        let ending = endingAllocationCount(of: slot, at: now)
+        let adds = (schedule.rollover ? ending : 0) + (schedule.allocation > 0 ? 1 : 0)
         if Int(accounts[slot].liveGrants) + adds > LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
         if schedule.allocation > 0 { try checkCanAddGrant(to: slot, schedule.allocation) }
 
-        for (index, grantSlot) in ending.enumerated() {
+        // The ending allocations, walked in place (collecting their slots first cost an array
+        // per renewal): what the walk changes — the allocation it is on, and the rollover
+        // grant it links in — is never an ending allocation, so it meets the same ones in
+        // the same order as a list taken before.
+        var index = 0
+        var cursor = accounts[slot].firstGrant
+        while cursor != none {
+            let grantSlot = cursor
             let grant = grants[grantSlot]
+            cursor = grant.next
+            guard isEndingAllocation(grant, at: now) else { continue }
+            index += 1
             if schedule.rollover && grant.remaining > 0 {
                 let amount = grant.remaining
                 grants[grantSlot].remaining = 0
@@ -80,7 +90,7 @@ extension Ledger {
                 try addGrant(to: slot, kind: .rollover, amount: amount, effectiveAt: grant.expiresAt,
                              expiresAt: expires.millisSinceEpoch, priority: grant.priority, costBasis: grant.costBasis,
                              scope: grant.isScoped ? grantScopes[grantSlot]! : .unscoped,
-                             number: Self.grantNumber(sequence, extra: index + 1), transfer: true)
+                             number: Self.grantNumber(sequence, extra: index), transfer: true)
             }
             // What is left (nothing after a rollover, unless holds give credits back later)
             // waits out its grace.
@@ -91,14 +101,16 @@ extension Ledger {
         retireDepleted(slot, at: now)
         schedule.cycle = cycle
         schedules[accounts[slot].schedule] = schedule
+        // Computed once: a calendar computation, which the allocation and the note share.
+        let nextEnd = schedule.cycleEnd
         if schedule.allocation > 0 {
             try addGrant(to: slot, kind: .monthlyAllocation, amount: schedule.allocation, effectiveAt: end,
-                         expiresAt: schedule.cycleEnd, priority: GrantTerms.priorityDefault, costBasis: 0,
+                         expiresAt: nextEnd, priority: GrantTerms.priorityDefault, costBasis: 0,
                          scope: .unscoped, number: sequence)
         }
         // An organisation's billing period is its pool's subscription cycle.
         if accounts[slot].flags.contains(.pool) { try startPeriod(id.tenant) }
-        noteDue(.renewal, slot, at: schedule.cycleEnd)
+        noteDue(.renewal, slot, at: nextEnd)
         draft.amount = schedule.allocation
     }
 
@@ -134,16 +146,21 @@ extension Ledger {
         draft.amount = moved
     }
 
-    /// The allocation grants a renewal ends: live monthly allocations whose expiry has passed.
-    private func endingAllocations(of slot: UInt32, at now: Int64) -> [UInt32] {
-        var ending: [UInt32] = []
+    /// Whether a renewal at `now` ends this grant: a live monthly allocation whose expiry has passed.
+    private func isEndingAllocation(_ grant: GrantRecord, at now: Int64) -> Bool {
+        grant.state == .live && grant.kind == .monthlyAllocation && grant.expiresAt <= now
+    }
+
+    /// How many allocation grants a renewal at `now` ends.
+    private func endingAllocationCount(of slot: UInt32, at now: Int64) -> Int {
+        var count = 0
         var cursor = accounts[slot].firstGrant
         while cursor != none {
             let grant = grants[cursor]
-            if grant.state == .live && grant.kind == .monthlyAllocation && grant.expiresAt <= now { ending.append(cursor) }
+            if isEndingAllocation(grant, at: now) { count += 1 }
             cursor = grant.next
         }
-        return ending
+        return count
     }
 
     // MARK: Expiry, grace, forfeiture
