@@ -276,15 +276,26 @@ public final class CreditEngine: Sendable {
     public func runDue() async -> DueTurn {
         var merged = DueTurn()
         var waits: [(shard: Shard, lsn: UInt64, applied: Range<Int>)] = []
-        for shard in shards {
-            let (turn, durableAt) = await shard.runDueApplying()
-            if let durableAt { waits.append((shard, durableAt, merged.applied.count ..< merged.applied.count + turn.applied.count)) }
-            merged.applied += turn.applied
-            merged.payments += turn.payments
-            merged.notices += turn.notices
-            merged.more = merged.more || turn.more
-            merged.turns += turn.turns
+        // Up to `roundsBeforeSync` rounds of turns before waiting for the logs: each turn is
+        // short (other calls get the shard in between), and the rounds' records share the
+        // syncs — with storage, one sync per turn made the syncs the month-end's bottleneck.
+        var busy = Array(shards.indices)
+        for _ in 0 ..< Self.roundsBeforeSync where !busy.isEmpty {
+            var stillBusy: [Int] = []
+            for index in busy {
+                let (turn, durableAt) = await shards[index].runDueApplying()
+                if let durableAt {
+                    waits.append((shards[index], durableAt, merged.applied.count ..< merged.applied.count + turn.applied.count))
+                }
+                merged.applied += turn.applied
+                merged.payments += turn.payments
+                merged.notices += turn.notices
+                merged.turns += turn.turns
+                if turn.more { stillBusy.append(index) }
+            }
+            busy = stillBusy
         }
+        merged.more = !busy.isEmpty
         // The shards' logs sync side by side while the turns go on; nothing is reported
         // (or paid for) before it is durable.
         for (shard, lsn, applied) in waits {
@@ -297,6 +308,9 @@ public final class CreditEngine: Sendable {
         }
         return merged
     }
+
+    /// Rounds of scheduler turns `runDue` takes before it waits for the logs.
+    public static let roundsBeforeSync = 4
 
     /// When the earliest due note of any shard falls due (nil when none is queued).
     public func nextDueTime() async -> Timestamp? {

@@ -280,10 +280,18 @@ public actor Scheduler {
 
     // MARK: Commands and notices
 
+    /// Applies the commands payments led to, in order, a turn's worth at a time: one large
+    /// batch would be spread over every shard at once (`CreditEngine.parallelBatchCommandsMin`)
+    /// and hold them all, which is what the turns avoid.
     private func apply(_ commands: [Command], _ report: inout SchedulerReport) async {
-        guard !commands.isEmpty else { return }
-        let outcomes = await engine.execute(batch: commands)
-        await note(Array(zip(commands, outcomes)), &report)
+        let chunk = engine.configuration.schedule.notesPerTurn
+        var start = 0
+        while start < commands.count {
+            let part = Array(commands[start ..< min(commands.count, start + chunk)])
+            let outcomes = await engine.execute(batch: part)
+            await note(zip(part, outcomes).map { (command: $0, outcome: $1) }, &report)
+            start += chunk
+        }
     }
 
     /// Counts and announces what the scheduler's commands did.

@@ -95,18 +95,22 @@ struct MonthEnd: AsyncParsableCommand {
 
         @OptionGroup var storage: StorageOptions
         @Option(help: "Renewals of this run between progress lines on stderr.") var progressEvery = 1_000
+        @Option(help: "Payments the scheduler makes at once (see month-end bench).") var paymentsInParallel = 1
         @Option(help: "Take a shard snapshot after this many records (small values put snapshots in a drill's way).")
         var snapshotEvery = 50_000
 
         func validate() throws {
-            guard progressEvery > 0 else { throw ValidationError("--progress-every must be positive") }
+            guard progressEvery > 0, paymentsInParallel > 0 else {
+                throw ValidationError("--progress-every and --payments-in-parallel must be positive")
+            }
             guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
         }
 
         func run() async throws {
             let clock = ManualClock(MonthEnd.firstEnd)
             let engine = try await storage.open(snapshotEveryRecords: snapshotEvery, clock: clock)
-            let scheduler = Scheduler(engine: engine, clock: clock, payments: InMemoryPaymentGateway())
+            let scheduler = Scheduler(engine: engine, clock: clock, payments: InMemoryPaymentGateway(),
+                                      policy: SchedulerPolicy(paymentsInParallel: paymentsInParallel))
             // The scheduler announces a renewal once its record is durable, so every renewal a
             // progress line counts survives a kill after it (a drill's lower bound).
             let every = progressEvery
@@ -156,6 +160,8 @@ struct MonthEnd: AsyncParsableCommand {
         @Option(help: "Price of each renewal in cents (0 renews without a payment).") var priceCents: Int64 = 14_999
         @Option(help: "Tasks debiting during the renewal.") var concurrency = 8
         @Option(help: "Due notes a shard works through per turn.") var notesPerTurn = SchedulePolicy.notesPerTurnDefault
+        @Option(help: "Payments the scheduler makes at once: a remote gateway needs many; the one in memory here answers at once, and more workers only add task switches.")
+        var paymentsInParallel = 1
         @Flag(help: "One JSON object instead of text.") var json = false
         @Option(help: "Priority of the scheduler's task: background, utility, medium or high (the debits run at medium).")
         var priority = "utility"
@@ -170,7 +176,9 @@ struct MonthEnd: AsyncParsableCommand {
         }
 
         func run() async throws {
-            guard accounts > 0, concurrency >= 0, notesPerTurn > 0 else { throw ValidationError("bad counts") }
+            guard accounts > 0, concurrency >= 0, notesPerTurn > 0, paymentsInParallel > 0 else {
+                throw ValidationError("--accounts, --notes-per-turn and --payments-in-parallel must be positive, --concurrency not negative")
+            }
             let clock = ManualClock(MonthEnd.anchor)
             var configuration = EngineConfiguration(shardCount: shards)
             configuration.schedule = SchedulePolicy(notesPerTurn: notesPerTurn)
@@ -179,7 +187,8 @@ struct MonthEnd: AsyncParsableCommand {
             try await MonthEnd.setUp(engine, accounts: accounts, priceCents: priceCents)
             let setupSeconds = Double(monotonicNanos() - setupStarted) / 1e9
             clock.set(MonthEnd.firstEnd)
-            let scheduler = Scheduler(engine: engine, clock: clock, payments: InMemoryPaymentGateway())
+            let scheduler = Scheduler(engine: engine, clock: clock, payments: InMemoryPaymentGateway(),
+                                      policy: SchedulerPolicy(paymentsInParallel: paymentsInParallel))
             await engine.resetTurnStatistics()
 
             let done = StopSignal()
