@@ -212,7 +212,7 @@ public struct DurabilityWorkload {
     /// stale, so both the applied and the refused paths are logged and replayed.
     private mutating func scheduleAction(_ account: AccountID) -> Action {
         let grace: Int64 = random.pick([0, 3_600_000, 2 * 86_400_000])
-        switch random.below(12) {
+        switch random.below(13) {
         case 0:
             if random.chance(15) {
                 return .subscribe(account, SubscriptionTerms(plan: random.pick(["", String(repeating: "p", count: 300)]),
@@ -264,8 +264,9 @@ public struct DurabilityWorkload {
         let guesses = inFlight.sorted { $0.key < $1.key }
         if !guesses.isEmpty, random.chance(85) {
             let (account, refill) = random.pick(guesses)
-            // A failure may end it; forget it now and then so a new crossing is noticed.
-            if random.chance(30) { inFlight[account] = nil }
+            // The guess may be wrong (the cap or the cooldown held the refill back), or a
+            // failure may have ended it: forget it now and then so a new crossing is noticed.
+            if random.chance(20) { inFlight[account] = nil }
             return (account, refill)
         }
         return (account, UInt64(random.between(0, 2_000)))
