@@ -42,6 +42,23 @@ struct MonthEnd: AsyncParsableCommand {
         return commands
     }
 
+    /// Runs the scheduler's passes until one applies nothing; the passes' reports summed.
+    static func runUntilDone(_ scheduler: Scheduler) async -> SchedulerReport {
+        var total = SchedulerReport()
+        while true {
+            let report = await scheduler.runDue()
+            total.renewed += report.renewed
+            total.lapsed += report.lapsed
+            total.expired += report.expired
+            total.forfeited += report.forfeited
+            total.refused += report.refused
+            total.payments += report.payments
+            total.turns += report.turns
+            total.turnTimings += report.turnTimings
+            if report.renewed + report.lapsed + report.expired + report.forfeited + report.refused == 0 { return total }
+        }
+    }
+
     /// Opens `count` subscribers in batches (skipping what a killed earlier set-up did).
     static func setUp(_ engine: CreditEngine, accounts count: Int, priceCents: Int64) async throws {
         let chunk = 2_048
@@ -124,15 +141,7 @@ struct MonthEnd: AsyncParsableCommand {
             }
             printError("month-end: running")
             let started = monotonicNanos()
-            var total = SchedulerReport()
-            var more = true
-            while more {
-                let report = await scheduler.runDue()
-                total.renewed += report.renewed
-                total.refused += report.refused
-                total.payments += report.payments
-                more = report.renewed + report.lapsed + report.expired + report.forfeited + report.refused > 0
-            }
+            let total = await MonthEnd.runUntilDone(scheduler)
             let seconds = Double(monotonicNanos() - started) / 1e9
             await scheduler.finish()
             await progress.value
@@ -218,20 +227,7 @@ struct MonthEnd: AsyncParsableCommand {
             }
             let started = monotonicNanos()
             // Scheduled work runs below the priority of the calls it must not stall.
-            let total = await Task(priority: schedulerPriority) {
-                var total = SchedulerReport()
-                var more = true
-                while more {
-                    let report = await scheduler.runDue()
-                    total.renewed += report.renewed
-                    total.refused += report.refused
-                    total.payments += report.payments
-                    total.turns += report.turns
-                    total.turnTimings += report.turnTimings
-                    more = report.renewed + report.refused > 0
-                }
-                return total
-            }.value
+            let total = await Task(priority: schedulerPriority) { await MonthEnd.runUntilDone(scheduler) }.value
             let seconds = Double(monotonicNanos() - started) / 1e9
             done.set()
             let latencies = await debits.value.sorted()
