@@ -76,16 +76,17 @@ actor Shard {
         storage = log == nil ? nil : configuration.storage
         lastSnapshotMillis = Int64(monotonicNanos() / 1_000_000)
         var notes: [DueNote] = []
-        for note in ledger.allDueNotes() { Self.add(note, warningMillis: configuration.schedule.expiryWarningMillis, to: &notes) }
+        for note in ledger.allDueNotes() {
+            notes.append(note)
+            if let warning = Self.warning(before: note, millis: configuration.schedule.expiryWarningMillis) { notes.append(warning) }
+        }
         due = DueQueue(notes)
     }
 
-    /// A note, and for an expiry the warning before it (when the policy warns).
-    private static func add(_ note: DueNote, warningMillis: Int64, to notes: inout [DueNote]) {
-        notes.append(note)
-        if note.kind == .expiry && warningMillis > 0 {
-            notes.append(DueNote(at: note.at - min(note.at, warningMillis), kind: .warning, slot: note.slot))
-        }
+    /// For an expiry, the warning note before it (when the policy warns); nil otherwise.
+    private static func warning(before note: DueNote, millis: Int64) -> DueNote? {
+        guard note.kind == .expiry && millis > 0 else { return nil }
+        return DueNote(at: note.at - min(note.at, millis), kind: .warning, slot: note.slot)
     }
 
     /// Moves the notes the last commands left into the due queue.
@@ -93,12 +94,10 @@ actor Shard {
         // Through `query`: reading the property of the stored ledger directly copied the
         // whole ledger value on every command (see `query`), 8 % of a single debit call.
         guard query({ $0.hasDueNotes }) else { return }
-        let warning = schedulePolicy.expiryWarningMillis
+        let millis = schedulePolicy.expiryWarningMillis
         ledger.takeDueNotes { note in
             due.push(note)
-            if note.kind == .expiry && warning > 0 {
-                due.push(DueNote(at: note.at - min(note.at, warning), kind: .warning, slot: note.slot))
-            }
+            if let warning = Self.warning(before: note, millis: millis) { due.push(warning) }
         }
     }
 

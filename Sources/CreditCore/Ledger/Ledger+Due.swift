@@ -97,7 +97,7 @@ extension Ledger {
                 let grant = grants[cursor]
                 switch grant.state {
                 case .live:
-                    if grant.expiresAt != .max && !(subscribed && grant.kind == .monthlyAllocation) {
+                    if grant.expiresAt != .max && !Self.renewalEnds(grant.kind, subscribed: subscribed) {
                         notes.append(DueNote(at: grant.expiresAt, kind: .expiry, slot: slot))
                     }
                 case .grace:
@@ -138,10 +138,7 @@ extension Ledger {
             var earliest = Int64.max
             while cursor != none {
                 let grant = grants[cursor]
-                if grant.state == .live && grant.expiresAt <= time && (grant.remaining > 0 || grant.held > 0)
-                    && !(subscribed && grant.kind == .monthlyAllocation) {
-                    earliest = min(earliest, grant.expiresAt)
-                }
+                if expiresNow(grant, subscribed: subscribed, at: time) { earliest = min(earliest, grant.expiresAt) }
                 cursor = grant.next
             }
             guard earliest != .max else { return nil }

@@ -189,10 +189,17 @@ extension Ledger {
     }
 
     /// Whether `expireGrants` moves this grant into grace at `now`: live, past its expiry,
-    /// holding credits, and not an allocation a live subscription's renewal will end.
-    private func expiresNow(_ grant: GrantRecord, subscribed: Bool, at now: Int64) -> Bool {
+    /// holding credits, and its expiry not the renewal's (`renewalEnds`). The scheduler's
+    /// `dueWork` asks the same question.
+    func expiresNow(_ grant: GrantRecord, subscribed: Bool, at now: Int64) -> Bool {
         grant.state == .live && grant.expiresAt <= now && (grant.remaining > 0 || grant.held > 0)
-            && !(subscribed && grant.kind == .monthlyAllocation)
+            && !Self.renewalEnds(grant.kind, subscribed: subscribed)
+    }
+
+    /// Whether a grant of `kind` is ended by its account's renewal rather than expired by
+    /// the scheduler: a monthly allocation while a subscription is live.
+    static func renewalEnds(_ kind: GrantKind, subscribed: Bool) -> Bool {
+        subscribed && kind == .monthlyAllocation
     }
 
     mutating func forfeitGrants(_ id: AccountID, at now: Int64) throws(LedgerError) {
