@@ -198,6 +198,47 @@ public final class CreditEngine: Sendable {
         return outcomes
     }
 
+    /// Applies a long batch of background work (the scheduler's renewals after their
+    /// payments) in turns: each shard call applies at most `configuration.schedule.notesPerTurn`
+    /// commands, the shards take turns one after the other, and the logs are waited for
+    /// once, at the end. So other calls get the shards between turns, and the turns' records
+    /// share the syncs (waiting after every turn made the syncs a month-end's bottleneck).
+    /// Outcomes come back in the order of `commands`, once all are durable; commands of one
+    /// tenant keep their relative order.
+    public func execute(turnsOf commands: [Command]) async -> [Outcome] {
+        if commands.isEmpty { return [] }
+        let turn = configuration.schedule.notesPerTurn
+        var positions = [[Int]](repeating: [], count: shards.count)
+        commands.withUnsafeBufferPointer { buffer in
+            for position in buffer.indices { positions[shardIndex(for: buffer[position].tenant)].append(position) }
+        }
+        // A placeholder in every position; each is overwritten by its shard's outcome below.
+        var outcomes = [Outcome](repeating: .failure(.amountOverflow), count: commands.count)
+        var durableAt = [UInt64?](repeating: nil, count: shards.count)
+        var start = 0
+        var more = true
+        while more {
+            more = false
+            for (shard, share) in positions.enumerated() where start < share.count {
+                let part = Array(share[start ..< min(share.count, start + turn)])
+                let (results, lsn) = await shards[shard].executeApplying(batch: commands, positions: part)
+                for (position, outcome) in zip(part, results) { outcomes[position] = outcome }
+                if let lsn { durableAt[shard] = lsn }
+                more = more || start + turn < share.count
+            }
+            start += turn
+        }
+        for (shard, lsn) in durableAt.enumerated() {
+            guard let lsn, let log = shards[shard].log else { continue }
+            do {
+                try await log.waitUntilDurable(lsn)
+            } catch {
+                for position in positions[shard] { outcomes[position] = .failure(.logStopped) }
+            }
+        }
+        return outcomes
+    }
+
     public func balance(of account: AccountID) async -> Balance? {
         await shards[shardIndex(for: account.tenant)].balance(of: account)
     }

@@ -224,6 +224,12 @@ actor Shard {
         return outcomes
     }
 
+    /// `execute(batch:positions:)` without waiting for the log: the outcomes (they hold once
+    /// the log is durable up to the LSN returned) and that LSN (see `CreditEngine.execute(turnsOf:)`).
+    func executeApplying(batch commands: [Command], positions: [Int]) -> (outcomes: [Outcome], durableAt: UInt64?) {
+        apply(commands, positions: positions)
+    }
+
     /// The one way commands are applied (batches, and the drained single calls): at one
     /// timestamp, through the batch path. With storage, the commands that changed the state
     /// are appended to the log in one hand-over, and the LSN the outcomes must wait for is

@@ -96,8 +96,10 @@ public actor Scheduler {
     private let gateway: any PaymentGateway
     public let policy: SchedulerPolicy
     /// Notices as data, for the host to subscribe to (one consumer).
-    public nonisolated let notifications: AsyncStream<CreditNotification>
-    private let publish: AsyncStream<CreditNotification>.Continuation
+    public nonisolated let notifications: CreditNotifications
+    private let publish: AsyncStream<[CreditNotification]>.Continuation
+    /// Notices of the current step, published together by `flushNotices` (see `CreditNotifications`).
+    private var notices: [CreditNotification] = []
     /// Renewals whose gateway did not answer, by account and cycle: attempts so far and
     /// when to try again. In memory only: after a restart the renewal is due again and
     /// its attempts start over.
@@ -109,8 +111,9 @@ public actor Scheduler {
         let cycle: UInt32
     }
 
-    /// Notices beyond this many unread are dropped, oldest first.
-    public static let notificationsBuffered = 65_536
+    /// Unread batches of notices beyond this many are dropped, oldest first. A batch holds
+    /// one scheduler step's notices (a turn round's renewals: a few thousand at most).
+    public static let notificationBatchesBuffered = 1_024
 
     public init(engine: CreditEngine, clock: any LedgerClock, payments: any PaymentGateway,
                 policy: SchedulerPolicy = SchedulerPolicy()) {
@@ -118,12 +121,27 @@ public actor Scheduler {
         self.clock = clock
         gateway = payments
         self.policy = policy
-        (notifications, publish) = AsyncStream.makeStream(of: CreditNotification.self,
-                                                          bufferingPolicy: .bufferingNewest(Self.notificationsBuffered))
+        let (batches, publish) = AsyncStream.makeStream(of: [CreditNotification].self,
+                                                        bufferingPolicy: .bufferingNewest(Self.notificationBatchesBuffered))
+        notifications = CreditNotifications(batches: batches)
+        self.publish = publish
     }
 
     /// Ends the notification stream (the scheduler must not be used afterwards).
-    public func finish() { publish.finish() }
+    public func finish() {
+        flushNotices()
+        publish.finish()
+    }
+
+    /// Queues a notice for the host; it goes out with the rest of the step's.
+    private func notify(_ notice: CreditNotification) { notices.append(notice) }
+
+    /// Hands the step's notices to the stream as one batch.
+    private func flushNotices() {
+        guard !notices.isEmpty else { return }
+        publish.yield(notices)
+        notices.removeAll(keepingCapacity: true)
+    }
 
     /// Does everything due by now: hold time-outs, then shard turns until no shard has more
     /// due, each turn's payments, and renewal retries that are due.
@@ -140,8 +158,10 @@ public actor Scheduler {
             for notice in turn.notices { announce(notice, &report) }
             await note(turn.applied, &report)
             if !turn.payments.isEmpty { await pay(turn.payments, &report) }
+            flushNotices()
         }
         await retryRenewals(&report)
+        flushNotices()
         return report
     }
 
@@ -280,18 +300,13 @@ public actor Scheduler {
 
     // MARK: Commands and notices
 
-    /// Applies the commands payments led to, in order, a turn's worth at a time: one large
-    /// batch would be spread over every shard at once (`CreditEngine.parallelBatchCommandsMin`)
-    /// and hold them all, which is what the turns avoid.
+    /// Applies the commands payments led to, in order, a turn at a time on each shard (see
+    /// `CreditEngine.execute(turnsOf:)`): one large batch would be spread over every shard
+    /// at once (`CreditEngine.parallelBatchCommandsMin`) and hold them all, which is what
+    /// the turns avoid.
     private func apply(_ commands: [Command], _ report: inout SchedulerReport) async {
-        let chunk = engine.configuration.schedule.notesPerTurn
-        var start = 0
-        while start < commands.count {
-            let part = Array(commands[start ..< min(commands.count, start + chunk)])
-            let outcomes = await engine.execute(batch: part)
-            await note(zip(part, outcomes).map { (command: $0, outcome: $1) }, &report)
-            start += chunk
-        }
+        let outcomes = await engine.execute(turnsOf: commands)
+        await note(zip(commands, outcomes).map { (command: $0, outcome: $1) }, &report)
     }
 
     /// Counts and announces what the scheduler's commands did.
@@ -304,25 +319,25 @@ public actor Scheduler {
             switch command.action {
             case .renewSubscription(let account, let cycle, _):
                 report.renewed += 1
-                publish.yield(.renewed(account, cycle: cycle, allocation: receipt.amount))
+                notify(.renewed(account, cycle: cycle, allocation: receipt.amount))
             case .lapseSubscription(let account, _, let reason, _):
                 report.lapsed += 1
-                publish.yield(.lapsed(account, reason: reason))
-                if receipt.amount > .zero { publish.yield(.enteredGrace(account, amount: receipt.amount)) }
+                notify(.lapsed(account, reason: reason))
+                if receipt.amount > .zero { notify(.enteredGrace(account, amount: receipt.amount)) }
             case .expireGrants(let account, _):
                 report.expired += 1
-                if receipt.amount > .zero { publish.yield(.enteredGrace(account, amount: receipt.amount)) }
+                if receipt.amount > .zero { notify(.enteredGrace(account, amount: receipt.amount)) }
             case .forfeitGrants(let account):
                 report.forfeited += 1
-                if receipt.amount > .zero { publish.yield(.forfeited(account, amount: receipt.amount)) }
+                if receipt.amount > .zero { notify(.forfeited(account, amount: receipt.amount)) }
             case .completeRefill(let account, _, let payment):
                 report.refillsPaid += 1
-                publish.yield(.refillSucceeded(account, credits: receipt.amount, paymentReference: payment.reference))
+                notify(.refillSucceeded(account, credits: receipt.amount, paymentReference: payment.reference))
             case .failRefill(let account, _, let failure):
                 report.refillsFailed += 1
                 let view = await engine.autoRefill(of: account)
                 let disabled = view.map { !$0.isEnabled } ?? true
-                publish.yield(.refillFailed(account, reason: failure.reason, retryAt: disabled ? nil : failure.retryAt,
+                notify(.refillFailed(account, reason: failure.reason, retryAt: disabled ? nil : failure.retryAt,
                                             autoRefillDisabled: disabled))
             default:
                 break
@@ -334,9 +349,9 @@ public actor Scheduler {
         report.notices += 1
         switch notice {
         case .lowBalance(let account, let available, let threshold):
-            publish.yield(.lowBalance(account, available: available, threshold: threshold))
+            notify(.lowBalance(account, available: available, threshold: threshold))
         case .expiringSoon(let account, let amount, let expiresAt):
-            publish.yield(.expiringSoon(account, amount: amount, expiresAt: expiresAt))
+            notify(.expiringSoon(account, amount: amount, expiresAt: expiresAt))
         }
     }
 }

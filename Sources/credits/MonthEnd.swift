@@ -113,8 +113,8 @@ struct MonthEnd: AsyncParsableCommand {
         @OptionGroup var storage: StorageOptions
         @Option(help: "Renewals of this run between progress lines on stderr.") var progressEvery = 1_000
         @Option(help: "Payments the scheduler makes at once (see month-end bench).") var paymentsInParallel = 1
-        @Option(help: "Take a shard snapshot after this many records (small values put snapshots in a drill's way).")
-        var snapshotEvery = 50_000
+        @Option(help: "Take a shard snapshot after this many records (the default is the engine's; small values put snapshots in a drill's way).")
+        var snapshotEvery = 5_000_000
 
         func validate() throws {
             guard progressEvery > 0, paymentsInParallel > 0 else {

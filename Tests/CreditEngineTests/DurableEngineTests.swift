@@ -224,6 +224,11 @@ struct DurableEngineTests {
         #expect(mixedOutcomes[0] == .failure(.logStopped))
         #expect((try? mixedOutcomes[1].get()) != nil)
         acknowledged.append((mixed[1], mixedOutcomes[1]))
+        let turns = [debit(tenants[0][2]), debit(tenants[1][2])]
+        let turnOutcomes = await engine.execute(turnsOf: turns)
+        #expect(turnOutcomes[0] == .failure(.logStopped), "in turns too")
+        #expect((try? turnOutcomes[1].get()) != nil)
+        acknowledged.append((turns[1], turnOutcomes[1]))
         await engine.close()
 
         if powerCut { disk.simulated.crash() }
