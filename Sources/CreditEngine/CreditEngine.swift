@@ -159,6 +159,16 @@ public final class CreditEngine: Sendable {
         }
     }
 
+    /// The positions in `commands` of each shard's commands, in order.
+    private func shares(of commands: [Command]) -> [[Int]] {
+        var positions = [[Int]](repeating: [], count: shards.count)
+        commands.withUnsafeBufferPointer { buffer in
+            // Read in place: copying a Command just to see its tenant costs a copy and a destroy.
+            for position in buffer.indices { positions[shardIndex(for: buffer[position].tenant)].append(position) }
+        }
+        return positions
+    }
+
     /// Batches at least this long are spread over the shards by parallel child tasks.
     public static let parallelBatchCommandsMin = 4_096
 
@@ -167,12 +177,7 @@ public final class CreditEngine: Sendable {
     /// keep their relative order; commands of different tenants are independent.
     public func execute(batch commands: [Command]) async -> [Outcome] {
         if commands.isEmpty { return [] }
-        let shardCount = shards.count
-        var positions = [[Int]](repeating: [], count: shardCount)
-        commands.withUnsafeBufferPointer { buffer in
-            // Read in place: copying a Command just to see its tenant costs a copy and a destroy.
-            for position in buffer.indices { positions[shardIndex(for: buffer[position].tenant)].append(position) }
-        }
+        let positions = shares(of: commands)
         if let only = positions.firstIndex(where: { $0.count == commands.count }) {
             return await shards[only].execute(batch: commands)
         }
@@ -208,10 +213,7 @@ public final class CreditEngine: Sendable {
     public func execute(turnsOf commands: [Command]) async -> [Outcome] {
         if commands.isEmpty { return [] }
         let turn = configuration.schedule.notesPerTurn
-        var positions = [[Int]](repeating: [], count: shards.count)
-        commands.withUnsafeBufferPointer { buffer in
-            for position in buffer.indices { positions[shardIndex(for: buffer[position].tenant)].append(position) }
-        }
+        let positions = shares(of: commands)
         // A placeholder in every position; each is overwritten by its shard's outcome below.
         var outcomes = [Outcome](repeating: .failure(.amountOverflow), count: commands.count)
         var durableAt = [UInt64?](repeating: nil, count: shards.count)
