@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // The pure ledger: a deterministic state machine. No I/O, no clock, no randomness.
@@ -63,6 +64,7 @@ let package = Package(
                 "CLZ4",
                 "CSystemStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .testTarget(name: "CreditCoreTests", dependencies: ["CreditCore"]),
@@ -73,6 +75,8 @@ let package = Package(
         .testTarget(name: "CreditPricingTests", dependencies: ["CreditPricing"]),
         .testTarget(name: "CreditBillingTests", dependencies: ["CreditBilling"]),
         .testTarget(name: "CreditSchedulerTests", dependencies: ["CreditScheduler", "CreditBilling", "DurabilityTestSupport"]),
+        // The command-line tool's own pieces (the load benchmark's samplers).
+        .testTarget(name: "CreditsCLITests", dependencies: ["credits"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -96,6 +96,14 @@ public struct DurabilityStatistics: Sendable, Equatable {
     public var longestTurnNanos: UInt64 = 0
     /// The longest CPU time one turn took (without the time its thread was preempted).
     public var longestTurnCPUNanos: UInt64 = 0
+    /// The longest turn while a snapshot of its shard was in flight (the snapshot's stall:
+    /// the state's pages are copied on their first write after the snapshot took them).
+    public var longestTurnDuringSnapshotNanos: UInt64 = 0
+    /// Turns longer than `stallNanos` while a snapshot of their shard was in flight.
+    public var snapshotStalls = 0
+
+    /// A turn longer than this during a snapshot counts as a stall: 1 ms.
+    public static let stallNanos: UInt64 = 1_000_000
 
     public init() {}
 
@@ -107,5 +115,7 @@ public struct DurabilityStatistics: Sendable, Equatable {
         snapshots += other.snapshots
         longestTurnNanos = max(longestTurnNanos, other.longestTurnNanos)
         longestTurnCPUNanos = max(longestTurnCPUNanos, other.longestTurnCPUNanos)
+        longestTurnDuringSnapshotNanos = max(longestTurnDuringSnapshotNanos, other.longestTurnDuringSnapshotNanos)
+        snapshotStalls += other.snapshotStalls
     }
 }

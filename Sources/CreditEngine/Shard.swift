@@ -49,11 +49,21 @@ actor Shard {
     private(set) var longestTurnNanos: UInt64 = 0
     /// The CPU time of that kind of turn (the longest, measured separately).
     private(set) var longestTurnCPUNanos: UInt64 = 0
+    /// The same two figures for turns while a snapshot was in flight (see `noteTurn`).
+    private var longestTurnDuringSnapshotNanos: UInt64 = 0
+    private var turnsStalledDuringSnapshot = 0
 
     /// Notes a turn that began at `started` (wall) and `startedCPU` (thread CPU time).
     private func noteTurn(started: UInt64, startedCPU: UInt64) {
-        longestTurnNanos = max(longestTurnNanos, monotonicNanos() - started)
+        let nanos = monotonicNanos() - started
+        longestTurnNanos = max(longestTurnNanos, nanos)
         longestTurnCPUNanos = max(longestTurnCPUNanos, threadCPUNanos() - startedCPU)
+        // While a snapshot is in flight, the first write to each page of the state copies
+        // it (the snapshot holds the old one): those turns are the snapshot's stall.
+        if snapshotInFlight {
+            longestTurnDuringSnapshotNanos = max(longestTurnDuringSnapshotNanos, nanos)
+            if nanos > DurabilityStatistics.stallNanos { turnsStalledDuringSnapshot += 1 }
+        }
     }
 
     /// The engine's filter of tenants that may hold keys; this shard marks its tenants.
@@ -408,6 +418,8 @@ actor Shard {
     func resetLongestTurn() {
         longestTurnNanos = 0
         longestTurnCPUNanos = 0
+        longestTurnDuringSnapshotNanos = 0
+        turnsStalledDuringSnapshot = 0
     }
 
     /// Waits for a snapshot in flight (it would still write and retire segments), then
@@ -435,6 +447,8 @@ actor Shard {
         statistics.snapshots = snapshotsTaken
         statistics.longestTurnNanos = longestTurnNanos
         statistics.longestTurnCPUNanos = longestTurnCPUNanos
+        statistics.longestTurnDuringSnapshotNanos = longestTurnDuringSnapshotNanos
+        statistics.snapshotStalls = turnsStalledDuringSnapshot
         return statistics
     }
 

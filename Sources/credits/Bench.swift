@@ -6,25 +6,36 @@ import CreditPricing
 import Glibc
 #endif
 
-/// The load benchmark: uniform random debits against pre-funded accounts, in memory.
+/// The load benchmark: scenarios of debits, charges and holds over pre-funded accounts.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load benchmark: uniform random debits (or charges) over pre-funded accounts.",
+        abstract: "Load benchmark: debits, charges and holds over pre-funded accounts, in scenarios.",
         discussion: """
-            Opens --accounts individual tenants with one account and one grant each, then runs \
-            --ops debits from --concurrency tasks. With --batch 1 each debit is its own call; with \
-            --batch B each task sends batches of B debits through the batch entry point, and the \
-            latency reported is that of a whole batch call. --operation charge or charge-routing \
-            runs AI-call charges through the billing service instead; --versus OP runs a second \
+            Opens --accounts funded accounts (individuals; for --scenario enterprise, members of \
+            one organisation), then runs --ops operations (or for --duration seconds) from \
+            --concurrency tasks. Scenarios: uniform (random accounts), hot (Zipf-skewed accounts, \
+            --zipf-s), enterprise (members debiting under member limits and department \
+            allocations; their refusals are counted, not failures), reserve-settle (a reserve \
+            then its settle: one operation), mixed (debits, AI calls charged through routing, \
+            purchases and balance reads; single calls). With --batch 1 each command is its own \
+            call; with --batch B each task sends batches of B commands through the batch entry \
+            point, and the latency reported is that of a whole batch call. Latencies go into an \
+            HDR histogram (3 significant digits). On a terminal a progress line shows the \
+            throughput and the percentiles so far. --operation charge or charge-routing runs AI \
+            calls through the billing service instead of debits; --versus OP runs a second \
             operation in alternating rounds on the same engine and reports the ratio.
             """
     )
 
-    @Option(help: "Number of funded accounts.") var accounts = 1_000_000
-    @Option(help: "Number of debits to run.") var ops = 10_000_000
-    @Option(help: "Concurrent tasks issuing debits.") var concurrency = 64
+    @Option(help: "Load scenario: uniform, hot, enterprise, reserve-settle or mixed.") var scenario = Scenario.uniform
+    @Option(help: "Number of funded accounts (enterprise: members of the organisation).") var accounts = 1_000_000
+    @Option(help: "Number of operations to run (ignored with --duration).") var ops = 10_000_000
+    @Option(help: "Run for this many seconds instead of --ops operations.") var duration: Double?
+    @Option(help: "Concurrent tasks issuing operations.") var concurrency = 64
     @Option(help: "Shard actors (default: 8 per core in memory, 1 per core, at least 2, with --data).") var shards: Int?
-    @Option(help: "Debits per call (1 = single-command calls).") var batch = 1_000
+    @Option(help: "Commands per call (1 = single-command calls). Default: 1,000; 1 for mixed and the charge operations.")
+    var batch: Int?
+    @Option(help: "Exponent of the hot scenario's Zipf law (not 1).") var zipfS = 1.1
     @Option(help: "Durability: memory (no log, the default), strict (ack after fsync, group commit), interval (fsync every 10 ms) or none (log written, never waited for). All but memory need --data.")
     var durability = "memory"
     @Option(help: "Data directory for the log and snapshots (a fresh one per run is best: an existing one is recovered first).")
@@ -42,17 +53,21 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "With --data: snapshot every shard once while the load runs, and report how long it took and the longest shard turn (the stall).")
     var snapshotDuringLoad = false
     @Flag(help: "Run the invariant checker after the load (slow for many accounts).") var check = false
-    @Option(help: "What each operation is: debit (a plain debit), charge (an AI call of a named model through the billing service: key lookup, catalog price, charge command) or charge-routing (the same with routing: usable keys, route, price, charge). charge and charge-routing need --batch 1; a tenth of the accounts get an OpenAI key first.")
+    @Option(help: "What each operation of the uniform and hot scenarios is: debit (a plain debit), charge (an AI call of a named model through the billing service: key lookup, catalog price, charge command) or charge-routing (the same with routing: usable keys, route, price, charge). The charges run single calls; a tenth of the accounts get an OpenAI key first.")
     var operation = "debit"
-    @Option(help: "Another operation to compare with: --ops is split into --rounds rounds, and each round runs its share of --operation, then the same number of this one, on the same engine. Alternating cancels the drift of a shared machine's speed; the report adds this operation's throughput and the ratio.")
+    @Option(help: "Another operation to compare with: the load is split into --rounds rounds, and each round runs its share of --operation, then the same amount of this one, on the same engine. Alternating cancels the drift of a shared machine's speed; the report adds this operation's throughput and the ratio.")
     var versus: String?
     @Option(help: "With --versus: how many alternating rounds.") var rounds = 10
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
+    /// The batch size in effect.
+    var callBatch: Int { batch ?? (scenario.singleCallsOnly || operation != "debit" || (versus ?? "debit") != "debit" ? 1 : 1_000) }
+
     func validate() throws {
-        guard accounts > 0, ops > 0, concurrency > 0, batch > 0 else {
+        guard accounts > 0, ops > 0, concurrency > 0, batch.map({ $0 > 0 }) ?? true else {
             throw ValidationError("--accounts, --ops, --concurrency and --batch must be positive")
         }
+        if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be 0...86400 seconds") }
         guard recentEntries >= 1 else { throw ValidationError("--recent-entries must be at least 1") }
         if let idempotencyKeys, idempotencyKeys < 2 { throw ValidationError("--idempotency-keys must be at least 2") }
         if let shards, shards < 1 || shards > EngineConfiguration.shardCountMax {
@@ -63,12 +78,20 @@ struct Bench: AsyncParsableCommand {
         }
         guard commitDelayUs >= 0, commitDelayUs <= 100_000 else { throw ValidationError("--commit-delay-us must be 0...100000") }
         if let writerThreads, writerThreads < 1 { throw ValidationError("--writer-threads must be at least 1") }
+        guard zipfS > 0, zipfS != 1, zipfS <= 10 else { throw ValidationError("--zipf-s must be in (0, 10] and not 1") }
+        if scenario == .enterprise, accounts > Int(UInt32.max) - 1 {
+            throw ValidationError("--scenario enterprise: at most \(UInt32.max - 1) members")
+        }
+        if scenario.singleCallsOnly, callBatch != 1 { throw ValidationError("--scenario \(scenario.rawValue) runs single calls: use --batch 1") }
         for (name, value) in [("--operation", operation), ("--versus", versus)] {
             guard let value else { continue }
             guard Self.operations.contains(value) else {
                 throw ValidationError("\(name) must be debit, charge or charge-routing, not \(value)")
             }
-            if value != "debit" && batch != 1 { throw ValidationError("\(name) \(value) runs single calls: use --batch 1") }
+            if value != "debit" && callBatch != 1 { throw ValidationError("\(name) \(value) runs single calls: use --batch 1") }
+            if value != "debit" && scenario != .uniform && scenario != .hot {
+                throw ValidationError("\(name) \(value) is for the uniform and hot scenarios")
+            }
         }
         guard rounds >= 1, rounds <= ops else { throw ValidationError("--rounds must be 1...--ops") }
         if durability != "memory" && data == nil {
@@ -97,8 +120,13 @@ struct Bench: AsyncParsableCommand {
         let residentBefore = residentBytes()
         let heapBefore = heapBytesInUse()
         let setupStart = monotonicNanos()
-        try await fund(engine)
-        let billing = operation == "debit" && (versus ?? "debit") == "debit" ? nil : try await billingWithKeys(engine)
+        if scenario == .enterprise {
+            try await EnterpriseSetup.open(engine, members: accounts)
+        } else {
+            try await fund(engine)
+        }
+        let needsBilling = scenario == .mixed || operation != "debit" || (versus ?? "debit") != "debit"
+        let billing = needsBilling ? try await billingWithKeys(engine) : nil
         let setupSeconds = Double(monotonicNanos() - setupStart) / 1e9
         let residentAfter = residentBytes()
         let heapAfter = heapBytesInUse()
@@ -114,12 +142,12 @@ struct Bench: AsyncParsableCommand {
         if let versus {
             // Alternating rounds: both operations see the same machine, in the same minutes.
             for round in 0 ..< rounds {
-                let share = ops / rounds + (round < ops % rounds ? 1 : 0)
-                result.add(await load(engine, billing: billing, operation: operation, ops: share, keySpace: UInt64(2 * round + 1)))
-                versusResult.add(await load(engine, billing: billing, operation: versus, ops: share, keySpace: UInt64(2 * round + 2)))
+                let share = Share(ops: ops / rounds + (round < ops % rounds ? 1 : 0), seconds: duration.map { $0 / Double(2 * rounds) })
+                result.add(await load(engine, billing: billing, operation: operation, share: share, keySpace: UInt64(2 * round + 1)))
+                versusResult.add(await load(engine, billing: billing, operation: versus, share: share, keySpace: UInt64(2 * round + 2)))
             }
         } else {
-            result = await load(engine, billing: billing, operation: operation, ops: ops, keySpace: 0)
+            result = await load(engine, billing: billing, operation: operation, share: Share(ops: ops, seconds: duration), keySpace: 0)
         }
         let snapshot = try await snapshotTask?.value
         let bytesPerAccount = Double(heapAfter - heapBefore) / Double(accounts)
@@ -130,23 +158,25 @@ struct Bench: AsyncParsableCommand {
         var problems: [String] = []
         if check { problems = await engine.invariantViolations() }
 
+        let latency = result.tally.latency
+        func micros(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1_000 }
         var report = BenchReport(
-            ops: result.succeeded, failed: result.failed, seconds: result.seconds,
-            p50Micros: result.latency.percentile(0.50) / 1_000, p99Micros: result.latency.percentile(0.99) / 1_000,
-            maxMicros: result.latency.maximum / 1_000, accounts: accounts, shards: shards, batch: batch,
+            scenario: scenario.rawValue, ops: result.tally.processed, refused: result.tally.refused, failed: result.tally.failed,
+            seconds: result.seconds, p50Micros: micros(50), p99Micros: micros(99), p999Micros: micros(99.9),
+            maxMicros: Double(latency.max) / 1_000, accounts: accounts, shards: shards, batch: callBatch,
             concurrency: concurrency, durability: durability, operation: operation, setupSeconds: setupSeconds,
             bytesPerAccount: bytesPerAccount, residentBytesPerAccount: residentBytesPerAccount, rememberedKeys: statistics.rememberedKeys,
             invariantsChecked: check, invariantViolations: problems.count, durabilityStatistics: durabilityStatistics,
             snapshotMillis: snapshot?.0, snapshotStateBytes: snapshot?.1.reduce(0) { $0 + Int($1.stateBytes) },
             snapshotCompressedBytes: snapshot?.1.reduce(0) { $0 + Int($1.frameBytes) })
         if let versus {
-            report.versus = BenchReport.Versus(operation: versus, ops: versusResult.succeeded, failed: versusResult.failed,
+            report.versus = BenchReport.Versus(operation: versus, ops: versusResult.tally.processed, failed: versusResult.tally.failed,
                                                seconds: versusResult.seconds, rounds: rounds)
         }
         await engine.close()
         print(json ? report.json : report.text)
         for problem in problems.prefix(20) { printError(problem) }
-        if result.failed > 0 || versusResult.failed > 0 || !problems.isEmpty { throw ExitCode.failure }
+        if result.tally.failed > 0 || versusResult.tally.failed > 0 || !problems.isEmpty { throw ExitCode.failure }
     }
 
     static let creditsPerAccount: Int64 = 1_000_000_000
@@ -175,18 +205,20 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
+    /// How much of the load one call of `load` runs: a number of operations, or seconds.
+    struct Share {
+        var ops: Int
+        var seconds: Double?
+    }
+
     struct LoadResult {
-        var succeeded = 0
-        var failed = 0
+        var tally = LoadMeter.Tally()
         var seconds = 0.0
-        var latency = LatencyHistogram()
 
         /// Adds a round's results: counts and times summed, latencies merged.
         mutating func add(_ other: LoadResult) {
-            succeeded += other.succeeded
-            failed += other.failed
+            tally.add(other.tally)
             seconds += other.seconds
-            latency.merge(other.latency)
         }
     }
 
@@ -204,101 +236,210 @@ struct Bench: AsyncParsableCommand {
         return billing
     }
 
-    /// Runs `ops` operations from `concurrency` tasks. Idempotency keys are unique per
+    /// Runs a share of the load from `concurrency` tasks. Idempotency keys are unique per
     /// `keySpace` (a round of a comparison), and so is the sequence of accounts.
-    private func load(_ engine: CreditEngine, billing: Billing?, operation: String, ops: Int, keySpace: UInt64) async -> LoadResult {
+    private func load(_ engine: CreditEngine, billing: Billing?, operation: String, share: Share, keySpace: UInt64) async -> LoadResult {
         let accounts = UInt64(self.accounts)
-        let routing = operation == "charge-routing"
-        let billing = operation == "debit" ? nil : billing
-        let request = RoutingRequest(kind: .text, quality: .premium)
-        let batch = self.batch
-        let perTask = (ops + concurrency - 1) / concurrency
-        let totalOps = ops
+        let scenario = self.scenario
+        let zipf = scenario == .hot ? ZipfSampler(count: accounts, exponent: zipfS) : nil
+        let batch = callBatch
+        let perTask = (share.ops + concurrency - 1) / concurrency
+        let totalOps = share.ops
         let seed = self.seed &+ keySpace &* 0xD1B5_4A32_D192_ED03
-        let keyHigh = keySpace << 32 | 0x1000
+        let meter = LoadMeter()
         let start = monotonicNanos()
-        var total = LoadResult()
-        await withTaskGroup(of: LoadResult.self) { group in
+        let deadline = share.seconds.map { start + UInt64($0 * 1e9) }
+        let progress = ProgressLine.enabled
+            ? Task { await ProgressLine.run(meter, label: "\(scenario.rawValue) \(operation)", started: start) } : nil
+        await withTaskGroup(of: Void.self) { group in
             for task in 0 ..< concurrency {
-                let count = max(0, min(perTask, totalOps - task * perTask))
+                let count = deadline == nil ? max(0, min(perTask, totalOps - task * perTask)) : Int.max
                 group.addTask {
-                    var random = SplitMix64(seed: seed &+ UInt64(task) &* 0x9E37_79B9_7F4A_7C15)
-                    var result = LoadResult()
-                    var sequence: UInt64 = 0
-                    func nextDebit() -> Command {
-                        sequence += 1
-                        let tenant = TenantID(random.next() % accounts)
-                        let amount = Millicredits(Int64(1 + random.next() % 1_000))
-                        return Command(key: IdempotencyKey(high: keyHigh + UInt64(task), low: sequence),
-                                       .debit(AccountID(tenant: tenant, number: 0), amount, scope: .unscoped))
-                    }
+                    var source = OperationSource(scenario: scenario, accounts: accounts, zipf: zipf,
+                                                 keyHigh: keySpace << 32 | 0x1000 + UInt64(task),
+                                                 random: SplitMix64(seed: seed &+ UInt64(task) &* 0x9E37_79B9_7F4A_7C15))
+                    var runner = TaskRunner(engine: engine, billing: billing, operation: operation, batch: batch, meter: meter)
                     var done = 0
-                    if let billing {
-                        // An AI call of 1,000 tokens: GPT-4o by name, or premium text by routing.
-                        while done < count {
-                            sequence += 1
-                            let account = AccountID(tenant: TenantID(random.next() % accounts), number: 0)
-                            let key = IdempotencyKey(high: keyHigh + UInt64(task), low: sequence)
-                            let before = monotonicNanos()
-                            let succeeded: Bool
-                            do {
-                                if routing {
-                                    _ = try await billing.charge(account, routing: request, usage: .tokens(input: 500, output: 500), key: key)
-                                } else {
-                                    _ = try await billing.charge(account, model: "GPT-4o", usage: .tokens(input: 500, output: 500), key: key)
-                                }
-                                succeeded = true
-                            } catch {
-                                succeeded = false
-                            }
-                            result.latency.record(monotonicNanos() - before)
-                            if succeeded { result.succeeded += 1 } else { result.failed += 1 }
-                            done += 1
-                        }
-                    } else if batch == 1 {
-                        while done < count {
-                            let command = nextDebit()
-                            let before = monotonicNanos()
-                            let outcome = await engine.execute(command)
-                            result.latency.record(monotonicNanos() - before)
-                            if case .success = outcome { result.succeeded += 1 } else { result.failed += 1 }
-                            done += 1
-                        }
-                    } else {
-                        var commands: [Command] = []
-                        commands.reserveCapacity(batch)
-                        while done < count {
-                            commands.removeAll(keepingCapacity: true)
-                            for _ in 0 ..< min(batch, count - done) { commands.append(nextDebit()) }
-                            let before = monotonicNanos()
-                            let outcomes = await engine.execute(batch: commands)
-                            result.latency.record(monotonicNanos() - before)
-                            for outcome in outcomes {
-                                if case .success = outcome { result.succeeded += 1 } else { result.failed += 1 }
-                            }
-                            done += commands.count
-                        }
+                    var now = monotonicNanos()
+                    while done < count, deadline.map({ now < $0 }) ?? true {
+                        done += await runner.step(&source, upTo: count - done)
+                        now = runner.lastFinished
                     }
-                    return result
+                    runner.finish()
                 }
             }
-            for await result in group {
-                total.succeeded += result.succeeded
-                total.failed += result.failed
-                total.latency.merge(result.latency)
+        }
+        let seconds = Double(monotonicNanos() - start) / 1e9
+        progress?.cancel()
+        await progress?.value
+        return LoadResult(tally: meter.total, seconds: seconds)
+    }
+}
+
+/// One task's loop body: sends one operation (or one batch) of the scenario, records its
+/// latency and outcome, and hands its tally to the meter now and then.
+struct TaskRunner {
+    let engine: CreditEngine
+    let billing: Billing?
+    let operation: String
+    let batch: Int
+    let meter: LoadMeter
+    var tally = LoadMeter.Tally()
+    var lastFlush = monotonicNanos()
+    var lastFinished: UInt64 = 0
+    var commands: [Command] = []
+
+    init(engine: CreditEngine, billing: Billing?, operation: String, batch: Int, meter: LoadMeter) {
+        self.engine = engine
+        self.billing = operation == "debit" ? nil : billing
+        self.operation = operation
+        self.batch = batch
+        self.meter = meter
+        if operation == "debit" && batch > 1 { commands.reserveCapacity(batch) }
+        self.billingForMixed = billing
+    }
+
+    /// The billing service for the mixed scenario's charges and purchases.
+    private let billingForMixed: Billing?
+
+    /// Runs one operation or a batch of at most `limit`; returns how many operations it was.
+    mutating func step(_ source: inout OperationSource, upTo limit: Int) async -> Int {
+        let before = monotonicNanos()
+        let size = min(batch, limit)
+        let count: Int
+        switch source.scenario {
+        case .mixed: count = await mixed(&source)
+        case .reserveSettle: count = size == 1 ? await reserveSettle(&source) : await reserveSettleBatch(&source, size)
+        default:
+            if let billing { count = await charge(&source, billing) } else if size == 1 {
+                note(await engine.execute(source.debit()), source.scenario)
+                count = 1
+            } else {
+                commands.removeAll(keepingCapacity: true)
+                for _ in 0 ..< size { commands.append(source.debit()) }
+                for outcome in await engine.execute(batch: commands) { note(outcome, source.scenario) }
+                count = size
             }
         }
-        total.seconds = Double(monotonicNanos() - start) / 1e9
-        return total
+        lastFinished = monotonicNanos()
+        _ = tally.latency.record(lastFinished - before)
+        if lastFinished - lastFlush >= LoadMeter.flushNanos {
+            meter.flush(&tally)
+            lastFlush = lastFinished
+        }
+        return count
+    }
+
+    mutating func finish() { meter.flush(&tally) }
+
+    private mutating func note(_ outcome: Outcome, _ scenario: Scenario) {
+        switch outcome {
+        case .success: tally.succeeded += 1
+        case .failure(let error) where scenario == .enterprise && isLimitRefusal(error): tally.refused += 1
+        case .failure: tally.failed += 1
+        }
+    }
+
+    private mutating func note(succeeded: Bool) {
+        if succeeded { tally.succeeded += 1 } else { tally.failed += 1 }
+    }
+
+    /// An AI call of 1,000 tokens: GPT-4o by name, or premium text by routing.
+    private mutating func charge(_ source: inout OperationSource, _ billing: Billing) async -> Int {
+        let account = source.account()
+        let key = source.key()
+        do {
+            if operation == "charge-routing" {
+                _ = try await billing.charge(account, routing: Self.request, usage: .tokens(input: 500, output: 500), key: key)
+            } else {
+                _ = try await billing.charge(account, model: "GPT-4o", usage: .tokens(input: 500, output: 500), key: key)
+            }
+            note(succeeded: true)
+        } catch {
+            note(succeeded: false)
+        }
+        return 1
+    }
+
+    static let request = RoutingRequest(kind: .text, quality: .premium)
+
+    /// A streaming call: reserve 1 credit (the estimate), then settle what it cost.
+    private mutating func reserveSettle(_ source: inout OperationSource) async -> Int {
+        let account = source.account()
+        let reserved = await engine.execute(Command(key: source.key(), .reserve(account, Millicredits(1_000), timeoutMillis: 60_000,
+                                                                              scope: .unscoped)))
+        guard case .success(let receipt) = reserved, let hold = receipt.hold else {
+            note(reserved, source.scenario)
+            return 1
+        }
+        note(await engine.execute(Command(key: source.key(), .settle(hold, actual: source.amount()))), source.scenario)
+        return 1
+    }
+
+    /// `size` streaming calls: a batch of reserves, then a batch of their settles.
+    private mutating func reserveSettleBatch(_ source: inout OperationSource, _ size: Int) async -> Int {
+        commands.removeAll(keepingCapacity: true)
+        for _ in 0 ..< size {
+            commands.append(Command(key: source.key(), .reserve(source.account(), Millicredits(1_000), timeoutMillis: 60_000,
+                                                                 scope: .unscoped)))
+        }
+        let reserved = await engine.execute(batch: commands)
+        commands.removeAll(keepingCapacity: true)
+        for outcome in reserved {
+            if case .success(let receipt) = outcome, let hold = receipt.hold {
+                commands.append(Command(key: source.key(), .settle(hold, actual: source.amount())))
+            } else {
+                note(outcome, source.scenario)
+            }
+        }
+        for outcome in await engine.execute(batch: commands) { note(outcome, source.scenario) }
+        return size
+    }
+
+    /// 70 % debits, 15 % AI calls charged through routing, 10 % balance reads, 5 %
+    /// purchases of 1,000 credits through the payment gateway.
+    private mutating func mixed(_ source: inout OperationSource) async -> Int {
+        guard let billing = billingForMixed else { preconditionFailure("the mixed scenario needs the billing service") }
+        let roll = source.percent()
+        switch roll {
+        case 0 ..< 70:
+            note(await engine.execute(source.debit()), source.scenario)
+        case 70 ..< 85:
+            let account = source.account()
+            let key = source.key()
+            do {
+                _ = try await billing.charge(account, routing: Self.request, usage: .tokens(input: 500, output: 500), key: key)
+                note(succeeded: true)
+            } catch {
+                note(succeeded: false)
+            }
+        case 85 ..< 95:
+            note(succeeded: await engine.balance(of: source.account()) != nil)
+        default:
+            let account = source.account()
+            let key = source.key()
+            let purchase = PurchaseID("bench/\(key.high)/\(key.low)")
+            do {
+                _ = try await billing.purchase(1_000, for: account, purchase: purchase)
+                note(succeeded: true)
+            } catch {
+                note(succeeded: false)
+            }
+        }
+        return 1
     }
 }
 
 struct BenchReport {
+    var scenario: String
+    /// Operations processed: succeeded, refused by a limit (enterprise) or failed.
     var ops: Int
+    var refused: Int
     var failed: Int
     var seconds: Double
     var p50Micros: Double
     var p99Micros: Double
+    var p999Micros: Double
     var maxMicros: Double
     var accounts: Int
     var shards: Int
@@ -335,9 +476,10 @@ struct BenchReport {
     var ratioPercent: Double? { versus.map { opsPerSecond / $0.opsPerSecond * 100 } }
 
     var json: String {
-        "{\"ops\": \(ops), \"failed\": \(failed), \"seconds\": \(fixed(seconds, 3)), "
+        "{\"scenario\": \"\(scenario)\", \"ops\": \(ops), \"refused\": \(refused), \"failed\": \(failed), "
+            + "\"seconds\": \(fixed(seconds, 3)), "
             + "\"ops_per_sec\": \(fixed(opsPerSecond, 0)), \"p50_us\": \(fixed(p50Micros, 2)), "
-            + "\"p99_us\": \(fixed(p99Micros, 2)), \"max_us\": \(fixed(maxMicros, 2)), "
+            + "\"p99_us\": \(fixed(p99Micros, 2)), \"p999_us\": \(fixed(p999Micros, 2)), \"max_us\": \(fixed(maxMicros, 2)), "
             + "\"accounts\": \(accounts), \"shards\": \(shards), \"batch\": \(batch), "
             + "\"concurrency\": \(concurrency), \"durability\": \"\(durability)\", \"operation\": \"\(operation)\", "
             + "\"setup_seconds\": \(fixed(setupSeconds, 3)), \"bytes_per_account\": \(fixed(bytesPerAccount, 1)), "
@@ -345,7 +487,8 @@ struct BenchReport {
             + "\"remembered_keys\": \(rememberedKeys), \"invariants_checked\": \(invariantsChecked), "
             + "\"invariant_violations\": \(invariantViolations), \"fsyncs\": \(durabilityStatistics.syncs), "
             + "\"records_per_fsync\": \(fixed(durabilityStatistics.recordsPerSync, 1)), "
-            + "\"snapshots\": \(durabilityStatistics.snapshots), "
+            + "\"snapshots\": \(durabilityStatistics.snapshots), \"snapshot_stalls\": \(durabilityStatistics.snapshotStalls), "
+            + "\"snapshot_stall_max_us\": \(fixed(Double(durabilityStatistics.longestTurnDuringSnapshotNanos) / 1_000, 1)), "
             + "\"longest_shard_turn_us\": \(fixed(Double(durabilityStatistics.longestTurnNanos) / 1_000, 1)), "
             + "\"longest_shard_turn_cpu_us\": \(fixed(Double(durabilityStatistics.longestTurnCPUNanos) / 1_000, 1))"
             + (snapshotMillis.map { ", \"snapshot_ms\": \(fixed($0, 1))" } ?? "")
@@ -360,9 +503,9 @@ struct BenchReport {
 
     var text: String {
         """
-        \(ops) \(operation) operations in \(fixed(seconds, 3)) s: \(fixed(opsPerSecond / 1e6, 2)) M/s \
-        (failed \(failed))\(versus.map { "\n\($0.ops) \($0.operation) operations in \(fixed($0.seconds, 3)) s: \(fixed($0.opsPerSecond / 1e6, 2)) M/s (failed \($0.failed)); \(operation) runs at \(fixed(ratioPercent ?? 0, 1)) % of \($0.operation), over \($0.rounds) alternating rounds" } ?? "")
-        latency per call: p50 \(fixed(p50Micros, 1)) µs, p99 \(fixed(p99Micros, 1)) µs, max \(fixed(maxMicros, 1)) µs
+        \(scenario): \(ops) \(operation) operations in \(fixed(seconds, 3)) s: \(fixed(opsPerSecond / 1e6, 3)) M/s \
+        (refused by limits \(refused), failed \(failed))\(versus.map { "\n\($0.ops) \($0.operation) operations in \(fixed($0.seconds, 3)) s: \(fixed($0.opsPerSecond / 1e6, 2)) M/s (failed \($0.failed)); \(operation) runs at \(fixed(ratioPercent ?? 0, 1)) % of \($0.operation), over \($0.rounds) alternating rounds" } ?? "")
+        latency per call: p50 \(fixed(p50Micros, 1)) µs, p99 \(fixed(p99Micros, 1)) µs, p99.9 \(fixed(p999Micros, 1)) µs, max \(fixed(maxMicros, 1)) µs
         \(accounts) accounts, \(shards) shards, batch \(batch), concurrency \(concurrency), durability \(durability)
         setup \(fixed(setupSeconds, 2)) s, \(fixed(bytesPerAccount, 1)) bytes per account in use \
         (\(fixed(residentBytesPerAccount, 1)) resident), incl. \(rememberedKeys) remembered keys\(invariantsChecked ? ", invariants: \(invariantViolations) violations" : "")

@@ -53,54 +53,6 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 
 
 
-/// Latency counts in log-linear buckets (16 per power of two, under 7% error), merged
-/// across tasks; no per-sample storage.
-struct LatencyHistogram {
-    private static let subBucketBits = 4
-    private var counts = [UInt64](repeating: 0, count: 64 << subBucketBits)
-    private(set) var total: UInt64 = 0
-    private(set) var maximum: Double = 0
-
-    private static func bucket(_ nanos: UInt64) -> Int {
-        if nanos < (1 << subBucketBits) { return Int(nanos) }
-        let exponent = 63 - nanos.leadingZeroBitCount
-        let mantissa = Int((nanos >> (exponent - subBucketBits)) & ((1 << subBucketBits) - 1))
-        return ((exponent - subBucketBits + 1) << subBucketBits) + mantissa
-    }
-
-    /// The upper edge of a bucket, in nanoseconds.
-    private static func upperEdge(_ bucket: Int) -> Double {
-        if bucket < (1 << subBucketBits) { return Double(bucket) }
-        let exponent = (bucket >> subBucketBits) + subBucketBits - 1
-        let mantissa = bucket & ((1 << subBucketBits) - 1)
-        return Double((UInt64(1 << subBucketBits) + UInt64(mantissa) + 1) << UInt64(exponent - subBucketBits))
-    }
-
-    mutating func record(_ nanos: UInt64) {
-        counts[Self.bucket(nanos)] += 1
-        total += 1
-        maximum = max(maximum, Double(nanos))
-    }
-
-    mutating func merge(_ other: LatencyHistogram) {
-        for index in counts.indices { counts[index] += other.counts[index] }
-        total += other.total
-        maximum = max(maximum, other.maximum)
-    }
-
-    /// Nanoseconds at or below which `fraction` of the samples fall.
-    func percentile(_ fraction: Double) -> Double {
-        guard total > 0 else { return 0 }
-        let rank = UInt64((Double(total) * fraction).rounded(.up))
-        var seen: UInt64 = 0
-        for (bucket, count) in counts.enumerated() where count > 0 {
-            seen += count
-            if seen >= rank { return min(Self.upperEdge(bucket), maximum) }
-        }
-        return maximum
-    }
-}
-
 /// `text` as a JSON string literal (quotes included).
 func jsonString(_ text: String) -> String {
     var out = "\""
