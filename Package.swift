@@ -9,6 +9,10 @@ let package = Package(
         .library(name: "CreditPricing", targets: ["CreditPricing"]),
         .library(name: "CreditBilling", targets: ["CreditBilling"]),
         .library(name: "CreditScheduler", targets: ["CreditScheduler"]),
+        // For the micro-benchmarks in Benchmarks/ (their own package): the core and the
+        // persistence layer they measure.
+        .library(name: "CreditCore", targets: ["CreditCore"]),
+        .library(name: "CreditPersistence", targets: ["CreditPersistence"]),
         .executable(name: "credits", targets: ["credits"]),
     ],
     dependencies: [
