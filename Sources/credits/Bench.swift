@@ -246,7 +246,7 @@ struct Bench: AsyncParsableCommand {
         let perTask = (share.ops + concurrency - 1) / concurrency
         let totalOps = share.ops
         let seed = self.seed &+ keySpace &* 0xD1B5_4A32_D192_ED03
-        let meter = LoadMeter()
+        let meter = LoadMeter(live: ProgressLine.enabled)
         let start = monotonicNanos()
         let deadline = share.seconds.map { start + UInt64($0 * 1e9) }
         let progress = ProgressLine.enabled
@@ -323,7 +323,7 @@ struct TaskRunner {
         }
         lastFinished = monotonicNanos()
         _ = tally.latency.record(lastFinished - before)
-        if lastFinished - lastFlush >= LoadMeter.flushNanos {
+        if lastFinished - lastFlush >= meter.flushNanos {
             meter.flush(&tally)
             lastFlush = lastFinished
         }
