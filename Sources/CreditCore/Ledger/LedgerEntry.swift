@@ -90,12 +90,15 @@ public struct GrantMovements: Sendable, Equatable, RandomAccessCollection {
         }
     }
 
-    /// Empties the movements (without touching the spill array when it is already empty).
+    /// Empties the movements (without touching the spill array when it is already empty),
+    /// keeping the spill array's buffer: the ledger's per-command draft is emptied for
+    /// every command, and a debit across several grants grew the array from nothing each
+    /// time (three allocations for five grants; Benchmarks/README.md).
     @inline(__always)
     mutating func removeAll() {
         inline0 = nil
         inline1 = nil
-        if !spilled.isEmpty { spilled.removeAll() }
+        if !spilled.isEmpty { spilled.removeAll(keepingCapacity: true) }
     }
 
     mutating func append(_ movement: GrantMovement) {
