@@ -162,6 +162,13 @@ public final class CreditEngine: Sendable {
     /// The positions in `commands` of each shard's commands, in order.
     private func shares(of commands: [Command]) -> [[Int]] {
         var positions = [[Int]](repeating: [], count: shards.count)
+        // Sized for an even share and a quarter more: grown from empty by appending, the
+        // arrays reallocated about six times each per batch of 1,000 (1.4 % of a batch
+        // run's CPU in malloc).
+        let expected = commands.count / shards.count
+        if expected >= 8 {
+            for shard in positions.indices { positions[shard].reserveCapacity(expected + expected / 4 + 8) }
+        }
         commands.withUnsafeBufferPointer { buffer in
             // Read in place: copying a Command just to see its tenant costs a copy and a destroy.
             for position in buffer.indices { positions[shardIndex(for: buffer[position].tenant)].append(position) }
