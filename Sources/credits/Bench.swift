@@ -61,7 +61,10 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     /// The batch size in effect.
-    var callBatch: Int { batch ?? (scenario.singleCallsOnly || operation != "debit" || (versus ?? "debit") != "debit" ? 1 : 1_000) }
+    var callBatch: Int { batch ?? (scenario.singleCallsOnly || chargesCalls ? 1 : 1_000) }
+
+    /// Whether --operation or --versus charges AI calls through the billing service.
+    var chargesCalls: Bool { operation != "debit" || (versus ?? "debit") != "debit" }
 
     func validate() throws {
         guard accounts > 0, ops > 0, concurrency > 0, batch.map({ $0 > 0 }) ?? true else {
@@ -125,8 +128,7 @@ struct Bench: AsyncParsableCommand {
         } else {
             try await fund(engine)
         }
-        let needsBilling = scenario == .mixed || operation != "debit" || (versus ?? "debit") != "debit"
-        let billing = needsBilling ? try await billingWithKeys(engine) : nil
+        let billing = scenario == .mixed || chargesCalls ? try await billingWithKeys(engine) : nil
         let setupSeconds = Double(monotonicNanos() - setupStart) / 1e9
         let residentAfter = residentBytes()
         let heapAfter = heapBytesInUse()
@@ -291,16 +293,12 @@ struct TaskRunner {
 
     init(engine: CreditEngine, billing: Billing?, operation: String, batch: Int, meter: LoadMeter) {
         self.engine = engine
-        self.billing = operation == "debit" ? nil : billing
+        self.billing = billing
         self.operation = operation
         self.batch = batch
         self.meter = meter
         if operation == "debit" && batch > 1 { commands.reserveCapacity(batch) }
-        self.billingForMixed = billing
     }
-
-    /// The billing service for the mixed scenario's charges and purchases.
-    private let billingForMixed: Billing?
 
     /// Runs one operation or a batch of at most `limit`; returns how many operations it was.
     mutating func step(_ source: inout OperationSource, upTo limit: Int) async -> Int {
@@ -311,7 +309,10 @@ struct TaskRunner {
         case .mixed: count = await mixed(&source)
         case .reserveSettle: count = size == 1 ? await reserveSettle(&source) : await reserveSettleBatch(&source, size)
         default:
-            if let billing { count = await charge(&source, billing) } else if size == 1 {
+            if operation != "debit", let billing {
+                await charge(&source, billing, routing: operation == "charge-routing")
+                count = 1
+            } else if size == 1 {
                 note(await engine.execute(source.debit()), source.scenario)
                 count = 1
             } else {
@@ -345,11 +346,11 @@ struct TaskRunner {
     }
 
     /// An AI call of 1,000 tokens: GPT-4o by name, or premium text by routing.
-    private mutating func charge(_ source: inout OperationSource, _ billing: Billing) async -> Int {
+    private mutating func charge(_ source: inout OperationSource, _ billing: Billing, routing: Bool) async {
         let account = source.account()
         let key = source.key()
         do {
-            if operation == "charge-routing" {
+            if routing {
                 _ = try await billing.charge(account, routing: Self.request, usage: .tokens(input: 500, output: 500), key: key)
             } else {
                 _ = try await billing.charge(account, model: "GPT-4o", usage: .tokens(input: 500, output: 500), key: key)
@@ -358,7 +359,6 @@ struct TaskRunner {
         } catch {
             note(succeeded: false)
         }
-        return 1
     }
 
     static let request = RoutingRequest(kind: .text, quality: .premium)
@@ -399,20 +399,13 @@ struct TaskRunner {
     /// 70 % debits, 15 % AI calls charged through routing, 10 % balance reads, 5 %
     /// purchases of 1,000 credits through the payment gateway.
     private mutating func mixed(_ source: inout OperationSource) async -> Int {
-        guard let billing = billingForMixed else { preconditionFailure("the mixed scenario needs the billing service") }
+        guard let billing else { preconditionFailure("the mixed scenario needs the billing service") }
         let roll = source.percent()
         switch roll {
         case 0 ..< 70:
             note(await engine.execute(source.debit()), source.scenario)
         case 70 ..< 85:
-            let account = source.account()
-            let key = source.key()
-            do {
-                _ = try await billing.charge(account, routing: Self.request, usage: .tokens(input: 500, output: 500), key: key)
-                note(succeeded: true)
-            } catch {
-                note(succeeded: false)
-            }
+            await charge(&source, billing, routing: true)
         case 85 ..< 95:
             note(succeeded: await engine.balance(of: source.account()) != nil)
         default:
