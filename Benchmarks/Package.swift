@@ -20,11 +20,14 @@ let package = Package(
                  traits: ["MallocInterposer"]),
     ],
     targets: [
-        // Funded ledgers, keys, and the holder that keeps a ledger between iterations (setup
-        // only, never measured).
+        // Funded ledgers, keys, the holder that keeps a ledger between iterations (setup
+        // only, never measured), and the benchmarks' shared configuration.
         .target(
             name: "LedgerFixtures",
-            dependencies: [.product(name: "CreditCore", package: rootPackage)]
+            dependencies: [
+                .product(name: "CreditCore", package: rootPackage),
+                .product(name: "Benchmark", package: "benchmark"),
+            ]
         ),
         // The core state machine: debit, burn-down, reserve + settle, idempotent retry.
         .executableTarget(

@@ -7,12 +7,7 @@ import CreditCore
 import LedgerFixtures
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .mallocCountTotal],
-        units: [.mallocCountTotal: .count],
-        scalingFactor: .kilo,
-        maxDuration: .seconds(2)
-    )
+    Fixtures.useDefaultConfiguration()
     debitFromOneGrant()
     debitInBatches()
     debitAcrossGrants()

@@ -7,12 +7,7 @@ import CreditPersistence
 import LedgerFixtures
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .mallocCountTotal],
-        units: [.mallocCountTotal: .count],
-        scalingFactor: .kilo,
-        maxDuration: .seconds(2)
-    )
+    Fixtures.useDefaultConfiguration()
     encodeRecord()
     decodeRecord()
     checksum(bytes: 4 << 10, name: "4 KiB")
