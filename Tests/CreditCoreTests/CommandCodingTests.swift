@@ -152,23 +152,21 @@ struct CommandCodingTests {
     }
 
     @Test("random bytes never crash the decoder")
-    func randomBytes() {
-        let seed = UInt64.random(in: 0 ... .max)
+    func randomBytes() throws {
+        let seed = try #require(PropertySettings.seed, "CREDITS_TEST_SEED must be a decimal or 0x-hex UInt64")
         print("command decoding fuzz seed: \(seed)")
         var random = SplitMix64(seed: seed)
-        var decodedCount = 0
         for _ in 0 ..< 20_000 {
             let length = Int(random.next() % 80)
             var bytes = (0 ..< length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
             if length > 16 { bytes[16] = UInt8(1 + random.next() % 23) } // mostly valid tags, to reach the fields
             var reader = ByteReader(bytes)
+            // Whether random bytes decode depends on the seed; that a decode stays within
+            // its bytes does not.
             if (try? Command(decoding: &reader)) != nil {
-                decodedCount += 1
-                #expect(reader.offset <= bytes.count)
+                #expect(reader.offset <= bytes.count, "seed \(seed)")
             }
         }
-        // Some random inputs are valid commands (e.g. a debit needs only 52 bytes of anything).
-        #expect(decodedCount > 0)
     }
 }
 

@@ -44,10 +44,9 @@ struct InternedNameTests {
     }
 
     @Test("tasks interning the same new texts at once all get the same names")
-    func concurrentInterningAgrees() async {
+    func concurrentInterningAgrees() async throws {
         // Texts no other test uses, so each is new when the tasks race for it.
-        var random = SplitMix64(seed: UInt64.random(in: 0 ... .max))
-        let seed = random.next()
+        let seed = try #require(PropertySettings.seed, "CREDITS_TEST_SEED must be a decimal or 0x-hex UInt64")
         print("InternedNameTests.concurrentInterningAgrees seed \(seed)")
         let texts = (0 ..< 500).map { "model \(seed) #\($0)" }
         let results = await withTaskGroup(of: [InternedName].self) { group in

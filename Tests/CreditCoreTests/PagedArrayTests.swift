@@ -9,8 +9,8 @@ import Testing
 @Suite("PagedArray: copies never see each other's writes")
 struct PagedArrayTests {
     @Test("random appends, writes and copies over several live copies keep each equal to its model")
-    func copiesStayIndependent() {
-        let seed = UInt64.random(in: 0 ... .max)
+    func copiesStayIndependent() throws {
+        let seed = try #require(PropertySettings.seed, "CREDITS_TEST_SEED must be a decimal or 0x-hex UInt64")
         print("PagedArrayTests seed: \(seed)")
         var random = SplitMix64(seed: seed)
         var arrays: [PagedArray<UInt64>] = [PagedArray()]

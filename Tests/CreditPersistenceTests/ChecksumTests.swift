@@ -1,3 +1,4 @@
+import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
 
@@ -8,9 +9,7 @@ typealias FileLayerRandom = SplitMix64
 extension SplitMix64 {
     /// A generator with a fresh seed, printed with `label` so a failure can be replayed.
     static func seeded(_ label: String) -> SplitMix64 {
-        let seed = UInt64.random(in: .min ... .max)
-        print("\(label): seed \(seed)")
-        return SplitMix64(seed: seed)
+        SplitMix64(seed: DurabilitySeed.make(label))
     }
 
     mutating func bytes(_ count: Int) -> [UInt8] {

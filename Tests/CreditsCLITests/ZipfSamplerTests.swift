@@ -7,10 +7,13 @@ import Glibc
 
 @Suite("credits bench: the hot scenario's Zipf sampler")
 struct ZipfSamplerTests {
-    @Test("ranks stay in 1...n and follow 1/k^s (chi-square over the first ranks and the tail)",
-          arguments: [(1_000 as UInt64, 1.1), (1_000_000, 1.1), (50, 2.0), (10_000, 0.8)])
-    func followsTheLaw(count: UInt64, exponent: Double) {
-        let seed = UInt64.random(in: 0 ... UInt64.max)
+    /// A goodness-of-fit test rejects a correct sampler with the probability of its level, so
+    /// it runs on fixed seeds: it passes or fails the same way on every run. (With a random
+    /// seed it would fail about one run in 2,500 on a correct sampler.)
+    @Test("ranks stay in 1...n and follow 1/k^s (chi-square over the first ranks and the tail, fixed seeds)",
+          arguments: [(1_000 as UInt64, 1.1, 0x5EED_0001 as UInt64), (1_000_000, 1.1, 0x5EED_0002), (50, 2.0, 0x5EED_0003),
+                      (10_000, 0.8, 0x5EED_0004)])
+    func followsTheLaw(count: UInt64, exponent: Double, seed: UInt64) {
         var random = SplitMix64(seed: seed)
         let sampler = ZipfSampler(count: count, exponent: exponent)
         let draws = 200_000

@@ -17,14 +17,21 @@ public typealias DurabilityRandom = SplitMix64
 public enum DurabilitySeed {
     /// CREDITS_TEST_SEED (decimal or 0x-hex) when set, else a random seed; printed with `label`.
     public static func make(_ label: String) -> UInt64 {
-        var seed = UInt64.random(in: .min ... .max)
-        if let raw = getenv("CREDITS_TEST_SEED") {
-            let text = String(cString: raw).filter { !$0.isWhitespace }
-            if let parsed = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text) { seed = parsed }
-        }
+        let seed = fromEnvironment ?? UInt64.random(in: .min ... .max)
         print("\(label): seed \(seed) (replay with CREDITS_TEST_SEED=\(seed))")
         return seed
     }
+
+    /// CREDITS_TEST_SEED when it is set. A value that is not a decimal or 0x-hex UInt64
+    /// stops the test process: a sweep must never run other seeds than it asked for.
+    public static let fromEnvironment: UInt64? = {
+        guard let raw = getenv("CREDITS_TEST_SEED") else { return nil }
+        let text = String(cString: raw).filter { !$0.isWhitespace }
+        guard let seed = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text) else {
+            fatalError("CREDITS_TEST_SEED=\(text) is not a decimal or 0x-hex UInt64")
+        }
+        return seed
+    }()
 
     /// The `index`-th seed derived from `base` (several rounds from one printed seed).
     public static func derived(_ base: UInt64, _ index: Int) -> UInt64 {
@@ -291,7 +298,23 @@ public struct DurabilityWorkload {
 
     /// Learns hold ids and refundable debits from an outcome.
     public mutating func learn(_ command: Command, _ outcome: Outcome) {
-        guard case .success(let receipt) = outcome else { return }
+        let receipt: Receipt
+        switch outcome {
+        case .success(let success):
+            receipt = success
+        case .failure(.staleSchedule(let expected, _)):
+            // A refill result for the wrong refill is refused with the number of the one in
+            // flight (0 for none): the next guess for that account is exact.
+            switch command.action {
+            case .completeRefill(let account, _, _), .failRefill(let account, _, _):
+                inFlight[account] = expected == 0 ? nil : expected
+            default:
+                break
+            }
+            return
+        case .failure:
+            return
+        }
         var writer = ByteWriter(capacity: 64)
         command.encode(into: &writer)
         succeededByTag[writer.bytes[16], default: 0] += 1
