@@ -349,49 +349,92 @@ public final class Billing: Sendable {
         try await succeed(Command(key: key, .cancelSubscription(account)))
     }
 
-    /// Moves `account`'s subscription to `plan`: the new terms apply from the next renewal;
-    /// an upgrade also grants the allocation difference now, until the cycle ends (a
-    /// downgrade grants nothing). Returns the decision. Idempotent by `key`.
-    public func changeSubscription(of account: AccountID, to plan: Plan, ownKeys: Bool = false,
-                                   key: IdempotencyKey) async throws(BillingError) -> PlanChange {
+    /// What moving `account`'s subscription to `plan` would do now, by the rule in
+    /// docs/semantics.md ("Changing plans"): upgrade, deferred or unchanged, the cents an
+    /// upgrade charges for the rest of the cycle, and the credits it grants for them.
+    public func planChangeQuote(of account: AccountID, to plan: Plan, ownKeys: Bool = false) async throws(BillingError)
+        -> PlanChangeQuote {
         guard let current = await engine.subscription(of: account), current.status != .lapsed else {
             throw .ledger(.notSubscribed(account))
         }
-        let price = ownKeys ? plan.ownKeyMonthlyPriceCents : plan.monthlyPriceCents
-        let terms = SubscriptionTerms(plan: plan.name, allocation: plan.monthlyCredits, priceCents: price,
-                                      rollover: current.rollover, rolloverMonths: current.rolloverMonths)
-        try await succeed(Command(key: key, .changeSubscription(account, terms)))
-        let old = (current.allocation, current.priceCents)
-        if (plan.monthlyCredits, price) > old, plan.monthlyCredits > current.allocation {
-            let difference = Millicredits(plan.monthlyCredits.rawValue - current.allocation.rawValue)
-            let upgradeKey = IdempotencyKey(deriving: "upgrade/\(key.high)/\(key.low)")
-            try await succeed(Command(key: upgradeKey, .grant(account, GrantTerms(kind: .monthlyAllocation, amount: difference,
-                                                                                  expiresAt: current.cycleEnd))))
-            return .upgrade(grantNow: difference)
-        }
-        return (plan.monthlyCredits, price) < old ? .downgrade : .unchanged
+        return PlanChangeQuote(current, terms(of: plan, ownKeys: ownKeys, keeping: current), at: clock.now())
     }
 
-    /// Grants a plan's monthly allocation for the cycle ending at `cycleEnd` (the scheduler
-    /// issue renews it each cycle). Idempotent by `key`.
-    @discardableResult
-    public func grantAllocation(of plan: Plan, to account: AccountID, cycleEnd: Timestamp,
-                                key: IdempotencyKey) async throws(BillingError) -> Receipt {
-        try await succeed(Command(key: key, .grant(account, GrantTerms(kind: .monthlyAllocation, amount: plan.monthlyCredits,
-                                                                       expiresAt: cycleEnd))))
+    /// Moves `account`'s subscription to `plan` (at its own-keys price with `ownKeys`) in one
+    /// ledger command that names the plan it replaces, so a change decided on a stale read is
+    /// refused (`LedgerError.planChanged`) and two concurrent changes cannot both apply.
+    ///
+    /// An upgrade is paid before anything is granted: the prorated price difference is
+    /// charged through the gateway under a purchase id derived from `key` (so a retry never
+    /// pays twice), then the command grants the credits that payment bought, until the end
+    /// of the cycle. A declined payment changes nothing. If the ledger refuses the change
+    /// after the payment, the payment is refunded before the error is thrown (a refund the
+    /// gateway could not make is `.payment(.unavailable)`: retry with the same key). A
+    /// deferred change (a downgrade) charges and grants nothing; the new terms renew from the next cycle on.
+    /// Idempotent by `key` within the engine's idempotency window: a retry returns what the
+    /// first call did.
+    public func changeSubscription(of account: AccountID, to plan: Plan, ownKeys: Bool = false,
+                                   key: IdempotencyKey) async throws(BillingError) -> PlanChange {
+        if let first = await engine.rememberedOutcome(of: key, tenant: account.tenant) { return try Self.planChange(first, key) }
+        guard let current = await engine.subscription(of: account), current.status != .lapsed else {
+            throw .ledger(.notSubscribed(account))
+        }
+        let quote = PlanChangeQuote(current, terms(of: plan, ownKeys: ownKeys, keeping: current), at: clock.now())
+        var payment: PaymentReceipt?
+        if quote.chargeCents > 0 {
+            payment = try await pay(quote.chargeCents, for: PurchaseID("plan-change/\(account.tenant.rawValue)/\(key.high)-\(key.low)"))
+        }
+        var request = PlanChangeRequest(replacing: current.plan, terms: quote.terms)
+        if let payment {
+            request.paidCents = payment.amountCents
+            request.reference = payment.reference
+        }
+        var outcome = await engine.execute(Command(key: key, .changePlan(account, request)))
+        if case .failure(.idempotencyConflict) = outcome, let first = await engine.rememberedOutcome(of: key, tenant: account.tenant) {
+            // A concurrent call with the same key applied first.
+            outcome = first
+        }
+        // Refused after the payment (a concurrent change won, or the renewal came between):
+        // nothing was bought, so the money goes back.
+        if case .failure = outcome, let payment {
+            do { try await payments.refund(payment) } catch { throw .payment(error) }
+        }
+        return try Self.planChange(outcome, key)
     }
 
-    /// A change of plan mid-cycle: an upgrade grants the allocation difference now, for the
-    /// rest of the cycle (until `cycleEnd`); a downgrade grants nothing and takes effect
-    /// with the next cycle's allocation. Returns the decision.
-    public func changePlan(of account: AccountID, from current: Plan, to new: Plan, cycleEnd: Timestamp,
-                           key: IdempotencyKey) async throws(BillingError) -> PlanChange {
-        let change = PlanChange.decide(from: current, to: new)
-        if case .upgrade(let difference) = change, difference > .zero {
-            try await succeed(Command(key: key, .grant(account, GrantTerms(kind: .monthlyAllocation, amount: difference,
-                                                                           expiresAt: cycleEnd))))
+    /// Pays `cents` under `purchase`; when an earlier attempt under the same id paid another
+    /// amount (a retry priced later in the cycle), that first payment is the one that counts.
+    private func pay(_ cents: Int64, for purchase: PurchaseID) async throws(BillingError) -> PaymentReceipt {
+        do {
+            return try await payments.charge(cents, for: purchase)
+        } catch .amountConflict(_, let first, _) {
+            do { return try await payments.charge(first, for: purchase) } catch { throw .payment(error) }
+        } catch {
+            throw .payment(error)
         }
-        return change
+    }
+
+    /// `plan`'s terms at the chosen price, keeping the subscription's rollover settings.
+    private func terms(of plan: Plan, ownKeys: Bool, keeping current: SubscriptionView) -> SubscriptionTerms {
+        SubscriptionTerms(plan: plan.name, allocation: plan.monthlyCredits,
+                          priceCents: ownKeys ? plan.ownKeyMonthlyPriceCents : plan.monthlyPriceCents,
+                          rollover: current.rollover, rolloverMonths: current.rolloverMonths)
+    }
+
+    /// What a plan change's outcome says; the outcome of another command under `key` is a
+    /// conflict.
+    private static func planChange(_ outcome: Outcome, _ key: IdempotencyKey) throws(BillingError) -> PlanChange {
+        switch outcome {
+        case .success(let receipt):
+            switch receipt.planChange {
+            case .upgrade: return .upgrade(grantNow: receipt.amount)
+            case .unchanged: return .unchanged
+            case .deferred: return .deferred
+            case nil: throw .ledger(.idempotencyConflict(key))
+            }
+        case .failure(let error):
+            throw .ledger(error)
+        }
     }
 
     // MARK: Service status
@@ -621,6 +664,37 @@ final class CachedPlan: Sendable {
         summary = PlanSummary(systemEntry: route.systemChoice, requestHasher: hasher, kind: route.kind, quality: route.quality,
                               cheapest: route.cheapest, creditsPerUnitMax: route.creditsPerUnitMax, systemIndex: systemIndex,
                               candidateCount: candidates.count)
+    }
+}
+
+/// What a change of plan would do at a moment (`Billing.planChangeQuote`).
+public struct PlanChangeQuote: Sendable, Equatable {
+    public let kind: PlanProration.Kind
+    /// The new plan's terms (they renew from the next cycle on).
+    public let terms: SubscriptionTerms
+    /// What an upgrade charges now for the rest of the cycle; 0 otherwise.
+    public let chargeCents: Int64
+    /// What an upgrade grants now, until the cycle ends; 0 otherwise.
+    public let grant: Millicredits
+    public let cycleEnd: Timestamp
+
+    init(_ current: SubscriptionView, _ terms: SubscriptionTerms, at time: Timestamp) {
+        // A clock behind the ledger's (another clock than the engine's) reads as the cycle's start.
+        let now = max(time, current.cycleStart)
+        kind = PlanProration.kind(levelAllocation: current.cycleAllocation, levelPriceCents: current.cyclePriceCents,
+                                  current: current.terms, new: terms)
+        self.terms = terms
+        cycleEnd = current.cycleEnd
+        guard kind == .upgrade else {
+            chargeCents = 0
+            grant = .zero
+            return
+        }
+        chargeCents = PlanProration.chargeCents(levelPriceCents: current.cyclePriceCents, newPriceCents: terms.priceCents,
+                                                cycleStart: current.cycleStart, cycleEnd: current.cycleEnd, at: now)
+        grant = now >= current.cycleEnd ? .zero : PlanProration.grant(
+            levelAllocation: current.cycleAllocation, levelPriceCents: current.cyclePriceCents, new: terms,
+            paidCents: chargeCents, cycleStart: current.cycleStart, cycleEnd: current.cycleEnd, at: now)
     }
 }
 

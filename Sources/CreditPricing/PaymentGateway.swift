@@ -44,15 +44,21 @@ public enum PaymentError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Takes money for credit purchases.
+/// Takes money for credit purchases, and gives it back when what was paid for could not be
+/// delivered.
 ///
 /// Contract: a charge is idempotent per purchase id. The first final answer — a receipt
 /// or `declined` — is remembered, and every later charge with that id and amount gets the
 /// same answer without charging again; the same id with another amount is
 /// `amountConflict`. `unavailable` and `invalidAmount` are not answers about the
 /// purchase: nothing is remembered, so a retry with the same id is a new attempt.
+///
+/// A refund gives a completed charge back in full, idempotent per purchase id: refunding
+/// twice refunds once; a refunded purchase id stays used (a charge with it gets its first
+/// answer, and refunds nothing more). `unavailable` means nothing was refunded: retry.
 public protocol PaymentGateway: Sendable {
     func charge(_ amountCents: Int64, for purchase: PurchaseID) async throws(PaymentError) -> PaymentReceipt
+    func refund(_ payment: PaymentReceipt) async throws(PaymentError)
 }
 
 /// A gateway in memory for tests and simulations: it records the charges it made and can
@@ -87,6 +93,29 @@ public actor InMemoryPaymentGateway: PaymentGateway {
 
     /// The sum of `charges`.
     public var chargedCents: Int64 { charges.reduce(0) { $0 + $1.amountCents } }
+    /// Every refund, in order; a repeated refund adds nothing.
+    public private(set) var refunds: [PaymentReceipt] = []
+    private var refundFailuresNext = 0
+    /// What was charged and not refunded.
+    public var netCents: Int64 { chargedCents - refunds.reduce(0) { $0 + $1.amountCents } }
+
+    /// The next `count` refund attempts fail with `unavailable`.
+    public func failNextRefunds(_ count: Int) {
+        precondition(count >= 0)
+        refundFailuresNext += count
+    }
+
+    public func refund(_ payment: PaymentReceipt) async throws(PaymentError) {
+        guard charges.contains(payment) else {
+            preconditionFailure("refund of \(payment.purchase), which this gateway never charged")
+        }
+        if refunds.contains(payment) { return }
+        if refundFailuresNext > 0 {
+            refundFailuresNext -= 1
+            throw .unavailable(purchase: payment.purchase)
+        }
+        refunds.append(payment)
+    }
 
     public func charge(_ amountCents: Int64, for purchase: PurchaseID) async throws(PaymentError) -> PaymentReceipt {
         if let earlier = answers[purchase] {

@@ -65,27 +65,16 @@ public enum PlanError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// What a change of plan does to the subscriber's credits. The decision only: the host
-/// issues the grant and moves the subscription.
+/// What a change of plan did (`Billing.changeSubscription`).
 public enum PlanChange: Sendable, Hashable {
-    /// A larger allocation (or the same one at a higher price): the new plan applies now,
-    /// and the allocation difference is granted now, for the rest of the current cycle.
+    /// It raised the cycle's allocation or price: the new plan applies now, the rest of the
+    /// cycle was charged, and `grantNow` credits were granted until its end (CreditCore's
+    /// `PlanProration` states the rule; `Billing.planChangeQuote` tells the charge before).
     case upgrade(grantNow: Millicredits)
-    /// A smaller allocation (or the same one at a lower price): the current plan runs to the
-    /// end of its cycle and the new one starts with the next; nothing is granted or taken
-    /// back now.
-    case downgrade
-    /// Same allocation and price: nothing to do.
+    /// It raised neither (a downgrade, or a return to a plan this cycle was already paid at):
+    /// the current terms run to the end of the cycle and the new ones start with the next
+    /// renewal; nothing is charged, granted or taken back now.
+    case deferred
+    /// Same allocation and price as the terms in force: nothing to do.
     case unchanged
-
-    /// Upgrade or downgrade by the monthly allocation, then by the monthly price.
-    public static func decide(from current: Plan, to new: Plan) -> PlanChange {
-        let old = (current.monthlyCredits, current.monthlyPriceCents)
-        let next = (new.monthlyCredits, new.monthlyPriceCents)
-        if next > old {
-            // The new allocation is at least the old, and both are within 0 ... amountMax.
-            return .upgrade(grantNow: Millicredits(new.monthlyCredits.rawValue - current.monthlyCredits.rawValue))
-        }
-        return next < old ? .downgrade : .unchanged
-    }
 }

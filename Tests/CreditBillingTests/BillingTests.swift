@@ -5,6 +5,7 @@ import Testing
 
 private let start = Timestamp(millisSinceEpoch: 1_767_225_600_000) // 2026-01-01T00:00:00Z
 private func credits(_ whole: Int64) -> Millicredits { Millicredits(whole * Millicredits.perCredit) }
+private func sum(_ a: Millicredits, _ b: Millicredits) -> Millicredits { Millicredits(a.rawValue + b.rawValue) }
 
 /// An in-memory engine, a billing service on it, and a tenant counter for fresh keys.
 private struct Fixture {
@@ -339,20 +340,159 @@ struct PurchaseTests {
         #expect(await f.gateway.chargedCents == 4_500)
     }
 
-    @Test("subscribing grants the allocation; an upgrade grants the difference now; a downgrade grants nothing")
-    func plans() async throws {
+}
+
+/// A gateway whose charges wait until `parties` of them have arrived, so calls that read the
+/// ledger before paying are certain to have read it before any of them changed it.
+private actor MeetingGateway: PaymentGateway {
+    let inner = InMemoryPaymentGateway()
+    private let parties: Int
+    private var arrived = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(parties: Int) { self.parties = parties }
+
+    func charge(_ amountCents: Int64, for purchase: PurchaseID) async throws(PaymentError) -> PaymentReceipt {
+        arrived += 1
+        if arrived < parties {
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            for continuation in waiting { continuation.resume() }
+            waiting.removeAll()
+        }
+        return try await inner.charge(amountCents, for: purchase)
+    }
+
+    func refund(_ payment: PaymentReceipt) async throws(PaymentError) { try await inner.refund(payment) }
+}
+
+@Suite("Billing: changing plans in one command, upgrades paid first")
+struct PlanChangeTests {
+    private static let day: Int64 = 86_400_000
+
+    /// A Basic subscriber from `start` (2026-01-01, a 31-day first cycle), paid.
+    private static func basicSubscriber(_ f: Fixture, _ id: UInt64) async throws -> AccountID {
+        let account = try await f.individual(id, credits: .zero)
+        try await f.billing.subscribe(account, to: .basic, purchase: PurchaseID("sub-\(id)"))
+        return account
+    }
+
+    @Test("upgrade, downgrade, upgrade in one cycle: the first upgrade is charged and granted by the rule, the rest nothing until the renewal")
+    func upgradeDowngradeUpgrade() async throws {
         let f = try Fixture()
-        let account = try await f.individual(12, credits: .zero)
-        let cycleEnd = Timestamp(millisSinceEpoch: start.millisSinceEpoch + 31 * 86_400_000)
-        try await f.billing.grantAllocation(of: .pro, to: account, cycleEnd: cycleEnd, key: f.key())
-        #expect(await f.engine.balance(of: account)?.available == credits(5_000))
-        let up = try await f.billing.changePlan(of: account, from: .pro, to: .expert, cycleEnd: cycleEnd, key: f.key())
-        #expect(up == .upgrade(grantNow: credits(10_000)))
-        #expect(await f.engine.balance(of: account)?.available == credits(15_000))
-        let down = try await f.billing.changePlan(of: account, from: .expert, to: .basic, cycleEnd: cycleEnd, key: f.key())
-        #expect(down == .downgrade)
-        #expect(await f.engine.balance(of: account)?.available == credits(15_000))
-        #expect(await f.engine.balance(of: account)?.grants.allSatisfy { $0.kind == .monthlyAllocation && $0.expiresAt == cycleEnd } == true)
+        let account = try await Self.basicSubscriber(f, 30)
+        #expect(await f.gateway.chargedCents == 5_999)
+        // 11 January, 21 of 31 days left: docs/semantics.md's worked example.
+        f.clock.advance(millis: 10 * Self.day)
+        let quote = try await f.billing.planChangeQuote(of: account, to: .expert)
+        #expect(quote.kind == .upgrade && quote.chargeCents == 12_870 && quote.grant == Millicredits(8_805_789))
+        let up = try await f.billing.changeSubscription(of: account, to: .expert, key: f.key())
+        #expect(up == .upgrade(grantNow: Millicredits(8_805_789)))
+        #expect(await f.gateway.chargedCents == 5_999 + 12_870)
+        #expect(await f.engine.balance(of: account)?.available == sum(credits(2_000), Millicredits(8_805_789)))
+
+        f.clock.advance(millis: 4 * Self.day)
+        #expect(try await f.billing.changeSubscription(of: account, to: .basic, key: f.key()) == .deferred)
+        f.clock.advance(millis: 5 * Self.day)
+        // Back to Expert: this cycle was paid at Expert already.
+        #expect(try await f.billing.planChangeQuote(of: account, to: .expert).chargeCents == 0)
+        #expect(try await f.billing.changeSubscription(of: account, to: .expert, key: f.key()) == .deferred)
+        #expect(await f.gateway.chargedCents == 5_999 + 12_870)
+        #expect(await f.engine.balance(of: account)?.available == sum(credits(2_000), Millicredits(8_805_789)))
+        let subscription = try #require(await f.engine.subscription(of: account))
+        #expect(subscription.plan == "Expert" && subscription.priceCents == Plan.expert.monthlyPriceCents)
+        #expect(subscription.cycleAllocation == Plan.expert.monthlyCredits)
+        // Basic → Expert → Basic, the issue's exploit: the downgrade gives nothing back, and
+        // the 13,000-credit difference was never handed out for $0.
+        let granted = try #require(await f.engine.balance(of: account)).granted
+        #expect(granted == sum(credits(2_000), Millicredits(8_805_789)))
+    }
+
+    @Test("a declined upgrade grants nothing and leaves the plan as it was")
+    func declinedUpgrade() async throws {
+        let f = try Fixture()
+        let account = try await Self.basicSubscriber(f, 31)
+        f.clock.advance(millis: 3 * Self.day)
+        let key = f.key()
+        await f.gateway.fail(PurchaseID("plan-change/31/\(key.high)-\(key.low)"))
+        await #expect(throws: BillingError.self) { _ = try await f.billing.changeSubscription(of: account, to: .pro, key: key) }
+        #expect(await f.engine.subscription(of: account)?.plan == "Basic")
+        #expect(await f.engine.balance(of: account)?.granted == credits(2_000))
+        #expect(await f.gateway.chargedCents == 5_999)
+    }
+
+    @Test("a retry after a crash between payment and grant pays once and grants what that payment bought")
+    func retryAfterCrashBetweenPaymentAndGrant() async throws {
+        let f = try Fixture()
+        let account = try await Self.basicSubscriber(f, 32)
+        f.clock.advance(millis: 10 * Self.day)
+        let key = f.key()
+        // The first attempt: the gateway took the payment, then the process died before the
+        // ledger command (so the engine knows nothing of it).
+        let first = try await f.billing.planChangeQuote(of: account, to: .expert)
+        _ = try await f.gateway.charge(first.chargeCents, for: PurchaseID("plan-change/32/\(key.high)-\(key.low)"))
+        // The retry comes a day later: it prices less, and pays nothing more.
+        f.clock.advance(millis: Self.day)
+        let retried = try await f.billing.changeSubscription(of: account, to: .expert, key: key)
+        #expect(retried == .upgrade(grantNow: first.grant), "what the first payment bought")
+        #expect(await f.gateway.chargedCents == 5_999 + first.chargeCents)
+        #expect(await f.gateway.charges.count == 2)
+        // Once applied, a retry returns the same answer and pays nothing.
+        #expect(try await f.billing.changeSubscription(of: account, to: .expert, key: key) == retried)
+        #expect(await f.gateway.charges.count == 2)
+        #expect(await f.engine.balance(of: account)?.granted == sum(credits(2_000), first.grant))
+    }
+
+    @Test("two concurrent upgrades decided on the same read: one applies, the other is refused and refunded")
+    func concurrentUpgrades() async throws {
+        let gateway = MeetingGateway(parties: 2)
+        let clock = ManualClock(start)
+        let engine = CreditEngine(configuration: EngineConfiguration(shardCount: 2), clock: clock)
+        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway, clock: clock)
+        let account = AccountID(tenant: TenantID(33), number: 0)
+        for (index, action) in [Action.openTenant(account.tenant, .individual), .openAccount(account, .standard),
+                                .subscribe(account, SubscriptionTerms(plan: "Basic", allocation: Plan.basic.monthlyCredits,
+                                                                      priceCents: Plan.basic.monthlyPriceCents))].enumerated() {
+            if case .failure(let error) = await engine.execute(Command(key: IdempotencyKey(high: 0x3333, low: UInt64(index)), action)) {
+                throw error
+            }
+        }
+        clock.advance(millis: 10 * Self.day)
+        async let toPro = Self.result { try await billing.changeSubscription(of: account, to: .pro, key: IdempotencyKey(high: 0x3334, low: 1)) }
+        async let toExpert = Self.result {
+            try await billing.changeSubscription(of: account, to: .expert, key: IdempotencyKey(high: 0x3334, low: 2))
+        }
+        let results = [await toPro, await toExpert]
+        let applied = results.compactMap { try? $0.get() }
+        #expect(applied.count == 1)
+        let refused = results.compactMap { result -> BillingError? in
+            if case .failure(let error) = result { return error as? BillingError }
+            return nil
+        }
+        #expect(refused == [.ledger(.planChanged(account))])
+        // Both paid; the refused one got its money back; the credits of one upgrade were granted.
+        #expect(await gateway.inner.charges.count == 2)
+        #expect(await gateway.inner.refunds.count == 1)
+        let kept = await gateway.inner.netCents
+        let plan = try #require(await engine.subscription(of: account)).plan
+        let quoteOfWinner = plan == "Pro" ? 9_000 * 21 / 31 : 19_000 * 21 / 31
+        #expect(kept == Int64(quoteOfWinner))
+        guard case .upgrade(let grant) = applied.first else { Issue.record("not an upgrade: \(applied)"); return }
+        #expect(await engine.balance(of: account)?.granted == sum(Plan.basic.monthlyCredits, grant))
+    }
+
+    private static func result(_ body: @Sendable () async throws -> PlanChange) async -> Result<PlanChange, any Error> {
+        do { return .success(try await body()) } catch { return .failure(error) }
+    }
+
+    @Test("a lapsed or missing subscription cannot change plans")
+    func noSubscription() async throws {
+        let f = try Fixture()
+        let account = try await f.individual(34, credits: .zero)
+        await #expect(throws: BillingError.ledger(.notSubscribed(account))) {
+            _ = try await f.billing.changeSubscription(of: account, to: .pro, key: f.key())
+        }
+        #expect(await f.gateway.charges.isEmpty)
     }
 }
 

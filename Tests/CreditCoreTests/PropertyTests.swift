@@ -293,8 +293,19 @@ struct RandomSequence {
                                                          anchor: rng.chance(20) ? now.plus(-rng.between(0, 40 * dayMillis)) : nil,
                                                          rollover: rng.chance(70), rolloverMonths: valid ? UInt8(rng.between(1, 3)) : 0))
         case 1:
+            if rng.chance(50) {
+                // A plan change naming the plan in force (or, now and then, a stale one), paying
+                // up to the price difference (or, now and then, more).
+                let terms = SubscriptionTerms(plan: rng.pick(["Basic", "Pro", "Expert"]), allocation: amount(maxCredits: 150),
+                                              priceCents: rng.pick([0, 5_999, 14_999, 24_999]))
+                let level = subscription?.cyclePriceCents ?? 0
+                let paid = rng.chance(10) ? Int64(rng.between(0, 30_000)) : Int64(rng.between(0, max(0, terms.priceCents - level)))
+                return .changePlan(account, PlanChangeRequest(replacing: rng.chance(85) ? subscription?.plan ?? "Pro" : "Basic",
+                                                              terms: terms, paidCents: paid, reference: paid > 0 ? "pay_\(paid)" : ""))
+            }
             return rng.pick([.cancelSubscription(account), .resumeSubscription(account),
-                             .changeSubscription(account, SubscriptionTerms(plan: "Expert", allocation: amount(maxCredits: 150), priceCents: 0))])
+                             .changePlan(account, PlanChangeRequest(deferring: SubscriptionTerms(plan: "Expert", allocation: amount(maxCredits: 150),
+                                                                                                 priceCents: 0)))])
         case 2, 3:
             let cycle = (subscription?.cycle ?? 0) + UInt32(rng.below(3))
             return .renewSubscription(account, cycle: cycle, graceMillis: grace)
@@ -458,7 +469,7 @@ struct RandomSequence {
         case .openAccount(let account, _), .grant(let account, _), .debit(let account, _, _), .reserve(let account, _, _, _),
              .refund(let account, _, _), .adjust(let account, _, _), .freeze(let account), .unfreeze(let account),
              .setMemberLimit(let account, _), .charge(let account, _, _), .chargeRouted(let account, _, _), .registerKey(let account, _),
-             .removeKey(let account, _), .subscribe(let account, _), .changeSubscription(let account, _),
+             .removeKey(let account, _), .subscribe(let account, _), .changePlan(let account, _),
              .cancelSubscription(let account), .resumeSubscription(let account), .renewSubscription(let account, _, _),
              .lapseSubscription(let account, _, _, _), .expireGrants(let account, _), .forfeitGrants(let account),
              .setAutoRefill(let account, _), .completeRefill(let account, _, _), .failRefill(let account, _, _):

@@ -44,15 +44,77 @@ struct RefundAndAdjustTests {
         #expect(try h.balance(account).available == credits(100))
     }
 
-    @Test("what no grant can take back becomes a never-expiring refund grant")
-    func refundRemainderCreatesRefundGrant() throws {
+    @Test("a refund of a charge an expiring allocation paid goes back to that allocation, not to a never-expiring promotion")
+    func refundReturnsToTheChargesGrant() throws {
+        var h = LedgerHarness()
+        let account = try h.openIndividual(1)
+        let allocation = try h.grant(account, credits(10), kind: .monthlyAllocation, expiresAt: t0.plus(30 * dayMillis))
+        let promotion = try h.grant(account, credits(10), kind: .promotional)
+        let first = h.freshKey()
+        try h.debit(account, credits(10), key: first) // all from the allocation (it expires first)
+        try h.debit(account, credits(5))              // from the promotion
+        let (_, entry) = try h.succeedWithEntry(.refund(account, debit: first, credits(5)))
+        #expect(moves(entry) == [Move(allocation, credits(5), .refilled)])
+        #expect(try h.grantView(allocation, of: account).remaining == credits(5))
+        #expect(try h.grantView(promotion, of: account).remaining == credits(5), "the promotion keeps what it had")
+    }
+
+    @Test("a refund into a grant that has expired since waits for the scheduler's expiry into grace, like the grant's other credits")
+    func refundIntoExpiredGrant() throws {
+        var h = LedgerHarness()
+        let account = try h.openIndividual(1)
+        // Within the idempotency window (24 h): the refund names a remembered debit.
+        let allocation = try h.grant(account, credits(10), kind: .monthlyAllocation, expiresAt: t0.plus(10 * 3_600_000))
+        try h.grant(account, credits(10), kind: .promotional)
+        let key = h.freshKey()
+        try h.debit(account, credits(8), key: key)
+        h.move(to: t0.plus(11 * 3_600_000))
+        // Expired, with 2 left: into grace.
+        try h.succeed(.expireGrants(account, graceMillis: 30 * dayMillis))
+        #expect(try h.balance(account).inGrace == credits(2))
+        let (_, entry) = try h.succeedWithEntry(.refund(account, debit: key, credits(8)))
+        #expect(moves(entry) == [Move(allocation, credits(8), .refilled)])
+        let balance = try h.balance(account)
+        #expect(balance.inGrace == credits(10), "the refund joins the allocation in grace")
+        #expect(balance.available == credits(10), "only the promotion is spendable")
+    }
+
+    @Test("a grant the charge used up and that retired since comes back as it was: kind, expiry, cost basis; last taken, first returned")
+    func refundRelinksRetiredGrant() throws {
         var h = LedgerHarness()
         let account = try h.openIndividual(1)
         let expiring = try h.grant(account, credits(10), expiresAt: t0.plus(10 * dayMillis))
-        try h.grant(account, credits(5)) // never expires: retired once spent, so it cannot be refilled
+        let paid = try h.succeed(.grant(account, GrantTerms(kind: .purchase, amount: credits(5), costBasisNanoUSDPerCredit: 10_000_000)))
+        let purchase = try #require(paid.grant)
         let debitKey = h.freshKey()
         try h.debit(account, credits(15), key: debitKey)
-        #expect(try h.balance(account).grants.map(\.id) == [expiring])
+        #expect(try h.balance(account).grants.map(\.id) == [expiring], "the used-up purchase retired")
+        let (receipt, entry) = try h.succeedWithEntry(.refund(account, debit: debitKey, credits(6)))
+        #expect(receipt.grant == nil, "no new grant")
+        // The purchase was taken last: it gets its 5 back first, then the expiring grant 1.
+        #expect(moves(entry) == [Move(purchase, credits(5), .refilled), Move(expiring, credits(1), .refilled)])
+        let view = try h.grantView(purchase, of: account)
+        #expect(view.kind == .purchase && view.original == credits(5) && view.remaining == credits(5) && view.expiresAt == .never)
+        #expect(receipt.availableAfter == credits(6))
+        let rest = try h.succeedWithEntry(.refund(account, debit: debitKey, credits(9)))
+        #expect(moves(rest.entry) == [Move(expiring, credits(9), .refilled)])
+        #expect(try h.grantView(expiring, of: account).remaining == credits(10))
+    }
+
+    @Test("what no grant can take back — its grant long forgotten — becomes a never-expiring refund grant")
+    func refundRemainderCreatesRefundGrant() throws {
+        // A small idempotency table: its retired-grant memory holds at most 64 grants.
+        var h = LedgerHarness(configuration: LedgerConfiguration(idempotencyKeysMax: 64))
+        let other = try h.openIndividual(2)
+        for _ in 0 ..< 70 { try h.grant(other, credits(1)) }
+        let account = try h.openIndividual(1)
+        let expiring = try h.grant(account, credits(10), expiresAt: t0.plus(10 * dayMillis))
+        try h.grant(account, credits(5)) // never expires: retired once spent
+        let debitKey = h.freshKey()
+        try h.debit(account, credits(15), key: debitKey)
+        // 70 grants retire in one debit, after the purchase: the purchase's memory goes (while
+        // the debit, 2 commands ago, is still remembered).
+        try h.debit(other, credits(70))
         let (receipt, entry) = try h.succeedWithEntry(.refund(account, debit: debitKey, credits(15)))
         let created = try #require(receipt.grant)
         #expect(moves(entry) == [Move(expiring, credits(10), .refilled), Move(created, credits(5), .created)])
@@ -193,12 +255,15 @@ struct RefundAndAdjustTests {
         let debitKey = h.freshKey()
         try h.debit(account, credits(1_100), key: debitKey)
         #expect(try h.balance(account).debt == credits(1_000))
+        // A purchase repays the debt: the charge's debt part can no longer go back to debt.
+        try h.grant(account, credits(1_000))
+        #expect(try h.balance(account).debt == .zero)
         // Top the ledger's granted total up to 50 credits below Int64.max.
         let total = try h.balance(whale).granted.rawValue + h.balance(account).granted.rawValue
         try h.grant(whale, Millicredits(Int64.max - total - 50_000))
-        // Repays 1,000 credits of debt, then needs a 100-credit refund grant the total cannot hold.
+        // Its debt part needs a 1,000-credit refund grant the total cannot hold (`reject`
+        // checks that nothing changed: the first grant is not relinked either).
         h.reject(.refund(account, debit: debitKey, credits(1_100)), .amountOverflow)
-        #expect(try h.balance(account).debt == credits(1_000), "a rejected refund must not repay debt")
     }
 
     // MARK: Adjust

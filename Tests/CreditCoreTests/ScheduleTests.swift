@@ -267,6 +267,106 @@ struct SubscriptionTests {
     }
 }
 
+@Suite("Changing plans: one command, compare-and-set, paid upgrades")
+struct PlanChangeLedgerTests {
+    static func expert(_ replacing: String = "Pro", paid: Int64 = 0, reference: String = "") -> Action.PlanChangeMaker {
+        Action.PlanChangeMaker(replacing: replacing, terms: SubscriptionTerms(plan: "Expert", allocation: credits(15_000), priceCents: 24_999),
+                               paid: paid, reference: reference)
+    }
+
+    @Test("an upgrade grants what its payment bought until the cycle ends and raises the cycle's level; the renewal starts the next cycle at the new terms")
+    func paidUpgrade() throws {
+        var h = LedgerHarness(start: day(2026, 1, 1))
+        let account = try h.openIndividual(1)
+        try h.subscribe(account) // Pro: 5,000 credits at 14,999 cents
+        h.move(to: day(2026, 1, 11))
+        // 10,000 cents of difference × 21/31 = 6,774 cents; 10,000 credits × 6,774/10,000.
+        let upgrade = try h.succeedWithEntry(Self.expert(paid: 6_774, reference: "pay_1").action(account))
+        #expect(upgrade.receipt.planChange == .upgrade && upgrade.receipt.amount == credits(6_774))
+        #expect(upgrade.entry.reason == "pay_1")
+        let grant = try #require(try h.balance(account).grants.first { $0.original == credits(6_774) })
+        #expect(grant.kind == .monthlyAllocation && grant.expiresAt == day(2026, 2, 1))
+        let view = try h.subscription(account)
+        #expect(view.plan == "Expert" && view.cycleAllocation == credits(15_000) && view.cyclePriceCents == 24_999)
+        // Paying again for what the cycle already has is refused; going back down is deferred.
+        h.reject(Self.expert("Expert", paid: 1, reference: "pay_2").action(account), .notAllowed(account, .planChangePayment))
+        let down = try h.succeed(.changePlan(account, PlanChangeRequest(replacing: "Expert", terms: SubscriptionTerms(
+            plan: "Pro", allocation: credits(5_000), priceCents: 14_999))))
+        #expect(down.planChange == .deferred && down.amount == .zero)
+        let renewal = try h.renew(account)
+        #expect(renewal.amount == credits(5_000), "the renewal grants the terms in force (Pro)")
+        let renewed = try h.subscription(account)
+        #expect(renewed.cycleAllocation == credits(5_000) && renewed.cyclePriceCents == 14_999)
+    }
+
+    @Test("a change naming another plan than the one in force is refused and changes nothing")
+    func staleChangeRefused() throws {
+        var h = LedgerHarness(start: day(2026, 1, 1))
+        let account = try h.openIndividual(1)
+        try h.subscribe(account)
+        // (`reject` also checks that nothing observable changed and a retry is refused the same.)
+        h.reject(Self.expert("Basic", paid: 100, reference: "pay_1").action(account), .planChanged(account))
+        #expect(try h.subscription(account).plan == "Pro")
+        #expect(try h.balance(account).granted == credits(5_000))
+    }
+
+    @Test("a payment beyond the price difference, or a reference without a payment, is refused")
+    func paymentChecked() throws {
+        var h = LedgerHarness(start: day(2026, 1, 1))
+        let account = try h.openIndividual(1)
+        try h.subscribe(account)
+        h.reject(Self.expert(paid: 10_001, reference: "pay_1").action(account), .notAllowed(account, .planChangePayment))
+        h.reject(Self.expert(paid: 0, reference: "pay_1").action(account), .notAllowed(account, .planChangePayment))
+        h.reject(Self.expert(paid: 500).action(account), .notAllowed(account, .planChangePayment))
+        h.reject(.changePlan(account, PlanChangeRequest(replacing: "Pro", terms: SubscriptionTerms(plan: "", allocation: .zero,
+                                                                                                    priceCents: 0))),
+                 .notAllowed(account, .subscriptionTerms))
+        #expect(try h.subscription(account).plan == "Pro")
+    }
+
+    @Test("after the cycle's end, before its renewal, an upgrade is charged and granted nothing: the renewal charges it whole")
+    func upgradeAfterCycleEnd() throws {
+        var h = LedgerHarness(start: day(2026, 1, 1))
+        let account = try h.openIndividual(1)
+        try h.subscribe(account)
+        h.move(to: day(2026, 2, 2))
+        h.reject(Self.expert(paid: 1, reference: "pay_1").action(account), .notAllowed(account, .planChangePayment))
+        let receipt = try h.succeed(Self.expert().action(account))
+        #expect(receipt.planChange == .upgrade && receipt.amount == .zero)
+        #expect(try h.renew(account).amount == credits(15_000))
+    }
+
+    @Test("a deferred change (as logs before paid changes wrote it) applies from the next renewal and names no plan")
+    func deferredChange() throws {
+        var h = LedgerHarness(start: day(2026, 1, 1))
+        let account = try h.openIndividual(1)
+        try h.subscribe(account)
+        let receipt = try h.succeed(.changePlan(account, PlanChangeRequest(deferring: SubscriptionTerms(
+            plan: "Max", allocation: credits(9_000), priceCents: 29_999))))
+        #expect(receipt.planChange == nil && receipt.amount == .zero)
+        #expect(try h.subscription(account).cycleAllocation == credits(5_000))
+        var paid = PlanChangeRequest(deferring: SubscriptionTerms(plan: "Max", allocation: credits(9_000), priceCents: 29_999))
+        paid.paidCents = 10
+        paid.reference = "pay"
+        h.reject(.changePlan(account, paid), .notAllowed(account, .planChangePayment))
+        #expect(try h.renew(account).amount == credits(9_000))
+    }
+}
+
+extension Action {
+    /// A plan change to build per account in tests.
+    struct PlanChangeMaker {
+        let replacing: String
+        let terms: SubscriptionTerms
+        let paid: Int64
+        let reference: String
+
+        func action(_ account: AccountID) -> Action {
+            .changePlan(account, PlanChangeRequest(replacing: replacing, terms: terms, paidCents: paid, reference: reference))
+        }
+    }
+}
+
 @Suite("Auto-refill")
 struct AutoRefillTests {
     static let terms = AutoRefillTerms(threshold: credits(100), refillCredits: 1_000, refillsPerMonthMax: 2,

@@ -255,15 +255,15 @@ struct SnapshotStateTests {
     @Test("an unknown format version is rejected by name")
     func unknownVersionIsRejected() throws {
         var bytes = encoded(Ledger())
-        bytes[0] = 4
-        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 4 (this build reads 1...3)")) {
+        bytes[0] = 5
+        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 5 (this build reads 1...4)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
         bytes[0] = 0
-        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...3)")) {
+        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...4)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
-        #expect(Ledger.stateFormatVersion == 3)
+        #expect(Ledger.stateFormatVersion == 4)
     }
 
     @Test("the outcome validator accepts exactly the codes the outcome store writes")
@@ -282,12 +282,12 @@ struct SnapshotStateTests {
             .idempotencyConflict(key), .unknownDebit(key), .refundExceedsDebit(refundable: credits(1), requested: credits(2)),
             .invalidTimeout(millis: -1), .invalidExpiry(expiresAt: t0), .logStopped,
             .notSubscribed(account), .alreadySubscribed(account), .notDue(account, dueAt: t0),
-            .staleSchedule(expected: 1, requested: 2), .nothingDue(account),
+            .staleSchedule(expected: 1, requested: 2), .nothingDue(account), .planChanged(account),
         ]
         let rules = (UInt8(0) ... UInt8.max).compactMap(LedgerError.Rule.init(rawValue:))
         for rule in rules { errors += [.notAllowed(account, rule), .invalidText(rule), .limitReached(rule)] }
         // Every case of the exhaustive `errorCaseName` is in the list.
-        #expect(Set(errors.map(errorCaseName)).count == 26 + 3 * rules.count)
+        #expect(Set(errors.map(errorCaseName)).count == 27 + 3 * rules.count)
         var codes: Set<UInt8> = []
         for error in errors {
             let stored = StoredOutcome(.failure(error))
@@ -298,7 +298,10 @@ struct SnapshotStateTests {
             KeySource.allCases.map { Receipt.Created.routed(candidate: candidate, keySource: $0) }
         }
         #expect(Set(routed.map(\.rawValue)).count == routed.count, "every routed choice has its own code")
-        for created in [Receipt.Created.nothing, .hold, .grant] + routed {
+        let planChanges = [PlanProration.Kind.upgrade, .deferred, .unchanged].map(Receipt.Created.planChange)
+        #expect(planChanges.compactMap(\.planChange) == [.upgrade, .deferred, .unchanged])
+        #expect(Set((routed + planChanges).map(\.rawValue)).count == routed.count + 3, "plan changes have codes of their own")
+        for created in [Receipt.Created.nothing, .hold, .grant] + routed + planChanges {
             let receipt = Receipt(sequence: 9, amount: credits(1), availableAfter: credits(2), tenant: TenantID(1), created: created)
             let stored = StoredOutcome(.success(receipt))
             #expect(stored.isKnown && stored.isSuccess)
@@ -721,8 +724,12 @@ extension SnapshotStateTests {
             (CalendarMonths.date(2026, 3, 5), { _, _ in
                 .subscribe(Scheduled.lapsed, SubscriptionTerms(plan: "Pro", allocation: credits(3_000), priceCents: 14_999)) }),
             (nil, { _, _ in .lapseSubscription(Scheduled.cancelling, cycle: 0, reason: .cancelled, graceMillis: grace) }),
-            (nil, { _, _ in .changeSubscription(Scheduled.active, SubscriptionTerms(plan: "Max", allocation: credits(9_000),
-                                                                                   priceCents: 29_999, rolloverMonths: 2)) }),
+            (nil, { _, _ in .changePlan(Scheduled.active, PlanChangeRequest(deferring: SubscriptionTerms(
+                plan: "Max", allocation: credits(9_000), priceCents: 29_999, rolloverMonths: 2))) }),
+            // An upgrade paid in part: it grants its share now and raises the cycle's level.
+            (nil, { _, _ in .changePlan(Scheduled.active, PlanChangeRequest(
+                replacing: "Max", terms: SubscriptionTerms(plan: "Ultra", allocation: credits(12_000), priceCents: 39_999),
+                paidCents: 1_000, reference: "pay_up")) }),
             // The active account's first allocation ends its grace: its 300 credits are forfeited.
             (CalendarMonths.date(2026, 3, 30), { _, _ in .forfeitGrants(Scheduled.active) }),
             (CalendarMonths.date(2026, 3, 31), { _, _ in .renewSubscription(Scheduled.active, cycle: 2, graceMillis: grace) }),
@@ -755,11 +762,15 @@ extension SnapshotStateTests {
         #expect(h.ledger.subscription(of: Scheduled.cancelling)?.lapseReason == .cancelled)
     }
 
-    @Test("a version 2 encoding (no grant states, no schedules) still decodes to the same ledger")
+    @Test("a version 2 encoding (no grant states, no schedules, no refund sources) still decodes to the same ledger, its charges' sources unknown")
     func version2StillDecodes() throws {
         let (h, _) = try Self.richHarness()
-        let bytes = encoded(h.ledger)
         let ledger = h.ledger
+        // Version 4 without its refund provenance (the last part) is version 3 with nothing
+        // after the schedules (this ledger has none, so no cycle levels).
+        let provenance = ledger.encodedRefundProvenanceByteCount
+        let full = encoded(ledger)
+        let bytes = Array(full[..<(full.count - provenance)])
         // Version 2 is version 3 without each grant record's last byte and without the
         // schedules count at the end (this ledger has no schedules and only live grants).
         var old = Array(bytes[..<(Ledger.encodedHeaderBytes)])
@@ -776,9 +787,12 @@ extension SnapshotStateTests {
         #expect(Array(bytes.suffix(4)) == [0, 0, 0, 0], "no schedules")
         old += bytes[afterGrants ..< bytes.count - 4]
         let restored = try decoded(old, ledger.configuration)
-        #expect(restored.stateDigest() == ledger.stateDigest())
         #expect(restored.invariantViolations() == [])
-        #expect(encoded(restored) == bytes, "re-encoded as version 3")
+        let again = encoded(restored)
+        #expect(Array(again[..<bytes.count]) == bytes, "re-encoded as version 4, the same up to the provenance")
+        #expect(restored.idempotency.records.allSatisfy { $0.remembered.source == RefundSource.unknown },
+                "a charge remembered before sources were kept is refunded the old way")
+        #expect(restored.retiredGrants.count == 0)
     }
 
     @Test("the digest covers grant states and every schedule field, the plan by its text")
@@ -820,8 +834,10 @@ extension SnapshotStateTests {
         let (h, bytes, member) = try Self.twoSubscriptions()
         let ledger = h.ledger
         let scheduleBytes = Ledger.encodedScheduleBytesMin + 3
-        let first = bytes.count - 2 * scheduleBytes
-        let second = bytes.count - scheduleBytes
+        // The schedules, then their cycle levels and the refund provenance (version 4).
+        let levels = bytes.count - ledger.encodedRefundProvenanceByteCount - 2 * Ledger.encodedCycleLevelBytes
+        let first = levels - 2 * scheduleBytes
+        let second = levels - scheduleBytes
         let grantsStart = Ledger.encodedHeaderBytes + ledger.tenants.count * Ledger.encodedTenantBytes
             + ledger.accounts.count * Ledger.encodedAccountBytes
         let firstAccount = try #require(ledger.slot(of: AccountID(tenant: TenantID(1), number: 0)))
@@ -854,8 +870,11 @@ extension SnapshotStateTests {
         expectInvalid(corrupt(first + 7, [0]), "schedule 0 rolloverMonths")
         expectInvalid(corrupt(first + 4, [0]), "subscription terms but no subscription")
         expectInvalid(corrupt(first + 8, [5, 0, 0, 0]), "schedule 0 cycle") // a cycle that has not started
-        expectInvalid(corrupt(bytes.count - 1, [3]), "schedule 1 disabledAfter")
-        expectInvalid(corrupt(bytes.count - 2 * scheduleBytes - 4, [3, 0, 0, 0]), "schedules count") // a third schedule that is not there
+        expectInvalid(corrupt(levels - 1, [3]), "schedule 1 disabledAfter")
+        expectInvalid(corrupt(levels - 2 * scheduleBytes - 4, [0xFF, 0xFF, 0, 0]), "schedules count") // more schedules than accounts
+        // Cycle levels: within the amounts and prices a subscription may have.
+        expectInvalid(corrupt(levels, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), "schedule 0 cycle allocation")
+        expectInvalid(corrupt(levels + 24, [0xFF, 0xFF, 0xFF, 0x7F]), "schedule 1 cycle price")
         // A plan whose text interns to `unavailable` (or, with a full table, any new text) is refused.
         var unavailable = Array(bytes[..<(second + 12)])
         let marker = Array(InternedName.unavailable.text.utf8)

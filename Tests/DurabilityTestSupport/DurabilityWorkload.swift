@@ -62,6 +62,8 @@ public struct DurabilityWorkload {
     private var thresholds: [AccountID: Millicredits] = [:]
     /// The refill the workload believes in flight, by account (see `learn`).
     private var inFlight: [AccountID: UInt64] = [:]
+    /// The plan of each account's last successful subscription or plan change.
+    private var plans: [AccountID: String] = [:]
     /// The time the driver has moved to (the sum of `pause()`s): refill results are dated
     /// from it.
     private var clock = durabilityStart
@@ -214,7 +216,7 @@ public struct DurabilityWorkload {
         }
     }
 
-    /// Subscriptions, expiry, grace and auto-refill (log tags 23-33; state version 3): the
+    /// Subscriptions, expiry, grace and auto-refill (log tags 23-34; state versions 3 and 4): the
     /// host's commands and the scheduler's, with cycle and refill numbers that are often
     /// stale, so both the applied and the refused paths are logged and replayed.
     private mutating func scheduleAction(_ account: AccountID) -> Action {
@@ -231,9 +233,21 @@ public struct DurabilityWorkload {
                                                          rolloverMonths: UInt8(random.between(1, 3))))
         case 1:
             if random.chance(30) {
-                return .changeSubscription(account, SubscriptionTerms(plan: random.pick(["Expert", ""]),
-                                                                      allocation: durabilityCredits(random.between(0, 150)),
-                                                                      priceCents: 24_999, rollover: random.chance(50)))
+                // A plan change (tag 34) guessing the plan in force, paying within the price
+                // difference or, now and then, beyond it.
+                let terms = SubscriptionTerms(plan: random.pick(["Basic", "Pro", "Expert"]),
+                                              allocation: durabilityCredits(random.between(0, 150)),
+                                              priceCents: random.pick([0, 5_999, 24_999]))
+                let paid = random.chance(50) ? 0 : random.between(1, 20_000)
+                let replacing = random.chance(85) ? plans[account] ?? "Basic" : random.pick(["Basic", "Pro", "Expert"])
+                return .changePlan(account, PlanChangeRequest(replacing: replacing, terms: terms,
+                                                              paidCents: paid, reference: paid > 0 ? "pay-\(paid)" : ""))
+            }
+            if random.chance(30) {
+                // A deferred change (tag 24).
+                return .changePlan(account, PlanChangeRequest(deferring: SubscriptionTerms(
+                    plan: random.pick(["Expert", ""]), allocation: durabilityCredits(random.between(0, 150)),
+                    priceCents: 24_999, rollover: random.chance(50))))
             }
             return random.chance(60) ? .cancelSubscription(account) : .resumeSubscription(account)
         case 2, 3:
@@ -323,6 +337,10 @@ public struct DurabilityWorkload {
             thresholds[account] = terms?.threshold
         case .completeRefill(let account, _, _):
             inFlight[account] = nil
+        case .subscribe(let account, let terms):
+            plans[account] = terms.plan.text
+        case .changePlan(let account, let request):
+            plans[account] = request.terms.plan.text
         default:
             break
         }

@@ -24,7 +24,7 @@ extension Command {
     public var hasVariableSize: Bool {
         switch action {
         case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .settleCharge, .registerKey, .removeKey,
-             .chargeRouted, .subscribe, .changeSubscription, .completeRefill, .failRefill: true
+             .chargeRouted, .subscribe, .changePlan, .completeRefill, .failRefill: true
         default: false
         }
     }
@@ -46,7 +46,8 @@ extension Command {
         case .registerKey(_, let registration):
             return fixed + text(registration.provider) + text(registration.fingerprint) + 8 + registration.sealed.count
         case .removeKey(_, let provider): return fixed + text(provider)
-        case .subscribe, .changeSubscription, .completeRefill, .failRefill: return fixed + 8 + action.schedulingTextBytes
+        case .subscribe, .completeRefill, .failRefill: return fixed + 8 + action.schedulingTextBytes
+        case .changePlan: return fixed + 3 * 8 + action.schedulingTextBytes
         default: return fixed
         }
     }
@@ -134,7 +135,7 @@ extension Command {
             writer.write(UInt8(19)); writer.write(account); writer.write(provider)
         case .setKeyPolicy(let tenant, let policy):
             writer.write(UInt8(20)); writer.write(tenant); writer.write(policy.rawValue)
-        case .subscribe, .changeSubscription, .cancelSubscription, .resumeSubscription, .renewSubscription,
+        case .subscribe, .changePlan, .cancelSubscription, .resumeSubscription, .renewSubscription,
              .lapseSubscription, .expireGrants, .forfeitGrants, .setAutoRefill, .completeRefill, .failRefill:
             action.encodeScheduling(into: &writer)
         }

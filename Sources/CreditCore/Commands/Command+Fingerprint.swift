@@ -103,7 +103,7 @@ extension Action {
         case .chargeRouted(let account, let routed, let scope):
             // The request, not the candidates (see `RoutedCharge.request`).
             hasher.combine(UInt8(22)); account.feed(into: &hasher); hasher.combine(routed.request); scope.feed(into: &hasher)
-        case .subscribe, .changeSubscription, .cancelSubscription, .resumeSubscription, .renewSubscription,
+        case .subscribe, .changePlan, .cancelSubscription, .resumeSubscription, .renewSubscription,
              .lapseSubscription, .expireGrants, .forfeitGrants, .setAutoRefill, .completeRefill, .failRefill:
             feedScheduling(into: &hasher)
         }

@@ -1,4 +1,4 @@
-/// The binary form of the scheduling commands (tags 23–33; docs/formats.md, "Command
+/// The binary form of the scheduling commands (tags 23–34; docs/formats.md, "Command
 /// encoding"). Their fingerprint hashes the same bytes, so the two cannot disagree.
 extension Action {
     /// Writes the tag and fields of a scheduling command. Precondition: it is one.
@@ -6,8 +6,8 @@ extension Action {
         switch self {
         case .subscribe(let account, let terms):
             writer.write(UInt8(23)); writer.write(account); terms.encode(into: &writer)
-        case .changeSubscription(let account, let terms):
-            writer.write(UInt8(24)); writer.write(account); terms.encode(into: &writer)
+        case .changePlan(let account, let request) where request.isDeferred:
+            writer.write(UInt8(24)); writer.write(account); request.terms.encode(into: &writer)
         case .cancelSubscription(let account):
             writer.write(UInt8(25)); writer.write(account)
         case .resumeSubscription(let account):
@@ -35,16 +35,22 @@ extension Action {
             writer.write(UInt8(33)); writer.write(account); writer.write(refill)
             writer.write(failure.declined); writer.write(failure.reason); writer.write(failure.retryAt != nil)
             if let retryAt = failure.retryAt { writer.write(retryAt) }
+        case .changePlan(let account, let request):
+            writer.write(UInt8(34)); writer.write(account); writer.write(request.replacing != nil)
+            if let replacing = request.replacing { writer.write(replacing.text) }
+            request.terms.encode(into: &writer); writer.write(request.paidCents); writer.write(request.reference)
         default:
             preconditionFailure("not a scheduling command")
         }
     }
 
-    /// Reads the fields of scheduling command `tag` (23–33); nil for another tag.
+    /// Reads the fields of scheduling command `tag` (23–34); nil for another tag.
     static func decodeScheduling(tag: UInt8, from reader: inout ByteReader) throws(DecodingError) -> Action? {
         switch tag {
         case 23: return .subscribe(try reader.readAccount(), try SubscriptionTerms(decoding: &reader))
-        case 24: return .changeSubscription(try reader.readAccount(), try SubscriptionTerms(decoding: &reader))
+        case 24:
+            let account = try reader.readAccount()
+            return .changePlan(account, PlanChangeRequest(deferring: try SubscriptionTerms(decoding: &reader)))
         case 25: return .cancelSubscription(try reader.readAccount())
         case 26: return .resumeSubscription(try reader.readAccount())
         case 27:
@@ -89,6 +95,18 @@ extension Action {
             let reason = try reader.readString(maxBytes: Command.decodedTextBytesMax, "refill failure reason")
             let retryAt = try reader.readBool("retry time presence") ? try reader.readTimestamp() : nil
             return .failRefill(account, refill: refill, RefillFailure(declined: declined, reason: reason, retryAt: retryAt))
+        case 34:
+            let account = try reader.readAccount()
+            let replacing = try reader.readBool("replaced plan presence")
+                ? try reader.readString(maxBytes: Command.decodedTextBytesMax, "replaced plan") : nil
+            let terms = try SubscriptionTerms(decoding: &reader)
+            let paidCents = try reader.read(Int64.self)
+            let reference = try reader.readString(maxBytes: Command.decodedTextBytesMax, "plan change payment reference")
+            var request = PlanChangeRequest(deferring: terms)
+            request.replacing = replacing.map { InternedName($0) }
+            request.paidCents = paidCents
+            request.reference = reference
+            return .changePlan(account, request)
         default:
             return nil
         }
@@ -123,7 +141,9 @@ extension Action {
     /// Text a scheduling command carries (for `Command.encodedSizeBound`).
     var schedulingTextBytes: Int {
         switch self {
-        case .subscribe(_, let terms), .changeSubscription(_, let terms): terms.plan.utf8Count
+        case .subscribe(_, let terms): terms.plan.utf8Count
+        case .changePlan(_, let request):
+            (request.replacing?.utf8Count ?? 0) + request.terms.plan.utf8Count + request.reference.utf8.count
         case .completeRefill(_, _, let payment): payment.reference.utf8.count
         case .failRefill(_, _, let failure): failure.reason.utf8.count
         default: 0

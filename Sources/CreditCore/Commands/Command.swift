@@ -85,9 +85,13 @@ public enum Action: Sendable, Equatable {
     /// first cycle's allocation. On a lapsed subscription it is a reactivation: a new
     /// subscription from the new anchor, and the account's credits in grace are reinstated.
     indirect case subscribe(AccountID, SubscriptionTerms)
-    /// New terms from the next renewal on (the anchor and cycle stay; `terms.anchor` is
-    /// ignored). An upgrade's difference for the current cycle is a separate grant.
-    indirect case changeSubscription(AccountID, SubscriptionTerms)
+    /// Changes the plan in one step (docs/semantics.md, "Changing plans"): refused unless the
+    /// subscription is still on `request.replacing`; an upgrade grants its share of the new
+    /// allocation for the rest of the cycle now (what `request.paidCents` paid for, by
+    /// `PlanProration`), and the new terms renew from the next cycle on (the anchor and
+    /// cycle stay; `terms.anchor` is ignored). With `replacing` nil it is a deferred change:
+    /// new terms from the next renewal, nothing charged or granted now.
+    indirect case changePlan(AccountID, PlanChangeRequest)
     /// The subscription runs to the end of its cycle, then lapses.
     case cancelSubscription(AccountID)
     /// Undoes a cancellation before the cycle ends.
@@ -124,7 +128,7 @@ public enum Action: Sendable, Equatable {
              .reserve(let account, _, _, _), .refund(let account, _, _), .adjust(let account, _, _),
              .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
              .charge(let account, _, _), .registerKey(let account, _), .removeKey(let account, _),
-             .chargeRouted(let account, _, _), .subscribe(let account, _), .changeSubscription(let account, _),
+             .chargeRouted(let account, _, _), .subscribe(let account, _), .changePlan(let account, _),
              .cancelSubscription(let account), .resumeSubscription(let account), .renewSubscription(let account, _, _),
              .lapseSubscription(let account, _, _, _), .expireGrants(let account, _), .forfeitGrants(let account),
              .setAutoRefill(let account, _), .completeRefill(let account, _, _), .failRefill(let account, _, _):
@@ -160,7 +164,8 @@ extension Command {
         switch action {
         case .charge(_, let usage, _), .settleCharge(_, let usage): usage.namesUnavailable
         case .chargeRouted(_, let routed, _): (0 ..< routed.count).contains { routed[candidate: $0].namesUnavailable }
-        case .subscribe(_, let terms), .changeSubscription(_, let terms): terms.plan == .unavailable
+        case .subscribe(_, let terms): terms.plan == .unavailable
+        case .changePlan(_, let request): request.terms.plan == .unavailable || request.replacing == .unavailable
         default: false
         }
     }

@@ -149,3 +149,124 @@ public struct RefillFailure: Sendable, Equatable {
         self.retryAt = retryAt
     }
 }
+
+/// A change of plan as one command (`Action.changePlan`): the terms it replaces are named, so
+/// a change decided on a stale read is refused, and an upgrade's credits for the rest of the
+/// cycle are granted in the same step (docs/semantics.md, "Changing plans").
+public struct PlanChangeRequest: Sendable, Equatable {
+    /// The plan the caller read and means to replace: a compare-and-set. The command is
+    /// refused with `LedgerError.planChanged` when the subscription's plan is another.
+    /// nil: a deferred change (log tag 24, as written before plan changes were paid): the new
+    /// terms apply from the next renewal, nothing is charged or granted now, and the cycle's
+    /// level stays.
+    public var replacing: InternedName?
+    /// The new plan's terms; they renew from the next cycle on (`anchor` is ignored: the
+    /// subscription keeps its cycles).
+    public var terms: SubscriptionTerms
+    /// What the host took through its payment gateway for the rest of the current cycle,
+    /// in US cents (`PlanProration.chargeCents`); at most the price difference. 0 for a
+    /// deferred change.
+    public var paidCents: Int64
+    /// The payment's reference at the gateway (recorded as the entry's reason); empty when
+    /// nothing was paid, else 1 to `LedgerLimits.textBytesMax` bytes.
+    public var reference: String
+
+    public init(replacing: String, terms: SubscriptionTerms, paidCents: Int64 = 0, reference: String = "") {
+        self.replacing = InternedName(replacing)
+        self.terms = terms
+        self.paidCents = paidCents
+        self.reference = reference
+    }
+
+    /// A deferred change: `terms` from the next renewal on, nothing charged or granted now.
+    public init(deferring terms: SubscriptionTerms) {
+        replacing = nil
+        self.terms = terms
+        paidCents = 0
+        reference = ""
+    }
+
+    /// Whether this is a deferred change (no plan named, nothing paid).
+    public var isDeferred: Bool { replacing == nil && paidCents == 0 && reference.isEmpty }
+}
+
+/// What a change of plan does now, by the rule in docs/semantics.md ("Changing plans").
+///
+/// The current cycle has a level: the allocation and price it was granted and paid at
+/// (set by the subscription or the renewal, raised by upgrades, never lowered within the
+/// cycle). A change that raises neither (a downgrade, or a return to terms the cycle was
+/// already paid at) is deferred: it applies from the next renewal, and nothing is charged
+/// or granted. Otherwise it is an upgrade: the price difference above
+/// the level is charged for the share of the cycle left, rounded down to the cent (the
+/// customer never pays for time they do not get), and the allocation difference above the
+/// level is granted in the proportion of the price difference paid, rounded down to the
+/// millicredit (never more credits than were paid for). When the price does not rise, the
+/// allocation difference is granted for the share of the cycle left at the command's time.
+public enum PlanProration {
+    public enum Kind: UInt8, Sendable, Equatable, CustomStringConvertible {
+        /// Raises the cycle's allocation or price: charged and granted now.
+        case upgrade = 1
+        /// Raises neither (a downgrade, or a return to terms this cycle was already paid at):
+        /// the new terms start with the next renewal.
+        case deferred
+        /// The same allocation and price as the terms in force.
+        case unchanged
+
+        public var description: String {
+            switch self {
+            case .upgrade: "upgrade"
+            case .deferred: "deferred"
+            case .unchanged: "unchanged"
+            }
+        }
+    }
+
+    /// Upgrade, deferred or unchanged: the new terms against the cycle's level and the terms
+    /// in force.
+    public static func kind(levelAllocation: Millicredits, levelPriceCents: Int64, current: SubscriptionTerms,
+                            new: SubscriptionTerms) -> Kind {
+        if new.allocation > levelAllocation || new.priceCents > levelPriceCents { return .upgrade }
+        return new.allocation == current.allocation && new.priceCents == current.priceCents ? .unchanged : .deferred
+    }
+
+    /// The cents an upgrade charges at `time` in the cycle `[cycleStart, cycleEnd)`: the
+    /// price difference above the level times the share of the cycle left, rounded down.
+    /// 0 for a deferred change, and from the cycle's end on (a renewal that is due charges the new
+    /// price whole). Preconditions: `cycleStart <= time`, `cycleStart < cycleEnd`, prices
+    /// within 0 ... `SubscriptionTerms.priceCentsMax`.
+    public static func chargeCents(levelPriceCents: Int64, newPriceCents: Int64, cycleStart: Timestamp,
+                                   cycleEnd: Timestamp, at time: Timestamp) -> Int64 {
+        let difference = max(0, newPriceCents - levelPriceCents)
+        return share(difference, cycleStart: cycleStart, cycleEnd: cycleEnd, at: time)
+    }
+
+    /// The millicredits an upgrade grants: the allocation difference above the level, in the
+    /// proportion `paidCents` is of the price difference (or, when the price does not rise,
+    /// for the share of the cycle left at `time`), rounded down.
+    public static func grant(levelAllocation: Millicredits, levelPriceCents: Int64, new: SubscriptionTerms,
+                             paidCents: Int64, cycleStart: Timestamp, cycleEnd: Timestamp, at time: Timestamp) -> Millicredits {
+        let allocation = max(0, new.allocation.rawValue - levelAllocation.rawValue)
+        let price = max(0, new.priceCents - levelPriceCents)
+        guard price > 0 else { return Millicredits(share(allocation, cycleStart: cycleStart, cycleEnd: cycleEnd, at: time)) }
+        precondition((0 ... price).contains(paidCents), "paid more than the price difference")
+        return Millicredits(scaled(allocation, by: paidCents, of: price))
+    }
+
+    /// `value` × (cycleEnd − time) ÷ (cycleEnd − cycleStart), rounded down, in full width;
+    /// 0 from the cycle's end on.
+    static func share(_ value: Int64, cycleStart: Timestamp, cycleEnd: Timestamp, at time: Timestamp) -> Int64 {
+        let start = cycleStart.millisSinceEpoch
+        let end = cycleEnd.millisSinceEpoch
+        let now = time.millisSinceEpoch
+        precondition(start <= now && start < end && value >= 0, "a share of a cycle that has not started")
+        return now >= end ? 0 : scaled(value, by: end - now, of: end - start)
+    }
+
+    /// `value` × `part` ÷ `whole`, rounded down, without overflow (0 <= part <= whole).
+    static func scaled(_ value: Int64, by part: Int64, of whole: Int64) -> Int64 {
+        precondition(value >= 0 && part >= 0 && part <= whole && whole > 0)
+        let product = UInt64(value).multipliedFullWidth(by: UInt64(part))
+        let quotient = UInt64(whole).dividingFullWidth(product).quotient
+        return Int64(quotient) // at most `value`: part <= whole
+    }
+}

@@ -55,6 +55,23 @@ extension Ledger {
             hasher.combine(remembered.fingerprint); hasher.combine(remembered.principal); hasher.combine(remembered.refundable)
             hasher.combine(remembered.outcome.code); hasher.combine(remembered.outcome.w0)
             hasher.combine(remembered.outcome.w1); hasher.combine(remembered.outcome.w2)
+            hasher.combine(remembered.source)
+        }
+        // Refund provenance (state version 4): the lists of charges from several grants, and
+        // the retired grants a refund may relink.
+        let lists = idempotency.sourceLists
+        hasher.combine(UInt64(lists.previous.count)); hasher.combine(UInt64(lists.current.count))
+        for (position, list) in lists.previous + lists.current {
+            hasher.combine(position)
+            for source in list { hasher.combine(source.grant); hasher.combine(source.amount) }
+        }
+        for retired in retiredGrants.inOrder {
+            let record = retired.record
+            hasher.combine(retired.retiredAtMillis); hasher.combine(record.account); hasher.combine(record.number)
+            hasher.combine(record.original); hasher.combine(record.effectiveAt); hasher.combine(record.expiresAt)
+            hasher.combine(record.costBasis); hasher.combine(record.priority); hasher.combine(record.kind.rawValue)
+            hasher.combine(record.state.rawValue)
+            if let scope = retired.scope { scope.feed(into: &hasher) }
         }
         hasher.combine(totals.granted); hasher.combine(totals.consumed); hasher.combine(totals.expired); hasher.combine(totals.debt)
         // Keys and policies only when any is set, so a state without them keeps the digest
@@ -90,6 +107,7 @@ extension AccountSchedule {
         hasher.combine(account); hasher.combine(status?.rawValue ?? 0); hasher.combine(lapseReason?.rawValue ?? 0)
         hasher.combine(rollover); hasher.combine(rolloverMonths); hasher.combine(cycle); hasher.combine(plan.text)
         hasher.combine(allocation); hasher.combine(priceCents); hasher.combine(anchor)
+        hasher.combine(cycleAllocation); hasher.combine(cyclePriceCents)
         hasher.combine(refill != nil)
         if let refill {
             hasher.combine(refill.threshold); hasher.combine(refill.refillCredits); hasher.combine(refill.cooldownMillis)

@@ -193,6 +193,8 @@ extension Ledger {
                 }
                 accounts[slot].liveGrants -= 1
                 freeGrantSlots.append(cursor)
+                // A refund of a charge it paid may still relink it (with its kind, expiry and cost basis).
+                retiredGrants.insert(grant, scope: grant.isScoped ? grantScopes[cursor] : nil, at: now)
                 if grant.isScoped { grantScopes.removeValue(forKey: cursor) }
             } else {
                 scoped = scoped || grant.isScoped

@@ -153,12 +153,28 @@ extension Ledger {
                       "\(name) subscription has rolloverMonths \(schedule.rolloverMonths) and plan '\(schedule.plan)'")
                 // Only a lapse gives a reason; subscribing again clears it.
                 check((schedule.lapseReason != nil) == (status == .lapsed), "\(name) lapse reason does not match status \(status)")
+                // A cycle's level starts at the terms and only upgrades raise it, to the terms
+                // they bring; a downgrade lowers the terms below it.
+                check((0 ... LedgerLimits.amountMax).contains(schedule.cycleAllocation)
+                          && (0 ... SubscriptionTerms.priceCentsMax).contains(schedule.cyclePriceCents),
+                      "\(name) cycle level \(schedule.cycleAllocation) mc at \(schedule.cyclePriceCents) cents is out of range")
+            } else {
+                check(schedule.cycleAllocation == 0 && schedule.cyclePriceCents == 0, "\(name) has a cycle level but no subscription")
             }
             check(schedule.inFlight < nextSequence && (schedule.inFlight != 0 || schedule.attempts == 0),
                   "\(name) refill in flight \(schedule.inFlight) with \(schedule.attempts) failed attempts")
         }
 
         problems += idempotency.consistencyProblems()
+        problems += retiredGrants.consistencyProblems()
+        for retired in retiredGrants.inOrder {
+            let account = retired.record.account
+            if Int(account) >= accounts.count || !accounts[account].holdsGrants {
+                problems.append("retired grant \(retired.record.number) belongs to account slot \(account), which holds no grants")
+            } else if grantSlot(numbered: retired.record.number, of: account) != nil {
+                problems.append("retired grant \(retired.record.number) is also listed in its account")
+            }
+        }
         var indexed: [UInt32: Set<String>] = [:]
         for owner in providerKeys.keys { indexed[owner.slot, default: []].insert(owner.provider) }
         if indexed != keyIndex { problems.append("the provider key index does not match the keys") }

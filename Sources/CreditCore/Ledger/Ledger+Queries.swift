@@ -55,6 +55,16 @@ public struct SubscriptionView: Sendable, Equatable {
     public let cycle: UInt32
     public let cycleStart: Timestamp
     public let cycleEnd: Timestamp
+    /// The current cycle's level: the allocation and price it was granted and paid at (an
+    /// upgrade is charged and granted above it; `PlanProration`).
+    public let cycleAllocation: Millicredits
+    public let cyclePriceCents: Int64
+
+    /// The terms in force (what the next renewal charges and grants).
+    public var terms: SubscriptionTerms {
+        SubscriptionTerms(plan: plan, allocation: allocation, priceCents: priceCents, rollover: rollover,
+                          rolloverMonths: rolloverMonths)
+    }
 }
 
 /// An account's auto-refill and low-balance terms, and where they stand.
@@ -160,7 +170,8 @@ extension Ledger {
                                 rollover: schedule.rollover, rolloverMonths: schedule.rolloverMonths,
                                 anchor: Timestamp(millisSinceEpoch: schedule.anchor), cycle: schedule.cycle,
                                 cycleStart: Timestamp(millisSinceEpoch: schedule.cycleStart(schedule.cycle)),
-                                cycleEnd: Timestamp(millisSinceEpoch: schedule.cycleEnd))
+                                cycleEnd: Timestamp(millisSinceEpoch: schedule.cycleEnd),
+                                cycleAllocation: Millicredits(schedule.cycleAllocation), cyclePriceCents: schedule.cyclePriceCents)
     }
 
     public func autoRefill(of id: AccountID) -> AutoRefillView? {

@@ -24,6 +24,7 @@ extension Ledger {
         schedule.cycle = 0
         schedule.anchor = anchor
         schedule.apply(terms)
+        schedule.levelAtTerms()
         storeSchedule(schedule, of: slot)
         if terms.allocation > .zero {
             try addGrant(to: slot, kind: .monthlyAllocation, amount: terms.allocation.rawValue, effectiveAt: anchor,
@@ -36,12 +37,60 @@ extension Ledger {
         draft.amount = terms.allocation.rawValue
     }
 
-    mutating func changeSubscription(_ id: AccountID, _ terms: SubscriptionTerms) throws(LedgerError) {
+    /// A change of plan in one step: checked whole (terms, the plan it replaces, the payment
+    /// against the price difference, the grant's room), then applied without a failure path.
+    mutating func changePlan(_ id: AccountID, _ request: PlanChangeRequest, at now: Int64, sequence: UInt64) throws(LedgerError) {
+        let terms = request.terms
         try checkTerms(terms, id)
+        if request.replacing == .unavailable { throw .limitReached(.namesPerProcess) }
         let located = try locateGrantHolder(id)
-        guard var schedule = liveSubscription(of: located.slot) else { throw .notSubscribed(id) }
+        let slot = located.slot
+        guard var schedule = liveSubscription(of: slot) else { throw .notSubscribed(id) }
+        guard let replacing = request.replacing else {
+            // A deferred change: the terms of the next renewal, nothing else (its receipt is
+            // as it was before plan changes were paid, so old logs replay to the same state).
+            guard request.isDeferred else { throw .notAllowed(id, .planChangePayment) }
+            schedule.apply(terms)
+            schedules[accounts[slot].schedule] = schedule
+            return
+        }
+        guard schedule.plan == replacing else { throw .planChanged(id) }
+        let level = Millicredits(schedule.cycleAllocation)
+        let current = SubscriptionTerms(plan: schedule.plan.text, allocation: Millicredits(schedule.allocation),
+                                        priceCents: schedule.priceCents)
+        let kind = PlanProration.kind(levelAllocation: level, levelPriceCents: schedule.cyclePriceCents, current: current, new: terms)
+        // After the cycle's end (its renewal is due) no share of it is left: the change takes
+        // effect with the renewal, which charges and grants the new terms whole, so nothing
+        // may be paid or granted now.
+        let start = Timestamp(millisSinceEpoch: schedule.cycleStart(schedule.cycle))
+        let end = Timestamp(millisSinceEpoch: schedule.cycleEnd)
+        let ended = now >= end.millisSinceEpoch
+        let priceDifference = kind == .upgrade && !ended ? max(0, terms.priceCents - schedule.cyclePriceCents) : 0
+        let paid = request.paidCents
+        let reference = request.reference
+        guard (0 ... priceDifference).contains(paid), (paid > 0) == !reference.isEmpty else {
+            throw .notAllowed(id, .planChangePayment)
+        }
+        try checkText(reference)
+        let granted = kind == .upgrade && !ended
+            ? PlanProration.grant(levelAllocation: level, levelPriceCents: schedule.cyclePriceCents, new: terms, paidCents: paid,
+                                  cycleStart: start, cycleEnd: end, at: Timestamp(millisSinceEpoch: now)).rawValue
+            : 0
+        if granted > 0 { try checkCanAddGrant(to: slot, granted) }
+
         schedule.apply(terms)
-        schedules[accounts[located.slot].schedule] = schedule
+        if kind == .upgrade {
+            schedule.cycleAllocation = max(schedule.cycleAllocation, terms.allocation.rawValue)
+            schedule.cyclePriceCents = max(schedule.cyclePriceCents, terms.priceCents)
+        }
+        schedules[accounts[slot].schedule] = schedule
+        if granted > 0 {
+            try addGrant(to: slot, kind: .monthlyAllocation, amount: granted, effectiveAt: now, expiresAt: end.millisSinceEpoch,
+                         priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
+        }
+        if !reference.isEmpty { draft.reason = reference }
+        draft.created = .planChange(kind)
+        draft.amount = granted
     }
 
     /// Cancels (`true`) or resumes a subscription; doing it twice changes nothing more.
@@ -100,6 +149,7 @@ extension Ledger {
         }
         retireDepleted(slot, at: now)
         schedule.cycle = cycle
+        schedule.levelAtTerms()
         schedules[accounts[slot].schedule] = schedule
         // Computed once: a calendar computation, which the allocation and the note share.
         let nextEnd = schedule.cycleEnd
@@ -304,7 +354,7 @@ extension Ledger {
     }
 
     /// Inserts a grant into its account's list in static burn order.
-    private mutating func link(_ grantSlot: UInt32, into slot: UInt32) {
+    mutating func link(_ grantSlot: UInt32, into slot: UInt32) {
         let record = grants[grantSlot]
         var previous = none
         var cursor = accounts[slot].firstGrant

@@ -24,10 +24,12 @@
 extension Ledger {
     /// Version of the state encoding written (bump on any change; old versions must stay
     /// decodable). 2 added the key policies and provider keys after the idempotency table;
-    /// 3 added each grant's state (a 64th byte of its record) and the schedules table at the end.
-    public static let stateFormatVersion: UInt32 = 3
+    /// 3 added each grant's state (a 64th byte of its record) and the schedules table at the end;
+    /// 4 added each schedule's cycle level (allocation and price) after that table, then the
+    /// refund sources of the remembered charges and the recently retired grants.
+    public static let stateFormatVersion: UInt32 = 4
     /// The versions this build decodes.
-    public static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 3
+    public static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 4
 
     /// Bytes of the fixed-size parts (docs/formats-ledger-state.md), as written now.
     static var encodedHeaderBytes: Int { 92 }
@@ -39,6 +41,12 @@ extension Ledger {
     /// A schedule without its plan's text and without auto-refill terms; the terms add
     /// `encodedRefillTermsBytes`.
     static var encodedScheduleBytesMin: Int { 78 }
+    /// A schedule's cycle level (version 4): allocation and price.
+    static var encodedCycleLevelBytes: Int { 16 }
+    /// One grant a charge took from (version 4): number and amount.
+    static var encodedRefundSourceBytes: Int { 16 }
+    /// A retired grant without its scope (version 4).
+    static var encodedRetiredGrantBytes: Int { 52 }
     static var encodedRefillTermsBytes: Int { 28 }
     static var encodedOrganisationBytesMin: Int { 28 }
     static var encodedPeriodCapBytesMin: Int { 25 }
@@ -87,8 +95,18 @@ extension Ledger {
         size += 4
         schedules.forEach { _, schedule in
             size += Self.encodedScheduleBytesMin + schedule.plan.utf8Count
-                + (schedule.refill == nil ? 0 : Self.encodedRefillTermsBytes)
+                + (schedule.refill == nil ? 0 : Self.encodedRefillTermsBytes) + Self.encodedCycleLevelBytes
         }
+        return size + encodedRefundProvenanceByteCount
+    }
+
+    /// The length of the refund provenance, the last part of the encoding (version 4).
+    var encodedRefundProvenanceByteCount: Int {
+        var size = 8 * idempotency.count + 8
+        let lists = idempotency.sourceLists
+        for (_, list) in lists.previous + lists.current { size += 8 + Self.encodedRefundSourceBytes * list.count }
+        size += 4
+        for retired in retiredGrants.inOrder { size += Self.encodedRetiredGrantBytes + (retired.scope == nil ? 0 : 8) }
         return size
     }
 
@@ -215,6 +233,52 @@ extension Ledger {
         // from their `account` fields, so it is not written with the account).
         writer.write(UInt32(schedules.count))
         schedules.forEach { _, schedule in writer.write(schedule) }
+
+        // Version 4: each schedule's cycle level, in the same order (the count is the one above).
+        schedules.forEach { _, schedule in
+            writer.write(schedule.cycleAllocation)
+            writer.write(schedule.cyclePriceCents)
+        }
+        encodeRefundProvenance(into: &writer, previous: previous, current: current)
+    }
+
+    /// Version 4: where each remembered charge's credits came from (one u64 per record, in
+    /// the records' order), the lists of the charges that took from several grants (per
+    /// generation: u32 count, then position u32, u32 length, length × (grant u64, amount
+    /// i64)), and the retired grants a refund may relink, oldest first.
+    private func encodeRefundProvenance(into writer: inout ByteWriter, previous: [IdempotencyTable.Record],
+                                        current: [IdempotencyTable.Record]) {
+        for record in previous { writer.write(record.remembered.source) }
+        for record in current { writer.write(record.remembered.source) }
+        let lists = idempotency.sourceLists
+        for generation in [lists.previous, lists.current] {
+            writer.write(UInt32(generation.count))
+            for (position, list) in generation {
+                writer.write(position)
+                writer.write(UInt32(list.count))
+                for source in list {
+                    writer.write(source.grant)
+                    writer.write(source.amount)
+                }
+            }
+        }
+        let retired = retiredGrants.inOrder
+        writer.write(UInt32(retired.count))
+        for entry in retired {
+            let record = entry.record
+            writer.write(entry.retiredAtMillis)
+            writer.write(record.account)
+            writer.write(record.number)
+            writer.write(record.original)
+            writer.write(record.effectiveAt)
+            writer.write(record.expiresAt)
+            writer.write(record.costBasis)
+            writer.write(record.priority)
+            writer.write(record.kind.rawValue)
+            writer.write(record.state.rawValue)
+            writer.write(entry.scope != nil)
+            if let scope = entry.scope { writer.write(scope) }
+        }
     }
 
     /// The order of provider keys in the snapshot and the digest: owner slot, then the
@@ -248,7 +312,11 @@ extension Ledger {
         creditLines = decoder.creditLines
         idempotency = IdempotencyTable(keysMax: configuration.idempotencyKeysMax,
                                        windowMillis: configuration.idempotencyWindowMillis,
-                                       previous: decoder.previousKeys, current: decoder.currentKeys)
+                                       previous: decoder.previousKeys, current: decoder.currentKeys,
+                                       previousSourceLists: decoder.previousSourceLists,
+                                       currentSourceLists: decoder.currentSourceLists)
+        retiredGrants = RetiredGrants(countMax: configuration.idempotencyKeysMax,
+                                      windowMillis: configuration.idempotencyWindowMillis, inOrder: decoder.retired)
         totals = decoder.totals
         providerKeys = decoder.providerKeys
         schedules = decoder.schedules
@@ -493,6 +561,9 @@ private struct StateDecoder {
     var grantBytes = Ledger.encodedGrantBytes
     var providerKeys: [KeyOwner: KeyRegistration] = [:]
     var schedules = PagedArray<AccountSchedule>()
+    var previousSourceLists: [UInt32: [RefundSource]] = [:]
+    var currentSourceLists: [UInt32: [RefundSource]] = [:]
+    var retired: [RetiredGrants.Retired] = []
 
     // Where sections start, for the offsets of errors found after reading them.
     var tenantsStart = 0
@@ -570,6 +641,136 @@ private struct StateDecoder {
         try decodeIdempotency()
         if version >= 2 { try decodeKeys() }
         if version >= 3 { try decodeSchedules() }
+        if version >= 4 { try decodeCycleLevels() } else { levelSchedulesAtTerms() }
+        if version >= 4 {
+            try decodeRefundSources()
+            try decodeRetiredGrants()
+        }
+    }
+
+    /// Version 4's refund sources: one per remembered key, then the lists of the charges
+    /// that took from several grants. A known source belongs to a charge (a record with a
+    /// principal); a list to a `several` source, of 1 to `RefundSource.listCountMax`
+    /// positive amounts adding up to at most the charge.
+    mutating func decodeRefundSources() throws(DecodingError) {
+        previousKeys = try decodeSources(of: previousKeys)
+        currentKeys = try decodeSources(of: currentKeys)
+        previousSourceLists = try decodeSourceLists(previousKeys, "previous")
+        currentSourceLists = try decodeSourceLists(currentKeys, "current")
+    }
+
+    mutating func decodeSources(of records: [IdempotencyTable.Record]) throws(DecodingError) -> [IdempotencyTable.Record] {
+        var records = records
+        for index in records.indices {
+            let at = reader.offset
+            let source = try reader.read(UInt64.self)
+            guard source == RefundSource.unknown || records[index].remembered.principal != none else {
+                throw invalid(at, "idempotency key \(records[index].key) refund source \(source) (not a charge)")
+            }
+            records[index].remembered.source = source
+        }
+        return records
+    }
+
+    mutating func decodeSourceLists(_ records: [IdempotencyTable.Record], _ generation: String) throws(DecodingError)
+        -> [UInt32: [RefundSource]] {
+        let expected = records.count { $0.remembered.source == RefundSource.several }
+        let countAt = reader.offset
+        let count = try self.count(max: records.count, bytesEach: 8 + Ledger.encodedRefundSourceBytes, "\(generation) source lists count")
+        guard count == expected else { throw invalid(countAt, "\(generation) source lists count \(count) (\(expected) charges from several grants)") }
+        var lists: [UInt32: [RefundSource]] = [:]
+        var previousPosition: Int64 = -1
+        for _ in 0 ..< count {
+            let at = reader.offset
+            let position = try index(below: records.count, orNone: false, "\(generation) source list position")
+            let record = records[Int(position)]
+            guard Int64(position) > previousPosition, record.remembered.source == RefundSource.several else {
+                throw invalid(at, "\(generation) source list position \(position) (not ascending, or not a charge from several grants)")
+            }
+            previousPosition = Int64(position)
+            let length = try self.count(max: RefundSource.listCountMax, bytesEach: Ledger.encodedRefundSourceBytes, "\(generation) source list length")
+            guard length > 0 else { throw invalid(at + 4, "\(generation) source list \(position) is empty") }
+            let charged = Int64(bitPattern: record.remembered.outcome.w1)
+            var list: [RefundSource] = []
+            var sum: Int64 = 0
+            for _ in 0 ..< length {
+                let grant = try reader.read(UInt64.self)
+                let amount = try self.amount(in: 1 ... LedgerLimits.amountMax, "\(generation) source list \(position) amount")
+                sum += amount
+                list.append(RefundSource(grant: grant, amount: amount))
+            }
+            guard sum <= charged else { throw invalid(at, "\(generation) source list \(position) takes \(sum) of a \(charged) charge") }
+            lists[position] = list
+        }
+        return lists
+    }
+
+    /// Version 4's retired grants, oldest first: each of an account that holds grants, empty,
+    /// with values a listed grant of its state could have, retired no later than the last
+    /// command, in order, and not listed in its account.
+    mutating func decodeRetiredGrants() throws(DecodingError) {
+        let count = try self.count(max: configuration.idempotencyKeysMax, bytesEach: Ledger.encodedRetiredGrantBytes, "retired grants count")
+        var listed: Set<UInt64> = []
+        grants.forEach { slot, grant in if grantUse[Int(slot)] == .live { listed.insert(grant.number) } }
+        var seen: Set<UInt64> = []
+        var newest = Int64.min
+        for index in 0 ..< count {
+            let at = reader.offset
+            let name = "retired grant \(index)"
+            let retiredAt = try reader.read(Int64.self)
+            guard retiredAt >= newest, retiredAt <= lastTime else { throw invalid(at, "\(name) time \(retiredAt)") }
+            newest = retiredAt
+            let account = try self.index(below: accounts.count, orNone: false, "\(name) account")
+            guard roles[Int(account)] != .member else { throw invalid(at + 8, "\(name) account \(account) is a member") }
+            let numberAt = reader.offset
+            let number = try reader.read(UInt64.self)
+            guard !listed.contains(number), seen.insert(number).inserted else { throw invalid(numberAt, "\(name) number \(number) (listed, or twice)") }
+            let original = try amount(in: 1 ... LedgerLimits.amountMax, "\(name) original")
+            let effectiveAt = try reader.read(Int64.self)
+            let expiresAtAt = reader.offset
+            let expiresAt = try reader.read(Int64.self)
+            let costBasis = try reader.read(UInt32.self)
+            let priority = try reader.read(UInt8.self)
+            let kindAt = reader.offset
+            guard let kind = GrantKind(rawValue: try reader.read(UInt8.self)) else { throw invalid(kindAt, "\(name) kind") }
+            let stateAt = reader.offset
+            guard let state = GrantState(rawValue: try reader.read(UInt8.self)) else { throw invalid(stateAt, "\(name) state") }
+            guard state == .live ? effectiveAt < expiresAt : effectiveAt >= expiresAt else {
+                throw invalid(expiresAtAt, "\(name) expiry \(expiresAt) for a \(state) grant effective at \(effectiveAt)")
+            }
+            let scope: ChargeScope? = try reader.readBool("\(name) scope presence") ? try reader.readScope() : nil
+            if let scope, scope.isUnscoped { throw invalid(reader.offset - 8, "\(name) scope is empty") }
+            let record = GrantRecord(number: number, original: original, remaining: 0, held: 0, effectiveAt: effectiveAt,
+                                     expiresAt: expiresAt, costBasis: costBasis, account: account, next: none, priority: priority,
+                                     kind: kind, isScoped: scope != nil, state: state)
+            retired.append(RetiredGrants.Retired(record: record, scope: scope, retiredAtMillis: retiredAt))
+        }
+    }
+
+    /// Version 4's cycle levels, one per schedule in slot order: a subscription's level is
+    /// at least 0 and at most the limits its terms have; a schedule without a subscription
+    /// has level 0.
+    mutating func decodeCycleLevels() throws(DecodingError) {
+        for index in 0 ..< schedules.count {
+            let at = reader.offset
+            let name = "schedule \(index)"
+            let allocation = try amount(in: Self.amounts, "\(name) cycle allocation")
+            let priceCents = try amount(in: 0 ... SubscriptionTerms.priceCentsMax, "\(name) cycle price")
+            var schedule = schedules[UInt32(index)]
+            guard schedule.status != nil || (allocation == 0 && priceCents == 0) else {
+                throw invalid(at, "\(name) has a cycle level but no subscription")
+            }
+            schedule.cycleAllocation = allocation
+            schedule.cyclePriceCents = priceCents
+            schedules[UInt32(index)] = schedule
+        }
+    }
+
+    /// Before version 4 a cycle had no level of its own: it was paid and granted at the terms.
+    mutating func levelSchedulesAtTerms() {
+        for index in 0 ..< schedules.count where schedules[UInt32(index)].status != nil {
+            schedules[UInt32(index)].levelAtTerms()
+        }
     }
 
     /// Version 2's key policies (one byte per organisation) and provider keys.

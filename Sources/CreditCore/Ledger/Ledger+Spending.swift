@@ -266,9 +266,12 @@ extension Ledger {
         draft.amount = hold.amount
     }
 
-    /// Gives back part or all of an earlier charge (debit or settle) of this account: first
-    /// against its debt, then into its active unscoped grants in reverse burn order (each up
-    /// to what it consumed), and any rest as a new never-expiring refund grant.
+    /// Gives back part or all of an earlier charge (debit or settle) of this account by
+    /// reversing the charge's own movements, last taken first: the debt it ran into (as far
+    /// as the account still owes it), then each grant it took from, to that grant with its
+    /// expiry and cost basis (docs/semantics.md, "Refund"). Checked whole, then applied.
+    /// A charge remembered before charges kept their sources is refunded as before: debt
+    /// first, then the active grants in reverse burn order.
     mutating func refund(_ id: AccountID, debit key: IdempotencyKey, _ amount: Millicredits, at now: Int64,
                          sequence: UInt64) throws(LedgerError) {
         try checkAmount(amount)
@@ -282,6 +285,173 @@ extension Ledger {
             throw .refundExceedsDebit(refundable: Millicredits(original.refundable), requested: amount)
         }
         let funding = located.funding
+        if let plan = refundPlan(original, key, value, funding, at: now) {
+            try checkRefundPlan(plan, funding)
+            applyRefundPlan(plan, funding, at: now, sequence: sequence)
+        } else {
+            try refundInBurnOrder(value, funding, at: now, sequence: sequence)
+        }
+        if let member = located.member {
+            accounts[located.slot].consumed -= value
+            // The refunded charge may belong to an earlier period: give back at most what the
+            // member spent this period, and the same to its department so the sums agree.
+            let spent = organisations[Int(located.organisation)].members[member].period.spent
+            let headroomBack = min(value, spent)
+            updateCaps(located) { $0.spent -= headroomBack }
+        }
+        idempotency.updateRefundable(key, at: now, to: original.refundable - value)
+        draft.amount = value
+    }
+
+    /// Where a refund's credits go, in order. `relinks` are retired grants that come back.
+    struct RefundPlan {
+        enum Target {
+            /// Repays the account's debt.
+            case debt
+            /// Back into a grant still in the account's list (live, past its expiry, in grace
+            /// or forfeited: it then goes the way of the grant's other credits).
+            case grant(slot: UInt32)
+            /// Back into a grant that retired since: it is relinked as it was.
+            case relink(number: UInt64)
+            /// A grant whose memory is gone, or debt that other credits repaid since: a new
+            /// refund grant, as before charges kept their sources.
+            case newGrant
+        }
+        var placements: [(target: Target, amount: Int64)] = []
+        var relinks: [RetiredGrants.Retired] = []
+        var newGrant: Int64 = 0
+    }
+
+    /// The refund of `value` of a charge whose sources are known (nil when they are not):
+    /// the charge's movements reversed, skipping what earlier refunds gave back.
+    func refundPlan(_ original: Remembered, _ key: IdempotencyKey, _ value: Int64, _ funding: UInt32,
+                    at now: Int64) -> RefundPlan? {
+        let charged = Int64(bitPattern: original.outcome.w1)
+        let sources: [RefundSource]
+        switch original.source {
+        case RefundSource.unknown: return nil
+        case RefundSource.debtOnly: sources = []
+        case RefundSource.several:
+            guard let list = idempotency.sourceList(of: key, at: now) else { preconditionFailure("a charge from several grants without its list") }
+            sources = list
+        default: sources = [RefundSource(grant: original.source, amount: charged)]
+        }
+        let fromGrants = sources.reduce(Int64(0)) { $0 + $1.amount }
+        assert(fromGrants <= charged && original.refundable <= charged)
+        var plan = RefundPlan()
+        var skip = charged - original.refundable
+        var left = value
+        var debt = accounts[funding].debt
+        // Last taken, first returned: the debt part, then the grants from the last.
+        let portions = [RefundSource(grant: 0, amount: charged - fromGrants)] + sources.reversed()
+        for (index, portion) in portions.enumerated() where left > 0 {
+            let skipped = min(skip, portion.amount)
+            skip -= skipped
+            let share = min(portion.amount - skipped, left)
+            guard share > 0 else { continue }
+            left -= share
+            if index == 0 {
+                let repaid = min(share, debt)
+                debt -= repaid
+                if repaid > 0 { plan.placements.append((.debt, repaid)) }
+                if share > repaid { plan.newGrant += share - repaid }
+            } else if let slot = grantSlot(numbered: portion.grant, of: funding) {
+                plan.placements.append((.grant(slot: slot), share))
+            } else if let retired = retiredGrants.retired(portion.grant), retired.record.account == funding {
+                if !plan.relinks.contains(where: { $0.record.number == portion.grant }) { plan.relinks.append(retired) }
+                plan.placements.append((.relink(number: portion.grant), share))
+            } else {
+                plan.newGrant += share
+            }
+        }
+        assert(left == 0, "a refund within the refundable has a place for every credit")
+        if plan.newGrant > 0 { plan.placements.append((.newGrant, plan.newGrant)) }
+        return plan
+    }
+
+    /// The slot of the account's listed grant numbered `number`.
+    func grantSlot(numbered number: UInt64, of slot: UInt32) -> UInt32? {
+        var cursor = accounts[slot].firstGrant
+        while cursor != none {
+            if grants[cursor].number == number { return cursor }
+            cursor = grants[cursor].next
+        }
+        return nil
+    }
+
+    /// Everything that could refuse the plan, before anything changes: room for the grants
+    /// it relinks or opens, and the totals a new grant adds to.
+    func checkRefundPlan(_ plan: RefundPlan, _ funding: UInt32) throws(LedgerError) {
+        let added = plan.relinks.count + (plan.newGrant > 0 ? 1 : 0)
+        if Int(accounts[funding].liveGrants) + added > LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
+        if plan.newGrant > 0 { try checkCanAddGrant(to: funding, plan.newGrant) }
+    }
+
+    /// Applies a checked plan: no failure path is left.
+    mutating func applyRefundPlan(_ plan: RefundPlan, _ funding: UInt32, at now: Int64, sequence: UInt64) {
+        for retired in plan.relinks { relink(retired, at: now) }
+        for (target, share) in plan.placements {
+            switch target {
+            case .debt:
+                repayDebt(share, of: funding)
+            case .grant(let slot):
+                giveBack(share, to: slot, at: now)
+            case .relink(let number):
+                guard let slot = grantSlot(numbered: number, of: funding) else { preconditionFailure("a relinked grant is listed") }
+                giveBack(share, to: slot, at: now)
+            case .newGrant:
+                continue
+            }
+            accounts[funding].consumed -= share
+            totals.consumed -= share
+        }
+        // A new refund grant adds to `granted` (as any grant does); the charge stays consumed.
+        if plan.newGrant > 0 {
+            do {
+                try addGrant(to: funding, kind: .refund, amount: plan.newGrant, effectiveAt: now, expiresAt: Int64.max,
+                             priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
+            } catch {
+                preconditionFailure("a checked refund grant was refused: \(error)")
+            }
+        }
+        // A relinked grant whose credits were forfeited at once leaves again.
+        retireDepleted(funding, at: now)
+    }
+
+    /// Returns `share` consumed credits to a listed grant; past its expiry they go its way.
+    private mutating func giveBack(_ share: Int64, to slot: UInt32, at now: Int64) {
+        assert(share > 0 && share <= grants[slot].consumed, "a grant gets back at most what was taken from it")
+        grants[slot].remaining += share
+        draft.movements.append(GrantMovement(grant: grants[slot].number, amount: Millicredits(share), change: .refilled))
+        if grants[slot].state != .live || grants[slot].expiresAt <= now { returnedToExpired(slot, share, at: now) }
+    }
+
+    /// Links a retired grant back into its account as it was, empty; a grant in grace whose
+    /// grace has ended is due for forfeiture.
+    private mutating func relink(_ retired: RetiredGrants.Retired, at now: Int64) {
+        var record = retired.record
+        record.next = none
+        let slot: UInt32
+        if let reused = freeGrantSlots.popLast() {
+            slot = reused
+            grants[reused] = record
+        } else {
+            slot = grants.append(record)
+        }
+        let account = record.account
+        if let scope = retired.scope {
+            grantScopes[slot] = scope
+            accounts[account].flags.insert(.scopedGrants)
+        }
+        link(slot, into: account)
+        accounts[account].liveGrants += 1
+        retiredGrants.remove(record.number)
+        if record.state == .grace { noteDue(.graceEnd, account, at: record.graceEndsAt) }
+    }
+
+    /// Before refunds kept their sources: debt first, then the account's active unscoped
+    /// grants in reverse burn order (each up to what it consumed), the rest as a new refund grant.
+    private mutating func refundInBurnOrder(_ value: Int64, _ funding: UInt32, at now: Int64, sequence: UInt64) throws(LedgerError) {
         let repaid = min(value, accounts[funding].debt)
         let rest = value - repaid
         let placeable = placeableRefill(funding, at: now)
@@ -297,16 +467,6 @@ extension Ledger {
             try addGrant(to: funding, kind: .refund, amount: unplaced, effectiveAt: now, expiresAt: Int64.max,
                          priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
         }
-        if let member = located.member {
-            accounts[located.slot].consumed -= value
-            // The refunded charge may belong to an earlier period: give back at most what the
-            // member spent this period, and the same to its department so the sums agree.
-            let spent = organisations[Int(located.organisation)].members[member].period.spent
-            let headroomBack = min(value, spent)
-            updateCaps(located) { $0.spent -= headroomBack }
-        }
-        idempotency.updateRefundable(key, at: now, to: original.refundable - value)
-        draft.amount = value
     }
 
     /// How much `refill` could place into the account's grants.

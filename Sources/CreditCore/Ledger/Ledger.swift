@@ -23,6 +23,8 @@ public struct Ledger: Sendable {
     /// Overdraft terms of the few accounts that have them, by account slot.
     var creditLines: [UInt32: CreditLine] = [:]
     var idempotency: IdempotencyTable
+    /// Grants unlinked within the idempotency window, so a refund can relink them.
+    var retiredGrants: RetiredGrants
     var totals = LedgerTotals()
     /// Provider keys by owner account slot and provider (rare; not on the debit path).
     var providerKeys: [KeyOwner: KeyRegistration] = [:]
@@ -70,6 +72,7 @@ public struct Ledger: Sendable {
         idempotency = IdempotencyTable(keysMax: configuration.idempotencyKeysMax,
                                        windowMillis: configuration.idempotencyWindowMillis)
         closedHolds = ClosedHolds(rememberedMax: configuration.closedHoldsRememberedMax)
+        retiredGrants = RetiredGrants(countMax: configuration.idempotencyKeysMax, windowMillis: configuration.idempotencyWindowMillis)
         recentEntries = EntryWindow(capacity: configuration.recentEntriesMax)
     }
 
@@ -182,10 +185,11 @@ public struct Ledger: Sendable {
                     available: available, debt: debt, outcome: storedOutcome)
         nextSequence += 1
         let refundable = draft.error == nil && draft.refundable > 0
-        idempotency.remember(key, Remembered(fingerprint: fingerprint, outcome: storedOutcome,
-                                                     refundable: refundable ? draft.refundable : 0,
-                                                     principal: refundable ? draft.principalSlot : none),
-                             at: time.millisSinceEpoch)
+        var remembered = Remembered(fingerprint: fingerprint, outcome: storedOutcome, refundable: refundable ? draft.refundable : 0,
+                                    principal: refundable ? draft.principalSlot : none)
+        var sources: [RefundSource]?
+        if refundable { (remembered.source, sources) = draft.refundSources() }
+        idempotency.remember(key, remembered, sources: sources, at: time.millisSinceEpoch)
         return (outcome, true)
     }
 
@@ -255,6 +259,26 @@ public struct Ledger: Sendable {
             spendableAfter = nil
         }
 
+        /// Where a charge's `refundable` credits came from: the grants its `consumed`
+        /// movements took from, in order (the rest is debt). One grant that paid it all is
+        /// `Remembered.source` alone; several, or a grant and debt, need the list.
+        func refundSources() -> (source: UInt64, list: [RefundSource]?) {
+            var count = 0
+            var first = GrantMovement(grant: 0, amount: .zero, change: .consumed)
+            for movement in movements where movement.change == .consumed {
+                if count == 0 { first = movement }
+                count += 1
+            }
+            if count == 0 { return (RefundSource.debtOnly, nil) }
+            if count == 1 && first.amount.rawValue == refundable { return (first.grant, nil) }
+            var list: [RefundSource] = []
+            list.reserveCapacity(count)
+            for movement in movements where movement.change == .consumed {
+                list.append(RefundSource(grant: movement.grant, amount: movement.amount.rawValue))
+            }
+            return (RefundSource.several, list)
+        }
+
         /// Records the account a handler found: the principal, and the account that pays.
         mutating func note(_ located: Located) {
             principal = located.id
@@ -314,7 +338,7 @@ public struct Ledger: Sendable {
         case .setKeyPolicy(let tenant, let policy): try setKeyPolicy(tenant, policy)
         case .chargeRouted(let account, let routed, let scope): try chargeRouted(account, routed, scope, at: now)
         case .subscribe(let account, let terms): try subscribe(account, terms, at: now, sequence: sequence)
-        case .changeSubscription(let account, let terms): try changeSubscription(account, terms)
+        case .changePlan(let account, let request): try changePlan(account, request, at: now, sequence: sequence)
         case .cancelSubscription(let account): try setCancelling(account, true)
         case .resumeSubscription(let account): try setCancelling(account, false)
         case .renewSubscription(let account, let cycle, let grace):
@@ -357,7 +381,7 @@ extension Action {
         case .setKeyPolicy: .keyPolicySet
         case .chargeRouted: .charged
         case .subscribe: .subscribed
-        case .changeSubscription: .subscriptionChanged
+        case .changePlan: .subscriptionChanged
         case .cancelSubscription: .subscriptionCancelled
         case .resumeSubscription: .subscriptionResumed
         case .renewSubscription: .renewed

@@ -123,6 +123,11 @@ struct AccountSchedule: Sendable, Equatable {
     var allocation: Int64
     var priceCents: Int64
     var anchor: Int64
+    /// The current cycle's level: the allocation and price it was granted and paid at (the
+    /// terms at the subscription or renewal that started it, raised by upgrades). A change
+    /// of plan is charged and granted only above it (`PlanProration`).
+    var cycleAllocation: Int64
+    var cyclePriceCents: Int64
     // Auto-refill (`refill == nil`: none).
     var refill: RefillTermsRecord?
     /// The refill in flight: the sequence of the entry that started it; 0 = none.
@@ -142,7 +147,7 @@ struct AccountSchedule: Sendable, Equatable {
 
     static func empty(account: UInt32) -> AccountSchedule {
         AccountSchedule(account: account, status: nil, lapseReason: nil, rollover: true, rolloverMonths: 0, cycle: 0,
-                        plan: .empty, allocation: 0, priceCents: 0, anchor: 0, refill: nil, inFlight: 0, attempts: 0,
+                        plan: .empty, allocation: 0, priceCents: 0, anchor: 0, cycleAllocation: 0, cyclePriceCents: 0, refill: nil, inFlight: 0, attempts: 0,
                         alerted: false, refillsThisMonth: 0, refillMonth: 0, nextAttemptAt: 0, lastRefillAt: .min,
                         disabledAfter: nil)
     }
@@ -156,6 +161,12 @@ struct AccountSchedule: Sendable, Equatable {
     var cycleEnd: Int64 { cycleStart(cycle + 1) }
 
     var watched: Bool { refill != nil }
+
+    /// Starts a cycle at the terms in force: its level is theirs.
+    mutating func levelAtTerms() {
+        cycleAllocation = allocation
+        cyclePriceCents = priceCents
+    }
 }
 
 /// Auto-refill terms as stored (plain values).
@@ -239,7 +250,7 @@ struct OrganisationRecord: Sendable, Equatable {
     func departmentIndex(_ id: DepartmentID) -> Int? { departments.firstIndex { $0.id == id } }
 }
 
-/// What the idempotency table remembers of one command (48 bytes).
+/// What the idempotency table remembers of one command (64 bytes).
 struct Remembered: Sendable, Equatable {
     var fingerprint: UInt64
     var outcome: StoredOutcome
@@ -247,6 +258,37 @@ struct Remembered: Sendable, Equatable {
     /// principal's slot. Otherwise 0 and `none`.
     var refundable: Int64
     var principal: UInt32
+    /// For a charge: where its credits came from, so a refund returns them there
+    /// (docs/semantics.md, "Refund"). The number of the one grant it took everything from;
+    /// `RefundSource.several` when it took from several grants or ran into debt (the table
+    /// keeps the list); `RefundSource.debtOnly` when it took from no grant;
+    /// `RefundSource.unknown` when remembered before charges kept their sources (a state
+    /// of version 3 or older), or for any other command.
+    var source: UInt64 = RefundSource.unknown
+
+    init(fingerprint: UInt64, outcome: StoredOutcome, refundable: Int64, principal: UInt32,
+         source: UInt64 = RefundSource.unknown) {
+        self.fingerprint = fingerprint
+        self.outcome = outcome
+        self.refundable = refundable
+        self.principal = principal
+        self.source = source
+    }
+}
+
+/// What a charge took from one grant: a refund gives it back there, last taken first.
+struct RefundSource: Sendable, Equatable {
+    var grant: UInt64
+    var amount: Int64
+
+    /// `Remembered.source` values that are not a grant number. Grant numbers are below 2^64 − 2
+    /// (`Ledger.grantNumber` keeps them below 2^64).
+    static let unknown = UInt64.max
+    static let several = UInt64.max - 1
+    static let debtOnly: UInt64 = 0
+    /// The most grants one charge's sources list: what a charge can burn.
+    /// (A settle takes from its hold's grants, then may burn the same grants again.)
+    static let listCountMax = 2 * LedgerLimits.grantsPerAccountMax
 }
 
 /// Running totals over all accounts, kept separately so the checker can compare them with

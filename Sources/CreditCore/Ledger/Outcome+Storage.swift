@@ -78,6 +78,7 @@ struct StoredOutcome: Sendable, Equatable {
             let (a, b) = words(account); return make(27, a, b, UInt64(bitPattern: dueAt.millisSinceEpoch))
         case .staleSchedule(let expected, let requested): return make(28, expected, requested)
         case .nothingDue(let account): let (a, b) = words(account); return make(29, a, b)
+        case .planChanged(let account): let (a, b) = words(account); return make(30, a, b)
         }
     }
 
@@ -113,6 +114,7 @@ struct StoredOutcome: Sendable, Equatable {
         case 27: return .notDue(account, dueAt: Timestamp(millisSinceEpoch: Int64(bitPattern: w2)))
         case 28: return .staleSchedule(expected: w0, requested: w1)
         case 29: return .nothingDue(account)
+        case 30: return .planChanged(account)
         default: return nil
         }
     }

@@ -15,8 +15,8 @@ public struct Receipt: Sendable, Equatable {
     let created: Created
 
     /// What the command made, in one byte (the idempotency table stores it as part of the
-    /// outcome code, so a retry gets the same receipt): nothing, a hold, a grant, or — for a
-    /// routed charge — the candidate charged and whose key paid.
+    /// outcome code, so a retry gets the same receipt): nothing, a hold, a grant, for a
+    /// routed charge the candidate charged and whose key paid, or for a plan change its kind.
     struct Created: RawRepresentable, Sendable, Equatable {
         let rawValue: UInt8
 
@@ -25,8 +25,10 @@ public struct Receipt: Sendable, Equatable {
         static let grant = Created(raw: 2)
         /// First value of the routed choices: 3 + candidate × 3 + key source.
         private static let routedBase: UInt8 = 3
+        /// First value of the plan changes' kinds (after the routed choices): base + kind − 1.
+        private static let planChangeBase = routedBase + UInt8(LedgerLimits.routedCandidatesMax * 3)
         /// One past the last value: the stored code (200 + this) still fits a byte.
-        static let end = routedBase + UInt8(LedgerLimits.routedCandidatesMax * 3)
+        static let end = planChangeBase + 3
 
         private init(raw: UInt8) { rawValue = raw }
 
@@ -40,8 +42,17 @@ public struct Receipt: Sendable, Equatable {
             return Created(raw: routedBase + UInt8(candidate * 3) + keySource.rawValue)
         }
 
+        static func planChange(_ kind: PlanProration.Kind) -> Created {
+            Created(raw: planChangeBase + kind.rawValue - 1)
+        }
+
+        var planChange: PlanProration.Kind? {
+            guard rawValue >= Self.planChangeBase && rawValue < Self.end else { return nil }
+            return PlanProration.Kind(rawValue: rawValue - Self.planChangeBase + 1)
+        }
+
         var routedChoice: RoutedChoice? {
-            guard rawValue >= Self.routedBase else { return nil }
+            guard rawValue >= Self.routedBase && rawValue < Self.planChangeBase else { return nil }
             let value = rawValue - Self.routedBase
             return RoutedChoice(candidate: Int(value / 3), keySource: KeySource(rawValue: value % 3)!)
         }
@@ -53,6 +64,9 @@ public struct Receipt: Sendable, Equatable {
     public var grant: GrantID? { created == .grant ? GrantID(tenant: tenant, number: sequence) : nil }
     /// For a routed charge: the candidate charged and whose key paid.
     public var routedChoice: RoutedChoice? { created.routedChoice }
+    /// For a plan change (`Action.changePlan`): upgrade, downgrade or unchanged; `amount` is
+    /// what the upgrade granted.
+    public var planChange: PlanProration.Kind? { created.planChange }
 }
 
 /// The candidate of a routed charge that was charged, and whose key paid for the call.
@@ -119,6 +133,9 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     case staleSchedule(expected: UInt64, requested: UInt64)
     /// Nothing of the account has expired, or ended its grace, by the command's time.
     case nothingDue(AccountID)
+    /// A plan change names another plan than the subscription's (`PlanChangeRequest.replacing`):
+    /// it was decided on a stale read, and changes nothing.
+    case planChanged(AccountID)
 
     public enum Rule: UInt8, Sendable, CustomStringConvertible {
         case onlyOrganisationsHaveMembers = 1
@@ -147,6 +164,7 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case autoRefillTerms
         case refillPaymentTerms
         case subscriptionsHoldGrants
+        case planChangePayment
 
         public var description: String {
             switch self {
@@ -184,6 +202,9 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .refillPaymentTerms:
                 "a refill result grants a valid amount expiring after now, and names its payment reference or failure (1 to \(LedgerLimits.textBytesMax) bytes)"
             case .subscriptionsHoldGrants: "subscriptions and auto-refill are for accounts that hold grants (standard accounts and pools)"
+            case .planChangePayment:
+                "a plan change pays 0 to the price difference above the cycle's level (nothing for a downgrade), "
+                    + "and names its payment reference (1 to \(LedgerLimits.textBytesMax) bytes) exactly when it paid"
             }
         }
     }
@@ -220,6 +241,7 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .staleSchedule(let expected, let requested):
             "the account is at step \(expected) of its schedule, not \(requested)"
         case .nothingDue(let account): "nothing of account \(account) has expired or ended its grace"
+        case .planChanged(let account): "the plan of account \(account) is no longer the one the change replaces"
         }
     }
 }

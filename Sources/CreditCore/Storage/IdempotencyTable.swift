@@ -24,6 +24,9 @@ struct IdempotencyTable: Sendable {
         // or two pages it writes instead of both whole arrays.
         var records = PagedArray<Record>()
         var index = PagedArray<UInt32>(repeating: emptySlot, count: 16)
+        /// The sources of the charges that took from several grants or ran into debt
+        /// (`RefundSource.several`), by record position.
+        var sourceLists: [UInt32: [RefundSource]] = [:]
         /// Bits of a slot that hold a position: enough for `keysMax / 2` positions with the
         /// all-ones value left over, so an empty slot (all ones) is never a valid entry.
         let positionBits: Int
@@ -76,6 +79,7 @@ struct IdempotencyTable: Sendable {
         mutating func clear() {
             records.removeAll()
             index.fill(with: emptySlot)
+            if !sourceLists.isEmpty { sourceLists.removeAll(keepingCapacity: true) }
         }
 
         func addressHint(_ hash: UInt32) -> UnsafeRawPointer {
@@ -138,6 +142,16 @@ struct IdempotencyTable: Sendable {
         }
     }
 
+    /// The grants a remembered charge took from, in the order it took them, when it took
+    /// from several (`RefundSource.several`); nil otherwise.
+    func sourceList(of key: IdempotencyKey, at millis: Int64) -> [RefundSource]? {
+        switch place(of: key, at: millis) {
+        case .current(let position): current.sourceLists[UInt32(position)]
+        case .previous(let position): previous.sourceLists[UInt32(position)]
+        case nil: nil
+        }
+    }
+
     mutating func updateRefundable(_ key: IdempotencyKey, at millis: Int64, to refundable: Int64) {
         switch place(of: key, at: millis) {
         case .current(let position): current.records[UInt32(position)].remembered.refundable = refundable
@@ -146,14 +160,18 @@ struct IdempotencyTable: Sendable {
         }
     }
 
-    /// Remembers a new key. Precondition: `lookup(key, at: millis)` is nil.
-    mutating func remember(_ key: IdempotencyKey, _ remembered: Remembered, at millis: Int64) {
+    /// Remembers a new key (with the charge's sources when it took from several grants).
+    /// Precondition: `lookup(key, at: millis)` is nil; `sources` given exactly when
+    /// `remembered.source` is `RefundSource.several`.
+    mutating func remember(_ key: IdempotencyKey, _ remembered: Remembered, sources: [RefundSource]? = nil, at millis: Int64) {
+        assert((sources != nil) == (remembered.source == RefundSource.several), "a source list exactly for several sources")
         let oldestKept = millis - windowMillis
         if let newest = previous.records.last, newest.millis < oldestKept { previous.clear() }
         if current.records.count >= keysMax / 2 || (current.records.first.map { $0.millis < oldestKept } ?? false) {
             swap(&current, &previous)
             current.clear()
         }
+        if let sources { current.sourceLists[UInt32(current.records.count)] = sources }
         current.append(Record(key: key, millis: millis, remembered: remembered), hash: Self.hash(key))
     }
 
@@ -163,13 +181,22 @@ struct IdempotencyTable: Sendable {
     /// The records of each generation, oldest first (the state snapshot stores the split).
     var generations: (previous: [Record], current: [Record]) { (previous.records.elements, current.records.elements) }
 
+    /// The source lists of each generation, by position, in position order.
+    var sourceLists: (previous: [(UInt32, [RefundSource])], current: [(UInt32, [RefundSource])]) {
+        (previous.sourceLists.sorted { $0.key < $1.key }, current.sourceLists.sorted { $0.key < $1.key })
+    }
+
     /// A table holding exactly these generations, their indexes rebuilt (restoring a state
-    /// snapshot). Precondition: each has at most `keysMax / 2` records.
-    init(keysMax: Int, windowMillis: Int64, previous previousRecords: [Record], current currentRecords: [Record]) {
+    /// snapshot). Precondition: each has at most `keysMax / 2` records, and each source list
+    /// belongs to a record of its generation whose source is `several`.
+    init(keysMax: Int, windowMillis: Int64, previous previousRecords: [Record], current currentRecords: [Record],
+         previousSourceLists: [UInt32: [RefundSource]] = [:], currentSourceLists: [UInt32: [RefundSource]] = [:]) {
         self.init(keysMax: keysMax, windowMillis: windowMillis)
         precondition(previousRecords.count <= keysMax / 2 && currentRecords.count <= keysMax / 2)
         for record in previousRecords { previous.append(record, hash: Self.hash(record.key)) }
         for record in currentRecords { current.append(record, hash: Self.hash(record.key)) }
+        previous.sourceLists = previousSourceLists
+        current.sourceLists = currentSourceLists
     }
 
     /// Checks each index against its records; returns what is wrong.
@@ -184,10 +211,28 @@ struct IdempotencyTable: Sendable {
             if generation.records.count > keysMax / 2 {
                 problems.append("idempotency \(name) generation holds \(generation.records.count) keys, max \(keysMax / 2)")
             }
+            var several = 0
             generation.records.forEach { position, record in
                 if generation.locate(record.key, hash: Self.hash(record.key)) != Int(position) {
                     problems.append("idempotency key \(record.key) is not indexed")
                 }
+                let source = record.remembered.source
+                if source == RefundSource.several { several += 1 }
+                // A charge's sources are kept while it is a charge of a principal.
+                if source != RefundSource.unknown && record.remembered.principal == none {
+                    problems.append("idempotency key \(record.key) has refund sources but is no charge")
+                }
+                if let list = generation.sourceLists[position] {
+                    let sum = list.reduce(Int64(0)) { $0 &+ $1.amount }
+                    let charged = Int64(bitPattern: record.remembered.outcome.w1)
+                    if source != RefundSource.several || list.count < 1 || list.count > RefundSource.listCountMax
+                        || list.contains(where: { $0.amount <= 0 }) || sum > charged {
+                        problems.append("idempotency key \(record.key) source list \(list.count) × (sum \(sum)) does not fit its charge")
+                    }
+                }
+            }
+            if several != generation.sourceLists.count {
+                problems.append("idempotency \(name) generation has \(several) charges from several grants, \(generation.sourceLists.count) source lists")
             }
         }
         let times = records.map(\.millis)

@@ -293,7 +293,7 @@ struct LedgerHarness {
         case .openAccount(let account, _), .grant(let account, _), .refund(let account, _, _),
              .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
              .registerKey(let account, _), .removeKey(let account, _), .subscribe(let account, _),
-             .changeSubscription(let account, _), .cancelSubscription(let account), .resumeSubscription(let account),
+             .changePlan(let account, _), .cancelSubscription(let account), .resumeSubscription(let account),
              .renewSubscription(let account, _, _), .lapseSubscription(let account, _, _, _), .expireGrants(let account, _),
              .forfeitGrants(let account), .setAutoRefill(let account, _), .completeRefill(let account, _, _),
              .failRefill(let account, _, _):
@@ -420,6 +420,7 @@ func errorCaseName(_ error: LedgerError) -> String {
     case .notDue: "notDue"
     case .staleSchedule: "staleSchedule"
     case .nothingDue: "nothingDue"
+    case .planChanged: "planChanged"
     }
 }
 
