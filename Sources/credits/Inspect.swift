@@ -13,6 +13,11 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Argument(help: "The snapshot file (DIR/shard-NN/snapshots/<lsn>.snap).") var file: String
         @Flag(help: "Print one JSON object.") var json = false
 
+        func validate() throws {
+            try checkPath("FILE", file)
+            try checkRegularFileIfPresent("FILE", file)
+        }
+
         func run() async throws {
             let fileSystem = PosixFileSystem()
             do {
@@ -59,6 +64,8 @@ struct WALCommand: AsyncParsableCommand {
 
         @Argument(help: "A data directory, or a directory of .wal segments.") var directory: String
         @Flag(help: "Print one JSON object per shard or log directory.") var json = false
+
+        func validate() throws { try checkPath("DIR", directory) }
 
         func run() async throws {
             let fileSystem = PosixFileSystem()
