@@ -12,7 +12,7 @@ struct CatalogCommand: ParsableCommand {
             with its line and column and makes the exit status non-zero. Margins are computed \
             from the prices (1 credit = $0.01); an entry sold below the provider's cost is \
             flagged. The file must be a regular file (not a device or a FIFO) of at most \
-            4 MiB. --json prints an array with one object per model: "model", "provider", \
+            \(Catalog.textBytesMax) bytes. --json prints an array with one object per model: "model", "provider", \
             "kind", "quality", "unit", "provider_cost_usd", "credits", "input_credits", \
             "output_credits", "margin_pct", "below_cost"; on a bad file it prints one object \
             {"ok": false, "file", "code", "problem"} instead ("code" is a stable snake_case \
