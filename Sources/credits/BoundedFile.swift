@@ -1,6 +1,6 @@
-// Reading a file a user names (a catalog) without trusting it: it must be a regular file
-// no larger than the caller's maximum, checked before a byte is read.
-import ArgumentParser
+// Reading a file a user names (a catalog, a snapshot's or segment's header) without
+// trusting it: it must be a regular file, opened without blocking, and no more of it is read
+// than the caller's maximum, which is checked against its size before a byte is read.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -64,41 +64,59 @@ enum BoundedReadError: Error, Equatable, CustomStringConvertible {
 /// read stops one byte past `bytesMax` in case the file grew. Memory: at most
 /// `bytesMax` + 64 KiB.
 func readRegularFile(_ path: String, bytesMax: Int) throws(BoundedReadError) -> [UInt8] {
-    precondition(bytesMax >= 0)
+    let (descriptor, size) = try openRegularFile(path, sizeMax: bytesMax)
+    defer { close(descriptor) }
+    let bytes = try read(descriptor, upTo: bytesMax + 1, expected: Int(size))
+    guard bytes.count <= bytesMax else { throw .tooLarge(bytes: Int64(bytes.count), bytesMax: bytesMax) }
+    return bytes
+}
+
+/// The first `bytesMax` bytes (fewer if the file is shorter) of the regular file `path`, with
+/// the checks of `readRegularFile`, for a header: a sparse terabyte or /dev/zero costs no
+/// more than the header to look at.
+func readRegularFilePrefix(_ path: String, bytesMax: Int) throws(BoundedReadError) -> [UInt8] {
+    let (descriptor, size) = try openRegularFile(path, sizeMax: nil)
+    defer { close(descriptor) }
+    return try read(descriptor, upTo: bytesMax, expected: Int(min(size, Int64(bytesMax))))
+}
+
+/// Opens `path` for reading without blocking, after checking (by path, then on the
+/// descriptor) that it is a regular file of at most `sizeMax` bytes; its descriptor and size.
+private func openRegularFile(_ path: String, sizeMax: Int?) throws(BoundedReadError) -> (Int32, Int64) {
     var info = stat()
     guard stat(path, &info) == 0 else { throw .cannotOpen(errno: errno) }
-    try checkRegular(info, bytesMax: bytesMax)
+    try checkRegular(info, sizeMax: sizeMax)
     let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
     guard descriptor >= 0 else { throw .cannotOpen(errno: errno) }
-    defer { close(descriptor) }
-    guard fstat(descriptor, &info) == 0 else { throw .readFailed(errno: errno) }
-    try checkRegular(info, bytesMax: bytesMax)
+    do throws(BoundedReadError) {
+        guard fstat(descriptor, &info) == 0 else { throw .readFailed(errno: errno) }
+        try checkRegular(info, sizeMax: sizeMax)
+    } catch {
+        close(descriptor)
+        throw error
+    }
+    return (descriptor, Int64(info.st_size))
+}
+
+private func checkRegular(_ info: stat, sizeMax: Int?) throws(BoundedReadError) {
+    guard info.st_mode & S_IFMT == S_IFREG else { throw .notRegularFile(BoundedReadError.FileKind(mode: info.st_mode)) }
+    if let sizeMax, info.st_size > Int64(sizeMax) { throw .tooLarge(bytes: Int64(info.st_size), bytesMax: sizeMax) }
+}
+
+/// Reads until the end of the file or `limit` bytes, whichever comes first.
+private func read(_ descriptor: Int32, upTo limit: Int, expected: Int) throws(BoundedReadError) -> [UInt8] {
     var bytes: [UInt8] = []
-    bytes.reserveCapacity(Int(info.st_size))
+    bytes.reserveCapacity(min(expected, limit))
     var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while bytes.count <= bytesMax {
-        let wanted = min(chunk.count, bytesMax + 1 - bytes.count)
-        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, wanted) }
+    while bytes.count < limit {
+        let wanted = min(chunk.count, limit - bytes.count)
+        let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, wanted) }
         if count < 0 {
             if errno == EINTR { continue }
             throw .readFailed(errno: errno)
         }
-        if count == 0 { return bytes }
+        if count == 0 { break }
         bytes.append(contentsOf: chunk[..<count])
     }
-    throw .tooLarge(bytes: Int64(bytes.count), bytesMax: bytesMax)
-}
-
-private func checkRegular(_ info: stat, bytesMax: Int) throws(BoundedReadError) {
-    guard info.st_mode & S_IFMT == S_IFREG else { throw .notRegularFile(BoundedReadError.FileKind(mode: info.st_mode)) }
-    guard info.st_size <= Int64(bytesMax) else { throw .tooLarge(bytes: Int64(info.st_size), bytesMax: bytesMax) }
-}
-
-/// Refuses a path that exists but is not a regular file (a device, FIFO or directory), for
-/// commands that read the whole file: /dev/zero would never end and a FIFO would block.
-/// A missing file is left to the command, which reports it in its own format.
-func checkRegularFileIfPresent(_ option: String, _ path: String) throws(ValidationError) {
-    var info = stat()
-    guard stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG else { return }
-    throw ValidationError("\(option) must be a regular file; \(path) is a \(BoundedReadError.FileKind(mode: info.st_mode).rawValue)")
+    return bytes
 }

@@ -121,8 +121,11 @@ struct HostileArgumentsTests {
         (["recover", "--data", ""], "--data must name a path"),
         (["wal", "verify", ""], "DIR must name a path"),
         (["snapshot", "verify", ""], "FILE must name a path"),
-        (["snapshot", "verify", "/dev/zero"], "FILE must be a regular file; /dev/zero is a character device"),
-        (["snapshot", "verify", Placeholder.fifo], "is a FIFO"),
+        (["snapshot", "verify", "/dev/zero"], "/dev/zero: not a regular file (a character device)"),
+        (["snapshot", "verify", Placeholder.fifo], "not a regular file (a FIFO)"),
+        // Only the header of a sparse terabyte is read, and it is zeros.
+        (["snapshot", "verify", Placeholder.sparse], "not a snapshot (bad magic number)"),
+        (["snapshot", "verify", "--json", Placeholder.sparse], "\"ok\": false"),
         // month-end
         (["month-end", "setup", "--data", Placeholder.data, "--accounts", "4000000000"], "--accounts must be 1...100000000 accounts"),
         (["month-end", "setup", "--data", Placeholder.data, "--price-cents", intMax], "--price-cents must be 0...1000000000 cents"),
@@ -164,6 +167,27 @@ struct HostileArgumentsTests {
         #expect(run.exitCode != nil && run.exitCode != 0, "\(arguments): exit \(run.exitCode.map(String.init) ?? "-")\n\(run.output)")
         #expect(run.output.contains(message), "\(arguments): expected \"\(message)\" in:\n\(run.output)")
         #expect(fingerprint(directory) == before, "\(arguments) changed the directory")
+    }
+
+    @Test("snapshot verify and wal verify read a real snapshot and a directory of segments through their headers",
+          .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
+    func realFilesStillVerify() async throws {
+        let credits = try #require(creditsExecutable)
+        let directory = try temporaryDirectory("verify-headers")
+        defer { removeTree(directory) }
+        let data = try #require(try await Self.prepare(directory)[Placeholder.data])
+        let storage = StorageConfiguration(directory: data)
+        let engine = try await CreditEngine.open(configuration: EngineConfiguration(shardCount: 2, storage: storage))
+        let headers = try await engine.snapshot()
+        await engine.close()
+        let snapshots = try PosixFileSystem().contentsOfDirectory(storage.snapshotDirectory(0))
+        #expect(headers.count == 2 && snapshots.count == 1, "\(headers) \(snapshots)")
+        let snapshot = storage.snapshotDirectory(0) + "/" + (snapshots.first ?? "")
+        for arguments in [["snapshot", "verify", "--json", snapshot], ["wal", "verify", "--json", storage.walDirectory(0)]] {
+            let run = try runBounded(credits, arguments, errors: directory + ".stderr", secondsMax: 60)
+            defer { unlink(directory + ".stderr") }
+            #expect(run.exitCode == 0 && run.output.contains("\"ok\": true"), "\(arguments): \(run.output)")
+        }
     }
 
     /// Fills `directory` with a data directory holding one funded account, a FIFO, a sparse

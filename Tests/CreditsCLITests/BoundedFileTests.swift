@@ -87,6 +87,21 @@ struct BoundedFileTests {
         #expect(listing(directory) == before)
     }
 
+    @Test("a header is read from a sparse terabyte without the rest; a device or FIFO is refused as for a whole read",
+          arguments: [Hostile.sparseTerabyte, .devZero, .fifo, .directory, .missing])
+    func prefixReadsOnlyTheHeader(hostile: Hostile) throws {
+        let directory = try makeDirectory()
+        defer { removeDirectory(directory) }
+        let (path, wholeReadError) = try make(hostile, in: directory)
+        let before = listing(directory)
+        if case .tooLarge = wholeReadError {
+            #expect(try readRegularFilePrefix(path, bytesMax: 64) == [UInt8](repeating: 0, count: 64))
+        } else {
+            #expect(throws: wholeReadError) { try readRegularFilePrefix(path, bytesMax: 64) }
+        }
+        #expect(listing(directory) == before)
+    }
+
     @Test("a regular file of exactly the maximum is read whole")
     func fileAtTheLimitIsRead() throws {
         let directory = try makeDirectory()
