@@ -81,8 +81,8 @@ struct Bench: AsyncParsableCommand {
         try checkRange("--zipf-s", zipfS, in: Limits.zipfExponentMin ... Limits.zipfExponentMax, "(the exponent)")
         guard zipfS != 1 else { throw ValidationError("--zipf-s must not be 1") }
         if let idempotencyKeys {
-            try checkRange("--idempotency-keys", idempotencyKeys, in: Limits.idempotencyKeysPerShardMin ... Limits.idempotencyKeysPerShardMax,
-                      "keys per shard")
+            try checkRange("--idempotency-keys", idempotencyKeys,
+                           in: Limits.idempotencyKeysPerShardMin ... Limits.idempotencyKeysPerShardMax, "keys per shard")
         }
         try checkRange("--recent-entries", recentEntries, in: 1 ... Limits.recentEntriesPerShardMax, "entries per shard")
         try checkRange("--snapshot-every", snapshotEvery, in: 1 ... Limits.snapshotEveryRecordsMax, "records")

@@ -7,7 +7,8 @@ import CreditEngine
 
 enum OptionLimits {
     /// Funded accounts of a bench, load, drill or month-end run: 100 million, about 20 GB
-    /// at the 200 bytes per account measured (docs/performance.md).
+    /// at the 200 bytes per account measured (docs/performance.md). It also keeps the
+    /// enterprise scenario's member numbers (UInt32) in range.
     static let accountsMax = 100_000_000
     /// Operations of one bench run: 10^10, some 20 minutes at the fastest measured rate.
     static let opsMax = 10_000_000_000
