@@ -27,8 +27,12 @@ private func listing(_ directory: String) -> [String] {
     return lines.sorted()
 }
 
+/// Removes `directory` and what `make` put in it (files, a FIFO, an empty directory).
 private func removeDirectory(_ directory: String) {
-    for line in listing(directory) { unlink(directory + "/" + String(line.prefix { $0 != " " })) }
+    for line in listing(directory) {
+        let path = directory + "/" + String(line.prefix { $0 != " " })
+        if unlink(path) != 0 { rmdir(path) }
+    }
     rmdir(directory)
 }
 
