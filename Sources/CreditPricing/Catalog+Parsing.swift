@@ -1,14 +1,20 @@
 extension Catalog {
     /// Parses and validates a catalog text (format: docs/pricing.md). Every line is checked;
     /// the first problem found is thrown, naming its line and column, and no catalog is made.
+    /// Linear in the text, which is at most `textBytesMax` bytes.
     public static func parse(text: String) throws(CatalogError) -> Catalog {
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        let bytes = text.utf8.count
+        guard bytes <= textBytesMax else { throw CatalogError(line: 1, column: nil, problem: .textTooLarge(bytes: bytes)) }
+        // Only LF and CRLF end a line (CRLF is one Character); any other vertical space is
+        // left in its line, where `checkCharacters` refuses it.
+        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
         var columns: [CatalogColumn]?
         var entries: [CatalogEntry] = []
         var lineByModel: [String: Int] = [:]
         for (offset, rawLine) in lines.enumerated() {
             let number = offset + 1
             let line = rawLine.trimmingBlanks
+            try checkCharacters(line, number: number, header: columns)
             if line.isEmpty || line.first == "#" { continue }
             let fields = line.split(separator: "|", omittingEmptySubsequences: false).map(\.trimmingBlanks)
             guard let header = columns else {
@@ -17,7 +23,8 @@ extension Catalog {
             }
             let entry = try CatalogLine(number: number, header: header, fields: fields).entry()
             if let firstLine = lineByModel[entry.model] {
-                throw CatalogError(line: number, column: .model, problem: .duplicateModel(entry.model, firstLine: firstLine))
+                throw CatalogError(line: number, column: .model,
+                                   problem: .duplicateModel(CatalogExcerpt(entry.model), firstLine: firstLine))
             }
             guard entries.count < modelsMax else {
                 throw CatalogError(line: number, column: nil, problem: .tooManyModels(max: modelsMax))
@@ -35,7 +42,7 @@ extension Catalog {
         var columns: [CatalogColumn] = []
         for name in names {
             guard let column = CatalogColumn(rawValue: String(name)) else {
-                throw CatalogError(line: line, column: nil, problem: .unknownColumn(String(name)))
+                throw CatalogError(line: line, column: nil, problem: .unknownColumn(CatalogExcerpt(name)))
             }
             guard !columns.contains(column) else { throw CatalogError(line: line, column: column, problem: .duplicateColumn) }
             columns.append(column)
@@ -44,6 +51,37 @@ extension Catalog {
             throw CatalogError(line: line, column: column, problem: .missingColumn)
         }
         return columns
+    }
+
+    /// Throws `controlCharacter` for the first character no catalog line may hold, naming the
+    /// column of the model line's field it is in (none in the header or a comment).
+    private static func checkCharacters(_ line: Substring, number: Int, header: [CatalogColumn]?) throws(CatalogError) {
+        guard let scalar = line.unicodeScalars.first(where: isForbiddenInLine) else { return }
+        var column: CatalogColumn?
+        if let header, line.first != "#" {
+            let fields = line.split(separator: "|", omittingEmptySubsequences: false)
+            let index = fields.firstIndex { $0.unicodeScalars.contains(where: isForbiddenInLine) }
+            if let index, index < header.count { column = header[index] }
+        }
+        throw CatalogError(line: number, column: column, problem: .controlCharacter(scalar))
+    }
+
+    /// Control characters other than tab, and the Unicode line and paragraph separators.
+    static func isForbiddenInLine(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control: scalar != "\t"
+        case .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
+    }
+
+    /// A name may not hold a tab either, nor a bidirectional control, which would make it
+    /// display as another text than it is.
+    static func isForbiddenInName(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x09, 0x061C, 0x200E, 0x200F, 0x202A ... 0x202E, 0x2066 ... 0x2069: true
+        default: isForbiddenInLine(scalar)
+        }
     }
 }
 
@@ -68,13 +106,13 @@ private struct CatalogLine {
         let model = try name(.model)
         let provider = try name(.provider)
         let kindText = try required(.kind)
-        guard let kind = ModelKind(rawValue: String(kindText)) else { throw error(.kind, .unknownKind(String(kindText))) }
+        guard let kind = ModelKind(rawValue: String(kindText)) else { throw error(.kind, .unknownKind(CatalogExcerpt(kindText))) }
         let qualityText = try required(.quality)
         guard let quality = QualityTier(rawValue: String(qualityText)) else {
-            throw error(.quality, .unknownQuality(String(qualityText)))
+            throw error(.quality, .unknownQuality(CatalogExcerpt(qualityText)))
         }
         let unit = try required(.unit)
-        guard unit == kind.unit else { throw error(.unit, .wrongUnit(String(unit), expected: kind.unit)) }
+        guard unit == kind.unit else { throw error(.unit, .wrongUnit(CatalogExcerpt(unit), expected: kind.unit)) }
         let cost = try decimal(try required(.providerCostUSD), column: .providerCostUSD, decimals: 9,
                                max: Catalog.providerCostPerUnitNanoUSDMax,
                                maxText: "$" + DecimalText.usd(nanos: Catalog.providerCostPerUnitNanoUSDMax))
@@ -103,6 +141,7 @@ private struct CatalogLine {
     private func name(_ column: CatalogColumn) throws(CatalogError) -> String {
         let text = String(try required(column))
         guard text.utf8.count <= Catalog.nameBytesMax else { throw error(column, .nameTooLong(bytes: text.utf8.count)) }
+        if let scalar = text.unicodeScalars.first(where: Catalog.isForbiddenInName) { throw error(column, .controlCharacter(scalar)) }
         return text
     }
 
@@ -116,20 +155,28 @@ private struct CatalogLine {
                          maxText: String) throws(CatalogError) -> Int64 {
         switch parsePositiveDecimal(text, decimals: decimals, max: max) {
         case .success(let value): return value
-        case .failure(.malformed): throw error(column, .malformedDecimal(String(text)))
-        case .failure(.tooManyDecimals): throw error(column, .tooManyDecimals(String(text), decimalsMax: decimals))
-        case .failure(.notPositive): throw error(column, .notPositive(String(text)))
-        case .failure(.tooLarge): throw error(column, .overflow(String(text), max: maxText))
+        case .failure(.malformed): throw error(column, .malformedDecimal(CatalogExcerpt(text)))
+        case .failure(.tooManyDecimals): throw error(column, .tooManyDecimals(CatalogExcerpt(text), decimalsMax: decimals))
+        case .failure(.notPositive): throw error(column, .notPositive(CatalogExcerpt(text)))
+        case .failure(.tooLarge): throw error(column, .overflow(CatalogExcerpt(text), max: maxText))
         }
     }
 }
 
 extension Substring {
-    /// Without leading and trailing spaces and tabs.
+    /// Without leading and trailing spaces and tabs. Linear: index steps only (`dropLast()`
+    /// on a Substring counts from the start, which made a line of a million trailing blanks
+    /// take minutes).
     var trimmingBlanks: Substring {
-        var text = self
-        while text.first == " " || text.first == "\t" { text = text.dropFirst() }
-        while text.last == " " || text.last == "\t" { text = text.dropLast() }
-        return text
+        func isBlank(_ character: Character) -> Bool { character == " " || character == "\t" }
+        var start = startIndex
+        var end = endIndex
+        while start < end, isBlank(self[start]) { formIndex(after: &start) }
+        while start < end {
+            let last = index(before: end)
+            guard isBlank(self[last]) else { break }
+            end = last
+        }
+        return self[start ..< end]
     }
 }

@@ -124,6 +124,10 @@ public struct Catalog: Sendable, Equatable {
     public static let providerCostPerUnitNanoUSDMax: Int64 = 1_000_000_000_000_000
     /// 100,000,000 credits ($1,000,000) per billing unit.
     public static let creditsPerUnitMax = Millicredits(100_000_000_000)
+    /// A catalog text is at most 4 MiB of UTF-8: 1,024 models of the longest names take
+    /// about 0.6 MiB, the rest is room for comments. Readers of catalog files bound their
+    /// read by it, so a huge or endless file is refused before it is read.
+    public static let textBytesMax = 4 << 20
 
     init(entries: [CatalogEntry]) {
         var index: [String: Int] = [:]

@@ -28,27 +28,31 @@ struct Bench: AsyncParsableCommand {
     )
 
     @Option(help: "Load scenario: uniform, hot, enterprise, reserve-settle or mixed.") var scenario = Scenario.uniform
-    @Option(help: "Number of funded accounts (enterprise: members of the organisation).") var accounts = 1_000_000
-    @Option(help: "Number of operations to run (ignored with --duration).") var ops = 10_000_000
-    @Option(help: "Run for this many seconds instead of --ops operations.") var duration: Double?
-    @Option(help: "Concurrent tasks issuing operations.") var concurrency = 64
-    @Option(help: "Shard actors (default: 8 per core in memory, 1 per core, at least 2, with --data).") var shards: Int?
-    @Option(help: "Commands per call (1 = single-command calls). Default: 1,000; 1 for mixed and the charge operations.")
+    @Option(help: "Number of funded accounts (enterprise: members of the organisation), 1...\(OptionLimits.accountsMax).")
+    var accounts = 1_000_000
+    @Option(help: "Number of operations to run, 1...\(OptionLimits.opsMax) (ignored with --duration).") var ops = 10_000_000
+    @Option(help: "Run for this many seconds instead of --ops operations, \(OptionLimits.durationSecondsMin)...\(OptionLimits.durationSecondsMax).")
+    var duration: Double?
+    @Option(help: "Concurrent tasks issuing operations, 1...\(OptionLimits.concurrencyTasksMax).") var concurrency = 64
+    @Option(help: "Shard actors, 1...\(EngineConfiguration.shardCountMax) (default: 8 per core in memory, 1 per core, at least 2, with --data).")
+    var shards: Int?
+    @Option(help: "Commands per call, 1...\(OptionLimits.batchCommandsMax) (1 = single-command calls). Default: 1,000; 1 for mixed and the charge operations.")
     var batch: Int?
-    @Option(help: "Exponent of the hot scenario's Zipf law (not 1).") var zipfS = 1.1
+    @Option(help: "Exponent of the hot scenario's Zipf law, \(OptionLimits.zipfExponentMin)...\(OptionLimits.zipfExponentMax), not 1.") var zipfS = 1.1
     @Option(help: "Durability: memory (no log, the default), strict (ack after fsync, group commit), interval (fsync every 10 ms) or none (log written, never waited for). All but memory need --data.")
     var durability = "memory"
     @Option(help: "Data directory for the log and snapshots (a fresh one per run is best: an existing one is recovered first).")
     var data: String?
-    @Option(help: "Idempotency keys each shard remembers (at least half of them are kept); default: the engine's budget split over the shards.")
+    @Option(help: "Idempotency keys each shard remembers (at least half of them are kept), \(OptionLimits.idempotencyKeysPerShardMin)...\(OptionLimits.idempotencyKeysPerShardMax); default: the engine's budget split over the shards.")
     var idempotencyKeys: Int?
-    @Option(help: "Recent ledger entries each shard keeps in memory.")
+    @Option(help: "Recent ledger entries each shard keeps in memory, 1...\(OptionLimits.recentEntriesPerShardMax).")
     var recentEntries = EngineConfiguration.recentEntriesPerShardDefault
     @Option(help: "Seed of the random account choice.") var seed: UInt64 = 42
-    @Option(help: "With --data: snapshot a shard after this many records.") var snapshotEvery = 5_000_000
-    @Option(help: "With --durability strict: how long a log writer waits for more records before a sync (µs).")
+    @Option(help: "With --data: snapshot a shard after this many records, 1...\(OptionLimits.snapshotEveryRecordsMax).")
+    var snapshotEvery = 5_000_000
+    @Option(help: "With --durability strict: how long a log writer waits for more records before a sync, 0...\(OptionLimits.commitDelayMicrosMax) µs.")
     var commitDelayUs = LogConfiguration.commitDelayMicrosDefault
-    @Option(help: "With --data: log writer threads (default: one per shard in strict mode, one per core otherwise).")
+    @Option(help: "With --data: log writer threads, 1...\(OptionLimits.writerThreadsMax) (default: one per shard in strict mode, one per core otherwise).")
     var writerThreads: Int?
     @Flag(help: "With --data: snapshot every shard once while the load runs, and report how long it took and the longest shard turn (the stall).")
     var snapshotDuringLoad = false
@@ -57,7 +61,7 @@ struct Bench: AsyncParsableCommand {
     var operation = "debit"
     @Option(help: "Another operation to compare with: the load is split into --rounds rounds, and each round runs its share of --operation, then the same amount of this one, on the same engine. Alternating cancels the drift of a shared machine's speed; the report adds this operation's throughput and the ratio.")
     var versus: String?
-    @Option(help: "With --versus: how many alternating rounds.") var rounds = 10
+    @Option(help: "With --versus: how many alternating rounds, 1...\(OptionLimits.roundsMax) (at most --ops).") var rounds = 10
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     /// The batch size in effect.
@@ -67,23 +71,27 @@ struct Bench: AsyncParsableCommand {
     var chargesCalls: Bool { operation != "debit" || (versus ?? "debit") != "debit" }
 
     func validate() throws {
-        guard accounts > 0, ops > 0, concurrency > 0, batch.map({ $0 > 0 }) ?? true else {
-            throw ValidationError("--accounts, --ops, --concurrency and --batch must be positive")
+        typealias Limits = OptionLimits
+        try checkRange("--accounts", accounts, in: 1 ... Limits.accountsMax, "accounts")
+        try checkRange("--ops", ops, in: 1 ... Limits.opsMax, "operations")
+        if let duration { try checkRange("--duration", duration, in: Limits.durationSecondsMin ... Limits.durationSecondsMax, "seconds") }
+        try checkRange("--concurrency", concurrency, in: 1 ... Limits.concurrencyTasksMax, "tasks")
+        if let shards { try checkRange("--shards", shards, in: 1 ... EngineConfiguration.shardCountMax, "shards") }
+        if let batch { try checkRange("--batch", batch, in: 1 ... Limits.batchCommandsMax, "commands") }
+        try checkRange("--zipf-s", zipfS, in: Limits.zipfExponentMin ... Limits.zipfExponentMax, "(the exponent)")
+        guard zipfS != 1 else { throw ValidationError("--zipf-s must not be 1") }
+        if let idempotencyKeys {
+            try checkRange("--idempotency-keys", idempotencyKeys,
+                           in: Limits.idempotencyKeysPerShardMin ... Limits.idempotencyKeysPerShardMax, "keys per shard")
         }
-        if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be 0...86400 seconds") }
-        guard recentEntries >= 1 else { throw ValidationError("--recent-entries must be at least 1") }
-        if let idempotencyKeys, idempotencyKeys < 2 { throw ValidationError("--idempotency-keys must be at least 2") }
-        if let shards, shards < 1 || shards > EngineConfiguration.shardCountMax {
-            throw ValidationError("--shards must be 1...\(EngineConfiguration.shardCountMax)")
-        }
+        try checkRange("--recent-entries", recentEntries, in: 1 ... Limits.recentEntriesPerShardMax, "entries per shard")
+        try checkRange("--snapshot-every", snapshotEvery, in: 1 ... Limits.snapshotEveryRecordsMax, "records")
+        try checkRange("--commit-delay-us", commitDelayUs, in: 0 ... Limits.commitDelayMicrosMax, "µs")
+        if let writerThreads { try checkRange("--writer-threads", writerThreads, in: 1 ... Limits.writerThreadsMax, "threads") }
+        try checkRange("--rounds", rounds, in: 1 ... min(Limits.roundsMax, ops), "rounds (and at most --ops)")
+        if let data { try checkPath("--data", data) }
         guard durability == "memory" || Durability(rawValue: durability) != nil else {
             throw ValidationError("--durability must be memory, strict, interval or none, not \(durability)")
-        }
-        guard commitDelayUs >= 0, commitDelayUs <= 100_000 else { throw ValidationError("--commit-delay-us must be 0...100000") }
-        if let writerThreads, writerThreads < 1 { throw ValidationError("--writer-threads must be at least 1") }
-        guard zipfS > 0, zipfS != 1, zipfS <= 10 else { throw ValidationError("--zipf-s must be in (0, 10] and not 1") }
-        if scenario == .enterprise, accounts > Int(UInt32.max) - 1 {
-            throw ValidationError("--scenario enterprise: at most \(UInt32.max - 1) members")
         }
         if scenario.singleCallsOnly, callBatch != 1 { throw ValidationError("--scenario \(scenario.rawValue) runs single calls: use --batch 1") }
         for (name, value) in [("--operation", operation), ("--versus", versus)] {
@@ -96,7 +104,6 @@ struct Bench: AsyncParsableCommand {
                 throw ValidationError("\(name) \(value) is for the uniform and hot scenarios")
             }
         }
-        guard rounds >= 1, rounds <= ops else { throw ValidationError("--rounds must be 1...--ops") }
         if durability != "memory" && data == nil {
             throw ValidationError("--durability \(durability) writes a log: give it a directory with --data DIR")
         }

@@ -184,6 +184,8 @@ enum EnterpriseSetup {
     static func department(ofMember number: UInt64) -> DepartmentID { DepartmentID(UInt16((number - 1) % UInt64(departments)) + 1) }
 
     static func open(_ engine: CreditEngine, members: Int) async throws {
+        precondition(members >= 1 && members <= OptionLimits.accountsMax && OptionLimits.accountsMax < Int(UInt32.max),
+                     "member numbers are UInt32")
         let pool = AccountID(tenant: organisation, number: 0)
         let perDepartment = Int64((members + departments - 1) / departments)
         let terms = (1 ... departments).map { index in

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CreditEngine
 import CreditPricing
 
 /// `credits catalog [--file PATH] [--json]`
@@ -12,15 +11,22 @@ struct CatalogCommand: ParsableCommand {
             checks the file (format: docs/pricing.md) and prints it; a bad file is reported \
             with its line and column and makes the exit status non-zero. Margins are computed \
             from the prices (1 credit = $0.01); an entry sold below the provider's cost is \
-            flagged. --json prints an array with one object per model: "model", "provider", \
+            flagged. The file must be a regular file (not a device or a FIFO) of at most \
+            \(Catalog.textBytesMax) bytes. --json prints an array with one object per model: "model", "provider", \
             "kind", "quality", "unit", "provider_cost_usd", "credits", "input_credits", \
             "output_credits", "margin_pct", "below_cost"; on a bad file it prints one object \
-            {"ok": false, "file", "problem"} instead.
+            {"ok": false, "file", "code", "problem"} instead ("code" is a stable snake_case \
+            name: "not_regular_file", "too_large", "control_character", ...).
             """
     )
 
-    @Option(help: "A catalog file to validate and print instead of the built-in catalog.") var file: String?
+    @Option(help: "A catalog file to validate and print instead of the built-in catalog: a regular file of at most \(Catalog.textBytesMax) bytes.")
+    var file: String?
     @Flag(help: "Print a JSON array, one object per model.") var json = false
+
+    func validate() throws {
+        if let file { try checkPath("--file", file) }
+    }
 
     func run() throws {
         let catalog: Catalog
@@ -29,7 +35,8 @@ struct CatalogCommand: ParsableCommand {
         } catch {
             let source = file ?? "built-in catalog"
             if json {
-                print("{\"ok\": false, \"file\": \(jsonString(source)), \"problem\": \(jsonString(error.description))}")
+                print("{\"ok\": false, \"file\": \(jsonString(source)), \"code\": \"\(error.code)\", "
+                    + "\"problem\": \(jsonString(error.description))}")
             } else {
                 printError("\(source): \(error)")
             }
@@ -38,21 +45,43 @@ struct CatalogCommand: ParsableCommand {
         print(json ? Self.json(catalog) : Self.table(catalog))
     }
 
-    private func load() throws(ValidationErrorLite) -> Catalog {
+    /// Why a catalog file was refused: it could not be read as a bounded regular file, was not
+    /// UTF-8, or did not parse.
+    enum FileProblem: Error, CustomStringConvertible {
+        case unreadable(BoundedReadError)
+        case notUTF8
+        case invalid(CatalogError)
+
+        var code: String {
+            switch self {
+            case .unreadable(let error): error.code
+            case .notUTF8: "not_utf8"
+            case .invalid(let error): error.code
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .unreadable(let error): error.description
+            case .notUTF8: "not UTF-8 text"
+            case .invalid(let error): error.description
+            }
+        }
+    }
+
+    private func load() throws(FileProblem) -> Catalog {
         guard let file else { return Catalog.standard }
         let bytes: [UInt8]
         do {
-            bytes = try PosixFileSystem().readFile(file)
+            bytes = try readRegularFile(file, bytesMax: Catalog.textBytesMax)
         } catch {
-            throw ValidationErrorLite("\(error)")
+            throw .unreadable(error)
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw ValidationErrorLite("not UTF-8 text")
-        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .notUTF8 }
         do {
             return try Catalog.parse(text: text)
         } catch {
-            throw ValidationErrorLite(error.description)
+            throw .invalid(error)
         }
     }
 

@@ -21,19 +21,21 @@ struct Drill: AsyncParsableCommand {
     )
 
     @Option(help: "Data directory (created if missing; an existing one is continued).") var data: String
-    @Option(help: "Accounts the load funds and debits.") var accounts = 10_000
-    @Option(help: "The kill comes at a random moment up to this many seconds after the first acknowledgement.")
+    @Option(help: "Accounts the load funds and debits, 1...\(OptionLimits.accountsMax).") var accounts = 10_000
+    @Option(help: "The kill comes at a random moment up to this many seconds after the first acknowledgement, \(OptionLimits.durationSecondsMin)...\(OptionLimits.durationSecondsMax).")
     var seconds = 3.0
-    @Option(help: "Shard actors for a new data directory.") var shards: Int?
-    @Option(help: "Records between snapshots in the child (small values put snapshots in the drill).")
+    @Option(help: "Shard actors for a new data directory, 1...\(EngineConfiguration.shardCountMax).") var shards: Int?
+    @Option(help: "Records between snapshots in the child, 1...\(OptionLimits.snapshotEveryRecordsMax) (small values put snapshots in the drill).")
     var snapshotEvery = 50_000
     @Option(help: "Seed of the kill moment (default: random).") var seed: UInt64?
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
-        guard accounts > 0, seconds > 0, snapshotEvery > 0 else {
-            throw ValidationError("--accounts, --seconds and --snapshot-every must be positive")
-        }
+        try checkPath("--data", data)
+        try checkRange("--accounts", accounts, in: 1 ... OptionLimits.accountsMax, "accounts")
+        try checkRange("--seconds", seconds, in: OptionLimits.durationSecondsMin ... OptionLimits.durationSecondsMax, "seconds")
+        if let shards { try checkRange("--shards", shards, in: 1 ... EngineConfiguration.shardCountMax, "shards") }
+        try checkRange("--snapshot-every", snapshotEvery, in: 1 ... OptionLimits.snapshotEveryRecordsMax, "records")
     }
 
     /// The value of `"key": "..."` in an acknowledgement line.

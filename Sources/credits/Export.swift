@@ -20,6 +20,8 @@ struct Export: AsyncParsableCommand {
 
     @Option(help: "Data directory.") var data: String
 
+    func validate() throws { try checkPath("--data", data) }
+
     func run() async throws {
         let storage = StorageConfiguration(directory: data)
         guard let shardCount = try ShardStorage.existingShardCount(storage: storage) else {

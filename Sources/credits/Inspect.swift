@@ -13,10 +13,12 @@ struct SnapshotCommand: AsyncParsableCommand {
         @Argument(help: "The snapshot file (DIR/shard-NN/snapshots/<lsn>.snap).") var file: String
         @Flag(help: "Print one JSON object.") var json = false
 
+        func validate() throws { try checkPath("FILE", file) }
+
         func run() async throws {
             let fileSystem = PosixFileSystem()
             do {
-                let header = try SnapshotHeader(decoding: try fileSystem.readFile(file))
+                let header = try SnapshotHeader(decoding: try readRegularFilePrefix(file, bytesMax: SnapshotHeader.size))
                 let configuration = EngineConfiguration(shardCount: Int(header.shardCount)).shardLedgerConfiguration
                 let (_, ledger) = try SnapshotFile.read(path: file, fileSystem: fileSystem, configuration: configuration)
                 let ratio = Double(header.stateBytes) / Double(max(1, header.frameBytes))
@@ -60,6 +62,8 @@ struct WALCommand: AsyncParsableCommand {
         @Argument(help: "A data directory, or a directory of .wal segments.") var directory: String
         @Flag(help: "Print one JSON object per shard or log directory.") var json = false
 
+        func validate() throws { try checkPath("DIR", directory) }
+
         func run() async throws {
             let fileSystem = PosixFileSystem()
             let storage = StorageConfiguration(directory: directory, fileSystem: fileSystem)
@@ -71,7 +75,8 @@ struct WALCommand: AsyncParsableCommand {
             } else {
                 let names = try fileSystem.contentsOfDirectory(directory).filter { WALFormat.firstLSN(ofSegmentNamed: $0) != nil }
                 guard let first = names.first else { throw ValidationError("\(directory) holds no data directory and no .wal segments") }
-                let header = try SegmentHeader(decoding: try fileSystem.readFile(directory + "/" + first))
+                let header = try SegmentHeader(decoding: try readRegularFilePrefix(directory + "/" + first,
+                                                                                    bytesMax: WALFormat.segmentHeaderSize))
                 targets.append((directory, [directory], header.shardIndex))
             }
             var failed = false

@@ -20,17 +20,18 @@ struct Load: AsyncParsableCommand {
     )
 
     @OptionGroup var storage: StorageOptions
-    @Option(help: "Number of funded accounts.") var accounts = 10_000
-    @Option(help: "Stop after this many seconds (default: run until killed).") var seconds: Double?
-    @Option(help: "Concurrent tasks issuing single-command debits.") var concurrency = 64
-    @Option(help: "Take a shard snapshot after this many records (small values exercise snapshots in drills).")
+    @Option(help: "Number of funded accounts, 1...\(OptionLimits.accountsMax).") var accounts = 10_000
+    @Option(help: "Stop after this many seconds, \(OptionLimits.durationSecondsMin)...\(OptionLimits.durationSecondsMax) (default: run until killed).")
+    var seconds: Double?
+    @Option(help: "Concurrent tasks issuing single-command debits, 1...\(OptionLimits.concurrencyTasksMax).") var concurrency = 64
+    @Option(help: "Take a shard snapshot after this many records, 1...\(OptionLimits.snapshotEveryRecordsMax) (small values exercise snapshots in drills).")
     var snapshotEvery = 200_000
 
     func validate() throws {
-        guard accounts > 0, concurrency > 0, snapshotEvery > 0 else {
-            throw ValidationError("--accounts, --concurrency and --snapshot-every must be positive")
-        }
-        if let seconds, !(seconds > 0) { throw ValidationError("--seconds must be positive") }
+        try checkRange("--accounts", accounts, in: 1 ... OptionLimits.accountsMax, "accounts")
+        if let seconds { try checkRange("--seconds", seconds, in: OptionLimits.durationSecondsMin ... OptionLimits.durationSecondsMax, "seconds") }
+        try checkRange("--concurrency", concurrency, in: 1 ... OptionLimits.concurrencyTasksMax, "tasks")
+        try checkRange("--snapshot-every", snapshotEvery, in: 1 ... OptionLimits.snapshotEveryRecordsMax, "records")
     }
 
     static let creditsPerAccount: Int64 = 1_000_000

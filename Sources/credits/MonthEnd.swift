@@ -81,13 +81,18 @@ struct MonthEnd: AsyncParsableCommand {
             abstract: "Opens --accounts subscribers (anchored on 31 January 2026) in --data.")
 
         @OptionGroup var storage: StorageOptions
-        @Option(help: "Subscribers.") var accounts = 100_000
-        @Option(help: "Price of each renewal in cents (0 renews without a payment).") var priceCents: Int64 = 14_999
+        @Option(help: "Subscribers, 1...\(OptionLimits.accountsMax).") var accounts = 100_000
+        @Option(help: "Price of each renewal in cents, 0...\(OptionLimits.priceCentsMax) (0 renews without a payment).")
+        var priceCents: Int64 = 14_999
         @Flag(help: "End with a snapshot of every shard, so each run starts from it instead of replaying the set-up's log.")
         var snapshot = false
 
+        func validate() throws {
+            try checkRange("--accounts", accounts, in: 1 ... OptionLimits.accountsMax, "accounts")
+            try checkRange("--price-cents", priceCents, in: 0 ... OptionLimits.priceCentsMax, "cents")
+        }
+
         func run() async throws {
-            guard accounts > 0 else { throw ValidationError("--accounts must be positive") }
             let engine = try await storage.open(clock: ManualClock(MonthEnd.anchor))
             try await MonthEnd.setUp(engine, accounts: accounts, priceCents: priceCents)
             if snapshot { try await engine.snapshot() }
@@ -111,16 +116,16 @@ struct MonthEnd: AsyncParsableCommand {
         )
 
         @OptionGroup var storage: StorageOptions
-        @Option(help: "Renewals of this run between progress lines on stderr.") var progressEvery = 1_000
-        @Option(help: "Payments the scheduler makes at once (see month-end bench).") var paymentsInParallel = 1
-        @Option(help: "Take a shard snapshot after this many records (the default is the engine's; small values put snapshots in a drill's way).")
+        @Option(help: "Renewals of this run between progress lines on stderr, 1...\(OptionLimits.accountsMax).") var progressEvery = 1_000
+        @Option(help: "Payments the scheduler makes at once, 1...\(OptionLimits.paymentsInParallelMax) (see month-end bench).")
+        var paymentsInParallel = 1
+        @Option(help: "Take a shard snapshot after this many records, 1...\(OptionLimits.snapshotEveryRecordsMax) (the default is the engine's; small values put snapshots in a drill's way).")
         var snapshotEvery = 5_000_000
 
         func validate() throws {
-            guard progressEvery > 0, paymentsInParallel > 0 else {
-                throw ValidationError("--progress-every and --payments-in-parallel must be positive")
-            }
-            guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
+            try checkRange("--progress-every", progressEvery, in: 1 ... OptionLimits.accountsMax, "renewals")
+            try checkRange("--payments-in-parallel", paymentsInParallel, in: 1 ... OptionLimits.paymentsInParallelMax, "payments")
+            try checkRange("--snapshot-every", snapshotEvery, in: 1 ... OptionLimits.snapshotEveryRecordsMax, "records")
         }
 
         func run() async throws {
@@ -164,30 +169,36 @@ struct MonthEnd: AsyncParsableCommand {
                 """
         )
 
-        @Option(help: "Subscribers.") var accounts = 1_000_000
-        @Option(help: "Shard actors (default: eight per core).") var shards: Int?
-        @Option(help: "Price of each renewal in cents (0 renews without a payment).") var priceCents: Int64 = 14_999
-        @Option(help: "Tasks debiting during the renewal.") var concurrency = 8
-        @Option(help: "Due notes a shard works through per turn.") var notesPerTurn = SchedulePolicy.notesPerTurnDefault
-        @Option(help: "Payments the scheduler makes at once: a remote gateway needs many; the one in memory here answers at once, and more workers only add task switches.")
+        @Option(help: "Subscribers, 1...\(OptionLimits.accountsMax).") var accounts = 1_000_000
+        @Option(help: "Shard actors, 1...\(EngineConfiguration.shardCountMax) (default: eight per core).") var shards: Int?
+        @Option(help: "Price of each renewal in cents, 0...\(OptionLimits.priceCentsMax) (0 renews without a payment).")
+        var priceCents: Int64 = 14_999
+        @Option(help: "Tasks debiting during the renewal, 0...\(OptionLimits.concurrencyTasksMax).") var concurrency = 8
+        @Option(help: "Due notes a shard works through per turn, 1...\(OptionLimits.notesPerTurnMax).")
+        var notesPerTurn = SchedulePolicy.notesPerTurnDefault
+        @Option(help: "Payments the scheduler makes at once, 1...\(OptionLimits.paymentsInParallelMax): a remote gateway needs many; the one in memory here answers at once, and more workers only add task switches.")
         var paymentsInParallel = 1
         @Flag(help: "One JSON object instead of text.") var json = false
         @Option(help: "Priority of the scheduler's task: background, utility, medium or high (the debits run at medium).")
         var priority = "utility"
 
-        var schedulerPriority: TaskPriority {
-            switch priority {
-            case "background": .background
-            case "medium": .medium
-            case "high": .high
-            default: .utility
+        static let priorities: [String: TaskPriority] = ["background": .background, "utility": .utility, "medium": .medium, "high": .high]
+
+        var schedulerPriority: TaskPriority { Self.priorities[priority] ?? .utility }
+
+        func validate() throws {
+            try checkRange("--accounts", accounts, in: 1 ... OptionLimits.accountsMax, "accounts")
+            if let shards { try checkRange("--shards", shards, in: 1 ... EngineConfiguration.shardCountMax, "shards") }
+            try checkRange("--price-cents", priceCents, in: 0 ... OptionLimits.priceCentsMax, "cents")
+            try checkRange("--concurrency", concurrency, in: 0 ... OptionLimits.concurrencyTasksMax, "tasks")
+            try checkRange("--notes-per-turn", notesPerTurn, in: 1 ... OptionLimits.notesPerTurnMax, "notes")
+            try checkRange("--payments-in-parallel", paymentsInParallel, in: 1 ... OptionLimits.paymentsInParallelMax, "payments")
+            guard Self.priorities[priority] != nil else {
+                throw ValidationError("--priority must be background, utility, medium or high, not \(priority)")
             }
         }
 
         func run() async throws {
-            guard accounts > 0, concurrency >= 0, notesPerTurn > 0, paymentsInParallel > 0 else {
-                throw ValidationError("--accounts, --notes-per-turn and --payments-in-parallel must be positive, --concurrency not negative")
-            }
             let clock = ManualClock(MonthEnd.anchor)
             var configuration = EngineConfiguration(shardCount: shards)
             configuration.schedule = SchedulePolicy(notesPerTurn: notesPerTurn)

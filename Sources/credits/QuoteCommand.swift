@@ -9,13 +9,13 @@ struct QuoteCommand: ParsableCommand {
         discussion: """
             Any number of each package (1,000 credits $10.00, 5,000 $45.00, 10,000 $85.00) and \
             at most one custom amount at $0.01 a credit, 5 % off from 10,000 and 10 % off from \
-            25,000 credits (rounded down to the cent). Ties go to fewer credits, then fewer \
+            25,000 credits (rounded down to the cent). Ties go to more credits, then fewer \
             items. --json prints {"requested", "credits", "price_usd", "items": [{"type": \
             "package" or "custom", "credits", "price_usd", ...}]}.
             """
     )
 
-    @Argument(help: "Credits needed (whole credits, 1 to 1000000).") var credits: Int64
+    @Argument(help: "Credits needed, whole credits, 1...\(Quote.creditsMax).") var credits: Int64
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {

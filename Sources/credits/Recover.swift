@@ -18,6 +18,8 @@ struct Recover: AsyncParsableCommand {
     var pointInTime = false
     @Flag(help: "Print one JSON object.") var json = false
 
+    func validate() throws { try checkPath("--data", data) }
+
     func run() async throws {
         var storage = StorageConfiguration(directory: data)
         storage.recovery = pointInTime ? .pointInTime : .strict

@@ -6,16 +6,15 @@ struct StorageOptions: ParsableArguments {
     @Option(help: "Data directory (created on first use).") var data: String
     @Option(help: "Durability: strict (ack after fsync, group commit), interval (fsync every 10 ms), none.")
     var durability: String = "strict"
-    @Option(help: "Shard actors for a new data directory (an existing one keeps its own count).")
+    @Option(help: "Shard actors for a new data directory, 1...\(EngineConfiguration.shardCountMax) (an existing one keeps its own count).")
     var shards: Int?
 
     func validate() throws {
+        try checkPath("--data", data)
         guard Durability(rawValue: durability) != nil else {
             throw ValidationError("--durability must be strict, interval or none, not \(durability)")
         }
-        if let shards, shards < 1 || shards > EngineConfiguration.shardCountMax {
-            throw ValidationError("--shards must be 1...\(EngineConfiguration.shardCountMax)")
-        }
+        if let shards { try checkRange("--shards", shards, in: 1 ... EngineConfiguration.shardCountMax, "shards") }
     }
 
     func storage(snapshotEveryRecords: Int? = 5_000_000) -> StorageConfiguration {

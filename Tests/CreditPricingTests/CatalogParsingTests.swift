@@ -3,6 +3,9 @@ import Testing
 
 private let header = "model | provider | kind | quality | unit | provider_cost_usd | credits"
 
+/// A valid model line.
+private let modelLine = "A | P | text | standard | 1K tokens | 0.001 | 1"
+
 /// A catalog of the header and the given model lines.
 private func catalogText(_ lines: String...) -> String {
     ([header] + lines).joined(separator: "\n")
@@ -90,6 +93,110 @@ struct CatalogParsingTests {
     ] as [(String, Int, CatalogColumn?, Problem)])
     func malformedTextNamesLineAndColumn(text: String, line: Int, column: CatalogColumn?, problem: Problem) {
         #expect(throws: CatalogError(line: line, column: column, problem: problem)) { try Catalog.parse(text: text) }
+    }
+
+    @Test("only LF and CRLF end a line; other vertical space and control characters are refused where they stand",
+          arguments: [
+              // A vertical tab, form feed, lone CR or NEL does not start a new line: it is refused in its field.
+              (catalogText(modelLine + "\u{0B}B | P | text | standard | 1K tokens | 0.001 | 1"), 2, .credits, "\u{0B}"),
+              (catalogText(modelLine + "\u{0C}"), 2, .credits, "\u{0C}"),
+              (catalogText(modelLine + "\rB | P | text | standard | 1K tokens | 0.001 | 1"), 2, .credits, "\r"),
+              (catalogText(modelLine, "B\u{85} | P | text | standard | 1K tokens | 0.001 | 1"), 3, .model, "\u{85}"),
+              (catalogText(modelLine, "B | P\u{2028}Q | text | standard | 1K tokens | 0.001 | 1"), 3, .provider, "\u{2028}"),
+              (catalogText(modelLine, "B | P | text\u{2029} | standard | 1K tokens | 0.001 | 1"), 3, .kind, "\u{2029}"),
+              // In the header and in comments there is no column to name.
+              (header + "\u{0B}\n" + modelLine, 1, nil, "\u{0B}"),
+              ("# clears the screen \u{1B}[2J\n" + catalogText(modelLine), 1, nil, "\u{1B}"),
+              // A line of one field is a model line whose model holds it; past the header's columns there is no column.
+              (catalogText(modelLine, "\u{0}"), 3, .model, "\u{0}"),
+              (catalogText(modelLine + " | x\u{7F}"), 2, nil, "\u{7F}"),
+              // Names: no control character, not even a tab inside, and no direction override.
+              (catalogText("A\u{0}B | P | text | standard | 1K tokens | 0.001 | 1"), 2, .model, "\u{0}"),
+              (catalogText("A\tB | P | text | standard | 1K tokens | 0.001 | 1"), 2, .model, "\t"),
+              (catalogText("A | P\u{202E}Q | text | standard | 1K tokens | 0.001 | 1"), 2, .provider, "\u{202E}"),
+              (catalogText("A | P | text | standard | 1K tokens | 0.001 | 1", "B\u{2066} | P | text | standard | 1K tokens | 0.001 | 1"),
+               3, .model, "\u{2066}"),
+          ] as [(String, Int, CatalogColumn?, Unicode.Scalar)])
+    func controlCharactersAreRefused(text: String, line: Int, column: CatalogColumn?, scalar: Unicode.Scalar) {
+        #expect(throws: CatalogError(line: line, column: column, problem: .controlCharacter(scalar))) { try Catalog.parse(text: text) }
+    }
+
+    @Test("tabs around fields and non-ASCII names are still the format")
+    func tabsAroundFieldsAndUnicodeNamesParse() throws {
+        let catalog = try Catalog.parse(text: catalogText("\tÉclair 7B\t|\tMistral AI | text | standard | 1K tokens | 0.001 | 1"))
+        #expect(catalog.entries.map(\.model) == ["Éclair 7B"])
+        #expect(catalog.entries.map(\.provider) == ["Mistral AI"])
+    }
+
+    @Test("a text over the size limit is refused before any line is read; one of exactly the limit parses")
+    func textSizeIsBounded() throws {
+        let body = catalogText(modelLine) + "\n#"
+        let padded = body + String(repeating: " ", count: Catalog.textBytesMax - body.utf8.count)
+        #expect(padded.utf8.count == Catalog.textBytesMax)
+        #expect(try Catalog.parse(text: padded).entries.count == 1)
+        // Over the limit, even a text whose first line is already wrong reports its size.
+        let over = "\u{0}" + padded
+        #expect(throws: CatalogError(line: 1, column: nil, problem: .textTooLarge(bytes: Catalog.textBytesMax + 1))) {
+            try Catalog.parse(text: over)
+        }
+    }
+
+    @Test("an error quotes at most a short excerpt of a huge field, escaped", arguments: [
+        (catalogText("A | P | " + String(repeating: "x", count: 100_000) + " | standard | 1K tokens | 0.001 | 1"), 2,
+         CatalogColumn.kind, Problem.unknownKind(CatalogExcerpt(String(repeating: "x", count: 100_000)))),
+        (header + " | " + String(repeating: "colour", count: 10_000), 1, nil,
+         .unknownColumn(CatalogExcerpt(String(repeating: "colour", count: 10_000)))),
+        (catalogText("A | P | text | standard | 1K tokens | 0.001 | 1" + String(repeating: "9", count: 50_000)), 2, .credits,
+         .overflow(CatalogExcerpt("1" + String(repeating: "9", count: 50_000)), max: "100000000 credits")),
+        (catalogText("A | P | text | \u{FEFF}premium\u{202E} | 1K tokens | 0.001 | 1"), 2, .quality,
+         .unknownQuality(CatalogExcerpt("\u{FEFF}premium\u{202E}"))),
+    ] as [(String, Int, CatalogColumn?, Problem)])
+    func errorsQuoteAShortExcerpt(text: String, line: Int, column: CatalogColumn?, problem: Problem) throws {
+        let error = try #require(throws: CatalogError.self) { try Catalog.parse(text: text) }
+        #expect(error == CatalogError(line: line, column: column, problem: problem))
+        let quoted: CatalogExcerpt? = switch error.problem {
+        case .unknownKind(let excerpt), .unknownColumn(let excerpt), .overflow(let excerpt, _), .unknownQuality(let excerpt): excerpt
+        default: nil
+        }
+        let excerpt = try #require(quoted)
+        #expect(excerpt.description.count <= CatalogExcerpt.charactersMax + 1)
+        #expect(!excerpt.description.unicodeScalars.contains { [.control, .format].contains($0.properties.generalCategory) })
+        #expect(error.description.count < 200, "\(error.description.count) characters: \(error.description.prefix(300))")
+    }
+
+    @Test("an excerpt keeps 40 characters, cuts with …, escapes what does not print and never cuts an escape", arguments: [
+        ("GPT-4 Turbo", "GPT-4 Turbo"),
+        (String(repeating: "x", count: 40), String(repeating: "x", count: 40)),
+        (String(repeating: "x", count: 41), String(repeating: "x", count: 40) + "…"),
+        (String(repeating: "é", count: 45), String(repeating: "é", count: 40) + "…"),
+        ("\u{1B}[2J", "\\u{001B}[2J"),
+        ("\u{FEFF}model", "\\u{FEFF}model"),
+        (String(repeating: "x", count: 35) + "\u{202E}abc", String(repeating: "x", count: 35) + "…"),
+        (String(repeating: "x", count: 31) + "\u{202E}", String(repeating: "x", count: 31) + "\\u{202E}"),
+    ])
+    func excerptIsShortAndPrintable(text: String, shown: String) {
+        #expect(CatalogExcerpt(text).description == shown)
+    }
+
+    @Test("every problem has its own stable snake_case code")
+    func problemCodesAreDistinctSnakeCase() {
+        let problems: [(Problem, String)] = [
+            (.textTooLarge(bytes: 1), "text_too_large"), (.controlCharacter("\u{0B}"), "control_character"),
+            (.noHeader, "no_header"), (.unknownColumn("x"), "unknown_column"), (.duplicateColumn, "duplicate_column"),
+            (.missingColumn, "missing_column"), (.missingField, "missing_field"),
+            (.extraFields(count: 2, columns: 1), "extra_fields"), (.emptyField, "empty_field"),
+            (.nameTooLong(bytes: 300), "name_too_long"), (.unknownKind("x"), "unknown_kind"),
+            (.unknownQuality("x"), "unknown_quality"), (.wrongUnit("x", expected: "HD image"), "wrong_unit"),
+            (.malformedDecimal("x"), "malformed_decimal"), (.tooManyDecimals("x", decimalsMax: 3), "too_many_decimals"),
+            (.notPositive("0"), "not_positive"), (.overflow("9", max: "1"), "overflow"),
+            (.duplicateModel("A", firstLine: 2), "duplicate_model"), (.textOnlyColumn(kind: .image), "text_only_column"),
+            (.noModels, "no_models"), (.tooManyModels(max: 1), "too_many_models"),
+        ]
+        for (problem, code) in problems {
+            #expect(problem.code == code)
+            #expect(CatalogError(line: 1, column: nil, problem: problem).code == code)
+        }
+        #expect(Set(problems.map(\.0.code)).count == problems.count)
     }
 
     @Test("the error text names the line, the column and what is wrong")
