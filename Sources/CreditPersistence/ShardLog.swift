@@ -91,6 +91,11 @@ public struct LogFailure: Error, Sendable, Equatable, CustomStringConvertible {
 /// Appending and waiting are separate so that a batch of commands waits once, and so
 /// that commands arriving during a sync are written together by the next one (group
 /// commit).
+///
+/// The records between the two are bounded: an appender checks `mayAppend` and, when it is
+/// false, suspends in `waitForRoom` until the writer has taken enough of them
+/// (`LogConfiguration.pendingBytesMax`). So a writer that falls behind slows its appenders
+/// down instead of letting memory, and what a power cut loses, grow.
 public final class ShardLog: @unchecked Sendable {
     // @unchecked: all mutable state below is guarded by `lock`, except the appender's
     // position fields (`next*`, `current*`), which only the owning shard actor touches.
