@@ -17,8 +17,15 @@ public struct EngineConfiguration: Sendable {
     public var storage: StorageConfiguration?
     /// How the scheduler treats what falls due: grace, expiry warnings, chunking.
     public var schedule = SchedulePolicy()
+    /// Back-pressure: single-command calls queued per shard for its next drain round (with
+    /// storage). Callers beyond it wait in line, in arrival order; it also bounds one
+    /// round's append to the log (docs/operations.md, "Back-pressure and memory bounds").
+    public var submissionCommandsMax = submissionCommandsMaxDefault
 
     public static let shardCountMax = 1_024
+    /// Far above the rounds of the measured loads (a strict round holds the calls of one
+    /// sync: 64 tasks make rounds of at most 64), so it only bites under overload.
+    public static let submissionCommandsMaxDefault = 4_096
     public static let recentEntriesPerShardDefault = 1_024
     /// Idempotency keys remembered by the whole engine by default (at least half of them
     /// are kept): 524,288, about 45 MB.

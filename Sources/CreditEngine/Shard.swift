@@ -32,10 +32,12 @@ actor Shard {
     private let onEntry: (@Sendable (Int, LedgerEntry) -> Void)?
     nonisolated let log: ShardLog?
     /// Single-command calls waiting to be applied (see `drain`).
-    nonisolated let submissions = SubmissionQueue()
+    nonisolated let submissions: SubmissionQueue
     /// Buffers the drain swaps with the queue's, so neither side allocates per round.
     private var drainCommands: [Command] = []
     private var drainContinuations: [UnsafeContinuation<Outcome, Never>] = []
+    /// The most commands one drain round took (at most `submissions.commandsMax`).
+    private(set) var drainRoundCommandsHighWater = 0
     private let storage: StorageConfiguration?
     private var recordsSinceSnapshot = 0
     private var lastSnapshotMillis: Int64
@@ -83,6 +85,7 @@ actor Shard {
         self.clock = clock
         onEntry = configuration.onEntry
         self.log = log
+        submissions = SubmissionQueue(commandsMax: configuration.submissionCommandsMax)
         storage = log == nil ? nil : configuration.storage
         lastSnapshotMillis = Int64(monotonicNanos() / 1_000_000)
         var notes: [DueNote] = []
@@ -116,7 +119,7 @@ actor Shard {
     /// (through the log, like any batch, so recovery replays them) and returns them with
     /// the payments and notices for the host side.
     func runDue() async -> DueTurn {
-        var (turn, durableAt) = runDueApplying()
+        var (turn, durableAt) = await runDueApplying()
         if let durableAt, let log {
             do { try await log.waitUntilDurable(durableAt) } catch { turn.applied = turn.applied.map { ($0.command, .failure(.logStopped)) } }
         }
@@ -126,7 +129,8 @@ actor Shard {
     /// `runDue` without waiting for the log: the turn (its `applied` outcomes hold once the
     /// log is durable up to the LSN returned) and that LSN. The engine takes every shard's
     /// turn first and waits for their logs afterwards, so the syncs overlap the turns.
-    func runDueApplying() -> (turn: DueTurn, durableAt: UInt64?) {
+    func runDueApplying() async -> (turn: DueTurn, durableAt: UInt64?) {
+        await waitForLogRoom()
         var turn = DueTurn()
         let started = monotonicNanos()
         let startedCPU = threadCPUNanos()
@@ -193,20 +197,32 @@ actor Shard {
     static let drainRoundsMax = 4
 
     /// Applies the single-command calls queued in `submissions`, a round at a time: each
-    /// round takes everything queued, applies it as one batch (one timestamp: the commands
-    /// arrived together), appends the records, and resumes the callers once the records
-    /// are durable — from the log's writer thread right after the sync in strict mode, at
-    /// once otherwise. Ends when the queue is empty; after `drainRoundsMax` rounds it
-    /// schedules its own continuation, so reads and batches are not starved.
-    func drain() {
+    /// round takes everything queued (at most `submissions.commandsMax`), applies it as one
+    /// batch (one timestamp: the commands arrived together), appends the records, and
+    /// resumes the callers once the records are durable — from the log's writer thread
+    /// right after the sync in strict mode, at once otherwise. Before each round it waits
+    /// for room in the log (back-pressure), meanwhile the callers wait in the queue. Ends
+    /// when the queue is empty; after `drainRoundsMax` rounds it schedules its own
+    /// continuation, so reads and batches are not starved.
+    func drain() async {
         for _ in 0 ..< Self.drainRoundsMax {
+            await waitForLogRoom()
             submissions.take(commands: &drainCommands, continuations: &drainContinuations)
             if drainCommands.isEmpty { return }
+            drainRoundCommandsHighWater = max(drainRoundCommandsHighWater, drainCommands.count)
             applyDrained()
             drainCommands.removeAll(keepingCapacity: true)
             drainContinuations.removeAll(keepingCapacity: true)
         }
-        Task { self.drain() }
+        Task { await self.drain() }
+    }
+
+    /// Back-pressure: suspends while the log has `pendingBytesMax` bytes or more waiting for
+    /// its writer. Every path that appends (drain rounds, batches, scheduler turns) waits
+    /// here first, in the same line, and appends right after without suspending again, so
+    /// each append starts below the bound. A Bool read when there is room.
+    private func waitForLogRoom() async {
+        if let log, !log.mayAppend { await log.waitForRoom() }
     }
 
     private func applyDrained() {
@@ -227,6 +243,7 @@ actor Shard {
     /// timestamp (they arrived together). The batch array is shared, not copied. With
     /// storage, the outcomes come back once all their records are durable.
     func execute(batch commands: [Command], positions: [Int]? = nil) async -> [Outcome] {
+        await waitForLogRoom()
         let (outcomes, durableAt) = apply(commands, positions: positions)
         if let durableAt, let log {
             do { try await log.waitUntilDurable(durableAt) } catch { return outcomes.map { _ in .failure(.logStopped) } }
@@ -236,8 +253,9 @@ actor Shard {
 
     /// `execute(batch:positions:)` without waiting for the log: the outcomes (they hold once
     /// the log is durable up to the LSN returned) and that LSN (see `CreditEngine.execute(turnsOf:)`).
-    func executeApplying(batch commands: [Command], positions: [Int]) -> (outcomes: [Outcome], durableAt: UInt64?) {
-        apply(commands, positions: positions)
+    func executeApplying(batch commands: [Command], positions: [Int]) async -> (outcomes: [Outcome], durableAt: UInt64?) {
+        await waitForLogRoom()
+        return apply(commands, positions: positions)
     }
 
     /// The one way commands are applied (batches, and the drained single calls): at one

@@ -7,11 +7,13 @@ public enum Durability: String, Sendable, CaseIterable, CustomStringConvertible 
     /// Acknowledge after the record is synced (fdatasync). Commands arriving while a sync
     /// runs share the next one (group commit). Nothing acknowledged is ever lost.
     case strict
-    /// Acknowledge at once; sync every `syncIntervalMillis`. A crash loses at most the
-    /// commands of the last interval (and of the sync in progress).
+    /// Acknowledge at once; sync every `syncIntervalMillis`. A crash loses the commands of
+    /// the last interval (and of the sync in progress) while the writer keeps up, and never
+    /// more than `LogConfiguration.lossBytesMax(appendBytesMax:)` of records when it does not.
     case interval
     /// Acknowledge at once; the log is written in the background and synced only when
-    /// `unsyncedBytesMax` would be exceeded. A crash may lose that much.
+    /// `unsyncedBytesMax` would be exceeded. A crash may lose up to
+    /// `LogConfiguration.lossBytesMax(appendBytesMax:)` of records.
     case none
 
     public var description: String { rawValue }
@@ -29,23 +31,39 @@ public struct LogConfiguration: Sendable, Equatable {
     /// Strict mode: how long a writer waits, once it has records, for more to join the
     /// sync (like PostgreSQL's commit_delay). 0 syncs at once.
     public var commitDelayMicros: Int
+    /// Back-pressure: records appended but not yet taken by the writer. An append starts
+    /// only while fewer bytes than this are pending; otherwise the shard waits until the
+    /// writer takes some (`ShardLog.waitForRoom`). So pending bytes stay below this plus one
+    /// append (docs/operations.md, "Back-pressure and memory bounds").
+    public var pendingBytesMax: Int
 
     public static let segmentSizeDefault = 64 << 20
     public static let unsyncedBytesMaxDefault = 16 << 20
+    /// As much as one writer round takes (`unsyncedBytesMaxDefault`): a writer that keeps up
+    /// never makes an appender wait.
+    public static let pendingBytesMaxDefault = 16 << 20
 
     public init(durability: Durability = .strict, segmentSize: Int = segmentSizeDefault,
                 unsyncedBytesMax: Int = unsyncedBytesMaxDefault, syncIntervalMillis: Int = 10,
-                commitDelayMicros: Int = commitDelayMicrosDefault) {
+                commitDelayMicros: Int = commitDelayMicrosDefault, pendingBytesMax: Int = pendingBytesMaxDefault) {
         precondition(segmentSize >= WALFormat.segmentHeaderSize + 2 * WALFormat.recordSizeMax,
                      "a segment must hold at least two records of the largest size")
         precondition(unsyncedBytesMax >= 2 * WALFormat.recordSizeMax, "unsyncedBytesMax must exceed two largest records")
         precondition(syncIntervalMillis > 0)
+        precondition(pendingBytesMax > 0)
         self.durability = durability
         self.segmentSize = segmentSize
         self.unsyncedBytesMax = unsyncedBytesMax
         self.syncIntervalMillis = syncIntervalMillis
         self.commitDelayMicros = commitDelayMicros
+        self.pendingBytesMax = pendingBytesMax
     }
+
+    /// The most bytes of acknowledged records a crash can lose in the `interval` and `none`
+    /// modes, given the largest single append (`appendBytesMax`: one drain round of the
+    /// engine, or one batch share): those written but not synced (`unsyncedBytesMax`) plus
+    /// those pending (`pendingBytesMax` and the append that crossed it).
+    public func lossBytesMax(appendBytesMax: Int) -> Int { unsyncedBytesMax + pendingBytesMax + appendBytesMax }
 
     /// 0: the engine's single-command calls queue while a sync runs and join the next one
     /// (SubmissionQueue), so groups form without waiting; a delay only lengthened each
@@ -73,6 +91,11 @@ public struct LogFailure: Error, Sendable, Equatable, CustomStringConvertible {
 /// Appending and waiting are separate so that a batch of commands waits once, and so
 /// that commands arriving during a sync are written together by the next one (group
 /// commit).
+///
+/// The records between the two are bounded: an appender checks `mayAppend` and, when it is
+/// false, suspends in `waitForRoom` until the writer has taken enough of them
+/// (`LogConfiguration.pendingBytesMax`). So a writer that falls behind slows its appenders
+/// down instead of letting memory, and what a power cut loses, grow.
 public final class ShardLog: @unchecked Sendable {
     // @unchecked: all mutable state below is guarded by `lock`, except the appender's
     // position fields (`next*`, `current*`), which only the owning shard actor touches.
@@ -121,8 +144,23 @@ public final class ShardLog: @unchecked Sendable {
     private var encoded = ByteWriter(capacity: 64 * 1_024)
     private var encodedEnds: [Int] = []
 
+    /// Whether fewer than `pendingBytesMax` bytes were pending after the last append. Only
+    /// the writer lowers pending bytes, so true stays true until the next append; false
+    /// may be stale (`waitForRoom` looks again under the lock).
+    private var roomAfterAppend = true
+
     // Shared state (under `lock`).
     private var pending: [Chunk] = []
+    /// Bytes of the records in `pending` (bounded by back-pressure; see `pendingBytesMax`).
+    private var pendingBytes = 0
+    /// The most bytes ever pending at once (for tests and statistics).
+    private var pendingBytesHighWater = 0
+    /// Appenders waiting for pending bytes to fall below `pendingBytesMax`.
+    private var roomWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// Times an appender had to wait for room.
+    private var roomWaitCount: UInt64 = 0
+    /// `close` callers waiting for the writer to finish.
+    private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
     private var durableLSN: UInt64
     private var appendedLSN: UInt64
     private var waiters: [(lsn: UInt64, waiter: Waiter)] = []
@@ -252,11 +290,14 @@ public final class ShardLog: @unchecked Sendable {
                         // A first chunk (the writer may sleep with no timer set) or a full one.
                         newChunkStarted = true
                     }
+                    pendingBytes += size
                     currentOffset += size
                     start = end
                 }
             }
             appendedLSN = lsn
+            pendingBytesHighWater = max(pendingBytesHighWater, pendingBytes)
+            roomAfterAppend = pendingBytes < configuration.pendingBytesMax
         }
         // Strict: someone waits for these records. Otherwise the writer comes by itself (see
         // writerWork) once it knows there is a chunk: it is told when one starts.
@@ -266,6 +307,35 @@ public final class ShardLog: @unchecked Sendable {
 
     /// The LSN of the last appended record.
     public var lastAppendedLSN: UInt64 { lock.withLock { appendedLSN } }
+
+    // MARK: Back-pressure (shard actor)
+
+    /// Whether an append may start now without `waitForRoom`. Shard actor only; no lock.
+    public var mayAppend: Bool { roomAfterAppend }
+
+    /// Suspends until fewer than `pendingBytesMax` bytes are pending (or the log stopped, so
+    /// the caller finds out). The caller must append before it suspends again, so that each
+    /// append starts below the bound and pending bytes never exceed it by more than one append.
+    /// Shard actor only (`isolation`: it runs on the caller's actor).
+    public func waitForRoom(isolation: isolated (any Actor)? = #isolation) async {
+        while !roomAfterAppend {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let ready: Bool = lock.withLock {
+                    if pendingBytes < configuration.pendingBytesMax || stopped { return true }
+                    roomWaiters.append(continuation)
+                    roomWaitCount += 1
+                    return false
+                }
+                // Someone waits for the writer: it writes at once instead of after `writeDelayMillis`.
+                if ready { continuation.resume() } else { writer.wake() }
+            }
+            // Another appender resumed with this one may have filled the room again.
+            roomAfterAppend = lock.withLock { pendingBytes < configuration.pendingBytesMax || stopped }
+        }
+    }
+
+    /// The most bytes ever pending at once, and how often an appender waited for room.
+    var pendingStatistics: (bytesHighWater: Int, roomWaits: UInt64) { lock.withLock { (pendingBytesHighWater, roomWaitCount) } }
 
     /// Returns once the record `lsn` (and all before it) is durable under the configured
     /// mode: synced for `.strict`, written to the log's buffer for the others. Throws
@@ -341,11 +411,28 @@ public final class ShardLog: @unchecked Sendable {
     public func close() async {
         let last = lastAppendedLSN
         if configuration.durability == .strict { try? await waitUntilDurable(last) }
-        lock.withLock { stopping = true }
-        writer.wake()
-        // Wait for the writer to finish the last flush.
-        while !lock.withLock({ stopped }) { await Task.yield() }
+        // Suspended until the writer has finished the last flush (it resumes `closeWaiters`).
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let done: Bool = lock.withLock {
+                stopping = true
+                if stopped { return true }
+                closeWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() } else { writer.wake() }
+        }
         writer.remove(self)
+    }
+
+    /// Marks the log stopped (under `lock`) and returns the appenders and `close` callers to
+    /// resume, outside the lock: nothing will be written any more.
+    private func markStopped() -> [UnsafeContinuation<Void, Never>] {
+        stopped = true
+        defer {
+            roomWaiters.removeAll()
+            closeWaiters.removeAll()
+        }
+        return roomWaiters + closeWaiters
     }
 
     // MARK: Writing (the writer thread serving this log)
@@ -364,9 +451,11 @@ public final class ShardLog: @unchecked Sendable {
     /// Whether the writer has something to do for this log now; if not, in how many ms at
     /// the latest (a sync of written bytes coming due), nil for "only when woken".
     func writerWork(now: Int64) -> (ready: Bool, dueInMillis: Int?) {
-        let (chunks, stop, requested) = lock.withLock { (pending.count, stopping && !stopped, syncRequested) }
+        let (chunks, stop, requested, roomWanted) = lock.withLock {
+            (pending.count, stopping && !stopped, syncRequested, !roomWaiters.isEmpty)
+        }
         if stopped { return (false, nil) }
-        if stop || (requested && (chunks > 0 || unsyncedBytes > 0)) { return (true, nil) }
+        if stop || (requested && (chunks > 0 || unsyncedBytes > 0)) || (roomWanted && chunks > 0) { return (true, nil) }
         if configuration.durability == .strict { return (chunks > 0, nil) }
         // interval and none: nobody waits for these records, so write them in bulk — when a
         // chunk is full or `writeDelayMillis` after the last write — and sync when due.
@@ -394,17 +483,29 @@ public final class ShardLog: @unchecked Sendable {
     /// writes every log before it waits for any disk.
     func writeRound() {
         var batch: [Chunk] = []
+        var roomMade: [UnsafeContinuation<Void, Never>] = []
         lock.withLock {
             guard !stopped else { return }
             var bytes = unsyncedBytes
-            while let first = pending.first, bytes + first.bytes.count <= configuration.unsyncedBytesMax {
-                bytes += first.bytes.count
-                batch.append(pending.removeFirst())
+            var taken = 0
+            while taken < pending.count, bytes + pending[taken].bytes.count <= configuration.unsyncedBytesMax {
+                bytes += pending[taken].bytes.count
+                taken += 1
+            }
+            // One removal per round: removing the chunks one at a time from the front was
+            // quadratic in the chunks pending.
+            batch = Array(pending.prefix(taken))
+            pending.removeFirst(taken)
+            pendingBytes -= bytes - unsyncedBytes
+            assert(pendingBytes >= 0 && (pendingBytes == 0) == pending.isEmpty)
+            if pendingBytes < configuration.pendingBytesMax {
+                swap(&roomMade, &roomWaiters)
             }
             moreWaitingThisRound = !pending.isEmpty || syncRequested
             syncRequested = false
             closingThisRound = stopping && pending.isEmpty
         }
+        for waiter in roomMade { waiter.resume() }
         writtenThisRound = !batch.isEmpty
         if writtenThisRound { lastWriteMillis = monotonicMillis() }
         do {
@@ -454,7 +555,7 @@ public final class ShardLog: @unchecked Sendable {
         if closingThisRound && unsyncedBytes == 0 {
             for file in openFiles.values { file.close() }
             openFiles.removeAll()
-            lock.withLock { stopped = true }
+            for waiter in lock.withLock({ markStopped() }) { waiter.resume() }
             return false
         }
         return true
@@ -475,13 +576,13 @@ public final class ShardLog: @unchecked Sendable {
     }
 
     private func stop(because failure: LogFailure) {
-        let waiting: [Waiter] = lock.withLock {
+        let (waiting, appenders): ([Waiter], [UnsafeContinuation<Void, Never>]) = lock.withLock {
             self.failure = failure
-            stopped = true
             defer { waiters.removeAll() }
-            return waiters.map(\.waiter)
+            return (waiters.map(\.waiter), markStopped())
         }
         for waiter in waiting { waiter.resume(failure) }
+        for appender in appenders { appender.resume() }
         for file in openFiles.values { file.close() }
         openFiles.removeAll()
     }

@@ -78,7 +78,19 @@ public final class SimulatedFileSystem: FileSystem {
 
     private let state = Mutex(State())
 
-    public init() {}
+    /// How long each file or directory sync takes, in µs: a slow disk, so tests can load a
+    /// log faster than it syncs. The delay runs outside the lock, as a real fsync blocks
+    /// only its caller.
+    public let syncLatencyMicros: Int
+
+    public init(syncLatencyMicros: Int = 0) {
+        precondition(syncLatencyMicros >= 0)
+        self.syncLatencyMicros = syncLatencyMicros
+    }
+
+    private func waitForSyncLatency() {
+        if syncLatencyMicros > 0 { usleep(UInt32(syncLatencyMicros)) }
+    }
 
     /// Call counts since creation.
     public var counters: Counters { state.withLock { $0.counters } }
@@ -290,6 +302,7 @@ public final class SimulatedFileSystem: FileSystem {
 
     public func syncDirectory(_ path: String) throws(FileError) {
         let key = Self.normalize(path)
+        waitForSyncLatency()
         try state.withLock { (state) throws(FileError) in
             let id = try Self.directoryID(path, in: state, operation: "open")
             state.counters.directorySyncs += 1
@@ -342,6 +355,7 @@ public final class SimulatedFileSystem: FileSystem {
 
     fileprivate func sync(_ handle: SimulatedFile) throws(FileError) {
         let key = Self.normalize(handle.path)
+        waitForSyncLatency()
         try withFile(handle, "fsync") { (state, file) throws(FileError) in
             state.counters.fileSyncs += 1
             if Self.takeFault(&state.syncFaults, for: key) {
