@@ -31,7 +31,8 @@ final class LightDisk: FileSystem {
     func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
         LightFile(try simulated.open(path, create: create))
     }
-    func readFile(_ path: String) throws(FileError) -> [UInt8] { try simulated.readFile(path) }
+    func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] { try simulated.readFile(path, bytesMax: bytesMax) }
+    var preallocatesFiles: Bool { false }
     func rename(_ from: String, to: String) throws(FileError) { try simulated.rename(from, to: to) }
     func remove(_ path: String) throws(FileError) { try simulated.remove(path) }
     func syncDirectory(_ path: String) throws(FileError) { try simulated.syncDirectory(path) }

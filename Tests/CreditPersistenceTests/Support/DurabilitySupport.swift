@@ -308,7 +308,8 @@ final class TestDisk: FileSystem {
     func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
         TestDiskFile(try simulated.open(path, create: create), disk: self)
     }
-    func readFile(_ path: String) throws(FileError) -> [UInt8] { try simulated.readFile(path) }
+    func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] { try simulated.readFile(path, bytesMax: bytesMax) }
+    var preallocatesFiles: Bool { preallocates }
     func rename(_ from: String, to: String) throws(FileError) { try simulated.rename(from, to: to) }
     func remove(_ path: String) throws(FileError) { try simulated.remove(path) }
     func syncDirectory(_ path: String) throws(FileError) { try simulated.syncDirectory(path) }
