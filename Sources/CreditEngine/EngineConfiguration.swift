@@ -18,7 +18,8 @@ public struct EngineConfiguration: Sendable {
     /// How the scheduler treats what falls due: grace, expiry warnings, chunking.
     public var schedule = SchedulePolicy()
 
-    public static let shardCountMax = 1_024
+    /// The data directory's limit (`credits.meta` and every header are checked against it).
+    public static let shardCountMax = StorageLimits.shardCountMax
     public static let recentEntriesPerShardDefault = 1_024
     /// Idempotency keys remembered by the whole engine by default (at least half of them
     /// are kept): 524,288, about 45 MB.

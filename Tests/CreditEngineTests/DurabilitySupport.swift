@@ -17,8 +17,8 @@ import Testing
 /// Forwards to a `SimulatedFileSystem` (which models power cuts), but does not preallocate:
 /// the simulation grows files byte by byte, about 0.5 µs per byte in a debug build — 4-5 s
 /// per preallocated 8 MiB segment. Without preallocation a segment is as long as its records,
-/// which the log reader treats like preallocated zeros. (CreditPersistenceTests covers the
-/// preallocated layout itself.)
+/// which the log reader, told so by `preallocatesFiles`, treats like preallocated zeros.
+/// (CreditPersistenceTests covers the preallocated layout itself.)
 final class LightDisk: FileSystem {
     let simulated: SimulatedFileSystem
 
