@@ -106,6 +106,11 @@ public final class CreditEngine: Sendable {
             } catch {
                 throw RecoveryError(shard: index, .logOpenFailed(error.error))
             }
+            do {
+                try ShardStorage.startEmptyLiveSegment(shard: index, shardCount: shardCount, storage: storage, after: walReport)
+            } catch {
+                throw RecoveryError(shard: index, .logOpenFailed(error))
+            }
             shards.append(Shard(index: index, configuration: configuration, clock: clock, keyPresence: keyPresence,
                                 ledger: ledger, log: log))
             reports.append(report)

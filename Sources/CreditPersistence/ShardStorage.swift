@@ -394,6 +394,30 @@ public enum ShardStorage {
         return report
     }
 
+    /// Gives a shard whose live log holds no segment, though it has records (point-in-time
+    /// recovery accepted a lost or emptied segment under its snapshot), the empty segment
+    /// its next record starts: the live log is never empty once records exist, so a later
+    /// strict start-up finds the directory consistent instead of refusing it again. The
+    /// header is the one the log writer gives that segment when it appends there (it
+    /// rewrites the same bytes), so calling this after the writer opened changes nothing
+    /// it relies on.
+    public static func startEmptyLiveSegment(shard: Int, shardCount: Int, storage: StorageConfiguration,
+                                             after report: WALReader.Report) throws(FileError) {
+        let fileSystem = storage.fileSystem
+        let directory = storage.walDirectory(shard)
+        guard report.lastLSN > 0, try fileSystem.contentsOfDirectory(directory).allSatisfy({ WALFormat.firstLSN(ofSegmentNamed: $0) == nil })
+        else { return }
+        let header = SegmentHeader(shardIndex: UInt32(shard), shardCount: UInt32(shardCount), firstLSN: report.lastLSN + 1,
+                                   previousChecksum: report.lastChecksum, segmentSize: UInt64(storage.log.segmentSize),
+                                   unsyncedBytesMax: UInt64(storage.log.unsyncedBytesMax))
+        let file = try fileSystem.open(directory + "/" + WALFormat.segmentName(firstLSN: header.firstLSN), create: true)
+        defer { file.close() }
+        try file.preallocate(Int64(storage.log.segmentSize))
+        try file.write(header.encoded(), at: 0)
+        try file.sync()
+        try fileSystem.syncDirectory(directory)
+    }
+
     /// After a snapshot at `lsn`: keeps the newest `snapshotsKept` snapshots and moves log
     /// segments wholly before the oldest kept snapshot to the archive (pruning the archive
     /// to `archivedSegmentsKept` if set).
