@@ -236,7 +236,8 @@ public enum ShardStorage {
         var lastTime = ledger.lastTime
         do {
             walReport = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
-                                           fileSystem: fileSystem, shard: UInt32(shard), afterLSN: afterLSN, chain: chain,
+                                           fileSystem: fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount),
+                                           afterLSN: afterLSN, chain: chain,
                                            mode: storage.recovery) { entry in
                 guard entry.time >= lastTime else {
                     throw WALReader.Failure(file: storage.walDirectory(shard), offset: 0,
@@ -365,7 +366,7 @@ public enum ShardStorage {
     /// Verifies a shard's whole log, read-only, as `credits wal verify` does: every directory
     /// of the layout, every segment from the log's start, and that the log reaches the newest
     /// snapshot's LSN (by its name: the snapshot itself is `SnapshotFile.read`'s to check).
-    public static func verifyLog(shard: Int, storage: StorageConfiguration) throws(RecoveryError) -> WALReader.Report {
+    public static func verifyLog(shard: Int, shardCount: Int, storage: StorageConfiguration) throws(RecoveryError) -> WALReader.Report {
         try checkShardDirectories(shard: shard, storage: storage)
         let newest: UInt64
         do {
@@ -377,7 +378,7 @@ public enum ShardStorage {
         let report: WALReader.Report
         do {
             report = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
-                                        fileSystem: storage.fileSystem, shard: UInt32(shard)) { _ in }
+                                        fileSystem: storage.fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount)) { _ in }
         } catch let failure as WALReader.Failure {
             throw RecoveryError(shard: shard, .log(failure))
         } catch {

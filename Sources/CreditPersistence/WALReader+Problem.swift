@@ -16,6 +16,8 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
     // Segments.
     case segmentHeader(SegmentHeader.Problem)
     case segmentOfOtherShard(found: UInt32, expected: UInt32)
+    /// A segment written for another shard count: its tenants were routed by another hash.
+    case segmentOfOtherLayout(shardCount: UInt32, expected: UInt32)
     case segmentNameMismatch(headerFirstLSN: UInt64, nameFirstLSN: UInt64)
     /// A preallocated segment whose file ends inside a record, before the size its header
     /// gives: cut after it was written (a crash leaves preallocated zeros, never an early end).
@@ -67,6 +69,7 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
         case .liveSegmentMissing: "segment_missing"
         case .segmentHeader(let problem): problem.code
         case .segmentOfOtherShard: "segment_wrong_shard"
+        case .segmentOfOtherLayout: "segment_wrong_shard_count"
         case .segmentNameMismatch: "segment_name_mismatch"
         case .segmentTruncated: "segment_truncated"
         case .segmentOversized: "segment_oversized"
@@ -94,6 +97,7 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
             "no segment in the live log, but a snapshot covers LSN \(snapshotLSN) and \(archived) segments are archived (a segment is missing)"
         case .segmentHeader(let problem): problem.description
         case .segmentOfOtherShard(let found, let expected): "segment belongs to shard \(found), not \(expected)"
+        case .segmentOfOtherLayout(let count, let expected): "segment was written for \(count) shards, the directory has \(expected)"
         case .segmentNameMismatch(let header, let name):
             "header says first LSN \(header), the file name says \(name)"
         case .segmentTruncated(let bytes, let expected):

@@ -77,12 +77,13 @@ public enum WALReader {
     ///   - afterLSN: the LSN a snapshot covers (0 for none); `chain` is that record's
     ///     checksum, which the next record must name as its previous (nil: not checked,
     ///     e.g. when no snapshot is used).
-    ///   - shard: the shard index every segment header must carry.
-    public static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, afterLSN: UInt64 = 0,
-                            chain: UInt32? = nil, mode: Mode = .strict,
+    ///   - shard: the shard index every segment header must carry; `shardCount` the shard
+    ///     count (nil: not checked, for a bare directory of segments).
+    public static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
+                            afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
                             visit: (Entry) throws -> Void) throws -> Report {
-        try read(directories: [directory], fileSystem: fileSystem, shard: shard, afterLSN: afterLSN, chain: chain,
-                 mode: mode, visit: visit)
+        try read(directories: [directory], fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,
+                 chain: chain, mode: mode, visit: visit)
     }
 
     /// A segment file and the directory it was found in.
@@ -125,8 +126,8 @@ public enum WALReader {
 
     /// `read(directory:...)` over the segments of several directories (the archive and the
     /// live log), taken together in LSN order.
-    public static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, afterLSN: UInt64 = 0,
-                            chain: UInt32? = nil, mode: Mode = .strict,
+    public static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
+                            afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
                             visit: (Entry) throws -> Void) throws -> Report {
         var report = Report()
         report.lastLSN = afterLSN
@@ -181,6 +182,9 @@ public enum WALReader {
             }
             guard header.shardIndex == shard else {
                 throw Failure(file: path, offset: 12, problem: .segmentOfOtherShard(found: header.shardIndex, expected: shard))
+            }
+            if let shardCount, header.shardCount != shardCount {
+                throw Failure(file: path, offset: 16, problem: .segmentOfOtherLayout(shardCount: header.shardCount, expected: shardCount))
             }
             guard nameFirstLSN == header.firstLSN else {
                 throw Failure(file: path, offset: 24, problem: .segmentNameMismatch(headerFirstLSN: header.firstLSN, nameFirstLSN: nameFirstLSN))

@@ -76,7 +76,7 @@ struct WALCommand: AsyncParsableCommand {
                 for shard in 0 ..< shardCount {
                     let label = "shard \(shard)"
                     do throws(RecoveryError) {
-                        report(try ShardStorage.verifyLog(shard: shard, storage: storage), label: label)
+                        report(try ShardStorage.verifyLog(shard: shard, shardCount: shardCount, storage: storage), label: label)
                     } catch {
                         failed = true
                         reportFailure(code: error.code, problem: error.description, label: label)

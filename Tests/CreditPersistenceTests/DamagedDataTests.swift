@@ -218,16 +218,16 @@ struct LostDataTests {
     @Test("wal verify's check refuses a missing shard and a log that ends before its snapshot")
     func verifyRefusesMissingLog() async throws {
         let fixture = try await DamageFixture(seed: 0xDA3A_0002)
-        #expect(try ShardStorage.verifyLog(shard: 0, storage: fixture.storage).lastLSN == UInt64(fixture.recordCounts[0]))
+        #expect(try ShardStorage.verifyLog(shard: 0, shardCount: DamageFixture.shardCount, storage: fixture.storage).lastLSN == UInt64(fixture.recordCounts[0]))
         try fixture.fileSystem.remove(fixture.segment(0))
         #expect(throws: RecoveryError(shard: 0, .log(WALReader.Failure(
             file: fixture.storage.walDirectory(0), offset: 0,
             problem: .liveSegmentMissing(snapshotLSN: fixture.snapshotLSNs[0], archivedSegments: 0))))) {
-            try ShardStorage.verifyLog(shard: 0, storage: fixture.storage)
+            try ShardStorage.verifyLog(shard: 0, shardCount: DamageFixture.shardCount, storage: fixture.storage)
         }
         fixture.removeTree(at: fixture.storage.shardDirectory(1))
         #expect(throws: RecoveryError(shard: 1, .shardDirectoryMissing(path: fixture.storage.shardDirectory(1)))) {
-            try ShardStorage.verifyLog(shard: 1, storage: fixture.storage)
+            try ShardStorage.verifyLog(shard: 1, shardCount: DamageFixture.shardCount, storage: fixture.storage)
         }
     }
 
@@ -293,6 +293,16 @@ struct HeaderRangeTests {
         ("an unknown version", { put(UInt16(2), at: 8, in: &$0) }, .unsupportedVersion(2)),
         ("an unknown command encoding", { put(UInt16(9), at: 10, in: &$0) }, .unsupportedCommandEncoding(9)),
     ]
+
+    @Test("a segment written for another shard count stops start-up: its tenants were routed by another hash")
+    func segmentOfAnotherLayout() async throws {
+        let fixture = try await DamageFixture(seed: 0xDA3A_000A)
+        try fixture.craftHeader(fixture.segment(1)) { put(UInt32(3), at: 16, in: &$0) }
+        #expect(throws: RecoveryError(shard: 1, .log(WALReader.Failure(
+            file: fixture.segment(1), offset: 16, problem: .segmentOfOtherLayout(shardCount: 3, expected: 2))))) {
+            try fixture.startUp()
+        }
+    }
 
     @Test("a crafted segment header stops start-up with its exact problem; the directory is unchanged",
           arguments: 0 ..< segmentHeaders.count)
@@ -405,7 +415,7 @@ struct DamagedFirstRecordTests {
         } else {
             Issue.record("expected a corrupt record, got \(error.map(String.init(describing:)) ?? "-")")
         }
-        #expect(throws: RecoveryError.self) { try ShardStorage.verifyLog(shard: 0, storage: fixture.storage) }
+        #expect(throws: RecoveryError.self) { try ShardStorage.verifyLog(shard: 0, shardCount: DamageFixture.shardCount, storage: fixture.storage) }
         #expect(fixture.fingerprint() == before)
     }
 }
