@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CreditEngine
 import DurabilityTestSupport
 import Testing
@@ -123,5 +126,62 @@ struct StartUpRefusalTests {
         let reopened = try await directory.open()
         #expect(reopened.recoveryReports[0].lastLSN == report.snapshotLSN)
         await reopened.close()
+    }
+}
+
+@Suite("credits recover, wal verify, export and snapshot verify refuse damaged data: exit 1, a code, nothing changed")
+struct DamagedDataCommandTests {
+    /// The JSON lines `credits` printed, each with its "ok" and "code" fields.
+    private func lines(_ output: String) -> [(ok: Substring?, code: Substring?)] {
+        output.split(separator: "\n").map { (jsonField($0, "ok"), jsonField($0, "code")) }
+    }
+
+    @Test("a missing shard directory: recover and wal verify exit 1 with shard_missing; the directory is unchanged",
+          .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
+    func missingShard() async throws {
+        let credits = try #require(creditsExecutable)
+        let directory = try await EngineDirectory()
+        let errors = directory.data + ".stderr"
+        defer { removeTree(errors) }
+        let intact = try runToEnd(credits, ["recover", "--data", directory.data, "--json"], errors: errors)
+        #expect(intact.exitCode == 0 && lines(intact.output).first?.ok == "true", "\(intact.output)")
+        removeTree(directory.storage.shardDirectory(1))
+        let before = directory.contents()
+        let recover = try runToEnd(credits, ["recover", "--data", directory.data, "--json"], errors: errors)
+        #expect(recover.exitCode == 1)
+        #expect(lines(recover.output).map(\.code) == ["shard_missing"], "\(recover.output)")
+        let verify = try runToEnd(credits, ["wal", "verify", directory.data, "--json"], errors: errors)
+        #expect(verify.exitCode == 1)
+        #expect(lines(verify.output).map(\.ok) == ["true", "false"] && lines(verify.output).last?.code == "shard_missing",
+                "\(verify.output)")
+        #expect(directory.contents() == before)
+    }
+
+    @Test("credits.meta with 2^63-1 shards: export and wal verify refuse at once with meta_invalid",
+          .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
+    func absurdShardCount() async throws {
+        let credits = try #require(creditsExecutable)
+        let directory = try await EngineDirectory()
+        let errors = directory.data + ".stderr"
+        defer { removeTree(errors) }
+        try directory.replaceMeta("format 1\nshards 9223372036854775807\n")
+        let before = directory.contents()
+        let export = try runToEnd(credits, ["export", "--data", directory.data], errors: errors)
+        #expect(export.exitCode != 0 && export.output.isEmpty, "\(export.output)")
+        let verify = try runToEnd(credits, ["wal", "verify", directory.data, "--json"], errors: errors)
+        #expect(verify.exitCode == 1 && lines(verify.output).map(\.code) == ["meta_invalid"], "\(verify.output)")
+        #expect(directory.contents() == before)
+    }
+
+    @Test("snapshot verify on a FIFO refuses without waiting for a writer",
+          .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
+    func snapshotFIFO() throws {
+        let credits = try #require(creditsExecutable)
+        let directory = try temporaryDirectory("snapshot-fifo")
+        defer { removeTree(directory) }
+        let fifo = directory + "/0000000000000001.snap"
+        try #require(mkfifo(fifo, 0o600) == 0)
+        let verify = try runToEnd(credits, ["snapshot", "verify", fifo, "--json"], errors: directory + "/stderr")
+        #expect(verify.exitCode == 1 && lines(verify.output).map(\.code) == ["snapshot_not_regular_file"], "\(verify.output)")
     }
 }
