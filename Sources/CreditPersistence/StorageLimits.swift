@@ -6,6 +6,10 @@ public enum StorageLimits {
     /// The highest LSN a header may name: far beyond any real log (2^62 records), and low
     /// enough that `lsn + 1` can never overflow however many records follow.
     public static let lsnMax: UInt64 = 1 << 62
+    /// The latest time a record may carry: the end of year 9999, in ms since 1970. A record
+    /// time is never before 1970. (Outside this range, time arithmetic downstream could
+    /// overflow; no clock produces such a time.)
+    public static let recordTimeMillisMax: Int64 = 253_402_300_799_999
     /// Shards of one data directory (`credits.meta`, segment and snapshot headers).
     public static let shardCountMax = 1_024
     /// The smallest segment a writer makes: a header and two largest records.

@@ -197,6 +197,8 @@ public enum WALRecord {
     public static func append(_ command: Command, at time: Timestamp, lsn: UInt64, previous: UInt32,
                               syncedLSN: UInt64, to writer: inout ByteWriter) -> UInt32 {
         precondition(syncedLSN < lsn, "a record cannot be synced before it is written")
+        precondition(time.millisSinceEpoch >= 0 && time.millisSinceEpoch <= StorageLimits.recordTimeMillisMax,
+                     "readers refuse a record stamped \(time)")
         let start = writer.count
         writer.write(UInt32(0)) // length, patched below
         writer.write(UInt32(0)) // checksum, patched below
@@ -241,6 +243,8 @@ public enum WALRecord {
         case reservedBytesSet
         /// A zero length field (the end of the records) with written bytes after it.
         case dataAfterEnd
+        /// A checksummed record stamped before 1970 or after `StorageLimits.recordTimeMillisMax`.
+        case timeOutOfRange(millis: Int64)
         /// A valid record out of place (found by the reader, not by `scan`): another LSN
         /// than the next one, or another predecessor than the record before it.
         case unexpectedLSN(found: UInt64, expected: UInt64)
@@ -255,6 +259,7 @@ public enum WALRecord {
             case .unknownKind: "record_kind_unknown"
             case .reservedBytesSet: "record_reserved_bytes_set"
             case .dataAfterEnd: "data_after_end_of_records"
+            case .timeOutOfRange: "record_time_out_of_range"
             case .unexpectedLSN: "lsn_out_of_order"
             case .chainBroken: "chain_broken"
             }
@@ -268,6 +273,7 @@ public enum WALRecord {
             case .unknownKind(let kind): "unknown record kind \(kind)"
             case .reservedBytesSet: "the record's reserved bytes are not zero"
             case .dataAfterEnd: "a zero length field with data after it"
+            case .timeOutOfRange(let millis): "record stamped \(millis) ms since 1970, outside 0...\(StorageLimits.recordTimeMillisMax)"
             case .unexpectedLSN(let found, let expected): "record has LSN \(found), \(expected) was expected"
             case .chainBroken(let found, let expected):
                 "hash chain broken: record names \(WALReader.hex(found)) as the previous record, the log has \(WALReader.hex(expected))"
@@ -307,12 +313,13 @@ public enum WALRecord {
         let kind = bytes[offset + 20]
         guard kind == WALFormat.commandRecordKind else { return .invalid(.unknownKind(kind)) }
         guard bytes[offset + 21] == 0, bytes[offset + 22] == 0, bytes[offset + 23] == 0 else { return .invalid(.reservedBytesSet) }
+        let millis = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 24, as: Int64.self))
+        guard millis >= 0, millis <= StorageLimits.recordTimeMillisMax else { return .invalid(.timeOutOfRange(millis: millis)) }
         return .record(Header(checksum: stored,
                               lsn: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
                               previous: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + WALFormat.previousChecksumOffset, as: UInt32.self)),
                               kind: kind,
-                              time: Timestamp(millisSinceEpoch: Int64(littleEndian: bytes.loadUnaligned(
-                                  fromByteOffset: offset + 24, as: Int64.self))),
+                              time: Timestamp(millisSinceEpoch: millis),
                               syncedLSN: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 32, as: UInt64.self))),
                        length: length)
     }

@@ -294,6 +294,24 @@ struct HeaderRangeTests {
         ("an unknown command encoding", { put(UInt16(9), at: 10, in: &$0) }, .unsupportedCommandEncoding(9)),
     ]
 
+    @Test("a checksummed record stamped after year 9999 or before 1970 is corruption, never replayed",
+          arguments: [Int64.max, -1])
+    func recordTimeOutOfRange(millis: Int64) async throws {
+        let fixture = try await DamageFixture(seed: 0xDA3A_000B)
+        let path = fixture.segment(0)
+        let file = try fixture.fileSystem.open(path, create: false)
+        let spans = recordSpans(of: try fixture.fileSystem.readFile(path))
+        let victim = spans[2]
+        var record = try file.read(at: Int64(victim.offset), count: victim.length)
+        put(millis, at: 24, in: &record)
+        put(CRC32C.checksum(record[8...], continuing: CRC32C.checksum(record[..<4])), at: 4, in: &record)
+        try file.write(record, at: Int64(victim.offset))
+        file.close()
+        let error = expectRecoveryError { try fixture.startUp() }
+        #expect(error?.logFailure?.offset == victim.offset && error?.logFailure?.recordDamage == .timeOutOfRange(millis: millis),
+                "\(error.map(String.init(describing:)) ?? "-")")
+    }
+
     @Test("a segment written for another shard count stops start-up: its tenants were routed by another hash")
     func segmentOfAnotherLayout() async throws {
         let fixture = try await DamageFixture(seed: 0xDA3A_000A)
