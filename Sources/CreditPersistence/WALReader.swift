@@ -180,15 +180,7 @@ public enum WALReader {
                 try refuse(0, .segmentHeader(error))
                 continue
             }
-            guard header.shardIndex == shard else {
-                throw Failure(file: path, offset: 12, problem: .segmentOfOtherShard(found: header.shardIndex, expected: shard))
-            }
-            if let shardCount, header.shardCount != shardCount {
-                throw Failure(file: path, offset: 16, problem: .segmentOfOtherLayout(shardCount: header.shardCount, expected: shardCount))
-            }
-            guard nameFirstLSN == header.firstLSN else {
-                throw Failure(file: path, offset: 24, problem: .segmentNameMismatch(headerFirstLSN: header.firstLSN, nameFirstLSN: nameFirstLSN))
-            }
+            try checkIdentity(header, path: path, nameFirstLSN: nameFirstLSN, shard: shard, shardCount: shardCount)
             if UInt64(bytes.count) > header.segmentSize {
                 try refuse(Int(header.segmentSize), .segmentOversized(bytes: bytes.count, expected: header.segmentSize))
                 if cut { continue }
@@ -232,65 +224,100 @@ public enum WALReader {
                 expectedPrevious = header.previousChecksum
             }
             previousUnsyncedBytesMax = header.unsyncedBytesMax
-            let end = min(bytes.count, Int(header.segmentSize))
-            var offset = WALFormat.segmentHeaderSize
-            report.tailSegment = name
-            report.tailOffset = offset
-
-            try bytes.withUnsafeBytes { raw in
-                while offset < end {
-                    let damage: WALRecord.Damage
-                    switch WALRecord.scan(raw, at: offset, end: end) {
-                    case .end:
-                        if lastNonZero(raw, from: offset, to: end) == nil { return } // clean end of this segment's records
-                        damage = .dataAfterEnd
-                    case .invalid(let why):
-                        damage = why
-                    case .record(let record, let length):
-                        if record.lsn != expectedLSN {
-                            damage = .unexpectedLSN(found: record.lsn, expected: expectedLSN ?? 0)
-                            break
-                        }
-                        if let previous = expectedPrevious, record.previous != previous {
-                            damage = .chainBroken(found: record.previous, expected: previous)
-                            break
-                        }
-                        if record.lsn == afterLSN, let chain, record.checksum != chain {
-                            throw Failure(file: path, offset: offset,
-                                          problem: .snapshotMismatch(lsn: record.lsn, recordChecksum: record.checksum, snapshotChecksum: chain))
-                        }
-                        if record.lsn > afterLSN {
-                            try visit(Entry(lsn: record.lsn, time: record.time,
-                                            command: try decodeCommand(bytes, record: record, at: offset, length: length, path: path)))
-                            report.recordsVisited += 1
-                        }
-                        report.recordsVerified += 1
-                        report.lastLSN = record.lsn
-                        report.lastChecksum = record.checksum
-                        expectedLSN = record.lsn + 1
-                        expectedPrevious = record.checksum
-                        offset += length
-                        report.tailOffset = offset
-                        continue
-                    }
-                    // A preallocated segment never ends inside a record: a crash leaves its
-                    // zeros, so an early end of file is a cut made after the fact.
-                    if case .cutShort = damage, fileSystem.preallocatesFiles, end == bytes.count,
-                       UInt64(bytes.count) < header.segmentSize, mode == .strict {
-                        throw Failure(file: path, offset: offset, problem: .segmentTruncated(bytes: bytes.count, expected: header.segmentSize))
-                    }
-                    try judgeBadSpot(raw, at: offset, end: end, damage: damage, badLSN: expectedLSN ?? 0, header: header,
-                                     later: isLast ? [] : located[(index + 1)...].map(\.path), path: path, name: name,
-                                     fileSystem: fileSystem, mode: mode, report: &report)
-                    cut = true // later segments hold nothing to keep
-                    return
-                }
-            }
+            var position = ChainPosition(expectedLSN: expectedLSN, expectedPrevious: expectedPrevious)
+            cut = try readRecords(bytes, header: header, segment: segment, later: isLast ? [] : located[(index + 1)...].map(\.path),
+                                  afterLSN: afterLSN, chain: chain, fileSystem: fileSystem, mode: mode,
+                                  position: &position, report: &report, visit: visit)
+            expectedLSN = position.expectedLSN
+            expectedPrevious = position.expectedPrevious
         }
         if report.lastLSN < afterLSN {
             throw Failure(file: directories.last ?? "", offset: 0, problem: .logBehindSnapshot(snapshotLSN: afterLSN, logLSN: report.lastLSN))
         }
         return report
+    }
+
+    /// The segment is this shard's, of this directory's shard count, under its own name.
+    private static func checkIdentity(_ header: SegmentHeader, path: String, nameFirstLSN: UInt64, shard: UInt32,
+                                      shardCount: UInt32?) throws(Failure) {
+        guard header.shardIndex == shard else {
+            throw Failure(file: path, offset: 12, problem: .segmentOfOtherShard(found: header.shardIndex, expected: shard))
+        }
+        if let shardCount, header.shardCount != shardCount {
+            throw Failure(file: path, offset: 16, problem: .segmentOfOtherLayout(shardCount: header.shardCount, expected: shardCount))
+        }
+        guard nameFirstLSN == header.firstLSN else {
+            throw Failure(file: path, offset: 24, problem: .segmentNameMismatch(headerFirstLSN: header.firstLSN, nameFirstLSN: nameFirstLSN))
+        }
+    }
+
+    /// The LSN and predecessor checksum the next record must have (nil: not known yet).
+    struct ChainPosition {
+        var expectedLSN: UInt64?
+        var expectedPrevious: UInt32?
+    }
+
+    /// Verifies one segment's records from byte 64 on, visiting those above `afterLSN`, and
+    /// advances `position` and `report` past each good one. Returns whether the read stops
+    /// in this segment (a torn tail cut, or damage cut in point-in-time mode); throws on
+    /// damage otherwise.
+    private static func readRecords(_ bytes: [UInt8], header: SegmentHeader, segment: Located, later: [String],
+                                    afterLSN: UInt64, chain: UInt32?, fileSystem: any FileSystem, mode: Mode,
+                                    position: inout ChainPosition, report: inout Report,
+                                    visit: (Entry) throws -> Void) throws -> Bool {
+        let (name, path) = (segment.name, segment.path)
+        let end = min(bytes.count, Int(header.segmentSize))
+        var offset = WALFormat.segmentHeaderSize
+        report.tailSegment = name
+        report.tailOffset = offset
+        return try bytes.withUnsafeBytes { raw in
+            while offset < end {
+                let damage: WALRecord.Damage
+                switch WALRecord.scan(raw, at: offset, end: end) {
+                case .end:
+                    if lastNonZero(raw, from: offset, to: end) == nil { return false } // clean end of this segment's records
+                    damage = .dataAfterEnd
+                case .invalid(let why):
+                    damage = why
+                case .record(let record, let length):
+                    if record.lsn != position.expectedLSN {
+                        damage = .unexpectedLSN(found: record.lsn, expected: position.expectedLSN ?? 0)
+                        break
+                    }
+                    if let previous = position.expectedPrevious, record.previous != previous {
+                        damage = .chainBroken(found: record.previous, expected: previous)
+                        break
+                    }
+                    if record.lsn == afterLSN, let chain, record.checksum != chain {
+                        throw Failure(file: path, offset: offset,
+                                      problem: .snapshotMismatch(lsn: record.lsn, recordChecksum: record.checksum, snapshotChecksum: chain))
+                    }
+                    if record.lsn > afterLSN {
+                        try visit(Entry(lsn: record.lsn, time: record.time,
+                                        command: try decodeCommand(bytes, record: record, at: offset, length: length, path: path)))
+                        report.recordsVisited += 1
+                    }
+                    report.recordsVerified += 1
+                    report.lastLSN = record.lsn
+                    report.lastChecksum = record.checksum
+                    position.expectedLSN = record.lsn + 1
+                    position.expectedPrevious = record.checksum
+                    offset += length
+                    report.tailOffset = offset
+                    continue
+                }
+                // A preallocated segment never ends inside a record: a crash leaves its
+                // zeros, so an early end of file is a cut made after the fact.
+                if case .cutShort = damage, fileSystem.preallocatesFiles, end == bytes.count,
+                   UInt64(bytes.count) < header.segmentSize, mode == .strict {
+                    throw Failure(file: path, offset: offset, problem: .segmentTruncated(bytes: bytes.count, expected: header.segmentSize))
+                }
+                try judgeBadSpot(raw, at: offset, end: end, damage: damage, badLSN: position.expectedLSN ?? 0, header: header,
+                                 later: later, path: path, fileSystem: fileSystem, mode: mode, report: &report)
+                return true // later segments hold nothing to keep
+            }
+            return false
+        }
     }
 
     /// The command of a record whose checksum held.
@@ -311,7 +338,7 @@ public enum WALReader {
     /// too: one write batch may span a roll-over), or if a valid record after it declares it
     /// synced (it was on disk before the crash). Point-in-time mode cuts either.
     private static func judgeBadSpot(_ raw: UnsafeRawBufferPointer, at offset: Int, end: Int, damage: WALRecord.Damage,
-                                     badLSN: UInt64, header: SegmentHeader, later: [String], path: String, name: String,
+                                     badLSN: UInt64, header: SegmentHeader, later: [String], path: String,
                                      fileSystem: any FileSystem, mode: Mode, report: inout Report) throws(Failure) {
         let lastWritten = lastNonZero(raw, from: offset, to: end) ?? offset
         var span = lastWritten - offset + 1
