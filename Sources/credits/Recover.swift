@@ -9,8 +9,9 @@ struct Recover: AsyncParsableCommand {
             Opens the engine on --data: per shard the newest snapshot that verifies, then the log \
             after it. Prints the time taken, the records replayed, the snapshot bytes read and \
             anything dropped, then closes. Fails, changing nothing, if the directory is damaged \
-            beyond a torn tail; --point-in-time then keeps every record before the first bad \
-            one and sets the rest aside (docs/operations.md).
+            beyond a torn tail or lost data (exit 1, the refusal's code in the output); \
+            --point-in-time then keeps every record before the first bad one and sets the rest \
+            aside (docs/operations.md lists every refusal and what the option accepts).
             """)
 
     @Option(help: "Data directory.") var data: String
