@@ -65,7 +65,7 @@ public final class CreditEngine: Sendable {
         precondition(configuration.shardCount >= 1 && configuration.shardCount <= EngineConfiguration.shardCountMax)
         let shardCount = try ShardStorage.prepare(storage: storage, shardCount: configuration.shardCount, create: true)
         guard shardCount == configuration.shardCount else {
-            throw RecoveryError(shard: nil, problem: "\(storage.directory) holds \(shardCount) shards; the engine was configured with \(configuration.shardCount)")
+            throw RecoveryError(shard: nil, .shardCountMismatch(directory: shardCount, configured: configuration.shardCount))
         }
         let ledgerConfiguration = configuration.shardLedgerConfiguration
         let recovered: [Result<(Ledger, WALReader.Report, ShardRecoveryReport), RecoveryError>] = await withTaskGroup(
@@ -104,7 +104,12 @@ public final class CreditEngine: Sendable {
                                    shardCount: UInt32(shardCount), configuration: storage.log, resumingAfter: walReport,
                                    writer: writers.writer(for: index))
             } catch {
-                throw RecoveryError(shard: index, problem: error.description)
+                throw RecoveryError(shard: index, .logOpenFailed(error.error))
+            }
+            do {
+                try ShardStorage.startEmptyLiveSegment(shard: index, shardCount: shardCount, storage: storage, after: walReport)
+            } catch {
+                throw RecoveryError(shard: index, .logOpenFailed(error))
             }
             shards.append(Shard(index: index, configuration: configuration, clock: clock, keyPresence: keyPresence,
                                 ledger: ledger, log: log))

@@ -22,7 +22,8 @@ public struct EngineConfiguration: Sendable {
     /// round's append to the log (docs/operations.md, "Back-pressure and memory bounds").
     public var submissionCommandsMax = submissionCommandsMaxDefault
 
-    public static let shardCountMax = 1_024
+    /// The data directory's limit (`credits.meta` and every header are checked against it).
+    public static let shardCountMax = StorageLimits.shardCountMax
     /// Far above the rounds of the measured loads (a strict round holds the calls of one
     /// sync: 64 tasks make rounds of at most 64), so it only bites under overload.
     public static let submissionCommandsMaxDefault = 4_096

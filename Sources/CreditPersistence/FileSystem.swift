@@ -28,6 +28,27 @@ public struct FileError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The code for a `SimulatedFileSystem` handle used after `crash()`: the handle belonged
     /// to the process the power cut ended.
     public static let staleHandle: Int32 = -EBADF
+    /// The operation named when `readFile` refuses a path that is not a regular file (a
+    /// device, a FIFO, a directory): reading one could block forever or never end.
+    public static let notRegularFileOperation = "read (not a regular file)"
+    /// The operation named when `readFile` refuses a file longer than the caller's bound
+    /// (code EFBIG).
+    public static let tooLargeOperation = "read (longer than the format allows)"
+
+    /// `readFile` refused `path`: it is not a regular file.
+    public static func notRegularFile(_ path: String) -> FileError {
+        FileError(operation: notRegularFileOperation, path: path, code: EINVAL)
+    }
+
+    /// `readFile` refused `path`: it holds more than the caller's bound.
+    public static func tooLarge(_ path: String) -> FileError {
+        FileError(operation: tooLargeOperation, path: path, code: EFBIG)
+    }
+
+    /// Whether `readFile` refused the path for not being a regular file.
+    public var isNotRegularFile: Bool { operation == Self.notRegularFileOperation }
+    /// Whether `readFile` refused the file for exceeding its bound.
+    public var isTooLarge: Bool { operation == Self.tooLargeOperation }
 
     /// Whether the failure was simulated rather than returned by the operating system.
     public var isSimulated: Bool { code < 0 }
@@ -82,8 +103,14 @@ public protocol FileSystem: Sendable {
     /// Opens `path` for reading and writing; with `create`, creates it when missing (empty).
     /// Never truncates an existing file.
     func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile
-    /// The whole file.
-    func readFile(_ path: String) throws(FileError) -> [UInt8]
+    /// The whole file, which must be a regular file (not a device, FIFO or directory,
+    /// `FileError.notRegularFile`) of at most `bytesMax` bytes (`FileError.tooLarge`, checked
+    /// before anything is read). Never blocks on a FIFO and never reads more than `bytesMax`.
+    func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8]
+    /// Whether `WritableFile.preallocate` really makes a file its full size. The log reader
+    /// relies on it: a preallocated segment found shorter than its header says was cut
+    /// after the fact. Only a test disk that skips preallocation answers false.
+    var preallocatesFiles: Bool { get }
     /// Renames `from` to `to`, atomically replacing an existing `to` (rename(2)). Durable only
     /// after `syncDirectory` of both directories.
     func rename(_ from: String, to: String) throws(FileError)
@@ -115,6 +142,16 @@ public protocol WritableFile: AnyObject, Sendable {
     func truncate(_ size: Int64) throws(FileError)
     /// Releases the file. Idempotent; the handle must not be used afterwards.
     func close()
+}
+
+extension FileSystem {
+    public var preallocatesFiles: Bool { true }
+
+    /// The whole regular file `path`, bounded only by memory: for files the caller's own
+    /// tools wrote (tests, fixtures). Readers of data-directory files pass their format's bound.
+    public func readFile(_ path: String) throws(FileError) -> [UInt8] {
+        try readFile(path, bytesMax: Int.max)
+    }
 }
 
 extension WritableFile {
@@ -190,19 +227,29 @@ public struct PosixFileSystem: FileSystem {
         return PosixFile(descriptor: try openDescriptor(path, flags), path: path)
     }
 
-    public func readFile(_ path: String) throws(FileError) -> [UInt8] {
-        let file = PosixFile(descriptor: try openDescriptor(path, O_RDONLY | O_CLOEXEC), path: path)
+    public func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] {
+        precondition(bytesMax >= 0, "negative bound")
+        // O_NONBLOCK: opening a FIFO for reading must not wait for a writer; for a regular
+        // file the flag changes nothing.
+        let file = PosixFile(descriptor: try openDescriptor(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), path: path)
         defer { file.close() }
         var info = stat()
         guard fstat(file.descriptor, &info) == 0 else { throw FileError.errno("fstat", path) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw FileError.notRegularFile(path) }
+        guard info.st_size >= 0, Int64(info.st_size) <= Int64(bytesMax) else { throw FileError.tooLarge(path) }
         var bytes = try file.read(at: 0, count: Int(info.st_size))
-        // The file may have grown since fstat; read on until the end.
+        // The file may have grown since fstat; read on until the end, within the bound (one
+        // byte more than the bound allows tells a file that grew past it).
         while true {
-            let more = try file.read(at: Int64(bytes.count), count: 64 * 1024)
+            let more = try file.read(at: Int64(bytes.count), count: min(Self.readChunkBytes, bytesMax - bytes.count) + 1)
             if more.isEmpty { return bytes }
+            guard more.count <= bytesMax - bytes.count else { throw FileError.tooLarge(path) }
             bytes += more
         }
     }
+
+    /// Bytes read per call once a file has grown past the size it had when opened.
+    static let readChunkBytes = 64 * 1_024
 
     public func rename(_ from: String, to: String) throws(FileError) {
         guard systemRename(from, to) == 0 else { throw FileError.errno("rename", "\(from) -> \(to)") }

@@ -46,9 +46,10 @@ public struct LogConfiguration: Sendable, Equatable {
     public init(durability: Durability = .strict, segmentSize: Int = segmentSizeDefault,
                 unsyncedBytesMax: Int = unsyncedBytesMaxDefault, syncIntervalMillis: Int = 10,
                 commitDelayMicros: Int = commitDelayMicrosDefault, pendingBytesMax: Int = pendingBytesMaxDefault) {
-        precondition(segmentSize >= WALFormat.segmentHeaderSize + 2 * WALFormat.recordSizeMax,
-                     "a segment must hold at least two records of the largest size")
-        precondition(unsyncedBytesMax >= 2 * WALFormat.recordSizeMax, "unsyncedBytesMax must exceed two largest records")
+        precondition(segmentSize >= StorageLimits.segmentBytesMin && segmentSize <= StorageLimits.segmentBytesMax,
+                     "a segment must hold at least two records of the largest size, and readers load at most segmentBytesMax")
+        precondition(unsyncedBytesMax >= StorageLimits.unsyncedBytesMaxLowest && unsyncedBytesMax <= StorageLimits.unsyncedBytesMaxHighest,
+                     "unsyncedBytesMax must exceed two largest records and stay within what readers accept")
         precondition(syncIntervalMillis > 0)
         precondition(pendingBytesMax > 0)
         self.durability = durability

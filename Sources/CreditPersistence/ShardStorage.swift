@@ -59,30 +59,122 @@ public struct ShardRecoveryReport: Sendable, Equatable {
     public var snapshotLSN: UInt64 = 0
     public var snapshotBytes = 0
     /// Newer snapshots that did not verify, and why (recovery fell back past them).
-    public var snapshotsRejected: [String] = []
+    public var snapshotsRejected: [SnapshotRejection] = []
     public var recordsReplayed = 0
     public var lastLSN: UInt64 = 0
     public var tornBytesDropped = 0
     public var tornRecordsDropped = 0
     public var segmentsDropped: [String] = []
-    public var droppedBecause: String?
+    /// What was cut off, where: a torn tail, or (point-in-time) the damage recovery stopped at.
+    public var droppedBecause: WALReader.Failure?
     public var millis: Int64 = 0
+}
+
+/// A snapshot recovery did not use, and why.
+public struct SnapshotRejection: Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var problem: SnapshotProblem
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// What stops start-up: the data directory is damaged beyond a torn tail, or unusable
+/// (docs/operations.md, "Refusals"). Each case carries what the operator needs, a stable
+/// `code` and a human `description`.
+public enum RecoveryProblem: Sendable, Equatable, CustomStringConvertible {
+    /// The log is damaged (file, offset and what, in the failure).
+    case log(WALReader.Failure)
+    case snapshotsUnlistable(FileError)
+    /// `path` holds no `credits.meta`.
+    case notDataDirectory(path: String)
+    case metaUnreadable(FileError)
+    /// `credits.meta` is not exactly "format 1" and "shards N" with N in 1...shardCountMax.
+    case metaInvalid(path: String, MetaDefect)
+    case shardCountMismatch(directory: Int, configured: Int)
+    /// A directory the layout requires (a shard's, or its snapshot directory) is gone.
+    case shardDirectoryMissing(path: String)
+    /// A shard directory beyond the shard count `credits.meta` names.
+    case shardDirectoryUnexpected(path: String)
+    case createFailed(FileError)
+    case invariantsBroken([String])
+    /// Preparing the log for appending failed (after every shard recovered).
+    case logOpenFailed(FileError)
+
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .log(let failure): failure.code
+        case .snapshotsUnlistable: "snapshots_unlistable"
+        case .notDataDirectory: "not_a_data_directory"
+        case .metaUnreadable(let error): error.isNotRegularFile ? "meta_not_regular_file"
+            : error.isTooLarge ? "meta_too_large" : "meta_unreadable"
+        case .metaInvalid: "meta_invalid"
+        case .shardCountMismatch: "shard_count_mismatch"
+        case .shardDirectoryMissing: "shard_missing"
+        case .shardDirectoryUnexpected: "shard_unexpected"
+        case .createFailed: "create_failed"
+        case .invariantsBroken: "invariants_broken"
+        case .logOpenFailed: "log_open_failed"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .log(let failure): failure.description
+        case .snapshotsUnlistable(let error): "cannot list snapshots: \(error)"
+        case .notDataDirectory(let path): "\(path) is not a data directory (no credits.meta)"
+        case .metaUnreadable(let error): "cannot read credits.meta: \(error)"
+        case .metaInvalid(let path, let defect): "\(path) is not a data directory of this format: \(defect)"
+        case .shardCountMismatch(let directory, let configured):
+            "the directory holds \(directory) shards; the engine was configured with \(configured)"
+        case .shardDirectoryMissing(let path): "\(path) is missing (records may be lost)"
+        case .shardDirectoryUnexpected(let path): "\(path) is beyond the shard count credits.meta names (was it edited?)"
+        case .createFailed(let error): "cannot create the data directory: \(error)"
+        case .invariantsBroken(let problems): "recovered state breaks invariants: \(problems.prefix(3).joined(separator: "; "))"
+        case .logOpenFailed(let error): "cannot prepare the log for appending: \(error)"
+        }
+    }
+}
+
+/// What is wrong with a `credits.meta`.
+public enum MetaDefect: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A line that is not "format N" or "shards N" (N decimal).
+    case malformedLine(String)
+    /// The same key twice ("shards 2" and "shards 4": which is it?).
+    case duplicateKey(String)
+    case missingKey(String)
+    case unsupportedFormat(Int)
+    case shardCountOutOfRange(Int)
+
+    public var description: String {
+        switch self {
+        case .malformedLine(let line): "unexpected line \(line.debugDescription)"
+        case .duplicateKey(let key): "\(key) is given twice"
+        case .missingKey(let key): "no \(key) line"
+        case .unsupportedFormat(let format): "format \(format) is not supported by this build"
+        case .shardCountOutOfRange(let count): "shard count \(count) is outside 1...\(StorageLimits.shardCountMax)"
+        }
+    }
 }
 
 /// Something that stops start-up: the data directory is damaged beyond a torn tail (or
 /// unusable), and the operator must decide (docs/operations.md).
-public struct RecoveryError: Error, Sendable, CustomStringConvertible {
+public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The shard it concerns (nil: the whole directory).
     public var shard: Int?
-    public var problem: String
-    /// See `WALReader.Failure.logStartPruned`.
-    public var logStartPruned: Bool
-    public var description: String { (shard.map { "shard \($0): " } ?? "") + problem }
+    public var problem: RecoveryProblem
 
-    public init(shard: Int?, problem: String, logStartPruned: Bool = false) {
+    public init(shard: Int?, _ problem: RecoveryProblem) {
         self.shard = shard
         self.problem = problem
-        self.logStartPruned = logStartPruned
     }
+
+    /// The problem's stable machine-readable name.
+    public var code: String { problem.code }
+    /// The log damage that stopped recovery, if that is what did.
+    public var logFailure: WALReader.Failure? { if case .log(let failure) = problem { failure } else { nil } }
+    /// See `WALReader.Failure.logStartPruned`.
+    public var logStartPruned: Bool { logFailure?.logStartPruned ?? false }
+    public var description: String { (shard.map { "shard \($0): " } ?? "") + problem.description }
 }
 
 public enum ShardStorage {
@@ -104,10 +196,11 @@ public enum ShardStorage {
         var afterLSN: UInt64 = 0
         var chain: UInt32?
 
+        try checkShardDirectories(shard: shard, storage: storage)
         if !fromLogStart {
             let names: [String]
             do { names = try SnapshotFile.list(directory: storage.snapshotDirectory(shard), fileSystem: fileSystem) } catch {
-                throw RecoveryError(shard: shard, problem: "cannot list snapshots: \(error)")
+                throw RecoveryError(shard: shard, .snapshotsUnlistable(error))
             }
             for name in names {
                 let path = storage.snapshotDirectory(shard) + "/" + name
@@ -115,7 +208,8 @@ public enum ShardStorage {
                     let (header, restored) = try SnapshotFile.read(path: path, fileSystem: fileSystem, configuration: configuration)
                     guard header.shardIndex == UInt32(shard), header.shardCount == UInt32(shardCount),
                           SnapshotFile.lsn(ofNamed: name) == header.lsn else {
-                        report.snapshotsRejected.append("\(path): written for shard \(header.shardIndex) of \(header.shardCount) at LSN \(header.lsn)")
+                        report.snapshotsRejected.append(SnapshotRejection(
+                            path: path, problem: .misplaced(shard: header.shardIndex, shardCount: header.shardCount, lsn: header.lsn)))
                         continue
                     }
                     ledger = restored
@@ -123,10 +217,10 @@ public enum ShardStorage {
                     chain = header.chain
                     report.snapshot = name
                     report.snapshotLSN = header.lsn
-                    report.snapshotBytes = Int(header.frameBytes) + SnapshotHeader.size
+                    report.snapshotBytes = header.fileBytes
                     break
                 } catch {
-                    report.snapshotsRejected.append("\(path): \(error)")
+                    report.snapshotsRejected.append(SnapshotRejection(path: path, problem: error))
                 }
             }
         }
@@ -142,11 +236,12 @@ public enum ShardStorage {
         var lastTime = ledger.lastTime
         do {
             walReport = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
-                                           fileSystem: fileSystem, shard: UInt32(shard), afterLSN: afterLSN, chain: chain,
+                                           fileSystem: fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount),
+                                           afterLSN: afterLSN, chain: chain,
                                            mode: storage.recovery) { entry in
                 guard entry.time >= lastTime else {
                     throw WALReader.Failure(file: storage.walDirectory(shard), offset: 0,
-                                            problem: "record \(entry.lsn) is stamped \(entry.time), before the previous record")
+                                            problem: .timeOutOfOrder(lsn: entry.lsn, time: entry.time, previous: lastTime))
                 }
                 lastTime = entry.time
                 if let visit {
@@ -164,9 +259,10 @@ public enum ShardStorage {
             }
             ledger.replay(pending, times: pendingTimes)
         } catch let failure as WALReader.Failure {
-            throw RecoveryError(shard: shard, problem: failure.description, logStartPruned: failure.logStartPruned)
+            throw RecoveryError(shard: shard, .log(failure))
         } catch {
-            throw RecoveryError(shard: shard, problem: "\(error)")
+            // The reader and the replay throw nothing else.
+            preconditionFailure("unexpected error from the log reader: \(error)")
         }
         report.recordsReplayed = walReport.recordsVisited
         report.lastLSN = walReport.lastLSN
@@ -176,7 +272,7 @@ public enum ShardStorage {
         report.droppedBecause = walReport.droppedBecause
         let problems = ledger.invariantViolations()
         guard problems.isEmpty else {
-            throw RecoveryError(shard: shard, problem: "recovered state breaks invariants: \(problems.prefix(3).joined(separator: "; "))")
+            throw RecoveryError(shard: shard, .invariantsBroken(problems))
         }
         report.millis = monotonicMillis() - started
         return (ledger, walReport, report)
@@ -194,24 +290,17 @@ public enum ShardStorage {
     public static func prepare(storage: StorageConfiguration, shardCount requested: Int, create: Bool) throws(RecoveryError) -> Int {
         let fileSystem = storage.fileSystem
         if fileSystem.fileExists(storage.metaPath) {
-            let text: String
-            do { text = String(decoding: try fileSystem.readFile(storage.metaPath), as: UTF8.self) } catch {
-                throw RecoveryError(shard: nil, problem: "cannot read \(storage.metaPath): \(error)")
+            let bytes: [UInt8]
+            do { bytes = try fileSystem.readFile(storage.metaPath, bytesMax: StorageLimits.metaBytesMax) } catch {
+                throw RecoveryError(shard: nil, .metaUnreadable(error))
             }
-            var format: Int?
-            var shards: Int?
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: " ")
-                guard parts.count == 2, let value = Int(parts[1]) else { continue }
-                if parts[0] == "format" { format = value }
-                if parts[0] == "shards" { shards = value }
-            }
-            guard format == 1, let shards, shards > 0 else {
-                throw RecoveryError(shard: nil, problem: "\(storage.metaPath) is not a data directory of this format (\(text.debugDescription))")
-            }
+            let shards: Int
+            do { shards = try parseMeta(bytes) } catch { throw RecoveryError(shard: nil, .metaInvalid(path: storage.metaPath, error)) }
+            try checkNoShardBeyond(shards, storage: storage)
             return shards
         }
-        guard create else { throw RecoveryError(shard: nil, problem: "\(storage.directory) is not a data directory (no credits.meta)") }
+        guard create else { throw RecoveryError(shard: nil, .notDataDirectory(path: storage.directory)) }
+        precondition(requested >= 1 && requested <= StorageLimits.shardCountMax, "shard count out of range")
         do {
             try fileSystem.createDirectory(storage.directory)
             for shard in 0 ..< requested {
@@ -229,9 +318,105 @@ public enum ShardStorage {
             try fileSystem.rename(temporary, to: storage.metaPath)
             try fileSystem.syncDirectory(storage.directory)
         } catch {
-            throw RecoveryError(shard: nil, problem: "cannot create the data directory: \(error)")
+            throw RecoveryError(shard: nil, .createFailed(error))
         }
         return requested
+    }
+
+    /// The shard count of a `credits.meta`: exactly one "format 1" line and one "shards N"
+    /// line, N in 1...shardCountMax, nothing else (blank lines aside).
+    static func parseMeta(_ bytes: [UInt8]) throws(MetaDefect) -> Int {
+        var values: [String: Int] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == "format" || parts[0] == "shards",
+                  parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(parts[1]) else {
+                throw .malformedLine(String(line.prefix(80)))
+            }
+            let key = String(parts[0])
+            guard values[key] == nil else { throw .duplicateKey(key) }
+            values[key] = value
+        }
+        guard let format = values["format"] else { throw .missingKey("format") }
+        guard format == 1 else { throw .unsupportedFormat(format) }
+        guard let shards = values["shards"] else { throw .missingKey("shards") }
+        guard shards >= 1, shards <= StorageLimits.shardCountMax else { throw .shardCountOutOfRange(shards) }
+        return shards
+    }
+
+    /// A shard directory beyond the count means the count was changed under the data: its
+    /// records would be silently ignored.
+    static func checkNoShardBeyond(_ shardCount: Int, storage: StorageConfiguration) throws(RecoveryError) {
+        guard let names = try? storage.fileSystem.contentsOfDirectory(storage.directory) else { return }
+        for name in names where name.hasPrefix("shard-") {
+            guard let index = Int(name.dropFirst("shard-".count)), index >= shardCount else { continue }
+            throw RecoveryError(shard: nil, .shardDirectoryUnexpected(path: storage.directory + "/" + name))
+        }
+    }
+
+    /// Every directory of the shard's layout exists: `prepare` creates them all before it
+    /// writes `credits.meta`, so a missing one was removed, with whatever it held.
+    static func checkShardDirectories(shard: Int, storage: StorageConfiguration) throws(RecoveryError) {
+        for path in [storage.shardDirectory(shard), storage.walDirectory(shard), storage.snapshotDirectory(shard),
+                     storage.archiveDirectory(shard)] where !storage.fileSystem.fileExists(path) {
+            throw RecoveryError(shard: shard, .shardDirectoryMissing(path: path))
+        }
+    }
+
+    /// Verifies a shard's whole log, read-only, as `credits wal verify` does: every directory
+    /// of the layout, every segment from the log's start, and that the log reaches the newest
+    /// snapshot's LSN (by its name: the snapshot itself is `SnapshotFile.read`'s to check).
+    public static func verifyLog(shard: Int, shardCount: Int, storage: StorageConfiguration) throws(RecoveryError) -> WALReader.Report {
+        try checkShardDirectories(shard: shard, storage: storage)
+        let newest: UInt64
+        do {
+            newest = try SnapshotFile.list(directory: storage.snapshotDirectory(shard), fileSystem: storage.fileSystem)
+                .first.flatMap(SnapshotFile.lsn(ofNamed:)) ?? 0
+        } catch {
+            throw RecoveryError(shard: shard, .snapshotsUnlistable(error))
+        }
+        let report: WALReader.Report
+        do {
+            report = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
+                                        fileSystem: storage.fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount)) { _ in }
+        } catch let failure as WALReader.Failure {
+            throw RecoveryError(shard: shard, .log(failure))
+        } catch {
+            preconditionFailure("unexpected error from the log reader: \(error)")
+        }
+        if report.segments.isEmpty, newest > 0 {
+            throw RecoveryError(shard: shard, .log(WALReader.Failure(
+                file: storage.walDirectory(shard), offset: 0, problem: .liveSegmentMissing(snapshotLSN: newest, archivedSegments: 0))))
+        }
+        guard report.lastLSN >= newest else {
+            throw RecoveryError(shard: shard, .log(WALReader.Failure(
+                file: storage.walDirectory(shard), offset: 0, problem: .logBehindSnapshot(snapshotLSN: newest, logLSN: report.lastLSN))))
+        }
+        return report
+    }
+
+    /// Gives a shard whose live log holds no segment, though it has records (point-in-time
+    /// recovery accepted a lost or emptied segment under its snapshot), the empty segment
+    /// its next record starts: the live log is never empty once records exist, so a later
+    /// strict start-up finds the directory consistent instead of refusing it again. The
+    /// header is the one the log writer gives that segment when it appends there (it
+    /// rewrites the same bytes), so calling this after the writer opened changes nothing
+    /// it relies on.
+    public static func startEmptyLiveSegment(shard: Int, shardCount: Int, storage: StorageConfiguration,
+                                             after report: WALReader.Report) throws(FileError) {
+        let fileSystem = storage.fileSystem
+        let directory = storage.walDirectory(shard)
+        guard report.lastLSN > 0, try fileSystem.contentsOfDirectory(directory).allSatisfy({ WALFormat.firstLSN(ofSegmentNamed: $0) == nil })
+        else { return }
+        let header = SegmentHeader(shardIndex: UInt32(shard), shardCount: UInt32(shardCount), firstLSN: report.lastLSN + 1,
+                                   previousChecksum: report.lastChecksum, segmentSize: UInt64(storage.log.segmentSize),
+                                   unsyncedBytesMax: UInt64(storage.log.unsyncedBytesMax))
+        let file = try fileSystem.open(directory + "/" + WALFormat.segmentName(firstLSN: header.firstLSN), create: true)
+        defer { file.close() }
+        try file.preallocate(Int64(storage.log.segmentSize))
+        try file.write(header.encoded(), at: 0)
+        try file.sync()
+        try fileSystem.syncDirectory(directory)
     }
 
     /// After a snapshot at `lsn`: keeps the newest `snapshotsKept` snapshots and moves log

@@ -242,11 +242,13 @@ public final class SimulatedFileSystem: FileSystem {
         return SimulatedFile(fileSystem: self, path: path, id: id, generation: generation)
     }
 
-    public func readFile(_ path: String) throws(FileError) -> [UInt8] {
+    public func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] {
         try state.withLock { (state) throws(FileError) in
             switch Self.resolve(path, in: state, durable: false) {
-            case .file(let id)?: return state.files[id]!.current
-            case .directory?: throw FileError(operation: "read", path: path, code: EISDIR)
+            case .file(let id)?:
+                guard state.files[id]!.current.count <= bytesMax else { throw FileError.tooLarge(path) }
+                return state.files[id]!.current
+            case .directory?: throw FileError.notRegularFile(path)
             case nil: throw FileError(operation: "open", path: path, code: ENOENT)
             }
         }

@@ -54,19 +54,32 @@ public struct SnapshotHeader: Sendable, Equatable {
         return writer.bytes
     }
 
+    /// A header field whose value no writer produces.
+    public enum Field: String, Sendable, Equatable {
+        case shardCount = "shard count"
+        case shardIndex = "shard index"
+        case lsn = "LSN"
+        case stateBytes = "state size"
+        case frameBytes = "compressed size"
+    }
+
+    /// Where the reserved (zero) bytes lie: after the version, after the chain, and before
+    /// the checksum.
+    static let reservedRanges = [10 ..< 12, 36 ..< 40, 56 ..< 60]
+
     public init(decoding bytes: [UInt8]) throws(SnapshotProblem) {
-        guard bytes.count >= Self.size else { throw .damaged(offset: 0, "file of \(bytes.count) bytes is shorter than a snapshot header") }
+        guard bytes.count >= Self.size else { throw .cutShort(bytes: bytes.count) }
         var reader = ByteReader(bytes, to: Self.size)
         do {
-            guard try reader.read(UInt64.self) == Self.magic else { throw SnapshotProblem.damaged(offset: 0, "not a snapshot (bad magic number)") }
+            guard try reader.read(UInt64.self) == Self.magic else { throw SnapshotProblem.badMagic }
             let stored = UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 60, as: UInt32.self) })
-            guard CRC32C.checksum(bytes[..<60]) == stored else { throw SnapshotProblem.damaged(offset: 60, "header checksum mismatch") }
+            guard CRC32C.checksum(bytes[..<60]) == stored else { throw SnapshotProblem.headerChecksumMismatch }
             version = try reader.read()
-            guard version == Self.version else { throw SnapshotProblem.unsupported("snapshot format version \(version)") }
+            guard version == Self.version else { throw SnapshotProblem.unsupportedVersion(version) }
             _ = try reader.read(UInt16.self)
             stateFormatVersion = try reader.read()
             guard Ledger.stateFormatVersionsReadable.contains(stateFormatVersion) else {
-                throw SnapshotProblem.unsupported("ledger state format version \(stateFormatVersion)")
+                throw SnapshotProblem.unsupportedStateFormat(stateFormatVersion)
             }
             shardIndex = try reader.read()
             shardCount = try reader.read()
@@ -75,24 +88,88 @@ public struct SnapshotHeader: Sendable, Equatable {
             _ = try reader.read(UInt32.self)
             stateBytes = try reader.read()
             frameBytes = try reader.read()
+            guard Self.reservedRanges.allSatisfy({ bytes[$0].allSatisfy { $0 == 0 } }) else { throw SnapshotProblem.reservedBytesSet }
         } catch let problem as SnapshotProblem {
             throw problem
         } catch {
-            throw .damaged(offset: 0, "header cut short")
+            throw .cutShort(bytes: bytes.count)
+        }
+        try checkRanges()
+    }
+
+    /// Every field inside what a writer produces, before any is used in arithmetic.
+    private func checkRanges() throws(SnapshotProblem) {
+        guard shardCount >= 1, shardCount <= StorageLimits.shardCountMax else {
+            throw .valueOutOfRange(.shardCount, UInt64(shardCount))
+        }
+        guard shardIndex < shardCount else { throw .valueOutOfRange(.shardIndex, UInt64(shardIndex)) }
+        guard lsn <= StorageLimits.lsnMax else { throw .valueOutOfRange(.lsn, lsn) }
+        guard stateBytes <= UInt64(StorageLimits.snapshotStateBytesMax) else { throw .valueOutOfRange(.stateBytes, stateBytes) }
+        guard frameBytes >= 1, frameBytes <= UInt64(StorageLimits.snapshotFrameBytesMax) else {
+            throw .valueOutOfRange(.frameBytes, frameBytes)
         }
     }
+
+    /// The file's size the header promises; the fields are range-checked, so no overflow.
+    public var fileBytes: Int { Self.size + Int(frameBytes) }
 }
 
+/// Why a snapshot was not used. Recovery falls back to an older snapshot or the log's
+/// start on any of them, and reports it.
 public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible {
-    case damaged(offset: Int, String)
-    case unsupported(String)
-    case unreadable(String)
+    /// Missing, not a regular file, or larger than a snapshot can be.
+    case unreadable(FileError)
+    case cutShort(bytes: Int)
+    case badMagic
+    case headerChecksumMismatch
+    case unsupportedVersion(UInt16)
+    case unsupportedStateFormat(UInt32)
+    case reservedBytesSet
+    case valueOutOfRange(SnapshotHeader.Field, UInt64)
+    /// The file's size is not the header's plus the frame's.
+    case sizeMismatch(bytes: Int, expected: Int)
+    case frameDamaged(LZ4Error)
+    case stateSizeMismatch(bytes: Int, expected: UInt64)
+    /// The decompressed state does not decode (`offset` into the uncompressed state).
+    case stateDamaged(offset: Int, DecodingError)
+    /// A valid snapshot of another shard, shard count or LSN than its place says.
+    case misplaced(shard: UInt32, shardCount: UInt32, lsn: UInt64)
+
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .unreadable(let error): error.isNotRegularFile ? "snapshot_not_regular_file"
+            : error.isTooLarge ? "snapshot_too_large" : "snapshot_unreadable"
+        case .cutShort: "snapshot_cut_short"
+        case .badMagic: "snapshot_magic_mismatch"
+        case .headerChecksumMismatch: "snapshot_header_checksum_mismatch"
+        case .unsupportedVersion: "snapshot_version_unsupported"
+        case .unsupportedStateFormat: "state_format_unsupported"
+        case .reservedBytesSet: "snapshot_header_reserved_bytes_set"
+        case .valueOutOfRange: "snapshot_header_value_out_of_range"
+        case .sizeMismatch: "snapshot_size_mismatch"
+        case .frameDamaged: "snapshot_frame_damaged"
+        case .stateSizeMismatch: "snapshot_state_size_mismatch"
+        case .stateDamaged: "snapshot_state_damaged"
+        case .misplaced: "snapshot_misplaced"
+        }
+    }
 
     public var description: String {
         switch self {
-        case .damaged(let offset, let what): "damaged at byte \(offset): \(what)"
-        case .unsupported(let what): "\(what) is not supported by this build"
-        case .unreadable(let what): "cannot be read: \(what)"
+        case .unreadable(let error): "cannot be read: \(error)"
+        case .cutShort(let bytes): "file of \(bytes) bytes is shorter than a snapshot header"
+        case .badMagic: "not a snapshot (bad magic number)"
+        case .headerChecksumMismatch: "header checksum mismatch"
+        case .unsupportedVersion(let version): "snapshot format version \(version) is not supported by this build"
+        case .unsupportedStateFormat(let version): "ledger state format version \(version) is not supported by this build"
+        case .reservedBytesSet: "the header's reserved bytes are not zero"
+        case .valueOutOfRange(let field, let value): "impossible \(field.rawValue) \(value) in the header"
+        case .sizeMismatch(let bytes, let expected): "file has \(bytes) bytes, the header says \(expected)"
+        case .frameDamaged(let error): "compressed state damaged: \(error)"
+        case .stateSizeMismatch(let bytes, let expected): "state is \(bytes) bytes, the header says \(expected)"
+        case .stateDamaged(let offset, let error): "ledger state damaged (uncompressed byte \(offset)): \(error)"
+        case .misplaced(let shard, let count, let lsn): "written for shard \(shard) of \(count) at LSN \(lsn)"
         }
     }
 }
@@ -124,6 +201,10 @@ public enum SnapshotFile {
                              directory: String, fileSystem: any FileSystem) throws -> SnapshotHeader {
         var writer = ByteWriter(capacity: 1 << 20)
         ledger.encodeState(into: &writer)
+        // Readers refuse a larger state: never write one they would refuse.
+        guard writer.count <= StorageLimits.snapshotStateBytesMax else {
+            throw SnapshotProblem.valueOutOfRange(.stateBytes, UInt64(writer.count))
+        }
         let frame = try LZ4Frame.compress(writer.bytes)
         let header = SnapshotHeader(shardIndex: shard, shardCount: shardCount, lsn: lsn, chain: chain,
                                     stateBytes: UInt64(writer.count), frameBytes: UInt64(frame.count))
@@ -152,33 +233,39 @@ public enum SnapshotFile {
         return header
     }
 
-    /// Reads and fully verifies a snapshot: header checksum, LZ4 block and content
-    /// checksums, the state's own structure and the ledger invariants.
+    /// Reads and fully verifies a snapshot: header checksum and fields, LZ4 block and
+    /// content checksums, the state's own structure and the ledger invariants. Reads at most
+    /// what a snapshot can be (`StorageLimits`), and only a regular file.
     public static func read(path: String, fileSystem: any FileSystem,
                             configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
-        let bytes: [UInt8]
-        do { bytes = try fileSystem.readFile(path) } catch { throw .unreadable("\(error)") }
-        let header = try SnapshotHeader(decoding: bytes)
-        guard UInt64(bytes.count) == UInt64(SnapshotHeader.size) + header.frameBytes else {
-            throw .damaged(offset: bytes.count, "file has \(bytes.count) bytes, the header says \(UInt64(SnapshotHeader.size) + header.frameBytes)")
+        try decode(try readBytes(path: path, fileSystem: fileSystem), configuration: configuration)
+    }
+
+    /// The bytes of the snapshot file `path`, bounded by the largest snapshot the format allows.
+    public static func readBytes(path: String, fileSystem: any FileSystem) throws(SnapshotProblem) -> [UInt8] {
+        do { return try fileSystem.readFile(path, bytesMax: SnapshotHeader.size + StorageLimits.snapshotFrameBytesMax) } catch {
+            throw .unreadable(error)
         }
-        guard header.stateBytes <= UInt64(Int.max / 2) else { throw .damaged(offset: 40, "impossible state size") }
+    }
+
+    /// Verifies and decodes the bytes of a snapshot file (see `read`).
+    public static func decode(_ bytes: [UInt8], configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
+        let header = try SnapshotHeader(decoding: bytes)
+        guard bytes.count == header.fileBytes else { throw .sizeMismatch(bytes: bytes.count, expected: header.fileBytes) }
         let state: [UInt8]
         do {
             state = try LZ4Frame.decompress(Array(bytes[SnapshotHeader.size...]), maxOutputBytes: Int(header.stateBytes))
         } catch {
-            throw .damaged(offset: SnapshotHeader.size, "compressed state: \(error)")
+            throw .frameDamaged(error)
         }
-        guard state.count == Int(header.stateBytes) else {
-            throw .damaged(offset: SnapshotHeader.size, "state is \(state.count) bytes, the header says \(header.stateBytes)")
-        }
+        guard state.count == Int(header.stateBytes) else { throw .stateSizeMismatch(bytes: state.count, expected: header.stateBytes) }
         var reader = ByteReader(state)
         do {
             let ledger = try Ledger(decodingState: &reader, configuration: configuration)
             try reader.expectEnd("the ledger state")
             return (header, ledger)
         } catch {
-            throw .damaged(offset: SnapshotHeader.size, "ledger state (uncompressed byte \(reader.offset)): \(error)")
+            throw .stateDamaged(offset: reader.offset, error)
         }
     }
 }

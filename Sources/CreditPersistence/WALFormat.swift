@@ -81,12 +81,41 @@ public struct SegmentHeader: Sendable, Equatable {
         return writer.bytes
     }
 
+    /// A header field whose value no writer produces.
+    public enum Field: String, Sendable, Equatable {
+        case shardCount = "shard count"
+        case shardIndex = "shard index"
+        case firstLSN = "first LSN"
+        case segmentSize = "segment size"
+        case unsyncedBytesMax = "unsynced bytes max"
+    }
+
     public enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
         case tooShort
         case allZero
         case badMagic
         case badChecksum
         case unsupportedVersion(UInt16)
+        case unsupportedCommandEncoding(UInt16)
+        /// The 12 reserved bytes (36..<48) are not zero.
+        case reservedBytesSet
+        /// A field outside the range `StorageLimits` allows (shard count 0, a shard index
+        /// beyond the count, LSN 0, a segment size no writer uses, ...).
+        case valueOutOfRange(Field, UInt64)
+
+        /// A stable machine-readable name.
+        public var code: String {
+            switch self {
+            case .tooShort: "segment_header_cut_short"
+            case .allZero: "segment_header_unwritten"
+            case .badMagic: "segment_magic_mismatch"
+            case .badChecksum: "segment_header_checksum_mismatch"
+            case .unsupportedVersion: "segment_version_unsupported"
+            case .unsupportedCommandEncoding: "command_encoding_unsupported"
+            case .reservedBytesSet: "segment_header_reserved_bytes_set"
+            case .valueOutOfRange: "segment_header_value_out_of_range"
+            }
+        }
 
         public var description: String {
             switch self {
@@ -95,6 +124,9 @@ public struct SegmentHeader: Sendable, Equatable {
             case .badMagic: "not a write-ahead log segment (bad magic number)"
             case .badChecksum: "segment header checksum mismatch"
             case .unsupportedVersion(let version): "segment format version \(version) is not supported by this build"
+            case .unsupportedCommandEncoding(let version): "command encoding version \(version) is not supported by this build"
+            case .reservedBytesSet: "the segment header's reserved bytes are not zero"
+            case .valueOutOfRange(let field, let value): "impossible \(field.rawValue) \(value) in the segment header"
             }
         }
     }
@@ -110,16 +142,40 @@ public struct SegmentHeader: Sendable, Equatable {
             version = try reader.read()
             guard version == WALFormat.version else { throw Problem.unsupportedVersion(version) }
             commandEncodingVersion = try reader.read()
+            guard commandEncodingVersion == Command.encodingVersion else {
+                throw Problem.unsupportedCommandEncoding(commandEncodingVersion)
+            }
             shardIndex = try reader.read()
             shardCount = try reader.read()
             previousChecksum = try reader.read()
             firstLSN = try reader.read()
             segmentSize = try reader.read()
             unsyncedBytesMax = try reader.read()
+            guard bytes[Self.reservedBytes].allSatisfy({ $0 == 0 }) else { throw Problem.reservedBytesSet }
         } catch let problem as Problem {
             throw problem
         } catch {
             throw .tooShort
+        }
+        try checkRanges()
+    }
+
+    /// Where the 12 reserved bytes lie.
+    static let reservedBytes = 48 ..< 60
+
+    /// Every field inside what a writer produces, before any of them is used.
+    private func checkRanges() throws(Problem) {
+        guard shardCount >= 1, shardCount <= StorageLimits.shardCountMax else {
+            throw .valueOutOfRange(.shardCount, UInt64(shardCount))
+        }
+        guard shardIndex < shardCount else { throw .valueOutOfRange(.shardIndex, UInt64(shardIndex)) }
+        guard firstLSN >= 1, firstLSN <= StorageLimits.lsnMax else { throw .valueOutOfRange(.firstLSN, firstLSN) }
+        guard segmentSize >= UInt64(StorageLimits.segmentBytesMin), segmentSize <= UInt64(StorageLimits.segmentBytesMax) else {
+            throw .valueOutOfRange(.segmentSize, segmentSize)
+        }
+        guard unsyncedBytesMax >= UInt64(StorageLimits.unsyncedBytesMaxLowest),
+              unsyncedBytesMax <= UInt64(StorageLimits.unsyncedBytesMaxHighest) else {
+            throw .valueOutOfRange(.unsyncedBytesMax, unsyncedBytesMax)
         }
     }
 }
@@ -141,6 +197,8 @@ public enum WALRecord {
     public static func append(_ command: Command, at time: Timestamp, lsn: UInt64, previous: UInt32,
                               syncedLSN: UInt64, to writer: inout ByteWriter) -> UInt32 {
         precondition(syncedLSN < lsn, "a record cannot be synced before it is written")
+        precondition(time.millisSinceEpoch >= 0 && time.millisSinceEpoch <= StorageLimits.recordTimeMillisMax,
+                     "readers refuse a record stamped \(time)")
         let start = writer.count
         writer.write(UInt32(0)) // length, patched below
         writer.write(UInt32(0)) // checksum, patched below
@@ -169,8 +227,58 @@ public enum WALRecord {
         case record(Header, length: Int)
         /// Zeros where a length belongs: the end of the segment's records.
         case end
-        /// Bytes that are not a valid record (cut short, checksum mismatch, bad length).
-        case invalid(String)
+        /// Bytes that are not a valid record.
+        case invalid(Damage)
+    }
+
+    /// Why bytes at a record's place are not a valid record.
+    public enum Damage: Sendable, Equatable, CustomStringConvertible {
+        /// Fewer bytes than a record header or than the record's length field says remain.
+        case cutShort(length: Int, bytesLeft: Int)
+        /// A length field outside the record sizes the format allows.
+        case lengthOutOfRange(Int)
+        case checksumMismatch
+        case unknownKind(UInt8)
+        /// The three reserved bytes of a checksummed record are not zero.
+        case reservedBytesSet
+        /// A zero length field (the end of the records) with written bytes after it.
+        case dataAfterEnd
+        /// A checksummed record stamped before 1970 or after `StorageLimits.recordTimeMillisMax`.
+        case timeOutOfRange(millis: Int64)
+        /// A valid record out of place (found by the reader, not by `scan`): another LSN
+        /// than the next one, or another predecessor than the record before it.
+        case unexpectedLSN(found: UInt64, expected: UInt64)
+        case chainBroken(found: UInt32, expected: UInt32)
+
+        /// A stable machine-readable name.
+        public var code: String {
+            switch self {
+            case .cutShort: "record_cut_short"
+            case .lengthOutOfRange: "record_length_out_of_range"
+            case .checksumMismatch: "checksum_mismatch"
+            case .unknownKind: "record_kind_unknown"
+            case .reservedBytesSet: "record_reserved_bytes_set"
+            case .dataAfterEnd: "data_after_end_of_records"
+            case .timeOutOfRange: "record_time_out_of_range"
+            case .unexpectedLSN: "lsn_out_of_order"
+            case .chainBroken: "chain_broken"
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .cutShort(let length, let left): "record of \(length) bytes cut short at \(left)"
+            case .lengthOutOfRange(let length): "record length \(length) out of range"
+            case .checksumMismatch: "record checksum mismatch"
+            case .unknownKind(let kind): "unknown record kind \(kind)"
+            case .reservedBytesSet: "the record's reserved bytes are not zero"
+            case .dataAfterEnd: "a zero length field with data after it"
+            case .timeOutOfRange(let millis): "record stamped \(millis) ms since 1970, outside 0...\(StorageLimits.recordTimeMillisMax)"
+            case .unexpectedLSN(let found, let expected): "record has LSN \(found), \(expected) was expected"
+            case .chainBroken(let found, let expected):
+                "hash chain broken: record names \(WALReader.hex(found)) as the previous record, the log has \(WALReader.hex(expected))"
+            }
+        }
     }
 
     public struct Header: Sendable, Equatable {
@@ -184,7 +292,9 @@ public enum WALRecord {
 
     /// Looks at the record starting at `offset` of `bytes` (which ends at `end`).
     public static func scan(_ bytes: UnsafeRawBufferPointer, at offset: Int, end: Int) -> Scan {
-        if end - offset < 4 { return end == offset || bytes[offset ..< end].allSatisfy({ $0 == 0 }) ? .end : .invalid("record cut short") }
+        if end - offset < 4 {
+            return end == offset || bytes[offset ..< end].allSatisfy({ $0 == 0 }) ? .end : .invalid(.cutShort(length: 4, bytesLeft: end - offset))
+        }
         let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
         if length == 0 {
             // The preallocated zeros. (A record never has length 0, so a zero length
@@ -192,22 +302,24 @@ public enum WALRecord {
             return .end
         }
         guard length >= WALFormat.recordHeaderSize + 17, length <= WALFormat.recordSizeMax else {
-            return .invalid("record length \(length) out of range")
+            return .invalid(.lengthOutOfRange(length))
         }
-        guard length <= end - offset else { return .invalid("record of \(length) bytes cut short at \(end - offset)") }
+        guard length <= end - offset else { return .invalid(.cutShort(length: length, bytesLeft: end - offset)) }
         let stored = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
         let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[offset ..< offset + 4]))
         let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[offset + 8 ..< offset + length]),
                                        continuing: lengthCRC)
-        guard computed == stored else { return .invalid("record checksum mismatch") }
+        guard computed == stored else { return .invalid(.checksumMismatch) }
         let kind = bytes[offset + 20]
-        guard kind == WALFormat.commandRecordKind else { return .invalid("unknown record kind \(kind)") }
+        guard kind == WALFormat.commandRecordKind else { return .invalid(.unknownKind(kind)) }
+        guard bytes[offset + 21] == 0, bytes[offset + 22] == 0, bytes[offset + 23] == 0 else { return .invalid(.reservedBytesSet) }
+        let millis = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 24, as: Int64.self))
+        guard millis >= 0, millis <= StorageLimits.recordTimeMillisMax else { return .invalid(.timeOutOfRange(millis: millis)) }
         return .record(Header(checksum: stored,
                               lsn: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
                               previous: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + WALFormat.previousChecksumOffset, as: UInt32.self)),
                               kind: kind,
-                              time: Timestamp(millisSinceEpoch: Int64(littleEndian: bytes.loadUnaligned(
-                                  fromByteOffset: offset + 24, as: Int64.self))),
+                              time: Timestamp(millisSinceEpoch: millis),
                               syncedLSN: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 32, as: UInt64.self))),
                        length: length)
     }

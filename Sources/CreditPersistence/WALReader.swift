@@ -45,17 +45,28 @@ public enum WALReader {
         /// Segments after the cut that hold nothing to keep (point-in-time mode, or a last
         /// segment whose header was never written).
         public var droppedSegments: [String] = []
-        /// Why bytes were dropped, for the recovery report.
-        public var droppedBecause: String?
+        /// Why bytes were dropped, and where: a torn tail, a segment never written, or (in
+        /// point-in-time mode) the damage the read stopped at.
+        public var droppedBecause: Failure?
     }
 
+    /// Where the log is damaged, and how.
     public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
         public var file: String
         public var offset: Int
-        public var problem: String
+        public var problem: WALProblem
+
+        public init(file: String, offset: Int, problem: WALProblem) {
+            self.file = file
+            self.offset = offset
+            self.problem = problem
+        }
+
+        /// The problem's stable machine-readable name.
+        public var code: String { problem.code }
         /// The log's first records were pruned (archive retention): recovery from an older
         /// point, e.g. the log's start, is impossible, not the log damaged.
-        public var logStartPruned = false
+        public var logStartPruned: Bool { if case .logStartMissing = problem { true } else { false } }
         public var description: String { "\(file) at byte \(offset): \(problem)" }
     }
 
@@ -66,79 +77,113 @@ public enum WALReader {
     ///   - afterLSN: the LSN a snapshot covers (0 for none); `chain` is that record's
     ///     checksum, which the next record must name as its previous (nil: not checked,
     ///     e.g. when no snapshot is used).
-    ///   - shard: the shard index every segment header must carry.
-    public static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, afterLSN: UInt64 = 0,
-                            chain: UInt32? = nil, mode: Mode = .strict,
+    ///   - shard: the shard index every segment header must carry; `shardCount` the shard
+    ///     count (nil: not checked, for a bare directory of segments).
+    public static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
+                            afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
                             visit: (Entry) throws -> Void) throws -> Report {
-        try read(directories: [directory], fileSystem: fileSystem, shard: shard, afterLSN: afterLSN, chain: chain,
-                 mode: mode, visit: visit)
+        try read(directories: [directory], fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,
+                 chain: chain, mode: mode, visit: visit)
     }
 
-    /// `read(directory:...)` over the segments of several directories (the archive and the
-    /// live log), taken together in LSN order.
-    public static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, afterLSN: UInt64 = 0,
-                            chain: UInt32? = nil, mode: Mode = .strict,
-                            visit: (Entry) throws -> Void) throws -> Report {
-        var report = Report()
-        report.lastLSN = afterLSN
-        report.lastChecksum = chain ?? 0
-        var located: [(name: String, directory: String)] = []
-        for directory in directories where fileSystem.fileExists(directory) {
-            do {
-                for name in try fileSystem.contentsOfDirectory(directory) where WALFormat.firstLSN(ofSegmentNamed: name) != nil {
-                    located.append((name, directory))
-                }
-            } catch {
-                throw Failure(file: directory, offset: 0, problem: "cannot list the log: \(error)")
+    /// A segment file and the directory it was found in.
+    struct Located {
+        var name: String
+        var directory: String
+        var path: String { directory + "/" + name }
+    }
+
+    /// The segments of `directories`, in log order, each once. Every directory must exist;
+    /// the last one is the live log, which always holds the writer's current segment once
+    /// anything was written: with none there, a snapshot above LSN 0 or archived segments
+    /// prove records are missing.
+    static func locateSegments(_ directories: [String], fileSystem: any FileSystem, afterLSN: UInt64,
+                               mode: Mode, report: inout Report) throws(Failure) -> [Located] {
+        var located: [Located] = []
+        var liveCount = 0
+        for (index, directory) in directories.enumerated() {
+            guard fileSystem.fileExists(directory) else { throw Failure(file: directory, offset: 0, problem: .directoryMissing) }
+            let names: [String]
+            do { names = try fileSystem.contentsOfDirectory(directory) } catch {
+                throw Failure(file: directory, offset: 0, problem: .directoryUnreadable(error))
+            }
+            for name in names where WALFormat.firstLSN(ofSegmentNamed: name) != nil {
+                located.append(Located(name: name, directory: directory))
+                if index == directories.count - 1 { liveCount += 1 }
             }
         }
         located.sort { $0.name < $1.name }
         // A power cut between the two directory syncs of an archive move can leave a
         // segment under both names (the same file): keep one.
         located = located.enumerated().filter { $0.offset == 0 || located[$0.offset - 1].name != $0.element.name }.map(\.element)
-        let names = located.map(\.name)
-        report.segments = names
+        if liveCount == 0, afterLSN > 0 || !located.isEmpty, let live = directories.last {
+            let failure = Failure(file: live, offset: 0, problem: .liveSegmentMissing(snapshotLSN: afterLSN, archivedSegments: located.count))
+            guard mode == .pointInTime else { throw failure }
+            report.droppedBecause = failure
+        }
+        return located
+    }
+
+    /// `read(directory:...)` over the segments of several directories (the archive and the
+    /// live log), taken together in LSN order.
+    public static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
+                            afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
+                            visit: (Entry) throws -> Void) throws -> Report {
+        var report = Report()
+        report.lastLSN = afterLSN
+        report.lastChecksum = chain ?? 0
+        let located = try locateSegments(directories, fileSystem: fileSystem, afterLSN: afterLSN, mode: mode, report: &report)
+        report.segments = located.map(\.name)
         var expectedLSN: UInt64? = nil  // LSN the next record must have; nil until the first segment sets it
         var expectedPrevious: UInt32? = chain
         var cut = false
         var previousUnsyncedBytesMax: UInt64 = 0
 
-        for (index, name) in names.enumerated() {
-            let path = located[index].directory + "/" + name
-            let isLast = index == names.count - 1
+        for (index, segment) in located.enumerated() {
+            let (name, path) = (segment.name, segment.path)
+            let nameFirstLSN = WALFormat.firstLSN(ofSegmentNamed: name)!
+            let isLast = index == located.count - 1
             if cut {
                 report.droppedSegments.append(name)
                 continue
             }
+            // Stops the read at `offset` of this segment; in point-in-time mode keeps what
+            // came before and sets this segment and the later ones aside.
+            func refuse(_ offset: Int, _ problem: WALProblem) throws(Failure) {
+                let failure = Failure(file: path, offset: offset, problem: problem)
+                guard mode == .pointInTime else { throw failure }
+                report.droppedSegments.append(name)
+                report.droppedBecause = failure
+                cut = true
+            }
             let bytes: [UInt8]
-            do { bytes = try fileSystem.readFile(path) } catch {
-                throw Failure(file: path, offset: 0, problem: "cannot read: \(error)")
+            do { bytes = try fileSystem.readFile(path, bytesMax: StorageLimits.segmentBytesMax) } catch {
+                try refuse(0, .segmentUnreadable(error))
+                continue
             }
             let header: SegmentHeader
             do {
                 header = try SegmentHeader(decoding: bytes)
             } catch {
                 // A last segment whose header never reached the disk (the crash came right
-                // after it was created) holds nothing: dropped, like a torn tail.
-                if isLast, error == .allZero || error == .tooShort,
-                   bytes.allSatisfy({ $0 == 0 }) {
+                // after it was created) holds nothing: dropped, like a torn tail. Unless a
+                // snapshot covers records it held: then they were synced, and are lost.
+                if isLast, error == .allZero || error == .tooShort, bytes.allSatisfy({ $0 == 0 }) {
+                    if nameFirstLSN <= afterLSN {
+                        try refuse(0, .segmentEmptied(firstLSN: nameFirstLSN, snapshotLSN: afterLSN))
+                        continue
+                    }
                     report.droppedSegments.append(name)
-                    report.droppedBecause = "segment \(name) was created but never written"
+                    report.droppedBecause = Failure(file: path, offset: 0, problem: .segmentNeverWritten)
                     continue
                 }
-                if mode == .pointInTime {
-                    report.droppedSegments.append(name)
-                    report.droppedBecause = "\(path): \(error)"
-                    cut = true
-                    continue
-                }
-                throw Failure(file: path, offset: 0, problem: error.description)
+                try refuse(0, .segmentHeader(error))
+                continue
             }
-            guard header.shardIndex == shard else {
-                throw Failure(file: path, offset: 12, problem: "segment belongs to shard \(header.shardIndex), not \(shard)")
-            }
-            guard WALFormat.firstLSN(ofSegmentNamed: name) == header.firstLSN else {
-                throw Failure(file: path, offset: 24, problem: "header says first LSN \(header.firstLSN), the file name does not")
+            try checkIdentity(header, path: path, nameFirstLSN: nameFirstLSN, shard: shard, shardCount: shardCount)
+            if UInt64(bytes.count) > header.segmentSize {
+                try refuse(Int(header.segmentSize), .segmentOversized(bytes: bytes.count, expected: header.segmentSize))
+                if cut { continue }
             }
             if let expected = expectedLSN {
                 guard header.firstLSN == expected else {
@@ -146,133 +191,175 @@ public enum WALReader {
                     // was written but never synced when the power failed (one write batch
                     // can span a roll-over), this segment and those after it hold only
                     // unsynced records too: a torn tail across segments.
-                    let later = laterSegmentsEvidence(located[index...].map { $0.directory + "/" + $0.name },
-                                                      fileSystem: fileSystem, after: report.lastLSN)
+                    let later = laterSegmentsEvidence(located[index...].map(\.path), fileSystem: fileSystem, after: report.lastLSN)
                     if header.firstLSN > expected, UInt64(later.writtenBytes) <= previousUnsyncedBytesMax,
                        later.maxSyncedLSN < expected {
                         report.droppedSegments.append(name)
                         report.droppedBytes = later.writtenBytes
                         report.droppedRecords = later.records
-                        report.droppedBecause = "torn tail: records \(expected)..<\(header.firstLSN) were never synced before segment \(name)"
+                        report.droppedBecause = Failure(file: path, offset: 24,
+                                                        problem: .tornAcrossSegments(from: expected, to: header.firstLSN))
                         cut = true
                         continue
                     }
-                    let problem = header.firstLSN > expected
-                        ? "missing log records \(expected)..<\(header.firstLSN) (a segment is missing)"
-                        : "segment starts at LSN \(header.firstLSN), but \(expected) was expected"
-                    if mode == .pointInTime { report.droppedSegments.append(name); report.droppedBecause = problem; cut = true; continue }
-                    throw Failure(file: path, offset: 24, problem: problem)
+                    try refuse(24, header.firstLSN > expected
+                        ? .recordsMissing(from: expected, to: header.firstLSN)
+                        : .segmentOutOfOrder(firstLSN: header.firstLSN, expected: expected))
+                    continue
                 }
                 if let previous = expectedPrevious, header.previousChecksum != previous {
-                    let problem = "hash chain broken: segment names \(hex(header.previousChecksum)) as the previous record, the log has \(hex(previous))"
-                    if mode == .pointInTime { report.droppedSegments.append(name); report.droppedBecause = problem; cut = true; continue }
-                    throw Failure(file: path, offset: 20, problem: problem)
+                    try refuse(20, .chainBroken(found: header.previousChecksum, expected: previous))
+                    continue
                 }
             } else {
                 // The first segment (earlier ones may be archived): it must reach back to
                 // the snapshot, and its link is where the chain starts.
                 guard header.firstLSN <= afterLSN + 1 else {
-                    throw Failure(file: path, offset: 24,
-                                  problem: "the log starts at LSN \(header.firstLSN) but recovery needs it from \(afterLSN + 1) (records are missing)",
-                                  logStartPruned: true)
+                    throw Failure(file: path, offset: 24, problem: .logStartMissing(needed: afterLSN + 1, found: header.firstLSN))
                 }
                 if header.firstLSN == afterLSN + 1, let chain, header.previousChecksum != chain {
-                    throw Failure(file: path, offset: 20,
-                                  problem: "hash chain broken: segment names \(hex(header.previousChecksum)) as the previous record, the snapshot ends with \(hex(chain))")
+                    throw Failure(file: path, offset: 20, problem: .chainBroken(found: header.previousChecksum, expected: chain))
                 }
                 expectedLSN = header.firstLSN
                 expectedPrevious = header.previousChecksum
             }
             previousUnsyncedBytesMax = header.unsyncedBytesMax
-            let end = min(bytes.count, Int(clamping: header.segmentSize))
-            var offset = WALFormat.segmentHeaderSize
-            report.tailSegment = name
-            report.tailOffset = offset
-
-            try bytes.withUnsafeBytes { raw in
-                while offset < end {
-                    let scan = WALRecord.scan(raw, at: offset, end: end)
-                    var problem: String?
-                    switch scan {
-                    case .end:
-                        let lastWritten = lastNonZero(raw, from: offset, to: end)
-                        if lastWritten == nil { return } // clean end of this segment's records
-                        problem = "a zero length field with data after it"
-                    case .invalid(let why):
-                        problem = why
-                    case .record(let record, let length):
-                        if record.lsn != expectedLSN {
-                            problem = "record has LSN \(record.lsn), \(expectedLSN.map(String.init) ?? "?") was expected"
-                        } else if let previous = expectedPrevious, record.previous != previous {
-                            problem = "hash chain broken: record names \(hex(record.previous)) as the previous record, the log has \(hex(previous))"
-                        } else {
-                            if record.lsn == afterLSN, let chain, record.checksum != chain {
-                                throw Failure(file: path, offset: offset,
-                                              problem: "the snapshot does not match the log: record \(record.lsn) has checksum \(hex(record.checksum)), the snapshot ends with \(hex(chain))")
-                            }
-                            if record.lsn > afterLSN {
-                                var reader = ByteReader(bytes, from: offset + WALFormat.recordHeaderSize, to: offset + length)
-                                let command: Command
-                                do {
-                                    command = try Command(decoding: &reader)
-                                    try reader.expectEnd("the command")
-                                } catch {
-                                    throw Failure(file: path, offset: offset, problem: "record \(record.lsn) passed its checksum but its command does not decode: \(error)")
-                                }
-                                try visit(Entry(lsn: record.lsn, time: record.time, command: command))
-                                report.recordsVisited += 1
-                            }
-                            report.recordsVerified += 1
-                            report.lastLSN = record.lsn
-                            report.lastChecksum = record.checksum
-                            expectedLSN = record.lsn + 1
-                            expectedPrevious = record.checksum
-                            offset += length
-                            report.tailOffset = offset
-                            continue
-                        }
-                    }
-                    // A bad spot at `offset`: a torn tail, or corruption. It is corruption
-                    // if data was written beyond what a crash can tear (counting later
-                    // segments too: one write batch may span a roll-over), or if a valid
-                    // record after it declares it synced (it was on disk before the crash).
-                    let problemText = problem ?? "bad record"
-                    let lastWritten = lastNonZero(raw, from: offset, to: end) ?? offset
-                    var span = lastWritten - offset + 1
-                    let badLSN = expectedLSN ?? 0
-                    var syncedAfter = maxSyncedLSN(raw, from: offset + 1, through: lastWritten, end: end, after: report.lastLSN)
-                    var laterRecords = 0
-                    if !isLast {
-                        let later = laterSegmentsEvidence(located[(index + 1)...].map { $0.directory + "/" + $0.name },
-                                                          fileSystem: fileSystem, after: report.lastLSN)
-                        span += later.writtenBytes
-                        syncedAfter = max(syncedAfter, later.maxSyncedLSN)
-                        laterRecords = later.records
-                    }
-                    let mayBeTorn = UInt64(span) <= header.unsyncedBytesMax
-                    let declaredSynced = syncedAfter >= badLSN
-                    if (mayBeTorn && !declaredSynced) || mode == .pointInTime {
-                        report.droppedBytes = span
-                        report.droppedRecords = 1 + laterRecords
-                            + countRecords(raw, from: offset + 1, through: lastWritten, end: end, after: report.lastLSN)
-                        report.droppedBecause = mayBeTorn && !declaredSynced
-                            ? "torn tail in \(name) at byte \(offset): \(problemText)"
-                            : "\(path) at byte \(offset): \(problemText)"
-                        cut = true // later segments hold nothing to keep
-                        return
-                    }
-                    var reasons: [String] = []
-                    if declaredSynced { reasons.append("a later record says record \(badLSN) had been synced: not a torn write") }
-                    if !mayBeTorn { reasons.append("\(span) bytes were written after it, more than the \(header.unsyncedBytesMax) a crash can tear") }
-                    throw Failure(file: path, offset: offset, problem: problemText + " (" + reasons.joined(separator: "; ") + ")")
-                }
-            }
+            var position = ChainPosition(expectedLSN: expectedLSN, expectedPrevious: expectedPrevious)
+            cut = try readRecords(bytes, header: header, segment: segment, later: isLast ? [] : located[(index + 1)...].map(\.path),
+                                  afterLSN: afterLSN, chain: chain, fileSystem: fileSystem, mode: mode,
+                                  position: &position, report: &report, visit: visit)
+            expectedLSN = position.expectedLSN
+            expectedPrevious = position.expectedPrevious
         }
         if report.lastLSN < afterLSN {
-            throw Failure(file: directories.last ?? "", offset: 0,
-                          problem: "the snapshot covers LSN \(afterLSN) but the log ends at \(report.lastLSN): the snapshot is newer than the log")
+            throw Failure(file: directories.last ?? "", offset: 0, problem: .logBehindSnapshot(snapshotLSN: afterLSN, logLSN: report.lastLSN))
         }
         return report
+    }
+
+    /// The segment is this shard's, of this directory's shard count, under its own name.
+    private static func checkIdentity(_ header: SegmentHeader, path: String, nameFirstLSN: UInt64, shard: UInt32,
+                                      shardCount: UInt32?) throws(Failure) {
+        guard header.shardIndex == shard else {
+            throw Failure(file: path, offset: 12, problem: .segmentOfOtherShard(found: header.shardIndex, expected: shard))
+        }
+        if let shardCount, header.shardCount != shardCount {
+            throw Failure(file: path, offset: 16, problem: .segmentOfOtherLayout(shardCount: header.shardCount, expected: shardCount))
+        }
+        guard nameFirstLSN == header.firstLSN else {
+            throw Failure(file: path, offset: 24, problem: .segmentNameMismatch(headerFirstLSN: header.firstLSN, nameFirstLSN: nameFirstLSN))
+        }
+    }
+
+    /// The LSN and predecessor checksum the next record must have (nil: not known yet).
+    struct ChainPosition {
+        var expectedLSN: UInt64?
+        var expectedPrevious: UInt32?
+    }
+
+    /// Verifies one segment's records from byte 64 on, visiting those above `afterLSN`, and
+    /// advances `position` and `report` past each good one. Returns whether the read stops
+    /// in this segment (a torn tail cut, or damage cut in point-in-time mode); throws on
+    /// damage otherwise.
+    private static func readRecords(_ bytes: [UInt8], header: SegmentHeader, segment: Located, later: [String],
+                                    afterLSN: UInt64, chain: UInt32?, fileSystem: any FileSystem, mode: Mode,
+                                    position: inout ChainPosition, report: inout Report,
+                                    visit: (Entry) throws -> Void) throws -> Bool {
+        let (name, path) = (segment.name, segment.path)
+        let end = min(bytes.count, Int(header.segmentSize))
+        var offset = WALFormat.segmentHeaderSize
+        report.tailSegment = name
+        report.tailOffset = offset
+        return try bytes.withUnsafeBytes { raw in
+            while offset < end {
+                let damage: WALRecord.Damage
+                switch WALRecord.scan(raw, at: offset, end: end) {
+                case .end:
+                    if lastNonZero(raw, from: offset, to: end) == nil { return false } // clean end of this segment's records
+                    damage = .dataAfterEnd
+                case .invalid(let why):
+                    damage = why
+                case .record(let record, let length):
+                    if record.lsn != position.expectedLSN {
+                        damage = .unexpectedLSN(found: record.lsn, expected: position.expectedLSN ?? 0)
+                        break
+                    }
+                    if let previous = position.expectedPrevious, record.previous != previous {
+                        damage = .chainBroken(found: record.previous, expected: previous)
+                        break
+                    }
+                    if record.lsn == afterLSN, let chain, record.checksum != chain {
+                        throw Failure(file: path, offset: offset,
+                                      problem: .snapshotMismatch(lsn: record.lsn, recordChecksum: record.checksum, snapshotChecksum: chain))
+                    }
+                    if record.lsn > afterLSN {
+                        try visit(Entry(lsn: record.lsn, time: record.time,
+                                        command: try decodeCommand(bytes, record: record, at: offset, length: length, path: path)))
+                        report.recordsVisited += 1
+                    }
+                    report.recordsVerified += 1
+                    report.lastLSN = record.lsn
+                    report.lastChecksum = record.checksum
+                    position.expectedLSN = record.lsn + 1
+                    position.expectedPrevious = record.checksum
+                    offset += length
+                    report.tailOffset = offset
+                    continue
+                }
+                // A preallocated segment never ends inside a record: a crash leaves its
+                // zeros, so an early end of file is a cut made after the fact.
+                if case .cutShort = damage, fileSystem.preallocatesFiles, end == bytes.count,
+                   UInt64(bytes.count) < header.segmentSize, mode == .strict {
+                    throw Failure(file: path, offset: offset, problem: .segmentTruncated(bytes: bytes.count, expected: header.segmentSize))
+                }
+                try judgeBadSpot(raw, at: offset, end: end, damage: damage, badLSN: position.expectedLSN ?? 0, header: header,
+                                 later: later, path: path, fileSystem: fileSystem, mode: mode, report: &report)
+                return true // later segments hold nothing to keep
+            }
+            return false
+        }
+    }
+
+    /// The command of a record whose checksum held.
+    private static func decodeCommand(_ bytes: [UInt8], record: WALRecord.Header, at offset: Int, length: Int,
+                                      path: String) throws(Failure) -> Command {
+        var reader = ByteReader(bytes, from: offset + WALFormat.recordHeaderSize, to: offset + length)
+        do {
+            let command = try Command(decoding: &reader)
+            try reader.expectEnd("the command")
+            return command
+        } catch {
+            throw Failure(file: path, offset: offset, problem: .commandUndecodable(lsn: record.lsn, error))
+        }
+    }
+
+    /// A bad spot at `offset`: a torn tail (cut and reported), or corruption. It is
+    /// corruption if data was written beyond what a crash can tear (counting later segments
+    /// too: one write batch may span a roll-over), or if a valid record after it declares it
+    /// synced (it was on disk before the crash). Point-in-time mode cuts either.
+    private static func judgeBadSpot(_ raw: UnsafeRawBufferPointer, at offset: Int, end: Int, damage: WALRecord.Damage,
+                                     badLSN: UInt64, header: SegmentHeader, later: [String], path: String,
+                                     fileSystem: any FileSystem, mode: Mode, report: inout Report) throws(Failure) {
+        let lastWritten = lastNonZero(raw, from: offset, to: end) ?? offset
+        var span = lastWritten - offset + 1
+        let here = evidence(raw, from: offset + 1, through: lastWritten, end: end, after: report.lastLSN)
+        var syncedAfter = here.maxSyncedLSN
+        var laterRecords = 0
+        if !later.isEmpty {
+            let evidence = laterSegmentsEvidence(later, fileSystem: fileSystem, after: report.lastLSN)
+            span += evidence.writtenBytes
+            syncedAfter = max(syncedAfter, evidence.maxSyncedLSN)
+            laterRecords = evidence.records
+        }
+        let mayBeTorn = UInt64(span) <= header.unsyncedBytesMax
+        let declaredSynced = syncedAfter >= badLSN
+        let torn = mayBeTorn && !declaredSynced
+        let corrupt = WALProblem.recordCorrupt(damage, lsn: badLSN, declaredSynced: declaredSynced, bytesAfter: span,
+                                               unsyncedBytesMax: header.unsyncedBytesMax)
+        guard torn || mode == .pointInTime else { throw Failure(file: path, offset: offset, problem: corrupt) }
+        report.droppedBytes = span
+        report.droppedRecords = 1 + laterRecords + here.records
+        report.droppedBecause = Failure(file: path, offset: offset, problem: torn ? .tornTail(damage, lsn: badLSN) : corrupt)
     }
 
     /// Offset of the last non-zero byte in `from..<to`, nil if all are zero.
@@ -290,58 +377,81 @@ public enum WALReader {
         return nil
     }
 
-    /// How many valid records (LSN above `after`) start in `from...through`: what a cut
-    /// drops besides the damaged record itself. `through` is the last non-zero byte; a
-    /// record may end in zero bytes after it, up to `end`.
-    static func countRecords(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, end: Int, after: UInt64) -> Int {
-        var count = 0
+    /// What the valid records starting in `from...through` say: how many have an LSN above
+    /// `after` (what a cut drops besides the damaged record itself) and the highest synced
+    /// LSN those declare (0 if none). `through` is the last non-zero byte; a record may end
+    /// in zero bytes after it, up to `end`.
+    ///
+    /// One walk, whatever `after` is: every valid record is stepped over whole, and a byte is
+    /// checksummed as a record candidate only when its kind and reserved bytes fit, so the
+    /// work is about the region's size (`checksummedBytes` says how much), never the region
+    /// times the record lengths that random length fields would claim.
+    static func evidence(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, end: Int, after: UInt64) -> Evidence {
+        var found = Evidence()
         var offset = from
         while offset <= through {
-            if case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: end), header.lsn > after {
-                count += 1
-                offset += length
-            } else {
+            guard isRecordCandidate(raw, at: offset, end: end) else {
                 offset += 1
+                continue
             }
+            let scan = WALRecord.scan(raw, at: offset, end: end)
+            found.checksummedBytes += Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+            guard case .record(let header, let length) = scan else {
+                offset += 1
+                continue
+            }
+            if header.lsn > after {
+                found.records += 1
+                found.maxSyncedLSN = max(found.maxSyncedLSN, header.syncedLSN)
+            }
+            offset += length
         }
-        return count
+        return found
+    }
+
+    /// What `evidence` found.
+    struct Evidence: Equatable {
+        var records = 0
+        var maxSyncedLSN: UInt64 = 0
+        /// Bytes handed to the checksum (the work done), for tests that bound it.
+        var checksummedBytes = 0
+    }
+
+    /// Whether a record may start at `offset`: its length field in range and fitting, its
+    /// kind known and its reserved bytes zero. Cheap, so a resynchronising walk checksums
+    /// only what could be a record.
+    static func isRecordCandidate(_ raw: UnsafeRawBufferPointer, at offset: Int, end: Int) -> Bool {
+        guard end - offset >= WALFormat.recordHeaderSize else { return false }
+        let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        return length >= WALFormat.recordHeaderSize && length <= min(WALFormat.recordSizeMax, end - offset)
+            && raw[offset + 20] == WALFormat.commandRecordKind
+            && raw[offset + 21] == 0 && raw[offset + 22] == 0 && raw[offset + 23] == 0
     }
 
     /// What later segments hold, for deciding whether a bad spot before them is a torn
     /// tail: their written bytes after the header (all of a file whose header is bad),
-    /// how many valid records they hold, and the highest synced LSN those declare.
+    /// how many valid records they hold, and the highest synced LSN those declare. A file
+    /// that cannot be read counts as all its bytes written: never evidence of a torn tail.
     static func laterSegmentsEvidence(_ paths: [String], fileSystem: any FileSystem, after: UInt64)
         -> (writtenBytes: Int, records: Int, maxSyncedLSN: UInt64) {
         var written = 0
         var records = 0
         var synced: UInt64 = 0
         for path in paths {
-            guard let bytes = try? fileSystem.readFile(path) else { continue }
+            guard let bytes = try? fileSystem.readFile(path, bytesMax: StorageLimits.segmentBytesMax) else {
+                written += StorageLimits.segmentBytesMax
+                continue
+            }
             let start = (try? SegmentHeader(decoding: bytes)) == nil ? 0 : WALFormat.segmentHeaderSize
             bytes.withUnsafeBytes { raw in
                 guard let last = lastNonZero(raw, from: start, to: raw.count) else { return }
                 written += last - start + 1
-                records += countRecords(raw, from: start, through: last, end: raw.count, after: after)
-                synced = max(synced, maxSyncedLSN(raw, from: start, through: last, end: raw.count, after: after))
+                let found = evidence(raw, from: start, through: last, end: raw.count, after: after)
+                records += found.records
+                synced = max(synced, found.maxSyncedLSN)
             }
         }
         return (written, records, synced)
-    }
-
-    /// The highest synced LSN that valid records starting in `from...through` declare (0
-    /// if none).
-    static func maxSyncedLSN(_ raw: UnsafeRawBufferPointer, from: Int, through: Int, end: Int, after: UInt64) -> UInt64 {
-        var synced: UInt64 = 0
-        var offset = from
-        while offset <= through {
-            if case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: end), header.lsn > after {
-                synced = max(synced, header.syncedLSN)
-                offset += length
-            } else {
-                offset += 1
-            }
-        }
-        return synced
     }
 
     static func hex(_ value: UInt32) -> String {

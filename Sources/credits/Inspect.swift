@@ -17,10 +17,12 @@ struct SnapshotCommand: AsyncParsableCommand {
 
         func run() async throws {
             let fileSystem = PosixFileSystem()
-            do {
-                let header = try SnapshotHeader(decoding: try readRegularFilePrefix(file, bytesMax: SnapshotHeader.size))
+            do throws(SnapshotProblem) {
+                let bytes = try SnapshotFile.readBytes(path: file, fileSystem: fileSystem)
+                // The header's shard count is range-checked before it configures anything.
+                let header = try SnapshotHeader(decoding: bytes)
                 let configuration = EngineConfiguration(shardCount: Int(header.shardCount)).shardLedgerConfiguration
-                let (_, ledger) = try SnapshotFile.read(path: file, fileSystem: fileSystem, configuration: configuration)
+                let (_, ledger) = try SnapshotFile.decode(bytes, configuration: configuration)
                 let ratio = Double(header.stateBytes) / Double(max(1, header.frameBytes))
                 if json {
                     print("{\"ok\": true, \"file\": \(jsonString(file)), \"shard\": \(header.shardIndex), "
@@ -34,9 +36,10 @@ struct SnapshotCommand: AsyncParsableCommand {
                 }
             } catch {
                 if json {
-                    print("{\"ok\": false, \"file\": \(jsonString(file)), \"problem\": \(jsonString("\(error)"))}")
+                    print("{\"ok\": false, \"file\": \(jsonString(file)), \"code\": \(jsonString(error.code)), "
+                        + "\"problem\": \(jsonString(error.description))}")
                 } else {
-                    printError("\(file): \(error)")
+                    printError("\(file): \(error) [\(error.code)]")
                 }
                 throw ExitCode.failure
             }
@@ -67,41 +70,74 @@ struct WALCommand: AsyncParsableCommand {
         func run() async throws {
             let fileSystem = PosixFileSystem()
             let storage = StorageConfiguration(directory: directory, fileSystem: fileSystem)
-            var targets: [(label: String, directories: [String], shard: UInt32)] = []
-            if let shardCount = try ShardStorage.existingShardCount(storage: storage) {
+            let shardCount: Int?
+            do throws(RecoveryError) { shardCount = try ShardStorage.existingShardCount(storage: storage) } catch {
+                reportFailure(code: error.code, problem: error.description, label: directory)
+                throw ExitCode.failure
+            }
+            if let shardCount {
+                var failed = false
                 for shard in 0 ..< shardCount {
-                    targets.append(("shard \(shard)", [storage.archiveDirectory(shard), storage.walDirectory(shard)], UInt32(shard)))
+                    let label = "shard \(shard)"
+                    do throws(RecoveryError) {
+                        report(try ShardStorage.verifyLog(shard: shard, shardCount: shardCount, storage: storage), label: label)
+                    } catch {
+                        failed = true
+                        reportFailure(code: error.code, problem: error.description, label: label)
+                    }
                 }
+                if failed { throw ExitCode.failure }
+                return
+            }
+            try verifySegmentDirectory(fileSystem: fileSystem)
+        }
+
+        /// DIR is a bare directory of segments: the shard is the one its first segment names.
+        private func verifySegmentDirectory(fileSystem: PosixFileSystem) throws {
+            let names = try fileSystem.contentsOfDirectory(directory).filter { WALFormat.firstLSN(ofSegmentNamed: $0) != nil }
+            guard let first = names.first else { throw ValidationError("\(directory) holds no data directory and no .wal segments") }
+            do {
+                // The header alone: the reader checks the whole segment.
+                let bytes: [UInt8]
+                do { bytes = try readRegularFilePrefix(directory + "/" + first, bytesMax: WALFormat.segmentHeaderSize) } catch {
+                    reportFailure(code: error.code, problem: "\(directory)/\(first): \(error)", label: directory)
+                    throw ExitCode.failure
+                }
+                let header: SegmentHeader
+                do { header = try SegmentHeader(decoding: bytes) } catch {
+                    throw WALReader.Failure(file: directory + "/" + first, offset: 0, problem: .segmentHeader(error))
+                }
+                report(try WALReader.read(directories: [directory], fileSystem: fileSystem, shard: header.shardIndex) { _ in },
+                       label: directory)
+            } catch let failure as WALReader.Failure {
+                reportFailure(code: failure.code, problem: failure.description, label: directory)
+                throw ExitCode.failure
+            } catch let error as FileError {
+                let failure = WALReader.Failure(file: directory + "/" + first, offset: 0, problem: .segmentUnreadable(error))
+                reportFailure(code: failure.code, problem: failure.description, label: directory)
+                throw ExitCode.failure
+            }
+        }
+
+        private func report(_ report: WALReader.Report, label: String) {
+            if json {
+                print("{\"ok\": true, \"log\": \(jsonString(label)), \"segments\": \(report.segments.count), "
+                    + "\"records\": \(report.recordsVerified), \"last_lsn\": \(report.lastLSN), "
+                    + "\"torn_bytes\": \(report.droppedBytes), \"torn_records\": \(report.droppedRecords)"
+                    + (report.droppedBecause.map { ", \"torn_code\": \(jsonString($0.code)), \"torn\": \(jsonString($0.description))" } ?? "")
+                    + "}")
             } else {
-                let names = try fileSystem.contentsOfDirectory(directory).filter { WALFormat.firstLSN(ofSegmentNamed: $0) != nil }
-                guard let first = names.first else { throw ValidationError("\(directory) holds no data directory and no .wal segments") }
-                let header = try SegmentHeader(decoding: try readRegularFilePrefix(directory + "/" + first,
-                                                                                    bytesMax: WALFormat.segmentHeaderSize))
-                targets.append((directory, [directory], header.shardIndex))
+                print("\(label): ok — \(report.segments.count) segments, \(report.recordsVerified) records, last LSN \(report.lastLSN)"
+                    + (report.droppedBecause.map { "; \($0) (\(report.droppedBytes) bytes, \(report.droppedRecords) records would be cut)" } ?? ""))
             }
-            var failed = false
-            for target in targets {
-                do {
-                    let report = try WALReader.read(directories: target.directories, fileSystem: fileSystem, shard: target.shard) { _ in }
-                    if json {
-                        print("{\"ok\": true, \"log\": \(jsonString(target.label)), \"segments\": \(report.segments.count), "
-                            + "\"records\": \(report.recordsVerified), \"last_lsn\": \(report.lastLSN), "
-                            + "\"torn_bytes\": \(report.droppedBytes), \"torn_records\": \(report.droppedRecords)"
-                            + (report.droppedBecause.map { ", \"torn\": \(jsonString($0))" } ?? "") + "}")
-                    } else {
-                        print("\(target.label): ok — \(report.segments.count) segments, \(report.recordsVerified) records, last LSN \(report.lastLSN)"
-                            + (report.droppedBecause.map { "; \($0) (\(report.droppedBytes) bytes, \(report.droppedRecords) records would be cut)" } ?? ""))
-                    }
-                } catch {
-                    failed = true
-                    if json {
-                        print("{\"ok\": false, \"log\": \(jsonString(target.label)), \"problem\": \(jsonString("\(error)"))}")
-                    } else {
-                        printError("\(target.label): \(error)")
-                    }
-                }
+        }
+
+        private func reportFailure(code: String, problem: String, label: String) {
+            if json {
+                print("{\"ok\": false, \"log\": \(jsonString(label)), \"code\": \(jsonString(code)), \"problem\": \(jsonString(problem))}")
+            } else {
+                printError("\(label): \(problem) [\(code)]")
             }
-            if failed { throw ExitCode.failure }
         }
     }
 }

@@ -9,8 +9,9 @@ struct Recover: AsyncParsableCommand {
             Opens the engine on --data: per shard the newest snapshot that verifies, then the log \
             after it. Prints the time taken, the records replayed, the snapshot bytes read and \
             anything dropped, then closes. Fails, changing nothing, if the directory is damaged \
-            beyond a torn tail; --point-in-time then keeps every record before the first bad \
-            one and sets the rest aside (docs/operations.md).
+            beyond a torn tail or lost data (exit 1, the refusal's code in the output); \
+            --point-in-time then keeps every record before the first bad one and sets the rest \
+            aside (docs/operations.md lists every refusal and what the option accepts).
             """)
 
     @Option(help: "Data directory.") var data: String
@@ -23,15 +24,21 @@ struct Recover: AsyncParsableCommand {
     func run() async throws {
         var storage = StorageConfiguration(directory: data)
         storage.recovery = pointInTime ? .pointInTime : .strict
-        guard let shardCount = try ShardStorage.existingShardCount(storage: storage) else {
-            throw ValidationError("\(data) is not a data directory (no credits.meta)")
-        }
         let started = monotonicNanos()
         let engine: CreditEngine
-        do {
+        let shardCount: Int
+        do throws(RecoveryError) {
+            guard let count = try ShardStorage.existingShardCount(storage: storage) else {
+                throw RecoveryError(shard: nil, .notDataDirectory(path: data))
+            }
+            shardCount = count
             engine = try await CreditEngine.open(configuration: EngineConfiguration(shardCount: shardCount, storage: storage))
         } catch {
-            printError("recovery refused: \(error)")
+            if json {
+                print("{\"ok\": false, \"code\": \(jsonString(error.code)), \"shard\": \(error.shard.map(String.init) ?? "null"), "
+                    + "\"problem\": \(jsonString(error.description))}")
+            }
+            printError("recovery refused: \(error) [\(error.code)]")
             throw ExitCode.failure
         }
         let millis = Double(monotonicNanos() - started) / 1e6
@@ -48,7 +55,9 @@ struct Recover: AsyncParsableCommand {
             print("{\"ok\": \(violations.isEmpty), \"recovery_ms\": \(fixed(millis, 1)), \"shards\": \(shardCount), "
                 + "\"accounts\": \(statistics.accounts), \"wal_records_replayed\": \(replayed), \"snapshot_bytes\": \(snapshotBytes), "
                 + "\"torn_bytes_dropped\": \(torn), \"torn_records_dropped\": \(tornRecords), "
-                + "\"snapshots_rejected\": \(rejected.count), \"invariant_violations\": \(violations.count)}")
+                + "\"snapshots_rejected\": \(rejected.count), \"segments_dropped\": \(reports.reduce(0) { $0 + $1.segmentsDropped.count }), "
+                + "\"dropped_codes\": [\(reports.compactMap { $0.droppedBecause.map { jsonString($0.code) } }.joined(separator: ", "))], "
+                + "\"invariant_violations\": \(violations.count)}")
         } else {
             print("recovered \(shardCount) shards in \(fixed(millis, 1)) ms: \(statistics.accounts) accounts, "
                 + "\(replayed) log records replayed after \(snapshotBytes) bytes of snapshots; torn tails: \(torn) bytes, \(tornRecords) records")

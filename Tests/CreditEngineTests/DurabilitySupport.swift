@@ -17,8 +17,8 @@ import Testing
 /// Forwards to a `SimulatedFileSystem` (which models power cuts), but does not preallocate:
 /// the simulation grows files byte by byte, about 0.5 µs per byte in a debug build — 4-5 s
 /// per preallocated 8 MiB segment. Without preallocation a segment is as long as its records,
-/// which the log reader treats like preallocated zeros. (CreditPersistenceTests covers the
-/// preallocated layout itself.)
+/// which the log reader, told so by `preallocatesFiles`, treats like preallocated zeros.
+/// (CreditPersistenceTests covers the preallocated layout itself.)
 final class LightDisk: FileSystem {
     let simulated: SimulatedFileSystem
 
@@ -31,7 +31,8 @@ final class LightDisk: FileSystem {
     func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
         LightFile(try simulated.open(path, create: create))
     }
-    func readFile(_ path: String) throws(FileError) -> [UInt8] { try simulated.readFile(path) }
+    func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] { try simulated.readFile(path, bytesMax: bytesMax) }
+    var preallocatesFiles: Bool { false }
     func rename(_ from: String, to: String) throws(FileError) { try simulated.rename(from, to: to) }
     func remove(_ path: String) throws(FileError) { try simulated.remove(path) }
     func syncDirectory(_ path: String) throws(FileError) { try simulated.syncDirectory(path) }

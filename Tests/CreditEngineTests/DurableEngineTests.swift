@@ -424,7 +424,7 @@ struct DurableEngineTests {
             Issue.record("opened despite a damaged segment header")
             await opened.close()
         } catch {
-            #expect(error.shard == 1 && error.problem.contains(segments[1]), "\(error)")
+            #expect(error.shard == 1 && error.logFailure?.file == segments[1] && error.logFailure?.offset == 0, "\(error)")
         }
         let after = try segments.map { try disk.simulated.readFile($0) }
         let unchanged = (0 ..< shards).map { after[$0] == before[$0] }

@@ -166,12 +166,13 @@ struct CorruptionTests {
             #expect(failure?.file == path, "\(context)")
             #expect(failure?.offset == span.offset, "\(context): \(failure.map(String.init(describing:)) ?? "-")")
             let error = expectRecoveryError(Comment(rawValue: context)) { try log.recover() }
-            #expect(error?.problem.contains("\(path) at byte \(span.offset)") == true, "\(context): \(error?.problem ?? "-")")
+            #expect(error?.logFailure?.file == path && error?.logFailure?.offset == span.offset,
+                    "\(context): \(error.map(String.init(describing:)) ?? "-")")
             // Point-in-time reads probe every byte after the bad record (slow in a debug build): a few trials.
             guard trial < 3 else { continue }
             let (entries, report) = try log.read(mode: .pointInTime)
             #expect(entries.count == Int(span.lsn) - 1, "\(context): point-in-time must keep exactly the records before the flip")
-            #expect(report.droppedBecause?.contains(path) == true, "\(context)")
+            #expect(report.droppedBecause?.file == path && report.droppedBecause?.offset == span.offset, "\(context)")
             #expect(report.droppedSegments == Array(segments.drop { $0 != segment }.dropFirst()), "\(context)")
             let recovered = try log.recover(mode: .pointInTime)
             #expect(recovered.ledger.stateDigest() == log.referenceDigest(Int(span.lsn) - 1), "\(context)")
@@ -193,7 +194,11 @@ struct CorruptionTests {
         try log.flip(path, byte: early.offset + 30, bit: 3)
         let failure = expectWALFailure { try log.read() }
         #expect(failure?.file == path && failure?.offset == early.offset)
-        #expect(failure?.problem.contains("a crash can tear") == true, "\(failure?.problem ?? "-")")
+        if case .recordCorrupt(_, let lsn, _, let bytesAfter, let unsyncedBytesMax)? = failure?.problem {
+            #expect(lsn == early.lsn && UInt64(bytesAfter) > unsyncedBytesMax, "more was written after it than a crash can tear")
+        } else {
+            Issue.record("expected a corrupt record, got \(failure.map(String.init(describing:)) ?? "-")")
+        }
         #expect(expectRecoveryError { try log.recover() } != nil)
         let prefix = try log.recover(mode: .pointInTime)
         #expect(prefix.ledger.stateDigest() == log.referenceDigest(Int(early.lsn) - 1))
@@ -207,7 +212,7 @@ struct CorruptionTests {
         let cut = try log.recover()
         #expect(cut.report.lastLSN == last.lsn - 1)
         #expect(cut.report.tornBytesDropped > 0 && cut.report.tornRecordsDropped == 1)
-        #expect(cut.report.droppedBecause?.contains("torn tail") == true)
+        #expect(cut.report.droppedBecause?.problem == .tornTail(.checksumMismatch, lsn: last.lsn))
         #expect(cut.ledger.stateDigest() == log.referenceDigest(Int(last.lsn) - 1))
         try log.flip(path, byte: last.offset + last.length / 2, bit: 0)
 
@@ -216,7 +221,12 @@ struct CorruptionTests {
         #expect(last.syncedLSN >= late.lsn)
         try log.flip(path, byte: late.offset + late.length / 2, bit: 0)
         let error = expectRecoveryError("record \(late.lsn) was declared synced by record \(last.lsn)") { try log.recover() }
-        #expect(error?.problem.contains("\(path) at byte \(late.offset)") == true, "\(error?.problem ?? "-")")
+        #expect(error?.logFailure?.file == path && error?.logFailure?.offset == late.offset, "\(error.map(String.init(describing:)) ?? "-")")
+        if case .recordCorrupt(_, _, let declaredSynced, _, _)? = error?.logFailure?.problem {
+            #expect(declaredSynced)
+        } else {
+            Issue.record("expected a corrupt record, got \(error.map(String.init(describing:)) ?? "-")")
+        }
     }
 
     @Test("damage to a record that a later record declares synced is corruption, whatever bytes that later record ends with",
@@ -242,7 +252,7 @@ struct CorruptionTests {
         let error = expectRecoveryError("record \(damaged.lsn) was declared synced by record \(last.lsn) (scope \(lastScope))") {
             try store.recover()
         }
-        #expect(error?.problem.contains("\(path) at byte \(damaged.offset)") == true, "\(error?.problem ?? "-")")
+        #expect(error?.logFailure?.file == path && error?.logFailure?.offset == damaged.offset, "\(error.map(String.init(describing:)) ?? "-")")
     }
 
     @Test("a bit flip in a segment header is named with its file (offset 0), in every segment")
@@ -259,7 +269,7 @@ struct CorruptionTests {
             try log.flip(path, byte: byte, bit: bit)
             let failure = expectWALFailure { try log.read() }
             #expect(failure?.file == path && failure?.offset == 0, "header byte \(byte) bit \(bit): \(failure.map(String.init(describing:)) ?? "-")")
-            #expect(expectRecoveryError { try log.recover() }?.problem.contains(path) == true)
+            #expect(expectRecoveryError { try log.recover() }?.logFailure?.file == path)
             // Point-in-time keeps the segments before it.
             let kept = index == 0 ? 0 : Int(WALFormat.firstLSN(ofSegmentNamed: segment)!) - 1
             let (entries, report) = try log.read(mode: .pointInTime)
@@ -278,7 +288,9 @@ struct CorruptionTests {
         try log.fileSystem.remove(log.path(segments[1]))
         let failure = expectWALFailure { try log.read() }
         #expect(failure?.file == log.path(segments[2]) && failure?.offset == 24)
-        #expect(failure?.problem.contains("missing log records") == true, "\(failure?.problem ?? "-")")
+        #expect(failure?.problem == .recordsMissing(from: WALFormat.firstLSN(ofSegmentNamed: segments[1])!,
+                                                    to: WALFormat.firstLSN(ofSegmentNamed: segments[2])!),
+                "\(failure.map(String.init(describing:)) ?? "-")")
         #expect(expectRecoveryError { try log.recover() } != nil)
         let kept = Int(WALFormat.firstLSN(ofSegmentNamed: segments[1])!) - 1
         let prefix = try log.recover(mode: .pointInTime)
@@ -293,7 +305,8 @@ struct CorruptionTests {
         // Without a snapshot the log must start at LSN 1.
         try log.fileSystem.rename(log.path(segments[0]), to: log.path(segments[0]) + ".moved")
         let start = expectWALFailure { try log.read() }
-        #expect(start?.problem.contains("records are missing") == true, "\(start?.problem ?? "-")")
+        #expect(start?.problem == .logStartMissing(needed: 1, found: WALFormat.firstLSN(ofSegmentNamed: segments[1])!),
+                "\(start.map(String.init(describing:)) ?? "-")")
         #expect(expectRecoveryError { try log.recover(mode: .pointInTime) } != nil, "no prefix exists to recover")
     }
 
@@ -315,7 +328,7 @@ struct CorruptionTests {
         defer { file.close() }
         try file.write(forged.bytes, at: Int64(victim.offset))
         var failure = expectWALFailure { try log.read() }
-        #expect(failure?.offset == victim.offset && failure?.problem.contains("hash chain broken") == true,
+        #expect(failure?.offset == victim.offset && failure?.recordDamage == .chainBroken(found: victim.previous ^ 0x5A5A, expected: victim.previous),
                 "\(failure.map(String.init(describing:)) ?? "-")")
 
         // Two records swapped (both valid): the LSN order catches it.
@@ -325,7 +338,7 @@ struct CorruptionTests {
         swapped += original[first.offset ..< first.end]
         try file.write(swapped, at: Int64(first.offset))
         failure = expectWALFailure { try log.read() }
-        #expect(failure?.offset == first.offset && failure?.problem.contains("LSN") == true,
+        #expect(failure?.offset == first.offset && failure?.recordDamage == .unexpectedLSN(found: second.lsn, expected: first.lsn),
                 "\(failure.map(String.init(describing:)) ?? "-")")
         try file.write(original, at: 0)
         #expect(try log.read().entries.count == log.records.count)
@@ -342,13 +355,15 @@ struct CorruptionTests {
         try store.writeSnapshot(ledger, lsn: 300, chain: spans[299].checksum)
         store.simulated.truncate(path: segment, to: spans[250].offset)
         let newer = expectRecoveryError { try store.recover() }
-        #expect(newer?.problem.contains("newer than the log") == true, "\(newer?.problem ?? "-")")
+        #expect(newer?.logFailure?.problem == .logBehindSnapshot(snapshotLSN: 300, logLSN: 250), "\(newer.map(String.init(describing:)) ?? "-")")
         try store.simulated.remove(store.snapshotDirectory + "/" + SnapshotFile.name(lsn: 300))
 
         // A snapshot whose chain value is not the log's record at its LSN.
         try store.writeSnapshot(store.reference(fixture.records.prefix(240)), lsn: 240, chain: spans[239].checksum ^ 1)
         let foreign = expectRecoveryError { try store.recover() }
-        #expect(foreign?.problem.contains("snapshot does not match the log") == true, "\(foreign?.problem ?? "-")")
+        #expect(foreign?.logFailure?.problem == .snapshotMismatch(lsn: 240, recordChecksum: spans[239].checksum,
+                                                                  snapshotChecksum: spans[239].checksum ^ 1),
+                "\(foreign.map(String.init(describing:)) ?? "-")")
     }
 
     @Test("bit flips in snapshots: the damaged one is rejected (reported) and recovery falls back to the older one or the log start")
@@ -378,7 +393,7 @@ struct CorruptionTests {
             let recovered = try store.recover()
             #expect(recovered.ledger.stateDigest() == fixture.finalDigest, "\(context)")
             if problem != nil {
-                #expect(recovered.report.snapshotsRejected.count == 1 && recovered.report.snapshotsRejected[0].contains(fixture.newer),
+                #expect(recovered.report.snapshotsRejected.count == 1 && recovered.report.snapshotsRejected[0].path == fixture.newer,
                         "\(context): \(recovered.report.snapshotsRejected)")
                 #expect(recovered.report.snapshot == SnapshotFile.name(lsn: 100), "\(context)")
             }

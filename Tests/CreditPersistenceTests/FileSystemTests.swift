@@ -212,7 +212,39 @@ struct FileSystemTests {
         #expect(expectFileLayerError { () throws(FileError) in try fs.size(of: missing) } == FileError(operation: "stat", path: missing, code: ENOENT))
         #expect(expectFileLayerError { () throws(FileError) in try fs.readFile(missing) } == FileError(operation: "open", path: missing, code: ENOENT))
         #expect(expectFileLayerError { () throws(FileError) in try fs.syncDirectory(missing) } == FileError(operation: "open", path: missing, code: ENOENT))
-        #expect(expectFileLayerError { () throws(FileError) in try fs.readFile(box.root) } == FileError(operation: "read", path: box.root, code: EISDIR))
+        #expect(expectFileLayerError { () throws(FileError) in try fs.readFile(box.root) } == FileError.notRegularFile(box.root))
+    }
+
+    @Test("readFile refuses a file longer than its bound before reading it, and reads one at the bound", arguments: FileLayerKind.allCases)
+    func readFileIsBounded(kind: FileLayerKind) throws {
+        let box = try FileLayerSandbox(kind)
+        defer { box.cleanUp() }
+        let fs = box.fileSystem
+        let path = box.path("bounded")
+        let file = try fs.open(path, create: true)
+        try file.write([UInt8](repeating: 7, count: 100), at: 0)
+        file.close()
+        #expect(try fs.readFile(path, bytesMax: 100).count == 100)
+        #expect(expectFileLayerError { () throws(FileError) in try fs.readFile(path, bytesMax: 99) } == FileError.tooLarge(path))
+    }
+
+    @Test("readFile refuses a device and a FIFO without blocking, and a sparse file beyond its bound without allocating it")
+    func readFileRefusesSpecialFiles() throws {
+        let box = try FileLayerSandbox(.posix)
+        defer { box.cleanUp() }
+        let fs = box.fileSystem
+        #expect(expectFileLayerError { () throws(FileError) in try fs.readFile("/dev/zero", bytesMax: 1 << 20) } == FileError.notRegularFile("/dev/zero"))
+        let fifo = box.path("fifo")
+        try #require(mkfifo(fifo, 0o600) == 0, "mkfifo failed: errno \(errno)")
+        // Without O_NONBLOCK the open alone would wait for a writer forever.
+        #expect(expectFileLayerError { () throws(FileError) in try fs.readFile(fifo, bytesMax: 1 << 20) } == FileError.notRegularFile(fifo))
+        let sparse = box.path("sparse")
+        let file = try fs.open(sparse, create: true)
+        try file.truncate(1 << 40)
+        file.close()
+        #expect(expectFileLayerError { () throws(FileError) in try fs.readFile(sparse, bytesMax: 1 << 30) } == FileError.tooLarge(sparse))
+        try fs.remove(fifo)
+        try fs.remove(sparse)
     }
 
     @Test("files are written from several threads at once", arguments: FileLayerKind.allCases)

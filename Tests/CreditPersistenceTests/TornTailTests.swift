@@ -101,7 +101,7 @@ private struct TornTailFixture {
         #expect(report.lastLSN == UInt64(kept), "\(mode) at byte \(offset): kept \(report.lastLSN) records, expected \(kept)")
         #expect(report.tornBytesDropped == droppedBytes, "\(mode) at byte \(offset)")
         #expect(report.tornRecordsDropped == (droppedBytes > 0 ? 1 : 0), "\(mode) at byte \(offset)")
-        #expect((report.droppedBecause != nil) == (droppedBytes > 0), "\(mode) at byte \(offset): \(report.droppedBecause ?? "-")")
+        #expect((report.droppedBecause != nil) == (droppedBytes > 0), "\(mode) at byte \(offset): \(report.droppedBecause.map(String.init(describing:)) ?? "-")")
         #expect(report.snapshot == SnapshotFile.name(lsn: UInt64(Self.snapshotLSN)))
         #expect(recovered.ledger.stateDigest() == prefixLedgers[kept]?.stateDigest(),
                 "\(mode) at byte \(offset): the recovered state is not that of the first \(kept) records")

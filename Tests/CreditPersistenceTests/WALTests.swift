@@ -123,7 +123,8 @@ struct WALTests {
             try WALReader.read(directory: store.walDirectory, fileSystem: store.simulated, shard: 0, afterLSN: after,
                                chain: spans[Int(after) - 1].span.checksum ^ 1) { _ in }
         }
-        #expect(mismatch?.problem.contains("snapshot does not match the log") == true)
+        let record = spans[Int(after) - 1].span.checksum
+        #expect(mismatch?.problem == .snapshotMismatch(lsn: after, recordChecksum: record, snapshotChecksum: record ^ 1))
 
         var recovered = try store.recover()
         #expect(recovered.ledger.stateDigest() == model.ledger.stateDigest())

@@ -239,6 +239,13 @@ func expectRecoveryError<T>(_ comment: Comment? = nil, sourceLocation: SourceLoc
 }
 
 /// Runs `body`, which must throw a `WALReader.Failure`; returns it.
+extension WALReader.Failure {
+    /// The damage of a bad record that is not a torn tail (nil for other problems).
+    var recordDamage: WALRecord.Damage? {
+        if case .recordCorrupt(let damage, _, _, _, _) = problem { damage } else { nil }
+    }
+}
+
 func expectWALFailure<T>(_ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
                          _ body: () throws -> T) -> WALReader.Failure? {
     do {
@@ -261,8 +268,10 @@ func expectWALFailure<T>(_ comment: Comment? = nil, sourceLocation: SourceLocati
 /// - `preallocates: false` makes `WritableFile.preallocate` a no-op. The simulation grows a
 ///   file byte by byte, which in a debug build costs about 0.5 µs per byte — 4-5 s for one
 ///   8 MiB segment. Without preallocation a segment is only as long as its records; the reader
-///   treats the missing rest like preallocated zeros (it reads up to the file's end). Tests
-///   about the preallocated layout itself use `preallocates: true`.
+///   treats the missing rest like preallocated zeros (it reads up to the file's end), and,
+///   told so by `preallocatesFiles`, takes a file ending inside a record for a torn write
+///   rather than a segment cut after the fact. Tests about the preallocated layout itself
+///   use `preallocates: true`.
 /// - `hold(syncNumber:of:)` holds the n-th sync of a file until the test releases it: the
 ///   deterministic way to have the log writer stand still at an exact point (no sleeping).
 final class TestDisk: FileSystem {
@@ -308,7 +317,8 @@ final class TestDisk: FileSystem {
     func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
         TestDiskFile(try simulated.open(path, create: create), disk: self)
     }
-    func readFile(_ path: String) throws(FileError) -> [UInt8] { try simulated.readFile(path) }
+    func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] { try simulated.readFile(path, bytesMax: bytesMax) }
+    var preallocatesFiles: Bool { preallocates }
     func rename(_ from: String, to: String) throws(FileError) { try simulated.rename(from, to: to) }
     func remove(_ path: String) throws(FileError) { try simulated.remove(path) }
     func syncDirectory(_ path: String) throws(FileError) { try simulated.syncDirectory(path) }
