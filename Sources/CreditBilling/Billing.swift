@@ -158,7 +158,7 @@ public final class Billing: Sendable {
             // No key can cover another candidate: the system choice alone, numbered as in
             // the whole list (no array to allocate).
             guard let system = summary.systemEntry, let systemIndex = summary.systemIndex else {
-                throw .noRoute(summary.overBudget.description)
+                throw .noRoute(summary.overBudget)
             }
             routed = RoutedCharge(only: UsageCharge(try price(system, usage), keySource: .system), request: requestHash,
                                   numberedFrom: UInt8(systemIndex))
@@ -167,7 +167,7 @@ public final class Billing: Sendable {
         let receipt: Receipt
         switch await engine.execute(Command(key: key, .chargeRouted(account, routed, scope: scope))) {
         case .success(let success): receipt = success
-        case .failure(.notAllowed(_, .noRouteWithinBudget)): throw .noRoute(summary.overBudget.description)
+        case .failure(.notAllowed(_, .noRouteWithinBudget)): throw .noRoute(summary.overBudget)
         case .failure(let error): throw .ledger(error)
         }
         // The receipt numbers candidates as the plan does (a retry may have been sent with
@@ -194,7 +194,7 @@ public final class Billing: Sendable {
                                    scope: ChargeScope) async throws(BillingError) -> ChargeReceipt {
         let keys = await engine.usableKeys(for: account)
         let route: Route
-        do { route = try plan.route.route { keys[$0] != nil } } catch { throw .noRoute(error.description) }
+        do { route = try plan.route.route { keys[$0] != nil } } catch { throw .noRoute(error) }
         let charge = UsageCharge(try price(route.entry, usage), keySource: keys[route.entry.provider] ?? .system)
         let receipt = try await succeed(Command(key: key, .charge(account, charge, scope: scope)))
         return ChargeReceipt(receipt: receipt, usage: charge, routing: RoutingContext(quality: plan.route.quality, entry: route.entry))
@@ -206,7 +206,7 @@ public final class Billing: Sendable {
         guard let plan = try plan(for: request, withCandidates: true).plan else { preconditionFailure("asked for the plan") }
         let keys = engine.mayHaveKeys(account.tenant) ? await engine.usableKeys(for: account) : [:]
         let route: Route
-        do { route = try plan.route.route { keys[$0] != nil } } catch { throw .noRoute(error.description) }
+        do { route = try plan.route.route { keys[$0] != nil } } catch { throw .noRoute(error) }
         let source = keys[route.entry.provider] ?? .system
         return RouteDecision(model: route.entry.model, provider: route.entry.provider, kind: route.entry.kind,
                              quality: route.entry.quality, creditsPerUnit: source == .system ? route.creditsPerUnit : .zero,
@@ -260,7 +260,7 @@ public final class Billing: Sendable {
         }
         switch result {
         case .success(let found): return found
-        case .failure(let error): throw .noRoute(error.description)
+        case .failure(let error): throw .noRoute(error)
         }
     }
 
@@ -274,7 +274,7 @@ public final class Billing: Sendable {
 
     /// The cheapest way to buy at least `credits` credits.
     public func quote(credits: Int64) throws(BillingError) -> Quote {
-        do { return try CreditPricing.quote(credits: credits) } catch { throw .quote(error.description) }
+        do { return try CreditPricing.quote(credits: credits) } catch { throw .quote(error) }
     }
 
     /// Buys at least `credits` credits for `account` at the quoted price: the payment first,
@@ -299,7 +299,7 @@ public final class Billing: Sendable {
             return try Self.purchaseReceipt(first, quote: quote, payment: payment)
         }
         let amount: Millicredits
-        do { amount = try Millicredits.credits(quote.credits) } catch { throw .quote("\(quote.credits) credits overflow") }
+        do { amount = try Millicredits.credits(quote.credits) } catch { throw .quote(.tooLarge(credits: quote.credits, max: Quote.creditsMax)) }
         let expires = CalendarMonths.adding(12, to: clock.now())
         let command = Command(key: grantKey, .grant(account, GrantTerms(kind: .purchase, amount: amount, expiresAt: expires)))
         var outcome = await engine.execute(command)

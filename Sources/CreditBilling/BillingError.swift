@@ -13,14 +13,31 @@ public enum BillingError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The catalog has no such model, or the usage does not fit it.
     case pricing(PricingError)
     /// Routing found no model for the request.
-    case noRoute(String)
+    case noRoute(RoutingError)
     /// The ledger refused the command.
     case ledger(LedgerError)
     /// The payment failed: nothing was granted.
     case payment(PaymentError)
     /// A quote could not be made for that many credits.
-    case quote(String)
+    case quote(QuoteError)
     case unknownAccount(AccountID)
+
+    /// A stable machine-readable name (snake_case): the wrapped error's code for ledger,
+    /// payment, pricing, routing and quote failures, so a service maps one vocabulary.
+    public var code: String {
+        switch self {
+        case .sealingKeySize: "sealing_key_size"
+        case .sealFailed: "seal_failed"
+        case .unsealFailed: "unseal_failed"
+        case .keyTooShort: "key_too_short"
+        case .pricing(let error): error.code
+        case .noRoute(let error): error.code
+        case .ledger(let error): error.code
+        case .payment(let error): error.code
+        case .quote(let error): error.code
+        case .unknownAccount: "unknown_account"
+        }
+    }
 
     public var description: String {
         switch self {

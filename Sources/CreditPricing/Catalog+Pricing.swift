@@ -49,6 +49,16 @@ public enum PricingError: Error, Equatable, Sendable, CustomStringConvertible {
     /// or the provider cost would exceed Int64 nano-dollars.
     case overflow(model: String, usage: Usage)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .unknownModel: "unknown_model"
+        case .wrongKind: "wrong_usage_kind"
+        case .invalidUsage: "invalid_usage"
+        case .overflow: "charge_overflow"
+        }
+    }
+
     public var description: String {
         switch self {
         case .unknownModel(let model): "unknown model '\(model)': it is not in the catalog"

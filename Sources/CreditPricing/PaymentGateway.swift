@@ -27,6 +27,16 @@ public enum PaymentError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The purchase id was already used for another amount; nothing was charged.
     case amountConflict(purchase: PurchaseID, firstAmountCents: Int64, requestedAmountCents: Int64)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .declined: "payment_declined"
+        case .unavailable: "payment_unavailable"
+        case .invalidAmount: "payment_invalid_amount"
+        case .amountConflict: "payment_amount_conflict"
+        }
+    }
+
     /// Whether the same request may succeed if sent again.
     public var isRetryable: Bool {
         if case .unavailable = self { return true }

@@ -86,6 +86,14 @@ public enum QuoteError: Error, Equatable, Sendable, CustomStringConvertible {
     case notPositive(credits: Int64)
     case tooLarge(credits: Int64, max: Int64)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .notPositive: "quote_not_positive"
+        case .tooLarge: "quote_too_large"
+        }
+    }
+
     public var description: String {
         switch self {
         case .notPositive(let credits): "cannot quote \(credits) credits: ask for at least 1 credit"

@@ -60,6 +60,15 @@ public enum RoutingError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The allowed models all cost more per unit than the maximum, and no key covers one.
     case overBudget(kind: ModelKind, quality: QualityPreference, cheapest: Millicredits, max: Millicredits)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .noModel: "no_model"
+        case .noAllowedProvider: "no_allowed_provider"
+        case .overBudget: "over_budget"
+        }
+    }
+
     public var description: String {
         switch self {
         case .noModel(let kind, let quality):

@@ -266,8 +266,8 @@ struct SnapshotStateTests {
         #expect(Ledger.stateFormatVersion == 4)
     }
 
-    @Test("the outcome validator accepts exactly the codes the outcome store writes")
-    func outcomeValidatorMatchesTheStore() {
+    /// One value of every error case, every rule under each rule-carrying case.
+    static func everyLedgerError() -> [LedgerError] {
         let account = AccountID(tenant: TenantID(1), number: 2)
         let hold = HoldID(tenant: TenantID(1), number: 3)
         let key = IdempotencyKey(high: 4, low: 5)
@@ -284,8 +284,32 @@ struct SnapshotStateTests {
             .notSubscribed(account), .alreadySubscribed(account), .notDue(account, dueAt: t0),
             .staleSchedule(expected: 1, requested: 2), .nothingDue(account), .planChanged(account),
         ]
+        for rule in (UInt8(0) ... UInt8.max).compactMap(LedgerError.Rule.init(rawValue:)) {
+            errors += [.notAllowed(account, rule), .invalidText(rule), .limitReached(rule)]
+        }
+        return errors
+    }
+
+    @Test("every error has its own stable snake_case code")
+    func errorCodes() {
+        let errors = Self.everyLedgerError()
+        let codes = errors.map(\.code)
+        #expect(Set(codes).count == errors.count, "one code per error and rule")
+        for code in codes {
+            #expect(code.allSatisfy { $0 == "_" || $0 == "." || ("a" ... "z").contains($0) }, "\(code)")
+        }
+        // The names a service's clients match on (issue 15): pinned.
+        #expect(LedgerError.insufficientCredits(available: .zero, requested: credits(1)).code == "insufficient_credits")
+        #expect(LedgerError.memberLimitExceeded(remaining: .zero, requested: credits(1)).code == "member_limit_reached")
+        #expect(LedgerError.idempotencyConflict(IdempotencyKey(high: 1, low: 1)).code == "key_conflict")
+        #expect(LedgerError.notAllowed(AccountID(tenant: TenantID(1), number: 0), .membersHoldNoGrants).code
+            == "not_allowed.members_hold_no_grants")
+    }
+
+    @Test("the outcome validator accepts exactly the codes the outcome store writes")
+    func outcomeValidatorMatchesTheStore() {
+        let errors = Self.everyLedgerError()
         let rules = (UInt8(0) ... UInt8.max).compactMap(LedgerError.Rule.init(rawValue:))
-        for rule in rules { errors += [.notAllowed(account, rule), .invalidText(rule), .limitReached(rule)] }
         // Every case of the exhaustive `errorCaseName` is in the list.
         #expect(Set(errors.map(errorCaseName)).count == 27 + 3 * rules.count)
         var codes: Set<UInt8> = []

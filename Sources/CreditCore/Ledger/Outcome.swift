@@ -166,6 +166,39 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case subscriptionsHoldGrants
         case planChangePayment
 
+        /// A stable machine-readable name (snake_case of the case).
+        public var code: String {
+            switch self {
+            case .onlyOrganisationsHaveMembers: "only_organisations_have_members"
+            case .onlyIndividualsHaveStandardAccounts: "only_individuals_have_standard_accounts"
+            case .membersHoldNoGrants: "members_hold_no_grants"
+            case .limitsApplyToMembersOnly: "limits_apply_to_members_only"
+            case .individualsHaveNoDepartments: "individuals_have_no_departments"
+            case .reasonRequired: "reason_required"
+            case .textTooLong: "text_too_long"
+            case .grantsPerAccount: "grants_per_account"
+            case .openHoldsPerShard: "open_holds_per_shard"
+            case .departmentsPerOrganisation: "departments_per_organisation"
+            case .usageNamesModelAndProvider: "usage_names_model_and_provider"
+            case .usageNotNegative: "usage_not_negative"
+            case .keysManagedByOrganisation: "keys_managed_by_organisation"
+            case .providerCoveredByOrganisation: "provider_covered_by_organisation"
+            case .keyNotUsable: "key_not_usable"
+            case .noKeyForProvider: "no_key_for_provider"
+            case .keyPoliciesAreForOrganisations: "key_policies_are_for_organisations"
+            case .keyRegistrationIncomplete: "key_registration_incomplete"
+            case .keysPerAccount: "keys_per_account"
+            case .routedCandidates: "routed_candidates"
+            case .noRouteWithinBudget: "no_route_within_budget"
+            case .namesPerProcess: "names_per_process"
+            case .subscriptionTerms: "subscription_terms"
+            case .autoRefillTerms: "auto_refill_terms"
+            case .refillPaymentTerms: "refill_payment_terms"
+            case .subscriptionsHoldGrants: "subscriptions_hold_grants"
+            case .planChangePayment: "plan_change_payment"
+            }
+        }
+
         public var description: String {
             switch self {
             case .onlyOrganisationsHaveMembers: "only an organisation has member accounts"
@@ -206,6 +239,44 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
                 "a plan change pays 0 to the price difference above the cycle's level (nothing for a downgrade), "
                     + "and names its payment reference (1 to \(LedgerLimits.textBytesMax) bytes) exactly when it paid"
             }
+        }
+    }
+
+    /// A stable machine-readable name (snake_case), one per case; the rule-carrying cases
+    /// add the rule's (`not_allowed.members_hold_no_grants`). The HTTP layer maps codes to
+    /// problem types; the words are `description`'s.
+    public var code: String {
+        switch self {
+        case .invalidAmount: "invalid_amount"
+        case .amountOverflow: "amount_overflow"
+        case .tenantExists: "tenant_exists"
+        case .unknownTenant: "unknown_tenant"
+        case .accountExists: "account_exists"
+        case .unknownAccount: "unknown_account"
+        case .departmentExists: "department_exists"
+        case .unknownDepartment: "unknown_department"
+        case .unknownHold: "unknown_hold"
+        case .holdNotOpen: "hold_not_open"
+        case .holdNotDue: "hold_not_due"
+        case .accountFrozen: "account_frozen"
+        case .insufficientCredits: "insufficient_credits"
+        case .memberLimitExceeded: "member_limit_reached"
+        case .departmentAllocationExceeded: "department_allocation_reached"
+        case .notAllowed(_, let rule): "not_allowed.\(rule.code)"
+        case .idempotencyConflict: "key_conflict"
+        case .unknownDebit: "unknown_debit"
+        case .refundExceedsDebit: "refund_exceeds_debit"
+        case .invalidTimeout: "invalid_timeout"
+        case .invalidExpiry: "invalid_expiry"
+        case .invalidText(let rule): "invalid_text.\(rule.code)"
+        case .limitReached(let rule): "limit_reached.\(rule.code)"
+        case .logStopped: "log_stopped"
+        case .notSubscribed: "not_subscribed"
+        case .alreadySubscribed: "already_subscribed"
+        case .notDue: "not_due"
+        case .staleSchedule: "stale_schedule"
+        case .nothingDue: "nothing_due"
+        case .planChanged: "plan_changed"
         }
     }
 
