@@ -382,7 +382,7 @@ public final class Billing: Sendable {
         let quote = PlanChangeQuote(current, terms(of: plan, ownKeys: ownKeys, keeping: current), at: clock.now())
         var payment: PaymentReceipt?
         if quote.chargeCents > 0 {
-            payment = try await pay(quote.chargeCents, for: PurchaseID("plan-change/\(account.tenant.rawValue)/\(key.high)-\(key.low)"))
+            payment = try await pay(quote.chargeCents, for: Self.planChangePurchase(account, key: key))
         }
         var request = PlanChangeRequest(replacing: current.plan, terms: quote.terms)
         if let payment {
@@ -400,6 +400,12 @@ public final class Billing: Sendable {
             do { try await payments.refund(payment) } catch { throw .payment(error) }
         }
         return try Self.planChange(outcome, key)
+    }
+
+    /// The payment gateway's purchase id of the plan change with idempotency key `key`: the
+    /// same for every retry, so the gateway charges it once.
+    public static func planChangePurchase(_ account: AccountID, key: IdempotencyKey) -> PurchaseID {
+        PurchaseID("plan-change/\(account.tenant.rawValue)/\(key.high)-\(key.low)")
     }
 
     /// Pays `cents` under `purchase`; when an earlier attempt under the same id paid another

@@ -414,7 +414,7 @@ struct PlanChangeTests {
         let account = try await Self.basicSubscriber(f, 31)
         f.clock.advance(millis: 3 * Self.day)
         let key = f.key()
-        await f.gateway.fail(PurchaseID("plan-change/31/\(key.high)-\(key.low)"))
+        await f.gateway.fail(Billing.planChangePurchase(account, key: key))
         await #expect(throws: BillingError.self) { _ = try await f.billing.changeSubscription(of: account, to: .pro, key: key) }
         #expect(await f.engine.subscription(of: account)?.plan == "Basic")
         #expect(await f.engine.balance(of: account)?.granted == credits(2_000))
@@ -430,7 +430,7 @@ struct PlanChangeTests {
         // The first attempt: the gateway took the payment, then the process died before the
         // ledger command (so the engine knows nothing of it).
         let first = try await f.billing.planChangeQuote(of: account, to: .expert)
-        _ = try await f.gateway.charge(first.chargeCents, for: PurchaseID("plan-change/32/\(key.high)-\(key.low)"))
+        _ = try await f.gateway.charge(first.chargeCents, for: Billing.planChangePurchase(account, key: key))
         // The retry comes a day later: it prices less, and pays nothing more.
         f.clock.advance(millis: Self.day)
         let retried = try await f.billing.changeSubscription(of: account, to: .expert, key: key)

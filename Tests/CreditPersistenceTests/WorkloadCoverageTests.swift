@@ -16,8 +16,7 @@ struct WorkloadCoverageTests {
     ///
     /// Whether a random stream reaches a rare command within a bound is a matter of chance,
     /// so coverage is asserted on fixed seeds (the same result on every run); the randomized
-    /// tests that use the workload assert only what holds for every seed. Over 1,000 random
-    /// seeds every tag was reached within 15,000 commands (docs/testing.md).
+    /// tests that use the workload assert only what holds for every seed (docs/testing.md).
     /// Fixed seeds, plus CREDITS_TEST_SEED when it is set (so `scripts/seed-sweep` measures
     /// how robust coverage is over many seeds).
     static let seeds: [UInt64] = [0x00C0_FE4A, 4_041_054_817_868_309_891, 0xDEAD_BEEF_0001] + (DurabilitySeed.fromEnvironment.map { [$0] } ?? [])

@@ -32,13 +32,7 @@ extension Ledger {
         let record = GrantRecord(number: number, original: amount, remaining: amount - repaid, held: 0,
                                  effectiveAt: effectiveAt, expiresAt: expiresAt, costBasis: costBasis,
                                  account: slot, next: none, priority: priority, kind: kind, isScoped: !scope.isUnscoped)
-        let grantSlot: UInt32
-        if let reused = freeGrantSlots.popLast() {
-            grantSlot = reused
-            grants[reused] = record
-        } else {
-            grantSlot = grants.append(record)
-        }
+        let grantSlot = storeGrant(record)
         if !scope.isUnscoped { grantScopes[grantSlot] = scope }
         // Insert in static burn order.
         var previous = none
@@ -82,6 +76,17 @@ extension Ledger {
         if !grant.isScoped { return true }
         let own = grantScopes[slot]!
         return own.provider == scope.provider && (own.model == 0 || own.model == scope.model)
+    }
+
+    /// Stores a grant record in a free slot (or a new one) and returns the slot; linking it
+    /// into its account is the caller's.
+    @inline(__always)
+    mutating func storeGrant(_ record: GrantRecord) -> UInt32 {
+        if let reused = freeGrantSlots.popLast() {
+            grants[reused] = record
+            return reused
+        }
+        return grants.append(record)
     }
 
     /// Throws what `addGrant` would: the account's live-grant limit, or an overflow of the

@@ -431,13 +431,7 @@ extension Ledger {
     private mutating func relink(_ retired: RetiredGrants.Retired, at now: Int64) {
         var record = retired.record
         record.next = none
-        let slot: UInt32
-        if let reused = freeGrantSlots.popLast() {
-            slot = reused
-            grants[reused] = record
-        } else {
-            slot = grants.append(record)
-        }
+        let slot = storeGrant(record)
         let account = record.account
         if let scope = retired.scope {
             grantScopes[slot] = scope
