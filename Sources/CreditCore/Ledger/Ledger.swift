@@ -262,7 +262,17 @@ public struct Ledger: Sendable {
         /// Where a charge's `refundable` credits came from: the grants its `consumed`
         /// movements took from, in order (the rest is debt). One grant that paid it all is
         /// `Remembered.source` alone; several, or a grant and debt, need the list.
+        @inline(__always)
         func refundSources() -> (source: UInt64, list: [RefundSource]?) {
+            // The common charge: one grant paid it all (no walk over the movements).
+            if movements.count == 1 {
+                let only = movements[0]
+                if only.change == .consumed && only.amount.rawValue == refundable { return (only.grant, nil) }
+            }
+            return refundSourcesWalked()
+        }
+
+        private func refundSourcesWalked() -> (source: UInt64, list: [RefundSource]?) {
             var count = 0
             var first = GrantMovement(grant: 0, amount: .zero, change: .consumed)
             for movement in movements where movement.change == .consumed {

@@ -250,14 +250,15 @@ struct OrganisationRecord: Sendable, Equatable {
     func departmentIndex(_ id: DepartmentID) -> Int? { departments.firstIndex { $0.id == id } }
 }
 
-/// What the idempotency table remembers of one command (64 bytes).
+/// What the idempotency table remembers of one command (56 bytes: the principal fills the
+/// outcome's padding, so a table record stays 80 bytes with the source).
 struct Remembered: Sendable, Equatable {
     var fingerprint: UInt64
     var outcome: StoredOutcome
-    /// For a successful charge (debit or settle): what may still be refunded, and the
-    /// principal's slot. Otherwise 0 and `none`.
-    var refundable: Int64
+    /// For a successful charge (debit or settle): the principal's slot, and what may still
+    /// be refunded. Otherwise `none` and 0.
     var principal: UInt32
+    var refundable: Int64
     /// For a charge: where its credits came from, so a refund returns them there
     /// (docs/semantics.md, "Refund"). The number of the one grant it took everything from;
     /// `RefundSource.several` when it took from several grants or ran into debt (the table
@@ -306,5 +307,6 @@ enum RecordLayout {
         precondition(MemoryLayout<AccountRecord>.stride == 64, "AccountRecord must be 64 bytes")
         precondition(MemoryLayout<GrantRecord>.stride == 64, "GrantRecord must be 64 bytes")
         precondition(_isPOD(AccountSchedule.self), "AccountSchedule must be plain values")
+        precondition(MemoryLayout<IdempotencyTable.Record>.stride == 80, "an idempotency record must be 80 bytes")
     }
 }
