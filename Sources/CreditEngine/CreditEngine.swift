@@ -193,8 +193,8 @@ public final class CreditEngine: Sendable {
         if let only = positions.firstIndex(where: { $0.count == commands.count }) {
             return await shards[only].execute(batch: commands)
         }
-        // A placeholder in every position; each is overwritten by its shard's outcome below.
-        var outcomes = [Outcome](repeating: .failure(.amountOverflow), count: commands.count)
+        // Every position is filled by its shard's outcome below (`filled` checks it).
+        var outcomes = [Outcome?](repeating: nil, count: commands.count)
         if commands.count < Self.parallelBatchCommandsMin {
             // Small batches visit their shards one after the other: a child task per shard
             // costs more than it saves, and concurrent callers keep the cores busy anyway.
@@ -202,7 +202,7 @@ public final class CreditEngine: Sendable {
                 let results = await shards[shard].execute(batch: commands, positions: share)
                 for (position, outcome) in zip(share, results) { outcomes[position] = outcome }
             }
-            return outcomes
+            return Self.filled(outcomes)
         }
         await withTaskGroup(of: (Int, [Outcome]).self) { group in
             for (shard, share) in positions.enumerated() where !share.isEmpty {
@@ -212,7 +212,7 @@ public final class CreditEngine: Sendable {
                 for (position, outcome) in zip(positions[shard], results) { outcomes[position] = outcome }
             }
         }
-        return outcomes
+        return Self.filled(outcomes)
     }
 
     /// Applies a long batch of background work (the scheduler's renewals after their
@@ -226,8 +226,8 @@ public final class CreditEngine: Sendable {
         if commands.isEmpty { return [] }
         let turn = configuration.schedule.notesPerTurn
         let positions = shares(of: commands)
-        // A placeholder in every position; each is overwritten by its shard's outcome below.
-        var outcomes = [Outcome](repeating: .failure(.amountOverflow), count: commands.count)
+        // Every position is filled by its shard's outcome below (`filled` checks it).
+        var outcomes = [Outcome?](repeating: nil, count: commands.count)
         var durableAt = [UInt64?](repeating: nil, count: shards.count)
         var start = 0
         var more = true
@@ -250,7 +250,16 @@ public final class CreditEngine: Sendable {
                 for position in positions[shard] { outcomes[position] = .failure(.logStopped) }
             }
         }
-        return outcomes
+        return Self.filled(outcomes)
+    }
+
+    /// The outcomes of a batch shared out over the shards, every position filled (a command
+    /// left without an outcome would be a bug in sharing it out).
+    private static func filled(_ outcomes: [Outcome?]) -> [Outcome] {
+        outcomes.map { outcome in
+            guard let outcome else { preconditionFailure("a command of a batch got no outcome") }
+            return outcome
+        }
     }
 
     public func balance(of account: AccountID) async -> Balance? {

@@ -146,3 +146,20 @@ public struct TurnTiming: Sendable, Equatable {
     public var cpuNanos: UInt64
     public var notes: Int
 }
+
+extension DueQueue {
+    /// What is wrong with the heap (empty when nothing is), as swift-collections'
+    /// `_checkInvariants`: every note is no earlier than its parent, and the pages hold the
+    /// count. O(n); for tests.
+    func invariantProblems() -> [String] {
+        var problems: [String] = []
+        if count > pages.count * Self.pageSize || (count > 0 && pages.isEmpty) {
+            problems.append("\(count) notes in \(pages.count) pages of \(Self.pageSize)")
+            return problems
+        }
+        for index in 1 ..< Swift.max(1, count) where self[index] < self[(index - 1) / 2] {
+            problems.append("note \(index) (\(self[index])) is due before its parent \(self[(index - 1) / 2])")
+        }
+        return problems
+    }
+}

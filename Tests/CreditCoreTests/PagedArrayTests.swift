@@ -1,4 +1,4 @@
-import CreditCore
+@testable import CreditCore
 import Testing
 
 // PagedArray shares pages between copies and tracks which pages an array owns alone
@@ -48,6 +48,7 @@ struct PagedArrayTests {
                 }
             }
             for (array, model) in zip(arrays, models) {
+                #expect(array.invariantProblems() == [], "seed \(seed), step \(step)")
                 #expect(array.count == model.count, "seed \(seed), step \(step)")
                 #expect(array.elements == model, "seed \(seed), step \(step): a copy saw another's write")
             }

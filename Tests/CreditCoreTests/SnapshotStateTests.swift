@@ -352,12 +352,10 @@ struct SnapshotStateTests {
         print("seed: \(seed) (snapshot lane \(lane) of \(PropertySettings.lanes), \(sequences) sequences; reproduce with CREDITS_TEST_SEED=\(seed))")
         var failures = 0
         var continued = 0
-        var replays = 0
         for index in 0 ..< sequences {
             let sequenceSeed = StableHasher.mix(seed ^ 0x5EED_0F_5A9 ^ StableHasher.mix(UInt64(lane) << 32 | UInt64(index)))
             let result = Self.runRestoredSequence(seed: sequenceSeed)
             continued += result.continued
-            replays += result.replays
             if let problem = result.problem {
                 failures += 1
                 Issue.record("seed \(seed), lane \(lane), sequence \(index) (sequence seed \(sequenceSeed)):\n\(problem)")
@@ -365,7 +363,6 @@ struct SnapshotStateTests {
             }
         }
         #expect(continued >= sequences * 20, "commands applied after restores")
-        #expect(replays > 0, "some retries after a restore were answered from the restored idempotency table")
     }
 
     /// One sequence: the prologue and some random steps, a snapshot (sometimes of the empty
@@ -425,6 +422,20 @@ struct SnapshotStateTests {
             let (copy, problem) = snapshot(sequence)
             if let problem { return (problem, continued, replays) }
             restored = copy!
+        }
+        // The newest command before the snapshot that succeeded and is surely still
+        // remembered is retried exactly: the restored table must answer it, and it must
+        // record nothing (whether random retries hit such a key is chance, so this one is not).
+        if let key = sequence.usedKeys.last(where: { key in
+            guard let record = sequence.keys[key], case .success = record.outcome else { return false }
+            return sequence.surelyRemembered(record)
+        }), let record = sequence.keys[key] {
+            let before = replays
+            if let problem = both(&sequence, &restored, record.command) { return (problem, continued, replays) }
+            if replays != before + 1 {
+                return ("a retry of \(record.command.action) after the restore was not answered from the idempotency table",
+                        continued, replays)
+            }
         }
         // Exact retries of keys used before the snapshot, straight after it.
         for _ in 0 ..< 3 where !sequence.usedKeys.isEmpty && sequence.rng.chance(60) {
@@ -519,10 +530,11 @@ struct SnapshotStateTests {
             }
             check(corrupted, "bytes \(positions) changed")
         }
+        // How many random changes hit plain values (keys, fingerprints, times) and decode is
+        // chance, so it is printed, not asserted: every change either throws or decodes to a
+        // consistent ledger (`check`). The cases below, and `digestCoversSchedules`, reach
+        // both kinds on purpose.
         print("snapshot corruption: \(bytes.count) bytes, \(rejected) changes rejected, \(accepted) decoded; rejecting fields: \(fields.sorted())")
-        // How many changes hit plain values (keys, fingerprints, times) depends on the state;
-        // both kinds must occur.
-        #expect(rejected > 0 && accepted > 0)
         // Any change to the version or the configuration it was written with is rejected by name.
         for position in 0 ..< 28 {
             var corrupted = bytes

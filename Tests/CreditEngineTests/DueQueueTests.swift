@@ -14,6 +14,7 @@ struct DueQueueTests {
         var expected = (0 ..< 3 * DueQueue.pageSize + 5).map { _ in note() }
         var queue = DueQueue(expected)
         #expect(queue.count == expected.count)
+        #expect(queue.invariantProblems() == [], "built in O(n), a heap")
         // Pop and push in turns, as the scheduler does, then drain.
         for _ in 0 ..< 2 * DueQueue.pageSize {
             let popped = queue.pop(dueBy: .max)
@@ -24,12 +25,16 @@ struct DueQueueTests {
                 queue.push(pushed)
                 expected.append(pushed)
             }
+            #expect(queue.invariantProblems() == [])
         }
         expected.sort()
         #expect(queue.next == expected.first)
         #expect(queue.pop(dueBy: expected[0].at - 1) == nil, "nothing is due before the earliest note")
         var drained: [DueNote] = []
-        while let popped = queue.pop(dueBy: .max) { drained.append(popped) }
+        while let popped = queue.pop(dueBy: .max) {
+            drained.append(popped)
+            if drained.count % 97 == 0 { #expect(queue.invariantProblems() == []) }
+        }
         #expect(drained == expected)
         #expect(queue.count == 0 && queue.next == nil)
         queue.push(DueNote(at: 1, kind: .renewal, slot: 1))

@@ -19,13 +19,27 @@ extension Ledger {
         if terms.kind == .purchase { reinstate(located.slot, at: now) }
     }
 
-    /// Adds a grant (validated by the caller except for limits and overflow). Unscoped credits
-    /// first repay the account's debt. A `transfer` moves credits the account already has
-    /// (a rollover): it adds nothing to the granted totals and repays nothing.
+    /// Adds a grant (validated by the caller except for limits and overflow): checks the
+    /// limits, then `insertGrant`.
     mutating func addGrant(to slot: UInt32, kind: GrantKind, amount: Int64, effectiveAt: Int64, expiresAt: Int64,
                            priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64,
                            transfer: Bool = false) throws(LedgerError) {
         try checkCanAddGrant(to: slot, transfer ? 0 : amount)
+        insertGrant(to: slot, kind: kind, amount: amount, effectiveAt: effectiveAt, expiresAt: expiresAt, priority: priority,
+                    costBasis: costBasis, scope: scope, number: number, transfer: transfer)
+    }
+
+    /// Adds a grant the caller has checked (`checkCanAddGrant` passed for it, and nothing
+    /// since changed the account's grants or totals in a way that could fail it): the apply
+    /// half of a command, with no failure path. Unscoped credits first repay the account's
+    /// debt. A `transfer` moves credits the account already has (a rollover): it adds
+    /// nothing to the granted totals and repays nothing.
+    mutating func insertGrant(to slot: UInt32, kind: GrantKind, amount: Int64, effectiveAt: Int64, expiresAt: Int64,
+                              priority: UInt8, costBasis: UInt32, scope: ChargeScope, number: UInt64,
+                              transfer: Bool = false) {
+        precondition(Int(accounts[slot].liveGrants) < LedgerLimits.grantsPerAccountMax, "a grant added past the account's limit")
+        precondition(amount > 0 && (transfer || !accounts[slot].granted.addingReportingOverflow(amount).overflow
+                         && !totals.granted.addingReportingOverflow(amount).overflow), "an unchecked grant amount")
         var account = accounts[slot]
 
         let repaid = scope.isUnscoped && !transfer ? min(account.debt, amount) : 0

@@ -27,7 +27,7 @@ extension Ledger {
         schedule.levelAtTerms()
         storeSchedule(schedule, of: slot)
         if terms.allocation > .zero {
-            try addGrant(to: slot, kind: .monthlyAllocation, amount: terms.allocation.rawValue, effectiveAt: anchor,
+            insertGrant(to: slot, kind: .monthlyAllocation, amount: terms.allocation.rawValue, effectiveAt: anchor,
                          expiresAt: firstEnd, priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped,
                          number: sequence)
         }
@@ -85,7 +85,7 @@ extension Ledger {
         }
         schedules[accounts[slot].schedule] = schedule
         if granted > 0 {
-            try addGrant(to: slot, kind: .monthlyAllocation, amount: granted, effectiveAt: now, expiresAt: end.millisSinceEpoch,
+            insertGrant(to: slot, kind: .monthlyAllocation, amount: granted, effectiveAt: now, expiresAt: end.millisSinceEpoch,
                          priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
         }
         if !reference.isEmpty { draft.reason = reference }
@@ -118,6 +118,8 @@ extension Ledger {
         let adds = (schedule.rollover ? ending : 0) + (schedule.allocation > 0 ? 1 : 0)
         if Int(accounts[slot].liveGrants) + adds > LedgerLimits.grantsPerAccountMax { throw .limitReached(.grantsPerAccount) }
         if schedule.allocation > 0 { try checkCanAddGrant(to: slot, schedule.allocation) }
+        // An organisation's billing period is its pool's subscription cycle.
+        let organisation = accounts[slot].flags.contains(.pool) ? try organisationIndex(id.tenant) : nil
 
         // The ending allocations, walked in place (collecting their slots first cost an array
         // per renewal): what the walk changes — the allocation it is on, and the rollover
@@ -136,7 +138,7 @@ extension Ledger {
                 grants[grantSlot].remaining = 0
                 draft.movements.append(GrantMovement(grant: grant.number, amount: Millicredits(amount), change: .rolledOver))
                 let expires = CalendarMonths.adding(Int(schedule.rolloverMonths), to: Timestamp(millisSinceEpoch: grant.expiresAt))
-                try addGrant(to: slot, kind: .rollover, amount: amount, effectiveAt: grant.expiresAt,
+                insertGrant(to: slot, kind: .rollover, amount: amount, effectiveAt: grant.expiresAt,
                              expiresAt: expires.millisSinceEpoch, priority: grant.priority, costBasis: grant.costBasis,
                              scope: grant.isScoped ? grantScopes[grantSlot]! : .unscoped,
                              number: Self.grantNumber(sequence, extra: index), transfer: true)
@@ -154,12 +156,11 @@ extension Ledger {
         // Computed once: a calendar computation, which the allocation and the note share.
         let nextEnd = schedule.cycleEnd
         if schedule.allocation > 0 {
-            try addGrant(to: slot, kind: .monthlyAllocation, amount: schedule.allocation, effectiveAt: end,
+            insertGrant(to: slot, kind: .monthlyAllocation, amount: schedule.allocation, effectiveAt: end,
                          expiresAt: nextEnd, priority: GrantTerms.priorityDefault, costBasis: 0,
                          scope: .unscoped, number: sequence)
         }
-        // An organisation's billing period is its pool's subscription cycle.
-        if accounts[slot].flags.contains(.pool) { try startPeriod(id.tenant) }
+        if let organisation { startPeriod(of: organisation, id.tenant) }
         noteDue(.renewal, slot, at: nextEnd)
         draft.amount = schedule.allocation
     }
@@ -408,7 +409,7 @@ extension Ledger {
         schedule.inFlight = 0
         schedule.attempts = 0
         schedules[accounts[slot].schedule] = schedule
-        try addGrant(to: slot, kind: .purchase, amount: payment.amount.rawValue, effectiveAt: now,
+        insertGrant(to: slot, kind: .purchase, amount: payment.amount.rawValue, effectiveAt: now,
                      expiresAt: payment.expiresAt.millisSinceEpoch, priority: GrantTerms.priorityDefault,
                      costBasis: payment.costBasisNanoUSDPerCredit, scope: .unscoped, number: sequence)
         reinstate(slot, at: now)

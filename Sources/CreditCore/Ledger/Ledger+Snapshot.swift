@@ -58,6 +58,9 @@ extension Ledger {
     /// or the invariants) to `writer`. Deterministic: the same state gives the same bytes.
     /// Given an empty writer, the bytes are written into a buffer of exactly the right size.
     public func encodeState(into writer: inout ByteWriter) {
+        // The same property on both sides of the boundary: a decoded state must pass the
+        // invariant checker, so an encoded one must too (debug builds; O(state)).
+        assert(invariantViolations().isEmpty, "encoding a ledger that breaks its invariants: \(invariantViolations().prefix(3))")
         let size = encodedStateByteCount
         if writer.count == 0 && writer.bytes.capacity < size {
             var sized = ByteWriter(capacity: size)

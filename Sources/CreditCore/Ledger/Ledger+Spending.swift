@@ -407,12 +407,8 @@ extension Ledger {
         }
         // A new refund grant adds to `granted` (as any grant does); the charge stays consumed.
         if plan.newGrant > 0 {
-            do {
-                try addGrant(to: funding, kind: .refund, amount: plan.newGrant, effectiveAt: now, expiresAt: Int64.max,
-                             priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
-            } catch {
-                preconditionFailure("a checked refund grant was refused: \(error)")
-            }
+            insertGrant(to: funding, kind: .refund, amount: plan.newGrant, effectiveAt: now, expiresAt: Int64.max,
+                        priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
         }
         // A relinked grant whose credits were forfeited at once leaves again.
         retireDepleted(funding, at: now)
@@ -458,8 +454,8 @@ extension Ledger {
         accounts[funding].consumed -= rest - unplaced
         totals.consumed -= rest - unplaced
         if unplaced > 0 {
-            try addGrant(to: funding, kind: .refund, amount: unplaced, effectiveAt: now, expiresAt: Int64.max,
-                         priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
+            insertGrant(to: funding, kind: .refund, amount: unplaced, effectiveAt: now, expiresAt: Int64.max,
+                        priority: GrantTerms.priorityDefault, costBasis: 0, scope: .unscoped, number: sequence)
         }
     }
 

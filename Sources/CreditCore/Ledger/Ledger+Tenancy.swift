@@ -159,7 +159,12 @@ extension Ledger {
     }
 
     mutating func startPeriod(_ id: TenantID) throws(LedgerError) {
-        let organisation = try organisationIndex(id)
+        startPeriod(of: try organisationIndex(id), id)
+    }
+
+    /// Starts a new period of the organisation at `organisation` (its tenant `id`).
+    mutating func startPeriod(of organisation: Int, _ id: TenantID) {
+        assert(organisations[organisation].tenant == id)
         organisations[organisation].periodsStarted += 1
         for index in organisations[organisation].departments.indices {
             organisations[organisation].departments[index].period.startPeriod()

@@ -214,3 +214,24 @@ public struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
         }
     }
 }
+
+extension PagedArray {
+    /// What is wrong with the structure (empty when nothing is): a page and a base per
+    /// `pageSize` elements, each page's count what the array's count gives it, and each base
+    /// its page's. O(pages); for tests.
+    func invariantProblems() -> [String] {
+        var problems: [String] = []
+        let pagesNeeded = (count + Self.pageMask) >> Self.pageShift
+        if pages.count < pagesNeeded || bases.count != pages.count {
+            problems.append("\(count) elements in \(pages.count) pages (\(bases.count) bases), \(pagesNeeded) needed")
+            return problems
+        }
+        for page in pages.indices {
+            let filled = Swift.max(0, Swift.min(Self.pageSize, count - page * Self.pageSize))
+            if pages[page].count != filled { problems.append("page \(page) holds \(pages[page].count), not \(filled)") }
+            if bases[page] != pages[page].base { problems.append("page \(page) base is not its page's") }
+        }
+        if owned.count * 64 < pages.count { problems.append("\(owned.count) ownership words for \(pages.count) pages") }
+        return problems
+    }
+}
