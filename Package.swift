@@ -77,10 +77,10 @@ let package = Package(
         .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence", "DurabilityTestSupport"]),
         .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine", "DurabilityTestSupport"]),
         .testTarget(name: "CreditPricingTests", dependencies: ["CreditPricing"]),
-        .testTarget(name: "CreditBillingTests", dependencies: ["CreditBilling"]),
+        .testTarget(name: "CreditBillingTests", dependencies: ["CreditBilling", "DurabilityTestSupport"]),
         .testTarget(name: "CreditSchedulerTests", dependencies: ["CreditScheduler", "CreditBilling", "DurabilityTestSupport"]),
         // The command-line tool's own pieces (the load benchmark's samplers).
-        .testTarget(name: "CreditsCLITests", dependencies: ["credits"]),
+        .testTarget(name: "CreditsCLITests", dependencies: ["credits", "DurabilityTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

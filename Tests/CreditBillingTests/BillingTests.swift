@@ -1,3 +1,4 @@
+import DurabilityTestSupport
 import CreditBilling
 import CreditEngine
 import CreditPricing
@@ -507,17 +508,11 @@ extension String {
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @Suite("Billing: routed charges across a restart")
 struct RoutedRestartTests {
     @Test("a retry after a restart, sent with the system choice alone, gets the first charge: the key-covered model")
     func retryAfterRestartMapsToTheFirstModel() async throws {
-        var template = Array("/tmp/credits-billing-restart-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        let data = String(cString: try #require(made))
+        let data = try makeTemporaryDirectory("billing-restart")
         let configuration = EngineConfiguration(shardCount: 2, storage: StorageConfiguration(directory: data))
         let sealer = try KeySealer(keyBytes: KeySealer.randomKeyBytes())
         let account = AccountID(tenant: TenantID(21), number: 0)

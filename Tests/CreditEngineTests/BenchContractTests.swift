@@ -1,6 +1,7 @@
 // The load benchmark's command-line contract (issue 6), checked on the real `credits`
 // executable: each scenario runs, counts exactly the operations asked for, and prints
 // the JSON fields users and scripts (Benchmarks/compare.sh, scaling.sh) read.
+import DurabilityTestSupport
 import CreditEngine
 import Testing
 #if canImport(Glibc)
@@ -59,7 +60,7 @@ struct BenchContractTests {
           .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
     func strictCounters() throws {
         let credits = try #require(creditsExecutable)
-        let directory = try temporaryDirectory("bench-contract")
+        let directory = try makeTemporaryDirectory("bench-contract")
         defer { removeTree(directory) }
         let run = try runToEnd(credits, ["bench", "--accounts", "5000", "--ops", "4000", "--batch", "1", "--concurrency", "16",
                                          "--durability", "strict", "--data", directory + "/data", "--json"],

@@ -66,9 +66,7 @@ struct CrashTests {
         let seed = DurabilitySeed.make("CrashTests.killRepeatedly")
         var random = DurabilityRandom(seed: seed)
         let credits = try #require(creditsExecutable)
-        var template = Array("/tmp/credits-crash-XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
-        let root = try #require(created, "mkdtemp failed")
+        let root = try makeTemporaryDirectory("crash")
         defer { removeTree(root) }
         let data = root + "/data"
         let errors = root + "/stderr.txt"

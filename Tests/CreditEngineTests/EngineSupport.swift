@@ -95,13 +95,6 @@ func environment(_ name: String) -> String? {
     return String(cString: value)
 }
 
-/// A new empty directory under /tmp for one test.
-func temporaryDirectory(_ label: String) throws -> String {
-    var template = Array("/tmp/credits-test-\(label)-XXXXXX".utf8CString)
-    let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    guard let result else { throw FileError(operation: "mkdtemp", path: "/tmp", code: errno) }
-    return String(cString: result)
-}
 
 extension Result {
     var isSuccess: Bool { if case .success = self { true } else { false } }

@@ -1,3 +1,4 @@
+import DurabilityTestSupport
 import CreditEngine
 import Testing
 
@@ -27,7 +28,7 @@ struct GoldenFixtureTests {
         let expected = try Self.readExpected(source + "/EXPECTED")
         // Recover a copy: opening a directory prepares it for appending (it would cut a
         // torn tail), and the fixture must stay as committed.
-        let copy = try temporaryDirectory("fixture-\(name)")
+        let copy = try makeTemporaryDirectory("fixture-\(name)")
         try Self.copyTree(from: source, to: copy)
         let shardCount = try #require(try ShardStorage.existingShardCount(storage: StorageConfiguration(directory: copy)))
         let engine = try await CreditEngine.open(

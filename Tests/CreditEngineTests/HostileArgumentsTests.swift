@@ -2,6 +2,7 @@
 // refused with a non-zero exit and a message naming the option and its documented range
 // (docs/operations.md, "Command-line limits"), before any work, leaving the data directory
 // and the input files exactly as they were.
+import DurabilityTestSupport
 import CreditEngine
 import Testing
 #if canImport(Glibc)
@@ -156,7 +157,7 @@ struct HostileArgumentsTests {
           arguments: rows)
     func hostileValueIsRefused(arguments: [String], message: String) async throws {
         let credits = try #require(creditsExecutable)
-        let directory = try temporaryDirectory("hostile-arguments")
+        let directory = try makeTemporaryDirectory("hostile-arguments")
         defer { removeTree(directory) }
         let paths = try await Self.prepare(directory)
         let arguments = arguments.map { paths[$0] ?? $0 }
@@ -174,7 +175,7 @@ struct HostileArgumentsTests {
           .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
     func realFilesStillVerify() async throws {
         let credits = try #require(creditsExecutable)
-        let directory = try temporaryDirectory("verify-headers")
+        let directory = try makeTemporaryDirectory("verify-headers")
         defer { removeTree(directory) }
         let data = try #require(try await Self.prepare(directory)[Placeholder.data])
         let storage = StorageConfiguration(directory: data)

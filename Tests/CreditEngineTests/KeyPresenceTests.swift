@@ -1,3 +1,4 @@
+import DurabilityTestSupport
 import CreditEngine
 import Testing
 
@@ -29,7 +30,7 @@ struct KeyPresenceTests {
 
     @Test("an engine recovered from its data directory knows the tenants that hold keys")
     func recoveryRestoresPresence() async throws {
-        let data = try temporaryDirectory("key-presence")
+        let data = try makeTemporaryDirectory("key-presence")
         let configuration = EngineConfiguration(shardCount: 2, storage: StorageConfiguration(directory: data))
         let keys = KeySource()
         let engine = try await CreditEngine.open(configuration: configuration)

@@ -123,9 +123,7 @@ struct MonthEndCrashTests {
         let seed = DurabilitySeed.make("MonthEndCrashTests.killDuringRenewal")
         var random = DurabilityRandom(seed: seed)
         let credits = try #require(creditsExecutable)
-        var template = Array("/tmp/credits-month-end-XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
-        let root = try #require(created, "mkdtemp failed")
+        let root = try makeTemporaryDirectory("month-end")
         defer { removeTree(root) }
         let crashed = root + "/crashed"
         let uninterrupted = root + "/uninterrupted"

@@ -1,3 +1,4 @@
+import DurabilityTestSupport
 import CreditEngine
 import Testing
 
@@ -27,7 +28,7 @@ struct ReadmeExampleTests {
 
     @Test("the README's durable example: what was acknowledged is there after reopening")
     func durableExampleSurvivesReopening() async throws {
-        let storage = StorageConfiguration(directory: try temporaryDirectory("readme"))
+        let storage = StorageConfiguration(directory: try makeTemporaryDirectory("readme"))
         let alice = AccountID(tenant: TenantID(42), number: 0)
         do {
             let engine = try await CreditEngine.open(configuration: EngineConfiguration(storage: storage))

@@ -14,7 +14,7 @@ private final class EngineDirectory {
     let fileSystem = PosixFileSystem()
 
     init() async throws {
-        data = try temporaryDirectory("start-up-refusal")
+        data = try makeTemporaryDirectory("start-up-refusal")
         // The smallest segments the format allows: preallocating them stays cheap.
         storage = StorageConfiguration(directory: data, log: LogConfiguration(segmentSize: StorageLimits.segmentBytesMin,
                                                                                unsyncedBytesMax: StorageLimits.unsyncedBytesMaxLowest),
@@ -177,7 +177,7 @@ struct DamagedDataCommandTests {
           .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
     func snapshotFIFO() throws {
         let credits = try #require(creditsExecutable)
-        let directory = try temporaryDirectory("snapshot-fifo")
+        let directory = try makeTemporaryDirectory("snapshot-fifo")
         defer { removeTree(directory) }
         let fifo = directory + "/0000000000000001.snap"
         try #require(mkfifo(fifo, 0o600) == 0)

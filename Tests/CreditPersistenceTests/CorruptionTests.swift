@@ -21,9 +21,7 @@ private final class SegmentedLog {
     /// `small` workload records, then `bulky` rounds of three small and one 1 MB record, then
     /// `tail` small ones.
     init(seed: UInt64, small: Int, bulky: Int, tail: Int, log: LogConfiguration = smallLogConfiguration()) async throws {
-        var template = Array("/tmp/credits-corruption-XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
-        root = try #require(created, "mkdtemp failed")
+        root = try makeTemporaryDirectory("corruption")
         storage = StorageConfiguration(directory: root + "/data", fileSystem: fileSystem, log: log,
                                        snapshotEveryRecords: nil, snapshotEveryMillis: nil)
         _ = try ShardStorage.prepare(storage: storage, shardCount: 1, create: true)

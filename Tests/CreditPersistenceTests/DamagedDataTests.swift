@@ -27,9 +27,7 @@ final class DamageFixture {
     let finalDigests: [UInt64]
 
     init(seed: UInt64, recordsAfterSnapshot: Int = 20) async throws {
-        var template = Array("/tmp/credits-damage-XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
-        root = try #require(created, "mkdtemp failed")
+        root = try makeTemporaryDirectory("damage")
         storage = StorageConfiguration(directory: root + "/data", fileSystem: fileSystem, log: smallLogConfiguration(),
                                        snapshotEveryRecords: nil, snapshotEveryMillis: nil)
         _ = try ShardStorage.prepare(storage: storage, shardCount: Self.shardCount, create: true)

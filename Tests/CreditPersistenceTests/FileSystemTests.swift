@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import DurabilityTestSupport
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -22,9 +23,7 @@ struct FileLayerSandbox {
     init(_ kind: FileLayerKind) throws {
         switch kind {
         case .posix:
-            var template = Array("/tmp/credit-persistence-tests-XXXXXX".utf8CString)
-            let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
-            root = try #require(created, "mkdtemp failed: errno \(errno)")
+            root = try makeTemporaryDirectory("persistence-tests")
             fileSystem = PosixFileSystem()
         case .simulated:
             root = "/sandbox"

@@ -1,15 +1,11 @@
+import DurabilityTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 @testable import credits
 
-/// A new empty directory under /tmp.
-private func makeDirectory() throws -> String {
-    var template = Array("/tmp/credits-bounded-file-XXXXXX".utf8CString)
-    let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    return try #require(made.map { String(cString: $0) })
-}
+private func makeDirectory() throws -> String { try makeTemporaryDirectory("bounded-file") }
 
 /// Name, type and size of every entry of `directory`, sorted: read with lstat only, so a
 /// FIFO or a sparse terabyte costs nothing to look at.

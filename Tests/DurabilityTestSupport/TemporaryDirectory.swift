@@ -1,0 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A new empty directory under /tmp for one test, named `/tmp/credits-<label>-XXXXXX`
+/// (every test target's one helper for it). Throws when mkdtemp fails.
+public func makeTemporaryDirectory(_ label: String) throws -> String {
+    var template = Array("/tmp/credits-\(label)-XXXXXX".utf8CString)
+    guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+        throw TemporaryDirectoryError(label: label, errno: errno)
+    }
+    return String(cString: made)
+}
+
+/// mkdtemp failed.
+public struct TemporaryDirectoryError: Error, CustomStringConvertible {
+    public let label: String
+    public let errno: Int32
+
+    public var description: String { "mkdtemp /tmp/credits-\(label)-XXXXXX failed: errno \(errno)" }
+}
