@@ -16,6 +16,7 @@ extension Billing {
     /// is keyed by it, so a retried purchase (after a crash, a time-out or on purpose, within
     /// the engine's idempotency window) grants once and returns the first grant's receipt.
     /// A failed payment grants nothing.
+    @discardableResult
     public func purchase(_ credits: Int64, for account: AccountID, purchase: PurchaseID) async throws(BillingError) -> PurchaseReceipt {
         let quote = try quote(credits: credits)
         let payment: PaymentReceipt

@@ -12,16 +12,18 @@ public final class Billing: Sendable {
     let pricing: Mutex<PricingState>
     let sealer: KeySealer
     let payments: any PaymentGateway
-    let clock: any LedgerClock
 
-    public init(engine: CreditEngine, catalog: Catalog = .standard, sealer: KeySealer, payments: any PaymentGateway,
-                clock: any LedgerClock = SystemClock()) {
+    /// The service reads the time from the engine's clock (a purchase's expiry, a plan
+    /// change's share of the cycle).
+    public init(engine: CreditEngine, catalog: Catalog = .standard, sealer: KeySealer, payments: any PaymentGateway) {
         self.engine = engine
         pricing = Mutex(PricingState(catalog: catalog))
         self.sealer = sealer
         self.payments = payments
-        self.clock = clock
     }
+
+    /// The engine's clock.
+    var clock: any LedgerClock { engine.clock }
 
     // MARK: Catalog
 

@@ -22,12 +22,17 @@ public final class CreditEngine: Sendable {
 
     /// What recovery did, per shard (empty for an in-memory engine).
     public let recoveryReports: [ShardRecoveryReport]
+    /// The one clock of the engine and of the services over it: commands are stamped with
+    /// it, and `Billing` and `Scheduler` read the time from it (a purchase's expiry, a due
+    /// renewal), so a `ManualClock` moves them all together.
+    public let clock: any LedgerClock
 
     /// An in-memory engine (`configuration.storage` must be nil: use `open` for storage).
     public init(configuration: EngineConfiguration = EngineConfiguration(), clock: any LedgerClock = SystemClock()) {
         precondition(configuration.shardCount >= 1 && configuration.shardCount <= EngineConfiguration.shardCountMax)
         precondition(configuration.storage == nil, "an engine with storage is opened with CreditEngine.open")
         self.configuration = configuration
+        self.clock = clock
         let keyPresence = KeyPresence()
         self.keyPresence = keyPresence
         shards = (0 ..< configuration.shardCount).map { index in
@@ -36,8 +41,10 @@ public final class CreditEngine: Sendable {
         recoveryReports = []
     }
 
-    private init(configuration: EngineConfiguration, shards: [Shard], keyPresence: KeyPresence, reports: [ShardRecoveryReport]) {
+    private init(configuration: EngineConfiguration, clock: any LedgerClock, shards: [Shard], keyPresence: KeyPresence,
+                 reports: [ShardRecoveryReport]) {
         self.configuration = configuration
+        self.clock = clock
         self.shards = shards
         self.keyPresence = keyPresence
         recoveryReports = reports
@@ -115,7 +122,7 @@ public final class CreditEngine: Sendable {
                                 ledger: ledger, log: log))
             reports.append(report)
         }
-        return CreditEngine(configuration: configuration, shards: shards, keyPresence: keyPresence, reports: reports)
+        return CreditEngine(configuration: configuration, clock: clock, shards: shards, keyPresence: keyPresence, reports: reports)
     }
 
     /// Takes a snapshot of every shard now (each written once its log is synced up to it).

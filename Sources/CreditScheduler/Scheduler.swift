@@ -115,10 +115,10 @@ public actor Scheduler {
     /// one scheduler step's notices (a turn round's renewals: a few thousand at most).
     public static let notificationBatchesBuffered = 1_024
 
-    public init(engine: CreditEngine, clock: any LedgerClock, payments: any PaymentGateway,
-                policy: SchedulerPolicy = SchedulerPolicy()) {
+    /// The scheduler reads the time from the engine's clock.
+    public init(engine: CreditEngine, payments: any PaymentGateway, policy: SchedulerPolicy = SchedulerPolicy()) {
         self.engine = engine
-        self.clock = clock
+        clock = engine.clock
         gateway = payments
         self.policy = policy
         let (batches, publish) = AsyncStream.makeStream(of: [CreditNotification].self,

@@ -131,7 +131,7 @@ struct MonthEnd: AsyncParsableCommand {
         func run() async throws {
             let clock = ManualClock(MonthEnd.firstEnd)
             let engine = try await storage.open(snapshotEveryRecords: snapshotEvery, clock: clock)
-            let scheduler = Scheduler(engine: engine, clock: clock, payments: InMemoryPaymentGateway(),
+            let scheduler = Scheduler(engine: engine, payments: InMemoryPaymentGateway(),
                                       policy: SchedulerPolicy(paymentsInParallel: paymentsInParallel))
             // The scheduler announces a renewal once its record is durable, so every renewal a
             // progress line counts survives a kill after it (a drill's lower bound).
@@ -207,7 +207,7 @@ struct MonthEnd: AsyncParsableCommand {
             try await MonthEnd.setUp(engine, accounts: accounts, priceCents: priceCents)
             let setupSeconds = Double(monotonicNanos() - setupStarted) / 1e9
             clock.set(MonthEnd.firstEnd)
-            let scheduler = Scheduler(engine: engine, clock: clock, payments: InMemoryPaymentGateway(),
+            let scheduler = Scheduler(engine: engine, payments: InMemoryPaymentGateway(),
                                       policy: SchedulerPolicy(paymentsInParallel: paymentsInParallel))
             await engine.resetTurnStatistics()
 

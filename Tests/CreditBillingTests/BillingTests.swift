@@ -18,8 +18,7 @@ private struct Fixture {
 
     init() throws {
         engine = CreditEngine(configuration: EngineConfiguration(shardCount: 2), clock: clock)
-        billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway,
-                          clock: clock)
+        billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway)
     }
 
     func key() -> IdempotencyKey { IdempotencyKey(high: 0xB111, low: counter.next()) }
@@ -320,6 +319,17 @@ struct PurchaseTests {
         #expect(await f.engine.balance(of: account)?.available == credits(12_000))
     }
 
+    @Test("one clock: Billing reads the engine's, so a purchase on a manual-clock engine expires 12 months after the manual time")
+    func purchaseUsesTheEngineClock() async throws {
+        let f = try Fixture() // the engine runs on a ManualClock; Billing is given no clock
+        let account = try await f.individual(40, credits: .zero)
+        f.clock.advance(millis: 5 * 86_400_000)
+        _ = try await f.billing.purchase(1_000, for: account, purchase: PurchaseID("order-clock"))
+        let grant = try #require(await f.engine.balance(of: account)?.grants.first)
+        #expect(grant.expiresAt == CalendarMonths.adding(12, to: f.clock.now()))
+        #expect(grant.expiresAt < CalendarMonths.adding(12, to: SystemClock().now()), "not the wall clock's")
+    }
+
     @Test("a failed payment grants nothing; a declined purchase stays declined; an unavailable gateway can be retried")
     func failedPayments() async throws {
         let f = try Fixture()
@@ -449,7 +459,7 @@ struct PlanChangeTests {
         let gateway = MeetingGateway(parties: 2)
         let clock = ManualClock(start)
         let engine = CreditEngine(configuration: EngineConfiguration(shardCount: 2), clock: clock)
-        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway, clock: clock)
+        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway)
         let account = AccountID(tenant: TenantID(33), number: 0)
         for (index, action) in [Action.openTenant(account.tenant, .individual), .openAccount(account, .standard),
                                 .subscribe(account, SubscriptionTerms(plan: "Basic", allocation: Plan.basic.monthlyCredits,
@@ -505,6 +515,24 @@ extension String {
               let range = lines[index].firstRange(of: target) else { return self }
         lines[index].replaceSubrange(range, with: replacement)
         return lines.joined(separator: "\n")
+    }
+}
+
+@Suite("README: the manual clock example")
+struct ReadmeManualClockTests {
+    @Test("a purchase on a manual-clock engine expires by that clock, and is spent out a year and a day later")
+    func readmeManualClock() async throws {
+        let clock = ManualClock(CalendarMonths.date(2026, 1, 1))
+        let engine = CreditEngine(clock: clock)
+        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()),
+                              payments: InMemoryPaymentGateway())
+        let alice = AccountID(tenant: TenantID(42), number: 0)
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-1"), .openTenant(alice.tenant, .individual)))
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-2"), .openAccount(alice, .standard)))
+        try await billing.purchase(1_000, for: alice, purchase: PurchaseID("order-1"))
+        #expect(await engine.balance(of: alice)?.grants.first?.expiresAt == CalendarMonths.date(2027, 1, 1))
+        clock.advance(millis: 366 * 86_400_000)
+        #expect(await engine.available(of: alice) == .zero, "the purchase expired a day ago")
     }
 }
 

@@ -30,8 +30,8 @@ struct World {
         var configuration = EngineConfiguration(shardCount: shards)
         configuration.schedule = schedule
         engine = CreditEngine(configuration: configuration, clock: clock)
-        billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway, clock: clock)
-        scheduler = Scheduler(engine: engine, clock: clock, payments: gateway, policy: policy)
+        billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: gateway)
+        scheduler = Scheduler(engine: engine, payments: gateway, policy: policy)
     }
 
     mutating func openIndividual() async throws -> AccountID {
@@ -270,13 +270,12 @@ struct ReadmeSchedulerExampleTests {
         let alice = AccountID(tenant: TenantID(42), number: 0)
         _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-1"), .openTenant(alice.tenant, .individual)))
         _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-2"), .openAccount(alice, .standard)))
-        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: myGateway,
-                              clock: clock)
+        let billing = Billing(engine: engine, sealer: try KeySealer(keyBytes: KeySealer.randomKeyBytes()), payments: myGateway)
         try await billing.subscribe(alice, to: .pro, purchase: PurchaseID("order-77"))
         #expect(await engine.balance(of: alice)?.available == credits(5_000), "pays, then grants 5,000")
         _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-5"),
                                          .setAutoRefill(alice, AutoRefillTerms(threshold: try .credits(500), refillCredits: 1_000))))
-        let scheduler = Scheduler(engine: engine, clock: clock, payments: myGateway)
+        let scheduler = Scheduler(engine: engine, payments: myGateway)
         _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-6"), .debit(alice, credits(4_600), scope: .unscoped)))
         clock.set(day(2026, 4, 1))
         await scheduler.runDue()
