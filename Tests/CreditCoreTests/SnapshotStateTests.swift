@@ -368,7 +368,7 @@ struct SnapshotStateTests {
     /// One sequence: the prologue and some random steps, a snapshot (sometimes of the empty
     /// ledger), then the same further commands — a few exact retries first, a final round of
     /// time-outs — on the original and the decoded copy.
-    static func runRestoredSequence(seed: UInt64) -> (problem: String?, continued: Int, replays: Int) {
+    static func runRestoredSequence(seed: UInt64) -> (problem: String?, continued: Int) {
         var sequence = RandomSequence(seed: seed)
         let snapshotEmpty = sequence.rng.chance(5)
         let before = sequence.rng.below(60)
@@ -402,25 +402,25 @@ struct SnapshotStateTests {
         var snapshotted = false
         if snapshotEmpty {
             let (copy, problem) = snapshot(sequence)
-            if let problem { return (problem, continued, replays) }
+            if let problem { return (problem, continued) }
             restored = copy!
             snapshotted = true
         }
         for action in sequence.prologue() {
             let command = Command(key: sequence.freshKey(), action)
             if snapshotted {
-                if let problem = both(&sequence, &restored, command) { return (problem, continued, replays) }
+                if let problem = both(&sequence, &restored, command) { return (problem, continued) }
             } else if let problem = sequence.step(command) {
-                return (problem, continued, replays)
+                return (problem, continued)
             }
         }
         if !snapshotted {
             for _ in 0 ..< before {
                 sequence.advanceTime()
-                if let problem = sequence.step(sequence.nextCommand()) { return (problem, continued, replays) }
+                if let problem = sequence.step(sequence.nextCommand()) { return (problem, continued) }
             }
             let (copy, problem) = snapshot(sequence)
-            if let problem { return (problem, continued, replays) }
+            if let problem { return (problem, continued) }
             restored = copy!
         }
         // The newest command before the snapshot that succeeded and is surely still
@@ -431,32 +431,32 @@ struct SnapshotStateTests {
             return sequence.surelyRemembered(record)
         }), let record = sequence.keys[key] {
             let before = replays
-            if let problem = both(&sequence, &restored, record.command) { return (problem, continued, replays) }
+            if let problem = both(&sequence, &restored, record.command) { return (problem, continued) }
             if replays != before + 1 {
                 return ("a retry of \(record.command.action) after the restore was not answered from the idempotency table",
-                        continued, replays)
+                        continued)
             }
         }
         // Exact retries of keys used before the snapshot, straight after it.
         for _ in 0 ..< 3 where !sequence.usedKeys.isEmpty && sequence.rng.chance(60) {
             let key = sequence.rng.pick(sequence.usedKeys)
             guard let record = sequence.keys[key] else { continue }
-            if let problem = both(&sequence, &restored, record.command) { return (problem, continued, replays) }
+            if let problem = both(&sequence, &restored, record.command) { return (problem, continued) }
         }
         for _ in 0 ..< after {
             sequence.advanceTime()
-            if let problem = both(&sequence, &restored, sequence.nextCommand()) { return (problem, continued, replays) }
+            if let problem = both(&sequence, &restored, sequence.nextCommand()) { return (problem, continued) }
         }
         // Time out every hold still open, past every deadline.
         sequence.now = sequence.now.plus(LedgerLimits.holdTimeoutMillisMax)
         for hold in sequence.ledger.holdsTimedOut(at: sequence.now) {
             if let problem = both(&sequence, &restored, Command(key: sequence.freshKey(), .timeOutHold(hold))) {
-                return (problem, continued, replays)
+                return (problem, continued)
             }
         }
-        if sequence.ledger.openHoldCount != 0 { return ("holds left open after timing them all out", continued, replays) }
-        if encoded(restored) != encoded(sequence.ledger) { return ("the copies encode differently at the end", continued, replays) }
-        return (nil, continued, replays)
+        if sequence.ledger.openHoldCount != 0 { return ("holds left open after timing them all out", continued) }
+        if encoded(restored) != encoded(sequence.ledger) { return ("the copies encode differently at the end", continued) }
+        return (nil, continued)
     }
 
     // MARK: Corruption
