@@ -12,6 +12,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// The engine: N shard actors behind one Sendable facade.
 public final class CreditEngine: Sendable {

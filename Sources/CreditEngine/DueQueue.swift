@@ -116,7 +116,7 @@ public struct SchedulePolicy: Sendable, Equatable {
 
     public init(graceMillis: Int64 = graceMillisDefault, expiryWarningMillis: Int64 = expiryWarningMillisDefault,
                 notesPerTurn: Int = notesPerTurnDefault) {
-        precondition((0 ... Ledger.graceMillisMax).contains(graceMillis) && expiryWarningMillis >= 0 && notesPerTurn > 0)
+        precondition((0 ... LedgerLimits.graceMillisMax).contains(graceMillis) && expiryWarningMillis >= 0 && notesPerTurn > 0)
         self.graceMillis = graceMillis
         self.expiryWarningMillis = expiryWarningMillis
         self.notesPerTurn = notesPerTurn

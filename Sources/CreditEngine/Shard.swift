@@ -2,6 +2,8 @@ import CreditPersistence
 #if canImport(Glibc)
 import Glibc
 #endif
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// CPU time of the calling thread: a turn's CPU time leaves out the time the thread was
 /// preempted (on a small machine, most of a long turn's wall time).

@@ -89,7 +89,7 @@ private func currentErrno() -> Int32 { errno }
 /// Durability follows POSIX: written bytes are durable after `WritableFile.sync`; a file's
 /// existence under its name (create, rename, remove) is durable after `syncDirectory` of the
 /// directory holding the name.
-public protocol FileSystem: Sendable {
+@_spi(Plumbing) public protocol FileSystem: Sendable {
     /// Creates `path` and any missing parents (like `mkdir -p`), and fsyncs the parent of
     /// every directory it created so the new directories survive a power cut. An existing
     /// directory is not an error; an existing file is (ENOTDIR).
@@ -122,7 +122,7 @@ public protocol FileSystem: Sendable {
 
 /// An open file. Used from one thread at a time, but Sendable so it can be handed to the
 /// I/O thread that uses it.
-public protocol WritableFile: AnyObject, Sendable {
+@_spi(Plumbing) public protocol WritableFile: AnyObject, Sendable {
     /// The path the file was opened with.
     var path: String { get }
     /// Writes all of `bytes` at `offset` (pwrite, repeated after short writes and EINTR).
@@ -145,18 +145,18 @@ public protocol WritableFile: AnyObject, Sendable {
 }
 
 extension FileSystem {
-    public var preallocatesFiles: Bool { true }
+    @_spi(Plumbing) public var preallocatesFiles: Bool { true }
 
     /// The whole regular file `path`, bounded only by memory: for files the caller's own
     /// tools wrote (tests, fixtures). Readers of data-directory files pass their format's bound.
-    public func readFile(_ path: String) throws(FileError) -> [UInt8] {
+    package func readFile(_ path: String) throws(FileError) -> [UInt8] {
         try readFile(path, bytesMax: Int.max)
     }
 }
 
 extension WritableFile {
     /// Writes all of `bytes` at `offset`.
-    public func write(_ bytes: [UInt8], at offset: Int64) throws(FileError) {
+    @_spi(Plumbing) public func write(_ bytes: [UInt8], at offset: Int64) throws(FileError) {
         try bytes.withUnsafeBytes { raw in Result { () throws(FileError) in try write(raw, at: offset) } }.get()
     }
 }
@@ -164,10 +164,10 @@ extension WritableFile {
 // MARK: - POSIX
 
 /// The real file system through the C library (Linux: glibc).
-public struct PosixFileSystem: FileSystem {
-    public init() {}
+package struct PosixFileSystem: FileSystem {
+    package init() {}
 
-    public func createDirectory(_ path: String) throws(FileError) {
+    package func createDirectory(_ path: String) throws(FileError) {
         precondition(!path.isEmpty, "empty path")
         // Walk the prefixes top-down: "/a", "/a/b", ... creating the missing ones.
         let absolute = path.hasPrefix("/")
@@ -192,7 +192,7 @@ public struct PosixFileSystem: FileSystem {
         }
     }
 
-    public func contentsOfDirectory(_ path: String) throws(FileError) -> [String] {
+    package func contentsOfDirectory(_ path: String) throws(FileError) -> [String] {
         guard let directory = opendir(path) else { throw FileError.errno("opendir", path) }
         defer { closedir(directory) }
         var names: [String] = []
@@ -211,23 +211,23 @@ public struct PosixFileSystem: FileSystem {
         return names.sorted()
     }
 
-    public func fileExists(_ path: String) -> Bool {
+    package func fileExists(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0
     }
 
-    public func size(of path: String) throws(FileError) -> Int64 {
+    package func size(of path: String) throws(FileError) -> Int64 {
         var info = stat()
         guard stat(path, &info) == 0 else { throw FileError.errno("stat", path) }
         return Int64(info.st_size)
     }
 
-    public func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
+    package func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
         let flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0)
         return PosixFile(descriptor: try openDescriptor(path, flags), path: path)
     }
 
-    public func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] {
+    package func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] {
         precondition(bytesMax >= 0, "negative bound")
         // O_NONBLOCK: opening a FIFO for reading must not wait for a writer; for a regular
         // file the flag changes nothing.
@@ -251,11 +251,11 @@ public struct PosixFileSystem: FileSystem {
     /// Bytes read per call once a file has grown past the size it had when opened.
     static let readChunkBytes = 64 * 1_024
 
-    public func rename(_ from: String, to: String) throws(FileError) {
+    package func rename(_ from: String, to: String) throws(FileError) {
         guard systemRename(from, to) == 0 else { throw FileError.errno("rename", "\(from) -> \(to)") }
     }
 
-    public func remove(_ path: String) throws(FileError) {
+    package func remove(_ path: String) throws(FileError) {
         if unlink(path) == 0 { return }
         let code = currentErrno()
         // unlink refuses directories (EISDIR on Linux, EPERM elsewhere); rmdir takes empty ones.
@@ -267,7 +267,7 @@ public struct PosixFileSystem: FileSystem {
                         code: directoryCode == ENOTDIR ? code : directoryCode)
     }
 
-    public func syncDirectory(_ path: String) throws(FileError) {
+    package func syncDirectory(_ path: String) throws(FileError) {
         let descriptor = try openDescriptor(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { _ = systemClose(descriptor) }
         // Not retried: after a failed fsync the kernel may have dropped the dirty state.
@@ -289,8 +289,8 @@ public struct PosixFileSystem: FileSystem {
 /// Sendable without `@unchecked`: the descriptor and path never change, and the closed flag
 /// is atomic, so `close` racing the deinit cannot close a descriptor twice (which could close
 /// an unrelated file that reused the number).
-public final class PosixFile: WritableFile {
-    public let path: String
+package final class PosixFile: WritableFile {
+    package let path: String
     let descriptor: Int32
     private let closed = Atomic<Bool>(false)
 
@@ -306,7 +306,7 @@ public final class PosixFile: WritableFile {
         precondition(!closed.load(ordering: .relaxed), "use of closed file \(path)")
     }
 
-    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(FileError) {
+    package func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(FileError) {
         checkOpen()
         precondition(offset >= 0, "negative file offset")
         guard var next = bytes.baseAddress, bytes.count > 0 else { return }
@@ -328,7 +328,7 @@ public final class PosixFile: WritableFile {
         }
     }
 
-    public func read(at offset: Int64, count: Int) throws(FileError) -> [UInt8] {
+    package func read(at offset: Int64, count: Int) throws(FileError) -> [UInt8] {
         checkOpen()
         precondition(offset >= 0 && count >= 0, "negative offset or count")
         var failure: FileError?
@@ -350,7 +350,7 @@ public final class PosixFile: WritableFile {
         return bytes
     }
 
-    public func sync() throws(FileError) {
+    package func sync() throws(FileError) {
         checkOpen()
         // Not retried on failure: see WritableFile.sync.
 #if canImport(Darwin)
@@ -361,7 +361,7 @@ public final class PosixFile: WritableFile {
 #endif
     }
 
-    public func preallocate(_ size: Int64) throws(FileError) {
+    package func preallocate(_ size: Int64) throws(FileError) {
         checkOpen()
         precondition(size >= 0, "negative size")
         guard size > 0 else { return }
@@ -388,7 +388,7 @@ public final class PosixFile: WritableFile {
         }
     }
 
-    public func truncate(_ size: Int64) throws(FileError) {
+    package func truncate(_ size: Int64) throws(FileError) {
         checkOpen()
         precondition(size >= 0, "negative size")
         while ftruncate(descriptor, off_t(size)) != 0 {
@@ -397,7 +397,7 @@ public final class PosixFile: WritableFile {
         }
     }
 
-    public func close() {
+    package func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         // Never retried: on Linux the descriptor is released even when close reports EINTR.
         _ = systemClose(descriptor)

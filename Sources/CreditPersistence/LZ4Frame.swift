@@ -44,9 +44,9 @@ public enum LZ4Error: Error, Sendable, Equatable, CustomStringConvertible {
 /// Every frame written here has a content checksum (xxHash32 of the whole input) and a
 /// checksum per block, so a damaged block is reported even before the end of the frame;
 /// the header has its own checksum. `decompress` requires the content checksum.
-public enum LZ4Frame {
+@_spi(Plumbing) public enum LZ4Frame {
     /// The liblz4 version this binary runs with, e.g. "1.9.4".
-    public static var libraryVersion: String { String(cString: LZ4_versionString()) }
+    package static var libraryVersion: String { String(cString: LZ4_versionString()) }
 
     /// The preferences of every frame written here: 4 MB blocks (few block headers and a good
     /// ratio on large snapshots), linked blocks (each may refer to the previous 64 KB),
@@ -66,13 +66,13 @@ public enum LZ4Frame {
     }
 
     /// `bytes` as one LZ4 frame, with its size recorded in the frame header.
-    public static func compress(_ bytes: [UInt8]) throws(LZ4Error) -> [UInt8] {
+    @_spi(Plumbing) public static func compress(_ bytes: [UInt8]) throws(LZ4Error) -> [UInt8] {
         // withUnsafeBytes rethrows untyped errors, so the typed error travels in a Result.
         try bytes.withUnsafeBytes { source in Result { () throws(LZ4Error) in try compress(source) } }.get()
     }
 
     /// `bytes` as one LZ4 frame, with its size recorded in the frame header.
-    public static func compress(_ bytes: UnsafeRawBufferPointer) throws(LZ4Error) -> [UInt8] {
+    package static func compress(_ bytes: UnsafeRawBufferPointer) throws(LZ4Error) -> [UInt8] {
         var preferences = preferences(contentSize: bytes.count)
         let bound = LZ4F_compressFrameBound(bytes.count, &preferences)
         if let error = LZ4Error.check(bound, "LZ4F_compressFrameBound") { throw error }
@@ -105,14 +105,14 @@ public enum LZ4Frame {
     /// at most `maxOutputBytes + 1` bytes are ever allocated, so a damaged or hostile frame
     /// cannot exhaust memory). A frame is decoded into one buffer when its header records the
     /// size (every `compress` frame); otherwise the buffer grows by doubling.
-    public static func decompress(_ frame: [UInt8], maxOutputBytes: Int) throws(LZ4Error) -> [UInt8] {
+    @_spi(Plumbing) public static func decompress(_ frame: [UInt8], maxOutputBytes: Int) throws(LZ4Error) -> [UInt8] {
         try frame.withUnsafeBytes { source in
             Result { () throws(LZ4Error) in try decompress(source, maxOutputBytes: maxOutputBytes) }
         }.get()
     }
 
     /// The bytes of the single LZ4 frame `frame`; see `decompress(_:maxOutputBytes:)`.
-    public static func decompress(_ frame: UnsafeRawBufferPointer, maxOutputBytes: Int) throws(LZ4Error) -> [UInt8] {
+    package static func decompress(_ frame: UnsafeRawBufferPointer, maxOutputBytes: Int) throws(LZ4Error) -> [UInt8] {
         precondition(maxOutputBytes >= 0, "maxOutputBytes must not be negative")
         // Minimum bytes LZ4F_headerSize needs to tell the header's length (LZ4F_MIN_SIZE_TO_KNOW_HEADER_LENGTH).
         let bytesToKnowHeaderSize = 5
@@ -224,7 +224,7 @@ private struct FrameDecoder {
 /// starting with the frame header returned by the first call, is one frame.
 ///
 /// Used from one thread at a time; not Sendable because it owns a liblz4 context.
-public final class LZ4FrameWriter {
+package final class LZ4FrameWriter {
     private let context: OpaquePointer?
     private var preferences: LZ4F_preferences_t
     private let contentSize: Int?
@@ -235,7 +235,7 @@ public final class LZ4FrameWriter {
 
     /// A writer of one frame. `contentSize`, when known, is recorded in the header and the
     /// total of the appended bytes must equal it.
-    public init(contentSize: Int? = nil) throws(LZ4Error) {
+    package init(contentSize: Int? = nil) throws(LZ4Error) {
         precondition((contentSize ?? 0) >= 0, "contentSize must not be negative")
         self.contentSize = contentSize
         var preferences = LZ4Frame.preferences(contentSize: contentSize)
@@ -261,7 +261,7 @@ public final class LZ4FrameWriter {
 
     /// Compresses `bytes` and returns the compressed bytes now ready (the frame header too on
     /// the first call).
-    public func append(_ bytes: UnsafeRawBufferPointer) throws(LZ4Error) -> [UInt8] {
+    package func append(_ bytes: UnsafeRawBufferPointer) throws(LZ4Error) -> [UInt8] {
         precondition(!finished, "append after finish")
         appendedBytes += bytes.count
         if let contentSize { precondition(appendedBytes <= contentSize, "more bytes appended than the declared contentSize") }
@@ -273,12 +273,12 @@ public final class LZ4FrameWriter {
     }
 
     /// Compresses `bytes`; see `append(_:)` taking a raw buffer.
-    public func append(_ bytes: [UInt8]) throws(LZ4Error) -> [UInt8] {
+    package func append(_ bytes: [UInt8]) throws(LZ4Error) -> [UInt8] {
         try bytes.withUnsafeBytes { raw in Result { () throws(LZ4Error) in try append(raw) } }.get()
     }
 
     /// Ends the frame: returns the buffered compressed bytes, the end mark and the content checksum.
-    public func finish() throws(LZ4Error) -> [UInt8] {
+    package func finish() throws(LZ4Error) -> [UInt8] {
         precondition(!finished, "finish called twice")
         if let contentSize { precondition(appendedBytes == contentSize, "fewer bytes appended than the declared contentSize") }
         finished = true

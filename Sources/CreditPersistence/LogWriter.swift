@@ -8,7 +8,7 @@ import Glibc
 /// waiting on those records. One writer serves many shard logs, so an engine runs as many
 /// I/O threads as it has writers (`LogWriter.Pool`), not one per shard: on a small machine
 /// a thread per shard spends its time switching between threads instead of writing.
-public final class LogWriter: @unchecked Sendable {
+package final class LogWriter: @unchecked Sendable {
     // @unchecked: `logs` is guarded by `lock`; `work` and `sleeping` are atomics.
     private let lock = ConditionLock()
     private var logs: [ShardLog] = []
@@ -22,7 +22,7 @@ public final class LogWriter: @unchecked Sendable {
     /// See `LogConfiguration.commitDelayMicros`.
     let commitDelayMicros: Int
 
-    public init(commitDelayMicros: Int = 0) {
+    package init(commitDelayMicros: Int = 0) {
         self.commitDelayMicros = commitDelayMicros
         startThread { [self] in self.run() }
     }
@@ -85,14 +85,14 @@ public final class LogWriter: @unchecked Sendable {
     }
 
     /// A fixed set of writers; logs are assigned round-robin.
-    public final class Pool: Sendable {
-        public let writers: [LogWriter]
+    package final class Pool: Sendable {
+        package let writers: [LogWriter]
 
-        public init(count: Int, commitDelayMicros: Int = 0) {
+        package init(count: Int, commitDelayMicros: Int = 0) {
             precondition(count >= 1)
             writers = (0 ..< count).map { _ in LogWriter(commitDelayMicros: commitDelayMicros) }
         }
 
-        public func writer(for shard: Int) -> LogWriter { writers[shard % writers.count] }
+        package func writer(for shard: Int) -> LogWriter { writers[shard % writers.count] }
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+@_spi(Plumbing) import CreditCore
 
 /// How long an acknowledged command may wait before its record is on disk.
 public enum Durability: String, Sendable, CaseIterable, CustomStringConvertible {
@@ -97,14 +98,14 @@ public struct LogFailure: Error, Sendable, Equatable, CustomStringConvertible {
 /// false, suspends in `waitForRoom` until the writer has taken enough of them
 /// (`LogConfiguration.pendingBytesMax`). So a writer that falls behind slows its appenders
 /// down instead of letting memory, and what a power cut loses, grow.
-public final class ShardLog: @unchecked Sendable {
+package final class ShardLog: @unchecked Sendable {
     // @unchecked: all mutable state below is guarded by `lock`, except the appender's
     // position fields (`next*`, `current*`), which only the owning shard actor touches.
 
-    public let directory: String
-    public let shard: UInt32
-    public let shardCount: UInt32
-    public let configuration: LogConfiguration
+    package let directory: String
+    package let shard: UInt32
+    package let shardCount: UInt32
+    package let configuration: LogConfiguration
     private let fileSystem: any FileSystem
     private let lock = ConditionLock()
     /// The thread that writes and syncs this log (possibly shared with other logs).
@@ -175,7 +176,7 @@ public final class ShardLog: @unchecked Sendable {
 
     /// Opens the log for appending after recovery read it: `report` says where its last
     /// good record ended (the torn tail, if any, is zeroed here before anything is written).
-    public init(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32,
+    package init(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32,
                 configuration: LogConfiguration, resumingAfter report: WALReader.Report,
                 writer: LogWriter? = nil) throws(LogFailure) {
         self.directory = directory
@@ -231,7 +232,7 @@ public final class ShardLog: @unchecked Sendable {
     /// Appends a record for `command` applied at `time`; returns its LSN. The record is
     /// durable once `waitUntilDurable(lsn)` returns.
     @discardableResult
-    public func append(_ command: Command, at time: Timestamp) -> UInt64 {
+    package func append(_ command: Command, at time: Timestamp) -> UInt64 {
         append([command], at: time)
     }
 
@@ -240,7 +241,7 @@ public final class ShardLog: @unchecked Sendable {
     /// there is none). The records are encoded into a buffer the appender reuses, and
     /// handed to the writer under one lock.
     @discardableResult
-    public func append(_ commands: [Command], at time: Timestamp, indices: [Int]? = nil) -> UInt64 {
+    package func append(_ commands: [Command], at time: Timestamp, indices: [Int]? = nil) -> UInt64 {
         let synced = lock.withLock { durableLSN }
         encoded.removeAll(keepingCapacity: true)
         encodedEnds.removeAll(keepingCapacity: true)
@@ -307,18 +308,18 @@ public final class ShardLog: @unchecked Sendable {
     }
 
     /// The LSN of the last appended record.
-    public var lastAppendedLSN: UInt64 { lock.withLock { appendedLSN } }
+    package var lastAppendedLSN: UInt64 { lock.withLock { appendedLSN } }
 
     // MARK: Back-pressure (shard actor)
 
     /// Whether an append may start now without `waitForRoom`. Shard actor only; no lock.
-    public var mayAppend: Bool { roomAfterAppend }
+    package var mayAppend: Bool { roomAfterAppend }
 
     /// Suspends until fewer than `pendingBytesMax` bytes are pending (or the log stopped, so
     /// the caller finds out). The caller must append before it suspends again, so that each
     /// append starts below the bound and pending bytes never exceed it by more than one append.
     /// Shard actor only (`isolation`: it runs on the caller's actor).
-    public func waitForRoom(isolation: isolated (any Actor)? = #isolation) async {
+    package func waitForRoom(isolation: isolated (any Actor)? = #isolation) async {
         while !roomAfterAppend {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 let ready: Bool = lock.withLock {
@@ -341,7 +342,7 @@ public final class ShardLog: @unchecked Sendable {
     /// Returns once the record `lsn` (and all before it) is durable under the configured
     /// mode: synced for `.strict`, written to the log's buffer for the others. Throws
     /// `LogFailure` if the log stopped before that.
-    public func waitUntilDurable(_ lsn: UInt64) async throws(LogFailure) {
+    package func waitUntilDurable(_ lsn: UInt64) async throws(LogFailure) {
         if configuration.durability != .strict {
             if let failure = lock.withLock({ failure }) { throw failure }
             return
@@ -354,7 +355,7 @@ public final class ShardLog: @unchecked Sendable {
     /// the modes that do not wait for syncs); otherwise on the writer thread right after
     /// the sync. The action gets nil, or the failure that stopped the log. It must be
     /// short: it delays the writer's next round (resuming waiting tasks is the intended use).
-    public func whenDurable(_ lsn: UInt64, _ action: @escaping @Sendable (LogFailure?) -> Void) {
+    package func whenDurable(_ lsn: UInt64, _ action: @escaping @Sendable (LogFailure?) -> Void) {
         let ready: LogFailure?? = lock.withLock {
             if let failure { return .some(failure) }
             if configuration.durability != .strict || durableLSN >= lsn { return .some(nil) }
@@ -366,7 +367,7 @@ public final class ShardLog: @unchecked Sendable {
 
     /// Returns once the record `lsn` is synced, whatever the durability mode (a snapshot
     /// must never be newer than the synced log). Throws if the log stopped.
-    public func waitUntilSynced(_ lsn: UInt64) async throws(LogFailure) {
+    package func waitUntilSynced(_ lsn: UInt64) async throws(LogFailure) {
         try await waitForSync(lsn, requestingOne: true)
     }
 
@@ -396,20 +397,20 @@ public final class ShardLog: @unchecked Sendable {
     }
 
     /// First LSN of the segment records are appended to now. Shard actor only.
-    public var currentSegmentFirstLSN: UInt64 { appendSegmentFirstLSN }
+    package var currentSegmentFirstLSN: UInt64 { appendSegmentFirstLSN }
 
     /// The checksum of the last appended record (the chain value a snapshot taken now
     /// records). Shard actor only.
-    public var lastAppendedChecksum: UInt32 { lastChecksum }
+    package var lastAppendedChecksum: UInt32 { lastChecksum }
 
     /// The failure that stopped the log, if any.
-    public var stoppedBecause: LogFailure? { lock.withLock { failure } }
+    package var stoppedBecause: LogFailure? { lock.withLock { failure } }
 
     /// Syncs performed and records they made durable (for the benchmark's counters).
-    public var syncStatistics: (syncs: UInt64, records: UInt64) { lock.withLock { (syncCount, syncedRecords) } }
+    package var syncStatistics: (syncs: UInt64, records: UInt64) { lock.withLock { (syncCount, syncedRecords) } }
 
     /// Writes and syncs everything appended, then stops the writer thread.
-    public func close() async {
+    package func close() async {
         let last = lastAppendedLSN
         if configuration.durability == .strict { try? await waitUntilDurable(last) }
         // Suspended until the writer has finished the last flush (it resumes `closeWaiters`).

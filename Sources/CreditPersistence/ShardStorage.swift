@@ -1,3 +1,4 @@
+@_spi(Plumbing) import CreditCore
 /// Where and how the engine keeps its data (docs/operations.md).
 ///
 /// Layout of the data directory:
@@ -9,7 +10,7 @@
 /// ```
 public struct StorageConfiguration: Sendable {
     public var directory: String
-    public var fileSystem: any FileSystem
+    package var fileSystem: any FileSystem
     public var log: LogConfiguration
     /// Take a snapshot of a shard after this many records since its last one (nil: never
     /// by count).
@@ -27,9 +28,19 @@ public struct StorageConfiguration: Sendable {
     /// Threads that write and sync the shards' logs (nil: one per core).
     public var writerThreads: Int?
 
-    public init(directory: String, fileSystem: any FileSystem = PosixFileSystem(), log: LogConfiguration = LogConfiguration(),
+    public init(directory: String, log: LogConfiguration = LogConfiguration(),
                 snapshotEveryRecords: Int? = 5_000_000, snapshotEveryMillis: Int? = 15 * 60_000, snapshotsKept: Int = 2,
                 archivedSegmentsKept: Int? = nil, recovery: WALReader.Mode = .strict) {
+        self.init(directory: directory, fileSystem: PosixFileSystem(), log: log, snapshotEveryRecords: snapshotEveryRecords,
+                  snapshotEveryMillis: snapshotEveryMillis, snapshotsKept: snapshotsKept,
+                  archivedSegmentsKept: archivedSegmentsKept, recovery: recovery)
+    }
+
+    /// The same on another file system: the simulated one of the power-cut tests and the
+    /// benchmarks.
+    @_spi(Plumbing) public init(directory: String, fileSystem: any FileSystem, log: LogConfiguration = LogConfiguration(),
+                 snapshotEveryRecords: Int? = 5_000_000, snapshotEveryMillis: Int? = 15 * 60_000, snapshotsKept: Int = 2,
+                 archivedSegmentsKept: Int? = nil, recovery: WALReader.Mode = .strict) {
         precondition(snapshotsKept >= 2, "keep at least two snapshots")
         self.directory = directory
         self.fileSystem = fileSystem
@@ -41,14 +52,14 @@ public struct StorageConfiguration: Sendable {
         self.recovery = recovery
     }
 
-    public func shardDirectory(_ shard: Int) -> String {
+    package func shardDirectory(_ shard: Int) -> String {
         let number = String(shard)
         return directory + "/shard-" + String(repeating: "0", count: max(0, 2 - number.count)) + number
     }
-    public func walDirectory(_ shard: Int) -> String { shardDirectory(shard) + "/wal" }
-    public func snapshotDirectory(_ shard: Int) -> String { shardDirectory(shard) + "/snapshots" }
-    public func archiveDirectory(_ shard: Int) -> String { shardDirectory(shard) + "/archive" }
-    public var metaPath: String { directory + "/credits.meta" }
+    @_spi(Plumbing) public func walDirectory(_ shard: Int) -> String { shardDirectory(shard) + "/wal" }
+    @_spi(Plumbing) public func snapshotDirectory(_ shard: Int) -> String { shardDirectory(shard) + "/snapshots" }
+    package func archiveDirectory(_ shard: Int) -> String { shardDirectory(shard) + "/archive" }
+    package var metaPath: String { directory + "/credits.meta" }
 }
 
 /// What recovery of one shard found and did.
@@ -177,14 +188,14 @@ public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible
     public var description: String { (shard.map { "shard \($0): " } ?? "") + problem.description }
 }
 
-public enum ShardStorage {
+@_spi(Plumbing) public enum ShardStorage {
     /// Rebuilds one shard's ledger: the newest snapshot that verifies (falling back to older
     /// ones, each rejection reported), then the log after it. `visit` sees every replayed
     /// record with the entry it made (for `export`). Read-only: nothing on disk changes.
     /// Records replayed per batch call during recovery.
     static let replayRunLength = 512
 
-    public static func recover(shard: Int, shardCount: Int, storage: StorageConfiguration,
+    @_spi(Plumbing) public static func recover(shard: Int, shardCount: Int, storage: StorageConfiguration,
                                ledger configuration: LedgerConfiguration,
                                fromLogStart: Bool = false,
                                visit: ((WALReader.Entry, inout Ledger) -> Void)? = nil)
@@ -280,14 +291,14 @@ public enum ShardStorage {
 
     /// The shard count of an existing data directory, nil if `storage.directory` is not one
     /// (yet).
-    public static func existingShardCount(storage: StorageConfiguration) throws(RecoveryError) -> Int? {
+    package static func existingShardCount(storage: StorageConfiguration) throws(RecoveryError) -> Int? {
         guard storage.fileSystem.fileExists(storage.metaPath) else { return nil }
         return try prepare(storage: storage, shardCount: 0, create: false)
     }
 
     /// Creates the directory layout for a new data directory, or checks an existing one's
     /// format and shard count. Returns the shard count to use.
-    public static func prepare(storage: StorageConfiguration, shardCount requested: Int, create: Bool) throws(RecoveryError) -> Int {
+    @_spi(Plumbing) public static func prepare(storage: StorageConfiguration, shardCount requested: Int, create: Bool) throws(RecoveryError) -> Int {
         let fileSystem = storage.fileSystem
         if fileSystem.fileExists(storage.metaPath) {
             let bytes: [UInt8]
@@ -366,7 +377,7 @@ public enum ShardStorage {
     /// Verifies a shard's whole log, read-only, as `credits wal verify` does: every directory
     /// of the layout, every segment from the log's start, and that the log reaches the newest
     /// snapshot's LSN (by its name: the snapshot itself is `SnapshotFile.read`'s to check).
-    public static func verifyLog(shard: Int, shardCount: Int, storage: StorageConfiguration) throws(RecoveryError) -> WALReader.Report {
+    package static func verifyLog(shard: Int, shardCount: Int, storage: StorageConfiguration) throws(RecoveryError) -> WALReader.Report {
         try checkShardDirectories(shard: shard, storage: storage)
         let newest: UInt64
         do {
@@ -402,7 +413,7 @@ public enum ShardStorage {
     /// header is the one the log writer gives that segment when it appends there (it
     /// rewrites the same bytes), so calling this after the writer opened changes nothing
     /// it relies on.
-    public static func startEmptyLiveSegment(shard: Int, shardCount: Int, storage: StorageConfiguration,
+    package static func startEmptyLiveSegment(shard: Int, shardCount: Int, storage: StorageConfiguration,
                                              after report: WALReader.Report) throws(FileError) {
         let fileSystem = storage.fileSystem
         let directory = storage.walDirectory(shard)
@@ -422,7 +433,7 @@ public enum ShardStorage {
     /// After a snapshot at `lsn`: keeps the newest `snapshotsKept` snapshots and moves log
     /// segments wholly before the oldest kept snapshot to the archive (pruning the archive
     /// to `archivedSegmentsKept` if set).
-    public static func retire(shard: Int, storage: StorageConfiguration, currentSegmentFirstLSN: UInt64) throws(FileError) {
+    package static func retire(shard: Int, storage: StorageConfiguration, currentSegmentFirstLSN: UInt64) throws(FileError) {
         let fileSystem = storage.fileSystem
         let snapshots = try SnapshotFile.list(directory: storage.snapshotDirectory(shard), fileSystem: fileSystem)
         for name in snapshots.dropFirst(storage.snapshotsKept) {

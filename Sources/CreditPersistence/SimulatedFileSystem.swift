@@ -24,16 +24,16 @@ import Synchronization
 /// the same file. The root directory always exists.
 ///
 /// Thread-safe: one lock around the whole state.
-public final class SimulatedFileSystem: FileSystem {
+@_spi(Plumbing) public final class SimulatedFileSystem: FileSystem {
     /// The sector size of torn writes: the unit a disk writes atomically.
-    public static let sectorSize = 512
+    package static let sectorSize = 512
 
     /// Counts of calls, so tests can check how many fsyncs a group commit really issued.
-    public struct Counters: Sendable, Equatable {
-        public var writes = 0
-        public var bytesWritten = 0
-        public var fileSyncs = 0
-        public var directorySyncs = 0
+    package struct Counters: Sendable, Equatable {
+        package var writes = 0
+        package var bytesWritten = 0
+        package var fileSyncs = 0
+        package var directorySyncs = 0
     }
 
     /// A directory entry: a file or directory inode.
@@ -81,9 +81,9 @@ public final class SimulatedFileSystem: FileSystem {
     /// How long each file or directory sync takes, in µs: a slow disk, so tests can load a
     /// log faster than it syncs. The delay runs outside the lock, as a real fsync blocks
     /// only its caller.
-    public let syncLatencyMicros: Int
+    package let syncLatencyMicros: Int
 
-    public init(syncLatencyMicros: Int = 0) {
+    @_spi(Plumbing) public init(syncLatencyMicros: Int = 0) {
         precondition(syncLatencyMicros >= 0)
         self.syncLatencyMicros = syncLatencyMicros
     }
@@ -93,7 +93,7 @@ public final class SimulatedFileSystem: FileSystem {
     }
 
     /// Call counts since creation.
-    public var counters: Counters { state.withLock { $0.counters } }
+    package var counters: Counters { state.withLock { $0.counters } }
 
     // MARK: Fault injection and inspection
 
@@ -106,7 +106,7 @@ public final class SimulatedFileSystem: FileSystem {
     /// or lost at random, and each unsynced resize is kept or lost; the outcome is a pure
     /// function of the seed and the history. Directory changes are never torn: they
     /// revert whole. Armed faults stay armed.
-    public func crash(seed: UInt64? = nil) {
+    package func crash(seed: UInt64? = nil) {
         state.withLock { state in
             state.generation += 1
             var random = seed.map { TornWriteRandom(seed: $0) }
@@ -129,21 +129,21 @@ public final class SimulatedFileSystem: FileSystem {
     /// Makes the next `sync` of the file `path` (or of any file when nil) or `syncDirectory` of
     /// the directory `path` throw `FileError(operation: "fsync", code: FileError.injectedFault)`.
     /// Nothing becomes durable then: the unsynced changes stay unsynced (a crash drops them).
-    public func failNextSync(path: String? = nil) {
+    package func failNextSync(path: String? = nil) {
         let key = path.map(Self.normalize)
         state.withLock { $0.syncFaults.append(key) }
     }
 
     /// Makes the next `write` to the file `path` (or to any file when nil) throw
     /// `FileError(operation: "write", code: FileError.injectedFault)` without writing anything.
-    public func failNextWrite(path: String? = nil) {
+    package func failNextWrite(path: String? = nil) {
         let key = path.map(Self.normalize)
         state.withLock { $0.writeFaults.append(key) }
     }
 
     /// Flips bit `bit` (0 = least significant) of byte `byteOffset` of the file, in both the
     /// current and the durable content: corruption at rest, which no sync undoes.
-    public func flipBit(path: String, byteOffset: Int, bit: Int) {
+    package func flipBit(path: String, byteOffset: Int, bit: Int) {
         precondition((0 ..< 8).contains(bit), "bit must be 0...7")
         state.withLock { state in
             let id = Self.fileID(path, in: state)
@@ -155,7 +155,7 @@ public final class SimulatedFileSystem: FileSystem {
 
     /// Cuts (or zero-extends) the file to `size` bytes in both the current and the durable
     /// content, as a damaged disk or an interrupted copy would leave it.
-    public func truncate(path: String, to size: Int) {
+    package func truncate(path: String, to size: Int) {
         precondition(size >= 0, "negative size")
         state.withLock { state in
             let id = Self.fileID(path, in: state)
@@ -166,7 +166,7 @@ public final class SimulatedFileSystem: FileSystem {
 
     /// What `path` would hold after `crash()` (without a seed): the durable content of the
     /// file the durable directory entries name, or nil when no such file would exist.
-    public func durableContents(of path: String) -> [UInt8]? {
+    package func durableContents(of path: String) -> [UInt8]? {
         state.withLock { state in
             guard case .file(let id)? = Self.resolve(path, in: state, durable: true) else { return nil }
             return state.files[id]!.durable
@@ -175,7 +175,7 @@ public final class SimulatedFileSystem: FileSystem {
 
     // MARK: FileSystem
 
-    public func createDirectory(_ path: String) throws(FileError) {
+    @_spi(Plumbing) public func createDirectory(_ path: String) throws(FileError) {
         try state.withLock { (state) throws(FileError) in
             var directory = 0
             var prefix = ""
@@ -199,18 +199,18 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
-    public func contentsOfDirectory(_ path: String) throws(FileError) -> [String] {
+    @_spi(Plumbing) public func contentsOfDirectory(_ path: String) throws(FileError) -> [String] {
         try state.withLock { (state) throws(FileError) in
             let id = try Self.directoryID(path, in: state, operation: "opendir")
             return state.directories[id]!.current.keys.sorted()
         }
     }
 
-    public func fileExists(_ path: String) -> Bool {
+    @_spi(Plumbing) public func fileExists(_ path: String) -> Bool {
         state.withLock { Self.resolve(path, in: $0, durable: false) != nil }
     }
 
-    public func size(of path: String) throws(FileError) -> Int64 {
+    @_spi(Plumbing) public func size(of path: String) throws(FileError) -> Int64 {
         try state.withLock { (state) throws(FileError) in
             switch Self.resolve(path, in: state, durable: false) {
             case .file(let id)?: return Int64(state.files[id]!.current.count)
@@ -220,7 +220,7 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
-    public func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
+    @_spi(Plumbing) public func open(_ path: String, create: Bool) throws(FileError) -> any WritableFile {
         let (id, generation) = try state.withLock { (state) throws(FileError) -> (Int, Int) in
             let (parent, name) = try Self.parentAndName(path, in: state, operation: "open")
             let id: Int
@@ -242,7 +242,7 @@ public final class SimulatedFileSystem: FileSystem {
         return SimulatedFile(fileSystem: self, path: path, id: id, generation: generation)
     }
 
-    public func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] {
+    @_spi(Plumbing) public func readFile(_ path: String, bytesMax: Int) throws(FileError) -> [UInt8] {
         try state.withLock { (state) throws(FileError) in
             switch Self.resolve(path, in: state, durable: false) {
             case .file(let id)?:
@@ -254,7 +254,7 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
-    public func rename(_ from: String, to: String) throws(FileError) {
+    @_spi(Plumbing) public func rename(_ from: String, to: String) throws(FileError) {
         let description = "\(from) -> \(to)"
         try state.withLock { (state) throws(FileError) in
             let (sourceParent, sourceName) = try Self.parentAndName(from, in: state, operation: "rename")
@@ -288,7 +288,7 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
-    public func remove(_ path: String) throws(FileError) {
+    @_spi(Plumbing) public func remove(_ path: String) throws(FileError) {
         try state.withLock { (state) throws(FileError) in
             let (parent, name) = try Self.parentAndName(path, in: state, operation: "unlink")
             guard let node = state.directories[parent]!.current[name] else {
@@ -302,7 +302,7 @@ public final class SimulatedFileSystem: FileSystem {
         }
     }
 
-    public func syncDirectory(_ path: String) throws(FileError) {
+    @_spi(Plumbing) public func syncDirectory(_ path: String) throws(FileError) {
         let key = Self.normalize(path)
         waitForSyncLatency()
         try state.withLock { (state) throws(FileError) in

@@ -1,3 +1,4 @@
+@_spi(Plumbing) import CreditCore
 /// Snapshot files (docs/formats.md, "Snapshot", version 1): a 64-byte header, then the
 /// shard's ledger state (`Ledger.encodeState`) as one LZ4 frame with block and content
 /// checksums.
@@ -8,9 +9,9 @@
 /// so no snapshot is ever newer than the log on disk.
 public struct SnapshotHeader: Sendable, Equatable {
     /// "ACSNAPSH" — Aideon Credits snapshot.
-    public static let magic: UInt64 = 0x4853_5041_4E53_4341
-    public static let version: UInt16 = 1
-    public static let size = 64
+    package static let magic: UInt64 = 0x4853_5041_4E53_4341
+    package static let version: UInt16 = 1
+    package static let size = 64
 
     public var version: UInt16 = Self.version
     public var stateFormatVersion: UInt32 = Ledger.stateFormatVersion
@@ -35,7 +36,7 @@ public struct SnapshotHeader: Sendable, Equatable {
     /// Layout: magic u64 | version u16 | 2 zero bytes | state format version u32 | shard
     /// index u32 | shard count u32 | LSN u64 | chain u32 | 4 zero bytes | state bytes u64 |
     /// frame bytes u64 | CRC32C of bytes 0..<60 u32 at 60 (bytes 56..<60 zero).
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: Self.size)
         writer.write(Self.magic)
         writer.write(version)
@@ -67,7 +68,7 @@ public struct SnapshotHeader: Sendable, Equatable {
     /// the checksum.
     static let reservedRanges = [10 ..< 12, 36 ..< 40, 56 ..< 60]
 
-    public init(decoding bytes: [UInt8]) throws(SnapshotProblem) {
+    package init(decoding bytes: [UInt8]) throws(SnapshotProblem) {
         guard bytes.count >= Self.size else { throw .cutShort(bytes: bytes.count) }
         var reader = ByteReader(bytes, to: Self.size)
         do {
@@ -111,7 +112,7 @@ public struct SnapshotHeader: Sendable, Equatable {
     }
 
     /// The file's size the header promises; the fields are range-checked, so no overflow.
-    public var fileBytes: Int { Self.size + Int(frameBytes) }
+    package var fileBytes: Int { Self.size + Int(frameBytes) }
 }
 
 /// Why a snapshot was not used. Recovery falls back to an older snapshot or the log's
@@ -174,22 +175,22 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
     }
 }
 
-public enum SnapshotFile {
-    public static let suffix = ".snap"
+@_spi(Plumbing) public enum SnapshotFile {
+    package static let suffix = ".snap"
 
     /// File name of the snapshot at `lsn`: 16 hex digits, so names sort by LSN.
-    public static func name(lsn: UInt64) -> String {
+    package static func name(lsn: UInt64) -> String {
         let hex = String(lsn, radix: 16)
         return String(repeating: "0", count: max(0, 16 - hex.count)) + hex + suffix
     }
 
-    public static func lsn(ofNamed name: String) -> UInt64? {
+    package static func lsn(ofNamed name: String) -> UInt64? {
         guard name.hasSuffix(suffix), name.count == 16 + suffix.count else { return nil }
         return UInt64(name.prefix(16), radix: 16)
     }
 
     /// Snapshot names in `directory`, newest first.
-    public static func list(directory: String, fileSystem: any FileSystem) throws(FileError) -> [String] {
+    package static func list(directory: String, fileSystem: any FileSystem) throws(FileError) -> [String] {
         guard fileSystem.fileExists(directory) else { return [] }
         return try fileSystem.contentsOfDirectory(directory).filter { lsn(ofNamed: $0) != nil }.sorted().reversed()
     }
@@ -197,7 +198,7 @@ public enum SnapshotFile {
     /// Writes a snapshot durably: temporary file, sync, rename, directory sync. Returns the
     /// header written (with the sizes).
     @discardableResult
-    public static func write(_ ledger: Ledger, shard: UInt32, shardCount: UInt32, lsn: UInt64, chain: UInt32,
+    @_spi(Plumbing) public static func write(_ ledger: Ledger, shard: UInt32, shardCount: UInt32, lsn: UInt64, chain: UInt32,
                              directory: String, fileSystem: any FileSystem) throws -> SnapshotHeader {
         var writer = ByteWriter(capacity: 1 << 20)
         ledger.encodeState(into: &writer)
@@ -236,20 +237,20 @@ public enum SnapshotFile {
     /// Reads and fully verifies a snapshot: header checksum and fields, LZ4 block and
     /// content checksums, the state's own structure and the ledger invariants. Reads at most
     /// what a snapshot can be (`StorageLimits`), and only a regular file.
-    public static func read(path: String, fileSystem: any FileSystem,
+    package static func read(path: String, fileSystem: any FileSystem,
                             configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
         try decode(try readBytes(path: path, fileSystem: fileSystem), configuration: configuration)
     }
 
     /// The bytes of the snapshot file `path`, bounded by the largest snapshot the format allows.
-    public static func readBytes(path: String, fileSystem: any FileSystem) throws(SnapshotProblem) -> [UInt8] {
+    package static func readBytes(path: String, fileSystem: any FileSystem) throws(SnapshotProblem) -> [UInt8] {
         do { return try fileSystem.readFile(path, bytesMax: SnapshotHeader.size + StorageLimits.snapshotFrameBytesMax) } catch {
             throw .unreadable(error)
         }
     }
 
     /// Verifies and decodes the bytes of a snapshot file (see `read`).
-    public static func decode(_ bytes: [UInt8], configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
+    package static func decode(_ bytes: [UInt8], configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
         let header = try SnapshotHeader(decoding: bytes)
         guard bytes.count == header.fileBytes else { throw .sizeMismatch(bytes: bytes.count, expected: header.fileBytes) }
         let state: [UInt8]

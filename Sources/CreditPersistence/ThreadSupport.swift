@@ -61,7 +61,7 @@ final class ConditionLock: @unchecked Sendable {
 /// Starts a thread at the lowest scheduling priority (Linux SCHED_IDLE), for background
 /// work such as encoding a snapshot: on a busy machine the shard actors' threads run
 /// first, so the debit path is not stalled by it.
-public func startBackgroundThread(_ body: @escaping @Sendable () -> Void) {
+package func startBackgroundThread(_ body: @escaping @Sendable () -> Void) {
     startIdleThread(body)
 }
 
@@ -79,7 +79,7 @@ func startIdleThread(_ body: @escaping @Sendable () -> Void) {
 
 /// Starts a detached OS thread (not one of Swift's cooperative threads: the log writers
 /// block in write and fsync, which must never block the pool that runs the shard actors).
-public func startThread(_ body: @escaping @Sendable () -> Void) {
+package func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }

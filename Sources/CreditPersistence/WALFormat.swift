@@ -1,3 +1,4 @@
+@_spi(Plumbing) import CreditCore
 /// The bytes of the write-ahead log (docs/formats.md, "Write-ahead log", version 1).
 ///
 /// A shard's log is a sequence of segment files of a fixed, preallocated size. Each starts
@@ -6,28 +7,28 @@
 /// Every record carries its log sequence number (LSN, 1, 2, 3, … per shard without gaps)
 /// and the checksum of the record before it, so the records form a hash chain across
 /// segments: a missing, reordered or replaced record breaks the chain.
-public enum WALFormat {
+@_spi(Plumbing) public enum WALFormat {
     /// "ACWALSEG" — Aideon Credits write-ahead log segment.
-    public static let segmentMagic: UInt64 = 0x4745_534C_4157_4341
-    public static let version: UInt16 = 1
-    public static let segmentHeaderSize = 64
-    public static let recordHeaderSize = 40
+    package static let segmentMagic: UInt64 = 0x4745_534C_4157_4341
+    package static let version: UInt16 = 1
+    @_spi(Plumbing) public static let segmentHeaderSize = 64
+    @_spi(Plumbing) public static let recordHeaderSize = 40
     /// Where a record holds the previous record's checksum (its chain link).
-    public static let previousChecksumOffset = 16
+    package static let previousChecksumOffset = 16
     /// The only record kind so far: one command with the timestamp it was applied at.
-    public static let commandRecordKind: UInt8 = 1
+    package static let commandRecordKind: UInt8 = 1
     /// Longest record a reader accepts (a command with a very long text field).
-    public static let recordSizeMax = 4 << 20
+    package static let recordSizeMax = 4 << 20
 
     /// File name of the segment whose first record has `lsn`: 16 hex digits, so names
     /// sort in log order.
-    public static func segmentName(firstLSN lsn: UInt64) -> String {
+    @_spi(Plumbing) public static func segmentName(firstLSN lsn: UInt64) -> String {
         let hex = String(lsn, radix: 16)
         return String(repeating: "0", count: max(0, 16 - hex.count)) + hex + ".wal"
     }
 
     /// The first LSN encoded in a segment file name, nil if the name is not a segment's.
-    public static func firstLSN(ofSegmentNamed name: String) -> UInt64? {
+    package static func firstLSN(ofSegmentNamed name: String) -> UInt64? {
         guard name.hasSuffix(".wal"), name.count == 20 else { return nil }
         return UInt64(name.dropLast(4), radix: 16)
     }
@@ -35,23 +36,23 @@ public enum WALFormat {
 
 /// The 64-byte header at the start of every segment file.
 public struct SegmentHeader: Sendable, Equatable {
-    public var version: UInt16 = WALFormat.version
-    public var commandEncodingVersion: UInt16 = Command.encodingVersion
-    public var shardIndex: UInt32
-    public var shardCount: UInt32
+    package var version: UInt16 = WALFormat.version
+    package var commandEncodingVersion: UInt16 = Command.encodingVersion
+    package var shardIndex: UInt32
+    package var shardCount: UInt32
     /// LSN of the segment's first record.
-    public var firstLSN: UInt64
+    package var firstLSN: UInt64
     /// Checksum of the record before the first one (0 before LSN 1): the chain's link
     /// to the previous segment.
-    public var previousChecksum: UInt32
+    package var previousChecksum: UInt32
     /// Size of the segment file (preallocated).
-    public var segmentSize: UInt64
+    package var segmentSize: UInt64
     /// The most bytes the writer ever had written but not yet synced. A crash can tear
     /// only that many bytes at the tail; bytes written beyond that distance from a bad
     /// record prove it is not a torn tail but corruption.
-    public var unsyncedBytesMax: UInt64
+    package var unsyncedBytesMax: UInt64
 
-    public init(shardIndex: UInt32, shardCount: UInt32, firstLSN: UInt64, previousChecksum: UInt32,
+    @_spi(Plumbing) public init(shardIndex: UInt32, shardCount: UInt32, firstLSN: UInt64, previousChecksum: UInt32,
                 segmentSize: UInt64, unsyncedBytesMax: UInt64) {
         self.shardIndex = shardIndex
         self.shardCount = shardCount
@@ -64,7 +65,7 @@ public struct SegmentHeader: Sendable, Equatable {
     /// Layout: magic u64 | version u16 | command encoding version u16 | shard index u32 |
     /// shard count u32 | previous checksum u32 | first LSN u64 | segment size u64 |
     /// unsynced bytes max u64 | 12 zero bytes | CRC32C of bytes 0..<60 u32.
-    public func encoded() -> [UInt8] {
+    @_spi(Plumbing) public func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: WALFormat.segmentHeaderSize)
         writer.write(WALFormat.segmentMagic)
         writer.write(version)
@@ -131,7 +132,7 @@ public struct SegmentHeader: Sendable, Equatable {
         }
     }
 
-    public init(decoding bytes: [UInt8]) throws(Problem) {
+    package init(decoding bytes: [UInt8]) throws(Problem) {
         guard bytes.count >= WALFormat.segmentHeaderSize else { throw .tooShort }
         if bytes[..<WALFormat.segmentHeaderSize].allSatisfy({ $0 == 0 }) { throw .allZero }
         var reader = ByteReader(bytes, to: WALFormat.segmentHeaderSize)
@@ -194,7 +195,7 @@ public enum WALRecord {
     /// Appends a command record to `writer` and returns its checksum (the next record's
     /// `previous`).
     @discardableResult
-    public static func append(_ command: Command, at time: Timestamp, lsn: UInt64, previous: UInt32,
+    @_spi(Plumbing) public static func append(_ command: Command, at time: Timestamp, lsn: UInt64, previous: UInt32,
                               syncedLSN: UInt64, to writer: inout ByteWriter) -> UInt32 {
         precondition(syncedLSN < lsn, "a record cannot be synced before it is written")
         precondition(time.millisSinceEpoch >= 0 && time.millisSinceEpoch <= StorageLimits.recordTimeMillisMax,
@@ -222,7 +223,7 @@ public enum WALRecord {
     }
 
     /// What a reader found at an offset.
-    public enum Scan: Sendable, Equatable {
+    @_spi(Plumbing) public enum Scan: Sendable, Equatable {
         /// A record whose checksum holds.
         case record(Header, length: Int)
         /// Zeros where a length belongs: the end of the segment's records.
@@ -281,17 +282,17 @@ public enum WALRecord {
         }
     }
 
-    public struct Header: Sendable, Equatable {
-        public var checksum: UInt32
-        public var lsn: UInt64
-        public var previous: UInt32
-        public var kind: UInt8
-        public var time: Timestamp
-        public var syncedLSN: UInt64
+    @_spi(Plumbing) public struct Header: Sendable, Equatable {
+        package var checksum: UInt32
+        package var lsn: UInt64
+        package var previous: UInt32
+        package var kind: UInt8
+        package var time: Timestamp
+        package var syncedLSN: UInt64
     }
 
     /// Looks at the record starting at `offset` of `bytes` (which ends at `end`).
-    public static func scan(_ bytes: UnsafeRawBufferPointer, at offset: Int, end: Int) -> Scan {
+    @_spi(Plumbing) public static func scan(_ bytes: UnsafeRawBufferPointer, at offset: Int, end: Int) -> Scan {
         if end - offset < 4 {
             return end == offset || bytes[offset ..< end].allSatisfy({ $0 == 0 }) ? .end : .invalid(.cutShort(length: 4, bytesLeft: end - offset))
         }

@@ -1,3 +1,4 @@
+@_spi(Plumbing) import CreditCore
 /// Reads and verifies a shard's write-ahead log: segment headers, record checksums, LSN
 /// continuity and the hash chain, and tells a torn tail from corruption.
 ///
@@ -19,35 +20,35 @@ public enum WALReader {
     }
 
     /// One verified record.
-    public struct Entry: Sendable {
-        public var lsn: UInt64
-        public var time: Timestamp
-        public var command: Command
+    @_spi(Plumbing) public struct Entry: Sendable {
+        package var lsn: UInt64
+        package var time: Timestamp
+        package var command: Command
     }
 
-    public struct Report: Sendable, Equatable {
-        public var segments: [String] = []
+    @_spi(Plumbing) public struct Report: Sendable, Equatable {
+        package var segments: [String] = []
         /// Records handed to the visitor (those after `afterLSN`).
-        public var recordsVisited = 0
+        package var recordsVisited = 0
         /// Records verified, including those at or before `afterLSN`.
-        public var recordsVerified = 0
+        package var recordsVerified = 0
         /// LSN and checksum of the last good record (`afterLSN` and the expected chain
         /// value when the log has none after it).
-        public var lastLSN: UInt64 = 0
-        public var lastChecksum: UInt32 = 0
+        package var lastLSN: UInt64 = 0
+        package var lastChecksum: UInt32 = 0
         /// Where the next record goes: the segment holding the last good record (nil
         /// when there is no segment) and the offset after it.
-        public var tailSegment: String?
-        public var tailOffset = 0
+        package var tailSegment: String?
+        package var tailOffset = 0
         /// The torn (or, in point-in-time mode, corrupt) tail that was cut off.
-        public var droppedBytes = 0
-        public var droppedRecords = 0
+        package var droppedBytes = 0
+        package var droppedRecords = 0
         /// Segments after the cut that hold nothing to keep (point-in-time mode, or a last
         /// segment whose header was never written).
-        public var droppedSegments: [String] = []
+        package var droppedSegments: [String] = []
         /// Why bytes were dropped, and where: a torn tail, a segment never written, or (in
         /// point-in-time mode) the damage the read stopped at.
-        public var droppedBecause: Failure?
+        package var droppedBecause: Failure?
     }
 
     /// Where the log is damaged, and how.
@@ -56,7 +57,7 @@ public enum WALReader {
         public var offset: Int
         public var problem: WALProblem
 
-        public init(file: String, offset: Int, problem: WALProblem) {
+        package init(file: String, offset: Int, problem: WALProblem) {
             self.file = file
             self.offset = offset
             self.problem = problem
@@ -79,7 +80,7 @@ public enum WALReader {
     ///     e.g. when no snapshot is used).
     ///   - shard: the shard index every segment header must carry; `shardCount` the shard
     ///     count (nil: not checked, for a bare directory of segments).
-    public static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
+    package static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
                             afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
                             visit: (Entry) throws -> Void) throws -> Report {
         try read(directories: [directory], fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,
@@ -126,7 +127,7 @@ public enum WALReader {
 
     /// `read(directory:...)` over the segments of several directories (the archive and the
     /// live log), taken together in LSN order.
-    public static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
+    package static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
                             afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
                             visit: (Entry) throws -> Void) throws -> Report {
         var report = Report()

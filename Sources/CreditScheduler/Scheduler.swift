@@ -12,6 +12,7 @@
 // I/O (the engine's logs).
 import CreditEngine
 import CreditPricing
+@_spi(Plumbing) import CreditCore
 
 /// What the scheduler tells the host. Delivered at most once, as the events happen (not
 /// replayed after a restart: the ledger's entries are the record).

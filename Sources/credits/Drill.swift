@@ -3,6 +3,8 @@ import CreditEngine
 #if canImport(Glibc)
 import Glibc
 #endif
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// The recovery drill: a `load` child under strict durability is killed with SIGKILL at a
 /// random moment; then the directory is recovered and every debit the child acknowledged

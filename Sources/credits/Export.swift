@@ -1,5 +1,7 @@
 import ArgumentParser
 import CreditEngine
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// Recovers a data directory without changing it and prints every ledger entry and every
 /// account as JSON lines, for outside verification.

@@ -1,5 +1,7 @@
 import ArgumentParser
 import CreditEngine
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// `credits snapshot verify FILE`
 struct SnapshotCommand: AsyncParsableCommand {

@@ -1,5 +1,7 @@
 import ArgumentParser
 import CreditEngine
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// `credits recover --data DIR`: start-up recovery on its own, with its report.
 struct Recover: AsyncParsableCommand {

@@ -1,5 +1,7 @@
 import ArgumentParser
 import CreditEngine
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// Options shared by the commands that open a data directory.
 struct StorageOptions: ParsableArguments {

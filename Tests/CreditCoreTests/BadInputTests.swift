@@ -1,5 +1,6 @@
 import CreditCore
 import Testing
+@_spi(Plumbing) import CreditCore
 
 @Suite("Bad input: every rejection is typed and changes nothing")
 struct BadInputTests {

@@ -1,5 +1,6 @@
 import CreditCore
 import Testing
+@_spi(Plumbing) import CreditCore
 
 /// A usage charge as the pricing layer would build it (GPT-4 Turbo, 1,000 tokens = 15 credits).
 private func usage(_ source: KeySource, list: Millicredits = credits(15), model: String = "GPT-4 Turbo",

@@ -1,5 +1,6 @@
 import Testing
 @testable import CreditCore
+@_spi(Plumbing) import CreditCore
 
 /// The write-ahead log stores commands in this encoding; recovery reads them back. A
 /// command that does not survive the round trip exactly would replay as another command.

@@ -1,5 +1,6 @@
 import CreditCore
 import Testing
+@_spi(Plumbing) import CreditCore
 
 /// Organisation 500: pool funded with `poolCredits`; department 1 has an allocation of 100
 /// credits per period, department 2 none; member 1 (department 1) may spend 30 credits per

@@ -1,5 +1,6 @@
 import CreditCore
 import Testing
+@_spi(Plumbing) import CreditCore
 
 @Suite("Holds: reserve, settle, release, time-out")
 struct HoldTests {

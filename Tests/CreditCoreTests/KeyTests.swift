@@ -1,5 +1,6 @@
 import CreditCore
 import Testing
+@_spi(Plumbing) import CreditCore
 
 private func key(_ provider: String, _ fingerprint: String = "sk-…abcd") -> KeyRegistration {
     KeyRegistration(provider: provider, fingerprint: fingerprint, sealed: Array("sealed:\(provider):\(fingerprint)".utf8))

@@ -5,6 +5,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+@_spi(Plumbing) import CreditCore
 
 // Property test: seeded random command sequences over several tenants (individuals, one
 // with an overdraft, and an organisation with departments and members), every action

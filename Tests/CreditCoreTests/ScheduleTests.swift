@@ -1,5 +1,6 @@
 import CreditCore
 import Testing
+@_spi(Plumbing) import CreditCore
 
 // Time in the ledger: subscriptions, billing cycles, rollover, expiry, grace, forfeiture,
 // reinstatement and auto-refill, driven by the commands the scheduler issues. Every step

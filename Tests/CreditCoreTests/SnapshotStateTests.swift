@@ -1,5 +1,6 @@
 @testable import CreditCore
 import Testing
+@_spi(Plumbing) import CreditCore
 
 // The state encoding (Ledger+Snapshot.swift, docs/formats-ledger-state.md): a decoded
 // ledger must be the same ledger — same digest, same bytes when encoded again, and above

@@ -3,6 +3,8 @@
 import DurabilityTestSupport
 import Synchronization
 import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// The commands acknowledged before the power cut, which the `cutAfter`-th acknowledgement
 /// triggers: noting an acknowledgement and cutting the power share one lock, so every

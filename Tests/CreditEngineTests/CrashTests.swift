@@ -6,6 +6,8 @@ import Darwin
 import CreditEngine
 import DurabilityTestSupport
 import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// The `credits` executable of this build: next to the test bundle (SwiftPM puts products and
 /// the test bundle in the same directory), found from /proc/self/exe or argv[0], walking up.

@@ -7,6 +7,8 @@ import CreditEngine
 import DurabilityTestSupport
 import Synchronization
 import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 // Shared helpers of the engine's durability tests (DurableEngineTests, CrashTests): seeds, a
 // seeded random workload, a fast simulated disk, an entry log per shard, and child processes.

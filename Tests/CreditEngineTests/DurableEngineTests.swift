@@ -2,6 +2,8 @@ import CreditEngine
 import Synchronization
 import DurabilityTestSupport
 import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// The first outcome callers were told for each key, with its command.
 private final class Acknowledgements: Sendable {

@@ -1,6 +1,8 @@
 import DurabilityTestSupport
 import CreditEngine
 import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// The golden fixtures in `snapshots/`: data directories written by earlier versions of
 /// the engine, with the exact state each must recover to. A format change must keep them

@@ -8,6 +8,8 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// Placeholders in a row's arguments, replaced by paths in the row's own directory.
 private enum Placeholder {

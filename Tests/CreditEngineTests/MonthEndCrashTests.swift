@@ -6,6 +6,8 @@ import Darwin
 import CreditEngine
 import DurabilityTestSupport
 import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 // Issue 5: a crash at random points during a month-end renewal of 100,000 accounts recovers
 // to the same state as an uninterrupted run. Real `credits month-end run` processes are

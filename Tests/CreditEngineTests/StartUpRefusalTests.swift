@@ -4,6 +4,8 @@ import Glibc
 import CreditEngine
 import DurabilityTestSupport
 import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// A closed two-shard data directory on the real file system, written by the engine: a
 /// snapshot of every shard, then more records. Removed by `deinit`.

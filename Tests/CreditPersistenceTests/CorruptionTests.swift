@@ -6,6 +6,8 @@ import Darwin
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// A closed one-shard log of several segments in a temporary directory on the real file
 /// system (multi-megabyte segments are cheap there; the simulation grows files slowly).

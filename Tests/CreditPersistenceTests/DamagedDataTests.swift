@@ -6,6 +6,8 @@ import Darwin
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 // Damaged data and hostile input (issue 15, point 9): start-up and the read-only checks refuse
 // with a typed error, change nothing, and never trap, block or read without bound. Each table

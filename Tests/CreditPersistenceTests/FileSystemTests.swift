@@ -6,6 +6,8 @@ import Darwin
 #endif
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// The two file systems the contract tests run against: the real one and the simulation,
 /// which must behave alike (the simulation is only useful if code tested on it works on disk).

@@ -1,6 +1,8 @@
 import CLZ4
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// Bytes that compress well but not trivially: ledger-like lines with varying numbers.
 private func compressibleBytes(_ count: Int, random: inout FileLayerRandom) -> [UInt8] {

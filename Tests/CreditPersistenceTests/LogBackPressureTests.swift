@@ -1,5 +1,7 @@
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 @Suite("Log back-pressure: appends wait while pendingBytesMax bytes wait for the writer")
 struct LogBackPressureTests {

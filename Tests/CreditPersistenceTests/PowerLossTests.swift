@@ -1,6 +1,8 @@
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 @Suite("Power loss: after a power cut recovery keeps every acknowledged record and exactly a prefix of the log")
 struct PowerLossTests {

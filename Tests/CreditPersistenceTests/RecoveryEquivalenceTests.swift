@@ -1,6 +1,8 @@
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 @Suite("Recovery equivalence: newest snapshot + log replay gives the state of the uninterrupted run")
 struct RecoveryEquivalenceTests {

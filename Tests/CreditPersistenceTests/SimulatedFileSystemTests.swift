@@ -5,6 +5,8 @@ import Darwin
 #endif
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// A simulated disk with "/d" created (durably, as createDirectory fsyncs parents) and
 /// `name` in it holding `bytes`, synced and with the directory synced: fully durable.

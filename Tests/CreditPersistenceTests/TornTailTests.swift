@@ -1,6 +1,8 @@
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// A closed 200-record log with a snapshot at LSN 180, and what the tests compare against.
 private struct TornTailFixture {

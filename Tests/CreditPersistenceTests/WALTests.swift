@@ -1,6 +1,8 @@
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 /// Appends fresh (never retried) workload commands until `count` more records are logged.
 private func appendRecords(_ count: Int, _ model: inout ShardModel, _ workload: inout DurabilityWorkload, log: ShardLog) {

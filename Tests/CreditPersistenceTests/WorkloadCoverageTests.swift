@@ -1,6 +1,7 @@
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditCore
 
 @Suite("The durability workload reaches every kind of command")
 struct WorkloadCoverageTests {

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import CreditCore
+@_spi(Plumbing) import CreditCore
 
 // The durability tests' shared workload (CreditPersistenceTests and CreditEngineTests): seeds
 // that print and replay, and a seeded random command generator.
@@ -12,11 +13,11 @@ import CreditCore
 // MARK: - Seeds
 
 /// The durability tests' generator (SplitMix64, so a seed replays).
-public typealias DurabilityRandom = SplitMix64
+package typealias DurabilityRandom = SplitMix64
 
-public enum DurabilitySeed {
+package enum DurabilitySeed {
     /// CREDITS_TEST_SEED (decimal or 0x-hex) when set, else a random seed; printed with `label`.
-    public static func make(_ label: String) -> UInt64 {
+    package static func make(_ label: String) -> UInt64 {
         let seed = fromEnvironment ?? UInt64.random(in: .min ... .max)
         print("\(label): seed \(seed) (replay with CREDITS_TEST_SEED=\(seed))")
         return seed
@@ -24,7 +25,7 @@ public enum DurabilitySeed {
 
     /// CREDITS_TEST_SEED when it is set. A value that is not a decimal or 0x-hex UInt64
     /// stops the test process: a sweep must never run other seeds than it asked for.
-    public static let fromEnvironment: UInt64? = {
+    package static let fromEnvironment: UInt64? = {
         guard let raw = getenv("CREDITS_TEST_SEED") else { return nil }
         let text = String(cString: raw).filter { !$0.isWhitespace }
         guard let seed = text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text) else {
@@ -34,7 +35,7 @@ public enum DurabilitySeed {
     }()
 
     /// The `index`-th seed derived from `base` (several rounds from one printed seed).
-    public static func derived(_ base: UInt64, _ index: Int) -> UInt64 {
+    package static func derived(_ base: UInt64, _ index: Int) -> UInt64 {
         var random = DurabilityRandom(seed: base &+ UInt64(index) &* 0xD1B5_4A32_D192_ED03)
         return random.next()
     }
@@ -42,20 +43,20 @@ public enum DurabilitySeed {
 
 // MARK: - Commands
 
-public let durabilityStart = Timestamp(millisSinceEpoch: 1_767_225_600_000)
+package let durabilityStart = Timestamp(millisSinceEpoch: 1_767_225_600_000)
 
-public func durabilityCredits(_ whole: Int64) -> Millicredits { Millicredits(whole * Millicredits.perCredit) }
+package func durabilityCredits(_ whole: Int64) -> Millicredits { Millicredits(whole * Millicredits.perCredit) }
 
 /// Random commands over a few individuals and one organisation, valid and invalid (unknown
 /// accounts, over-spending, bad amounts, retries, key conflicts), like the property tests'
 /// generator in CreditCoreTests but smaller. It learns hold ids and debit keys from outcomes.
-public struct DurabilityWorkload {
-    public var random: DurabilityRandom
-    public let keyHigh: UInt64
+package struct DurabilityWorkload {
+    package var random: DurabilityRandom
+    package let keyHigh: UInt64
     private var keyCounter: UInt64 = 0
-    public let individuals: [TenantID]
-    public let organisation: TenantID
-    public let accounts: [AccountID]
+    package let individuals: [TenantID]
+    package let organisation: TenantID
+    package let accounts: [AccountID]
     private(set) var holds: [HoldID] = []
     private var debits: [(key: IdempotencyKey, account: AccountID, amount: Millicredits)] = []
     /// The auto-refill threshold of each account that has one.
@@ -67,9 +68,9 @@ public struct DurabilityWorkload {
     /// The time the driver has moved to (the sum of `pause()`s): refill results are dated
     /// from it.
     private var clock = durabilityStart
-    public private(set) var issued: [Command] = []
+    package private(set) var issued: [Command] = []
 
-    public init(seed: UInt64, tenantBase: UInt64 = 1, individuals count: Int = 4) {
+    package init(seed: UInt64, tenantBase: UInt64 = 1, individuals count: Int = 4) {
         random = DurabilityRandom(seed: seed)
         keyHigh = random.next()
         individuals = (0 ..< UInt64(count)).map { TenantID(tenantBase + $0) }
@@ -80,13 +81,13 @@ public struct DurabilityWorkload {
         accounts = ids
     }
 
-    public mutating func freshKey() -> IdempotencyKey {
+    package mutating func freshKey() -> IdempotencyKey {
         keyCounter += 1
         return IdempotencyKey(high: keyHigh, low: keyCounter)
     }
 
     /// The opening commands: tenants, accounts, first grants.
-    public mutating func prologue() -> [Command] {
+    package mutating func prologue() -> [Command] {
         var actions: [Action] = []
         for tenant in individuals {
             actions.append(.openTenant(tenant, .individual))
@@ -133,7 +134,7 @@ public struct DurabilityWorkload {
     }
 
     /// The next command: usually new, sometimes a retry (same key and command) or a key conflict.
-    public mutating func next() -> Command {
+    package mutating func next() -> Command {
         if !issued.isEmpty, random.chance(6) {
             let earlier = random.pick(issued)
             if random.chance(80) { return earlier }
@@ -308,10 +309,10 @@ public struct DurabilityWorkload {
 
     /// Successful commands by log tag (the first byte after the key), so a test can check
     /// the workload still reaches what it means to.
-    public private(set) var succeededByTag: [UInt8: Int] = [:]
+    package private(set) var succeededByTag: [UInt8: Int] = [:]
 
     /// Learns hold ids and refundable debits from an outcome.
-    public mutating func learn(_ command: Command, _ outcome: Outcome) {
+    package mutating func learn(_ command: Command, _ outcome: Outcome) {
         let receipt: Receipt
         switch outcome {
         case .success(let success):
@@ -365,7 +366,7 @@ public struct DurabilityWorkload {
 
     /// Milliseconds to move the clock before the next command (mostly small, sometimes days,
     /// so holds time out and grants expire).
-    public mutating func pause() -> Int64 {
+    package mutating func pause() -> Int64 {
         let pause = nextPause()
         clock = clock.adding(millis: pause)
         return pause

@@ -6,7 +6,7 @@ import Darwin
 
 /// A new empty directory under /tmp for one test, named `/tmp/credits-<label>-XXXXXX`
 /// (every test target's one helper for it). Throws when mkdtemp fails.
-public func makeTemporaryDirectory(_ label: String) throws -> String {
+package func makeTemporaryDirectory(_ label: String) throws -> String {
     var template = Array("/tmp/credits-\(label)-XXXXXX".utf8CString)
     guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
         throw TemporaryDirectoryError(label: label, errno: errno)
@@ -15,9 +15,9 @@ public func makeTemporaryDirectory(_ label: String) throws -> String {
 }
 
 /// mkdtemp failed.
-public struct TemporaryDirectoryError: Error, CustomStringConvertible {
-    public let label: String
-    public let errno: Int32
+package struct TemporaryDirectoryError: Error, CustomStringConvertible {
+    package let label: String
+    package let errno: Int32
 
-    public var description: String { "mkdtemp /tmp/credits-\(label)-XXXXXX failed: errno \(errno)" }
+    package var description: String { "mkdtemp /tmp/credits-\(label)-XXXXXX failed: errno \(errno)" }
 }

@@ -8,20 +8,20 @@
 /// the idempotency state), so it must be able to read back anything a client sent.
 extension Command {
     /// Version of the command encoding. Bump on any change; keep old versions decodable.
-    public static let encodingVersion: UInt16 = 1
+    package static let encodingVersion: UInt16 = 1
     /// Longest string a decoder accepts. Far above the ledger's own text limit
     /// (`LedgerLimits.textBytesMax`), because rejected commands with over-long text are
     /// logged as they were sent.
-    public static let decodedTextBytesMax = 4 << 20
+    package static let decodedTextBytesMax = 4 << 20
     /// Most departments a decoded open-tenant command may carry (the ledger's own limit is
     /// lower; see `decodedTextBytesMax` for why the decoder is looser).
-    public static let decodedDepartmentsMax = 1 << 20
+    package static let decodedDepartmentsMax = 1 << 20
     /// Most candidates a decoded routed charge may carry (the ledger's own limit is lower).
-    public static let decodedCandidatesMax = 1 << 20
+    package static let decodedCandidatesMax = 1 << 20
 
     /// Whether the command has fields of unbounded size (text, department lists): only
     /// those can exceed a log record's limit (`encodedSize()` tells).
-    public var hasVariableSize: Bool {
+    package var hasVariableSize: Bool {
         switch action {
         case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .settleCharge, .registerKey, .removeKey,
              .chargeRouted, .subscribe, .changePlan, .completeRefill, .failRefill: true
@@ -31,7 +31,7 @@ extension Command {
 
     /// At least `encodedSize()`, computed without encoding (string lengths are O(1)): lets
     /// the engine see that a command fits a log record without encoding it twice.
-    public func encodedSizeBound() -> Int {
+    package func encodedSizeBound() -> Int {
         // Fixed fields of any command, with room to spare; each string adds a length prefix.
         let fixed = 128
         func text(_ value: String) -> Int { 8 + value.utf8.count }
@@ -53,13 +53,13 @@ extension Command {
     }
 
     /// Bytes of `encode(into:)`.
-    public func encodedSize() -> Int {
+    package func encodedSize() -> Int {
         var writer = ByteWriter(capacity: 64)
         encode(into: &writer)
         return writer.count
     }
 
-    public func encode(into writer: inout ByteWriter) {
+    package func encode(into writer: inout ByteWriter) {
         writer.write(key)
         switch action {
         case .openTenant(let tenant, let kind):
@@ -142,7 +142,7 @@ extension Command {
     }
 
     /// Reads one command written by `encode(into:)`, leaving the reader after it.
-    public init(decoding reader: inout ByteReader) throws(DecodingError) {
+    @_spi(Plumbing) public init(decoding reader: inout ByteReader) throws(DecodingError) {
         let key = try reader.readKey()
         let tagOffset = reader.offset
         let action: Action

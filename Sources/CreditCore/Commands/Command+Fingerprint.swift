@@ -2,7 +2,7 @@ extension Command {
     /// A stable hash of the command's content (not its key). A retry must have the same
     /// fingerprint as the original; a different one means the key was reused for another
     /// request, which the ledger rejects as a conflict.
-    public var fingerprint: UInt64 {
+    package var fingerprint: UInt64 {
         var hasher = StableHasher()
         action.feed(into: &hasher)
         return hasher.finish()

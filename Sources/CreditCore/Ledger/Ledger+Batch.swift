@@ -18,7 +18,7 @@ extension Ledger {
     /// when `collectingRecorded` is set, the indices (into the applied order) of the
     /// commands that changed the state — those the write-ahead log must hold (retries
     /// answered from the idempotency table and key conflicts change nothing).
-    public mutating func record(batch commands: [Command], positions: [Int]? = nil, at time: Timestamp,
+    @_spi(Plumbing) public mutating func record(batch commands: [Command], positions: [Int]? = nil, at time: Timestamp,
                                 collectingEntries: Bool, collectingRecorded: Bool = false)
         -> (outcomes: [Outcome], entries: [LedgerEntry], recorded: [Int]) {
         record(batch: commands, positions: positions, times: nil, at: time, collectingEntries: collectingEntries,
@@ -28,7 +28,7 @@ extension Ledger {
     /// Re-applies logged commands, each at its own logged time (non-decreasing), with the
     /// batch path's prefetching: what recovery does with a log. The outcomes are those the
     /// commands had when first applied (the ledger is deterministic), so none is returned.
-    public mutating func replay(_ commands: [Command], times: [Timestamp]) {
+    @_spi(Plumbing) public mutating func replay(_ commands: [Command], times: [Timestamp]) {
         precondition(commands.count == times.count, "one time per command")
         _ = record(batch: commands, positions: nil, times: times, at: .epoch, collectingEntries: false, collectingRecorded: false)
     }

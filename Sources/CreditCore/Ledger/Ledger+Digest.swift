@@ -1,7 +1,7 @@
 /// A stable 64-bit digest of the whole state, equal for two ledgers that applied the same
 /// commands at the same timestamps. Tests compare digests after replay; recovery will too.
 extension Ledger {
-    public func stateDigest() -> UInt64 {
+    @_spi(Plumbing) public func stateDigest() -> UInt64 {
         var hasher = StableHasher()
         hasher.combine(nextSequence)
         hasher.combine(lastTime.millisSinceEpoch)

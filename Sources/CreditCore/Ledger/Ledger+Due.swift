@@ -5,8 +5,8 @@
 /// Something of an account that falls due at a time. Ordered by time, then kind (at equal
 /// times a renewal comes before an expiry), then account slot: a scheduler that takes them
 /// in this order issues the same commands in the same order after a restart.
-public struct DueNote: Sendable, Hashable, Comparable {
-    public enum Kind: UInt8, Sendable, CaseIterable {
+package struct DueNote: Sendable, Hashable, Comparable {
+    package enum Kind: UInt8, Sendable, CaseIterable {
         /// The end of a subscription's cycle: renew or lapse.
         case renewal = 0
         /// A grant expires: into grace.
@@ -21,18 +21,18 @@ public struct DueNote: Sendable, Hashable, Comparable {
         case lowBalance = 5
     }
 
-    public let at: Int64
-    public let kind: Kind
+    package let at: Int64
+    package let kind: Kind
     /// The account's slot in its ledger (stable for the account's life).
-    public let slot: UInt32
+    package let slot: UInt32
 
-    public init(at: Int64, kind: Kind, slot: UInt32) {
+    package init(at: Int64, kind: Kind, slot: UInt32) {
         self.at = at
         self.kind = kind
         self.slot = slot
     }
 
-    public static func < (lhs: DueNote, rhs: DueNote) -> Bool {
+    package static func < (lhs: DueNote, rhs: DueNote) -> Bool {
         (lhs.at, lhs.kind.rawValue, lhs.slot) < (rhs.at, rhs.kind.rawValue, rhs.slot)
     }
 }
@@ -61,17 +61,17 @@ public enum Notice: Sendable, Equatable {
 
 extension Ledger {
     /// The notes left since the last call, and none kept.
-    public mutating func takeDueNotes() -> [DueNote] {
+    package mutating func takeDueNotes() -> [DueNote] {
         defer { dueNotes.removeAll(keepingCapacity: true) }
         return dueNotes
     }
 
     /// Whether commands left notes since they were last taken.
-    public var hasDueNotes: Bool { !dueNotes.isEmpty }
+    package var hasDueNotes: Bool { !dueNotes.isEmpty }
 
     /// Hands each note left since the last call to `body`, and keeps none (without
     /// allocating: the shard takes notes after every command that leaves some).
-    public mutating func takeDueNotes(_ body: (DueNote) -> Void) {
+    package mutating func takeDueNotes(_ body: (DueNote) -> Void) {
         for note in dueNotes { body(note) }
         dueNotes.removeAll(keepingCapacity: true)
     }
@@ -79,7 +79,7 @@ extension Ledger {
     /// Every note the state implies now: renewals of live subscriptions, refills in flight,
     /// expiries of live grants (not the allocations a renewal ends), grace ends. A scheduler
     /// rebuilds its heap from these after recovery; notes already past are due at once.
-    public func allDueNotes() -> [DueNote] {
+    package func allDueNotes() -> [DueNote] {
         var notes: [DueNote] = []
         schedules.forEach { _, schedule in
             if let status = schedule.status, status != .lapsed {
@@ -114,7 +114,7 @@ extension Ledger {
     /// What `note` calls for at `now`, or nil when nothing (it was done, or changed since).
     /// `graceMillis` is the grace the scheduler gives expiring credits; `warningMillis` its
     /// warning window for `.warning` notes.
-    public func dueWork(_ note: DueNote, at now: Timestamp, graceMillis: Int64, warningMillis: Int64 = 0) -> DueWork? {
+    package func dueWork(_ note: DueNote, at now: Timestamp, graceMillis: Int64, warningMillis: Int64 = 0) -> DueWork? {
         let time = now.millisSinceEpoch
         guard Int(note.slot) < accounts.count, note.at <= time else { return nil }
         let account = accounts[note.slot]
@@ -217,12 +217,12 @@ extension Ledger {
     /// The key under which the scheduler records a renewal's outcome for the cycle it starts
     /// (renewed), or for the lapse at the end of the cycle before it, so a retry after a
     /// crash changes nothing twice.
-    public static func renewalKey(_ account: AccountID, cycle: UInt32, lapsed: Bool) -> IdempotencyKey {
+    package static func renewalKey(_ account: AccountID, cycle: UInt32, lapsed: Bool) -> IdempotencyKey {
         scheduledKey(lapsed ? .lapse : .renew, account, UInt64(cycle))
     }
 
     /// The key of a refill's outcome (success, or the failure of attempt `attempt`).
-    public static func refillKey(_ account: AccountID, refill: UInt64, attempt: UInt8, paid: Bool) -> IdempotencyKey {
+    package static func refillKey(_ account: AccountID, refill: UInt64, attempt: UInt8, paid: Bool) -> IdempotencyKey {
         paid ? scheduledKey(.refillPaid, account, refill) : scheduledKey(.refillFailed, account, refill, UInt64(attempt))
     }
 }

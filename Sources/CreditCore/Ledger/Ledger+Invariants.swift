@@ -8,7 +8,7 @@
 /// they were, so order and expiry rules apply to live grants only. Schedules and their
 /// accounts link both ways; the `watched` flag says whether the schedule has auto-refill.
 extension Ledger {
-    public func invariantViolations() -> [String] {
+    package func invariantViolations() -> [String] {
         var problems: [String] = []
         func check(_ condition: Bool, _ message: @autoclosure () -> String) {
             if !condition { problems.append(message()) }
@@ -193,7 +193,7 @@ extension Ledger {
     }
 
     /// Stops the process with the list of violations if any invariant is broken.
-    public func checkInvariants() {
+    package func checkInvariants() {
         let problems = invariantViolations()
         precondition(problems.isEmpty, "ledger invariants broken:\n" + problems.joined(separator: "\n"))
     }

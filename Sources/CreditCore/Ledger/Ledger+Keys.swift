@@ -130,14 +130,14 @@ extension Ledger {
 
     /// The key that would pay for `account`'s next call on `provider` (with its sealed
     /// bytes, for the host to unseal), or `.system` and nil; nil for an unknown account.
-    public func keyForCall(by account: AccountID, provider: String) -> (source: KeySource, registration: KeyRegistration?)? {
+    package func keyForCall(by account: AccountID, provider: String) -> (source: KeySource, registration: KeyRegistration?)? {
         guard let located = try? locate(account) else { return nil }
         return preferredKey(for: located, provider: provider)
     }
 
     /// Every provider a key may pay for on `account`'s calls now, with the key that would:
     /// what routing needs to prefer key-covered models. Empty for an unknown account.
-    public func usableKeys(for account: AccountID) -> [String: KeySource] {
+    package func usableKeys(for account: AccountID) -> [String: KeySource] {
         guard let located = try? locate(account) else { return [:] }
         var providers = keyIndex[located.slot] ?? []
         if located.organisation != none { providers.formUnion(keyIndex[organisations[Int(located.organisation)].pool] ?? []) }
@@ -150,18 +150,18 @@ extension Ledger {
     }
 
     /// The tenants with a key on any of their accounts.
-    public var tenantsWithKeys: [TenantID] {
+    package var tenantsWithKeys: [TenantID] {
         Set(keyIndex.keys.map { accounts[$0].tenant }).sorted()
     }
 
     /// The keys registered on `account` itself (a pool's are the organisation's), by provider.
-    public func registeredKeys(of account: AccountID) -> [KeyRegistration] {
+    package func registeredKeys(of account: AccountID) -> [KeyRegistration] {
         guard let slot = slot(of: account) else { return [] }
         return providerKeys.filter { $0.key.slot == slot }.map(\.value).sorted { $0.provider < $1.provider }
     }
 
     /// An organisation's key policy; nil for an individual or an unknown tenant.
-    public func keyPolicy(of tenant: TenantID) -> KeyPolicy? {
+    package func keyPolicy(of tenant: TenantID) -> KeyPolicy? {
         guard let slot = tenants[tenant], slot.organisation != none else { return nil }
         return organisations[Int(slot.organisation)].keyPolicy
     }

@@ -112,13 +112,13 @@ public struct OrganisationView: Sendable, Equatable {
 }
 
 extension Ledger {
-    public var tenantCount: Int { tenants.count }
-    public var accountCount: Int { accounts.count }
-    public var openHoldCount: Int { holds.count }
-    public var rememberedKeyCount: Int { idempotency.count }
+    package var tenantCount: Int { tenants.count }
+    @_spi(Plumbing) public var accountCount: Int { accounts.count }
+    @_spi(Plumbing) public var openHoldCount: Int { holds.count }
+    package var rememberedKeyCount: Int { idempotency.count }
 
     /// Every account of this ledger, in the order they were opened.
-    public var accountIDs: [AccountID] {
+    package var accountIDs: [AccountID] {
         var ids: [AccountID] = []
         ids.reserveCapacity(accounts.count)
         accounts.forEach { _, record in ids.append(AccountID(tenant: record.tenant, number: record.number)) }
@@ -127,11 +127,11 @@ extension Ledger {
 
     /// The outcome remembered for idempotency key `key` of a command of `tenant` (what a
     /// retry would get), or nil when the key is not (or no longer) remembered at `time`.
-    public func rememberedOutcome(of key: IdempotencyKey, tenant: TenantID, at time: Timestamp) -> Outcome? {
+    package func rememberedOutcome(of key: IdempotencyKey, tenant: TenantID, at time: Timestamp) -> Outcome? {
         idempotency.lookup(key, at: time.millisSinceEpoch)?.outcome.outcome(tenant: tenant)
     }
 
-    public func balance(of id: AccountID, at time: Timestamp) -> Balance? {
+    package func balance(of id: AccountID, at time: Timestamp) -> Balance? {
         guard let slot = slot(of: id) else { return nil }
         let record = accounts[slot]
         let now = time.millisSinceEpoch
@@ -161,7 +161,7 @@ extension Ledger {
                        inGrace: Millicredits(inGrace), isFrozen: record.flags.contains(.frozen), grants: views)
     }
 
-    public func subscription(of id: AccountID) -> SubscriptionView? {
+    package func subscription(of id: AccountID) -> SubscriptionView? {
         guard let slot = slot(of: id), accounts[slot].schedule != none else { return nil }
         let schedule = schedules[accounts[slot].schedule]
         guard let status = schedule.status else { return nil }
@@ -174,7 +174,7 @@ extension Ledger {
                                 cycleAllocation: Millicredits(schedule.cycleAllocation), cyclePriceCents: schedule.cyclePriceCents)
     }
 
-    public func autoRefill(of id: AccountID) -> AutoRefillView? {
+    package func autoRefill(of id: AccountID) -> AutoRefillView? {
         guard let slot = slot(of: id), accounts[slot].schedule != none else { return nil }
         let schedule = schedules[accounts[slot].schedule]
         guard let terms = schedule.refill else { return nil }
@@ -191,7 +191,7 @@ extension Ledger {
     }
 
     /// What a charge with this scope could spend now (scoped grants included).
-    public func available(of id: AccountID, scope: ChargeScope, at time: Timestamp) -> Millicredits? {
+    package func available(of id: AccountID, scope: ChargeScope, at time: Timestamp) -> Millicredits? {
         guard let slot = slot(of: id) else { return nil }
         let record = accounts[slot]
         if record.flags.contains(.member) {
@@ -201,7 +201,7 @@ extension Ledger {
         return Millicredits(spendable(slot, scope: scope, at: time.millisSinceEpoch) - record.debt)
     }
 
-    public func hold(_ id: HoldID) -> HoldView? {
+    package func hold(_ id: HoldID) -> HoldView? {
         guard let hold = holds[id.number], accounts[hold.principal].tenant == id.tenant else { return nil }
         let principal = accounts[hold.principal]
         return HoldView(id: id, principal: AccountID(tenant: principal.tenant, number: principal.number),
@@ -209,13 +209,13 @@ extension Ledger {
     }
 
     /// Open holds whose time-out is at or before `time`, oldest first (the scheduler releases them).
-    public func holdsTimedOut(at time: Timestamp) -> [HoldID] {
+    package func holdsTimedOut(at time: Timestamp) -> [HoldID] {
         holds.filter { $0.value.expiresAt <= time.millisSinceEpoch }
             .map { HoldID(tenant: accounts[$0.value.principal].tenant, number: $0.key) }
             .sorted { $0.number < $1.number }
     }
 
-    public func organisation(_ id: TenantID) -> OrganisationView? {
+    package func organisation(_ id: TenantID) -> OrganisationView? {
         guard let tenant = tenants[id], tenant.organisation != none else { return nil }
         let record = organisations[Int(tenant.organisation)]
         func usage(_ period: PeriodCap) -> OrganisationView.Usage {

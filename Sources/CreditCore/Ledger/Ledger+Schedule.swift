@@ -2,8 +2,7 @@
 /// reinstatement and auto-refill. Every step is a command (issued by the engine's scheduler
 /// or by the host), so a replay reproduces it; nothing here reads a clock.
 extension Ledger {
-    /// Longest grace (and the scheduler's other waits) a command may carry: 10 years.
-    public static let graceMillisMax: Int64 = 3_650 * CalendarMonths.millisPerDay
+    package static let graceMillisMax = LedgerLimits.graceMillisMax
 
     // MARK: Subscriptions
 

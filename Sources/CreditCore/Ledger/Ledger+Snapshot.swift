@@ -27,9 +27,9 @@ extension Ledger {
     /// 3 added each grant's state (a 64th byte of its record) and the schedules table at the end;
     /// 4 added each schedule's cycle level (allocation and price) after that table, then the
     /// refund sources of the remembered charges and the recently retired grants.
-    public static let stateFormatVersion: UInt32 = 4
+    package static let stateFormatVersion: UInt32 = 4
     /// The versions this build decodes.
-    public static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 4
+    package static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 4
 
     /// Bytes of the fixed-size parts (docs/formats-ledger-state.md), as written now.
     static var encodedHeaderBytes: Int { 92 }
@@ -57,7 +57,7 @@ extension Ledger {
     /// Appends the ledger's whole state (everything that affects future outcomes, the digest
     /// or the invariants) to `writer`. Deterministic: the same state gives the same bytes.
     /// Given an empty writer, the bytes are written into a buffer of exactly the right size.
-    public func encodeState(into writer: inout ByteWriter) {
+    @_spi(Plumbing) public func encodeState(into writer: inout ByteWriter) {
         // The same property on both sides of the boundary: a decoded state must pass the
         // invariant checker, so an encoded one must too (debug builds; O(state)).
         assert(invariantViolations().isEmpty, "encoding a ledger that breaks its invariants: \(invariantViolations().prefix(3))")
@@ -128,7 +128,7 @@ extension Ledger {
     /// unspecified); a ledger that decodes but breaks an invariant throws
     /// `.invalid(field: "invariants: ...")`. The restored ledger has an empty entry window
     /// and zero statistics.
-    public init(decodingState reader: inout ByteReader, configuration: LedgerConfiguration) throws(DecodingError) {
+    @_spi(Plumbing) public init(decodingState reader: inout ByteReader, configuration: LedgerConfiguration) throws(DecodingError) {
         var decoder = StateDecoder(reader: reader, configuration: configuration)
         try decoder.decode()
         reader = decoder.reader

@@ -6,8 +6,8 @@
 /// idempotency table.
 ///
 /// Complexity: a debit is O(live grants of the account) plus O(1) hash lookups.
-public struct Ledger: Sendable {
-    public let configuration: LedgerConfiguration
+@_spi(Plumbing) public struct Ledger: Sendable {
+    @_spi(Plumbing) public let configuration: LedgerConfiguration
 
     var tenants = TenantTable()
     var accounts = PagedArray<AccountRecord>()
@@ -36,28 +36,28 @@ public struct Ledger: Sendable {
     var schedules = PagedArray<AccountSchedule>()
     /// Whether handlers note what falls due (`dueNotes`): set by a shard whose scheduler
     /// takes them. Off by default, so a ledger without a scheduler keeps no notes.
-    public var collectsDueNotes = false
+    package var collectsDueNotes = false
     /// What fell due or became due since the scheduler last took the notes
     /// (`takeDueNotes`). Output, not state: not in the digest or snapshots.
     var dueNotes: [DueNote] = []
     /// The most recent entries, newest last. Output, not state: not in the digest.
-    public private(set) var recentEntries: EntryWindow
+    @_spi(Plumbing) public private(set) var recentEntries: EntryWindow
     /// What the command being applied has done so far. Scratch, not state: a stored
     /// property so handlers write it in place (an inout argument of a throwing call is
     /// copied in and out, a few hundred bytes per command).
     var draft = Draft(kind: .debited)
 
     /// The sequence the next recorded entry gets. Sequences start at 1.
-    public private(set) var nextSequence: UInt64 = 1
+    @_spi(Plumbing) public private(set) var nextSequence: UInt64 = 1
     /// Timestamp of the last applied command; the next must not be earlier.
-    public private(set) var lastTime: Timestamp = .epoch
+    package private(set) var lastTime: Timestamp = .epoch
     /// Retries answered from the idempotency table, and key conflicts. Statistics, not
     /// state: not in the digest.
-    public private(set) var replayCount: UInt64 = 0
-    public private(set) var conflictCount: UInt64 = 0
+    @_spi(Plumbing) public private(set) var replayCount: UInt64 = 0
+    package private(set) var conflictCount: UInt64 = 0
     /// Key registrations applied by this value (not state: a restored ledger starts at 0).
     /// The engine compares it around a batch to learn whether any tenant gained a key.
-    public internal(set) var keyRegistrationCount: UInt64 = 0
+    package internal(set) var keyRegistrationCount: UInt64 = 0
 
     struct CreditLine: Sendable, Equatable {
         /// How far debits may take the balance below zero.
@@ -66,7 +66,7 @@ public struct Ledger: Sendable {
         var overrun: Int64
     }
 
-    public init(configuration: LedgerConfiguration = LedgerConfiguration()) {
+    @_spi(Plumbing) public init(configuration: LedgerConfiguration = LedgerConfiguration()) {
         RecordLayout.check()
         self.configuration = configuration
         idempotency = IdempotencyTable(keysMax: configuration.idempotencyKeysMax,
@@ -85,14 +85,14 @@ public struct Ledger: Sendable {
 
     /// What `apply` did: the outcome for the caller, and the new ledger entry — nil when the
     /// command was a retry (its original outcome is returned) or a key conflict.
-    public struct Applied: Sendable {
-        public let outcome: Outcome
-        public let entry: LedgerEntry?
+    package struct Applied: Sendable {
+        package let outcome: Outcome
+        package let entry: LedgerEntry?
     }
 
     /// Applies one command at `time` and returns its outcome and new entry.
     /// Precondition: `time >= lastTime`.
-    public mutating func apply(_ command: Command, at time: Timestamp) -> Applied {
+    package mutating func apply(_ command: Command, at time: Timestamp) -> Applied {
         let (outcome, recorded) = record(command, at: time)
         return Applied(outcome: outcome, entry: recorded ? recentEntries.newest : nil)
     }
@@ -100,7 +100,7 @@ public struct Ledger: Sendable {
     /// Applies one command at `time`; its entry, if it made one (`recorded`), is the newest
     /// of `recentEntries`. The fast path: the entry is built once, in the window.
     /// Precondition: `time >= lastTime`.
-    public mutating func record(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
+    @_spi(Plumbing) public mutating func record(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
         prefetchIndependentLines(tenant: command.tenant, key: command.key)
         return recordPrefetched(command, at: time)
     }

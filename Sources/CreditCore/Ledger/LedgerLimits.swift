@@ -18,6 +18,8 @@ public enum LedgerLimits {
     public static let keysPerAccountMax = 64
     /// Candidates of one routed charge (the receipt names the one charged in one byte).
     public static let routedCandidatesMax = 16
+    /// Longest grace (and the scheduler's other waits) a command may carry: 10 years.
+    public static let graceMillisMax: Int64 = 3_650 * CalendarMonths.millisPerDay
 }
 
 /// Settings of one ledger (one shard). Part of its state: a snapshot carries them.

@@ -7,27 +7,27 @@
 /// beyond the second) wait in `extras`, at the same position as their entry (a charge per call made a dictionary
 /// keyed by sequence cost a hash insert and remove per charge).
 /// `LedgerEntry` values are rebuilt when read.
-public struct EntryWindow: Sendable {
+@_spi(Plumbing) public struct EntryWindow: Sendable {
     private var ring: [StoredEntry] = []
     private var next = 0
     /// Reasons and spilled movements of the entry at the same position of `ring`.
     private var extras: [Extras?] = []
-    public let capacity: Int
+    package let capacity: Int
 
     struct Extras: Sendable {
         var reason: String?
         var spilled: [GrantMovement]
     }
 
-    public init(capacity: Int) {
+    package init(capacity: Int) {
         precondition(capacity > 0)
         self.capacity = capacity
     }
 
-    public var count: Int { ring.count }
+    package var count: Int { ring.count }
 
     /// The entry appended last.
-    public var newest: LedgerEntry? { ring.isEmpty ? nil : entry(at: (next + capacity - 1) % capacity) }
+    @_spi(Plumbing) public var newest: LedgerEntry? { ring.isEmpty ? nil : entry(at: (next + capacity - 1) % capacity) }
 
     @inline(__always)
     mutating func append(_ stored: StoredEntry, extras newExtras: Extras?) {
@@ -42,7 +42,7 @@ public struct EntryWindow: Sendable {
     }
 
     /// Matching entries, oldest first.
-    public func filter(_ isIncluded: (LedgerEntry) -> Bool) -> [LedgerEntry] {
+    package func filter(_ isIncluded: (LedgerEntry) -> Bool) -> [LedgerEntry] {
         var result: [LedgerEntry] = []
         let start = ring.count < capacity ? 0 : next
         for offset in 0 ..< ring.count {

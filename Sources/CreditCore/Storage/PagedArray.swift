@@ -13,7 +13,7 @@ import Synchronization
 ///
 /// Indices are `UInt32`: a shard holds fewer than 2^32 records of a kind. `Element` must be
 /// a plain value (no references), which the ledger's records are.
-public struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
+package struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
     // @unchecked: `bases` points into the pages of `pages`; a page is written only by the
     // one array that owns it alone (see `writableBase`), so copies on other threads read
     // pages nobody writes.
@@ -40,14 +40,14 @@ public struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
     /// write of either copy retires it and starts a fresh, empty set (see `makeOwn`).
     private var owned: [UInt64] = []
     private var owner = Owner()
-    public private(set) var count: Int = 0
+    package private(set) var count: Int = 0
 
-    public init() {
+    package init() {
         precondition(_isPOD(Element.self), "PagedArray holds plain values only")
     }
 
     /// `count` copies of `value`.
-    public init(repeating value: Element, count: Int) {
+    package init(repeating value: Element, count: Int) {
         self.init()
         reserve(count)
         for page in pages.indices {
@@ -72,25 +72,25 @@ public struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
     }
 
     /// Sets every element to `value`, in place where the pages are this array's own.
-    public mutating func fill(with value: Element) {
+    package mutating func fill(with value: Element) {
         for page in pages.indices {
             writableBase(page).update(repeating: value, count: pages[page].count)
         }
     }
 
     /// Removes every element and frees the pages (those shared with a copy stay with it).
-    public mutating func removeAll() {
+    package mutating func removeAll() {
         pages = []
         bases = []
         owned = []
         count = 0
     }
 
-    public var first: Element? { count == 0 ? nil : self[0] }
-    public var last: Element? { count == 0 ? nil : self[UInt32(count - 1)] }
+    package var first: Element? { count == 0 ? nil : self[0] }
+    package var last: Element? { count == 0 ? nil : self[UInt32(count - 1)] }
 
     /// The elements as an array, in index order.
-    public var elements: [Element] {
+    package var elements: [Element] {
         var elements: [Element] = []
         elements.reserveCapacity(count)
         forEach { elements.append($1) }
@@ -131,7 +131,7 @@ public struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
         }
     }
 
-    public subscript(index: UInt32) -> Element {
+    package subscript(index: UInt32) -> Element {
         @inline(__always) get {
             let index = Int(index)
             precondition(index < count, "PagedArray index out of range")
@@ -187,7 +187,7 @@ public struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
 
     /// Appends and returns the new element's index. O(1); allocates a page every `pageSize`.
     @discardableResult
-    public mutating func append(_ element: Element) -> UInt32 {
+    package mutating func append(_ element: Element) -> UInt32 {
         precondition(count < Int(UInt32.max), "PagedArray is full")
         if count & Self.pageMask == 0 {
             let page = Page()
@@ -204,7 +204,7 @@ public struct PagedArray<Element>: @unchecked Sendable where Element: Sendable {
     }
 
     /// Calls `body` with every element in index order.
-    public func forEach(_ body: (UInt32, Element) throws -> Void) rethrows {
+    package func forEach(_ body: (UInt32, Element) throws -> Void) rethrows {
         var index: UInt32 = 0
         for page in pages {
             for offset in 0 ..< page.count {

@@ -1,42 +1,42 @@
 /// Encodings of the core's value types, shared by the command codec and the snapshot.
 /// Fixed width, little-endian; see docs/formats.md.
 extension ByteWriter {
-    public mutating func write(_ id: TenantID) { write(id.rawValue) }
-    public mutating func write(_ id: AccountID) { write(id.tenant.rawValue); write(id.number) }
-    public mutating func write(_ id: HoldID) { write(id.tenant.rawValue); write(id.number) }
-    public mutating func write(_ id: DepartmentID) { write(id.rawValue) }
-    public mutating func write(_ key: IdempotencyKey) { write(key.high); write(key.low) }
-    public mutating func write(_ amount: Millicredits) { write(amount.rawValue) }
-    public mutating func write(_ time: Timestamp) { write(time.millisSinceEpoch) }
-    public mutating func write(_ scope: ChargeScope) { write(scope.provider); write(scope.model) }
+    package mutating func write(_ id: TenantID) { write(id.rawValue) }
+    package mutating func write(_ id: AccountID) { write(id.tenant.rawValue); write(id.number) }
+    package mutating func write(_ id: HoldID) { write(id.tenant.rawValue); write(id.number) }
+    package mutating func write(_ id: DepartmentID) { write(id.rawValue) }
+    package mutating func write(_ key: IdempotencyKey) { write(key.high); write(key.low) }
+    package mutating func write(_ amount: Millicredits) { write(amount.rawValue) }
+    package mutating func write(_ time: Timestamp) { write(time.millisSinceEpoch) }
+    package mutating func write(_ scope: ChargeScope) { write(scope.provider); write(scope.model) }
 
     /// A 0/1 presence byte, then the value when present.
-    public mutating func write(_ amount: Millicredits?) {
+    package mutating func write(_ amount: Millicredits?) {
         write(amount != nil)
         if let amount { write(amount) }
     }
 }
 
 extension ByteReader {
-    public mutating func readTenant() throws(DecodingError) -> TenantID { TenantID(try read(UInt64.self)) }
-    public mutating func readAccount() throws(DecodingError) -> AccountID {
+    package mutating func readTenant() throws(DecodingError) -> TenantID { TenantID(try read(UInt64.self)) }
+    package mutating func readAccount() throws(DecodingError) -> AccountID {
         AccountID(tenant: try readTenant(), number: try read(UInt32.self))
     }
-    public mutating func readHold() throws(DecodingError) -> HoldID {
+    package mutating func readHold() throws(DecodingError) -> HoldID {
         HoldID(tenant: try readTenant(), number: try read(UInt64.self))
     }
-    public mutating func readDepartment() throws(DecodingError) -> DepartmentID { DepartmentID(try read(UInt16.self)) }
-    public mutating func readKey() throws(DecodingError) -> IdempotencyKey {
+    package mutating func readDepartment() throws(DecodingError) -> DepartmentID { DepartmentID(try read(UInt16.self)) }
+    package mutating func readKey() throws(DecodingError) -> IdempotencyKey {
         IdempotencyKey(high: try read(UInt64.self), low: try read(UInt64.self))
     }
-    public mutating func readAmount() throws(DecodingError) -> Millicredits { Millicredits(try read(Int64.self)) }
-    public mutating func readTimestamp() throws(DecodingError) -> Timestamp {
+    package mutating func readAmount() throws(DecodingError) -> Millicredits { Millicredits(try read(Int64.self)) }
+    package mutating func readTimestamp() throws(DecodingError) -> Timestamp {
         Timestamp(millisSinceEpoch: try read(Int64.self))
     }
-    public mutating func readScope() throws(DecodingError) -> ChargeScope {
+    package mutating func readScope() throws(DecodingError) -> ChargeScope {
         ChargeScope(provider: try read(UInt32.self), model: try read(UInt32.self))
     }
-    public mutating func readOptionalAmount(_ field: String) throws(DecodingError) -> Millicredits? {
+    package mutating func readOptionalAmount(_ field: String) throws(DecodingError) -> Millicredits? {
         try readBool(field) ? try readAmount() : nil
     }
 }

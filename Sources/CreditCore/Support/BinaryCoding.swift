@@ -4,35 +4,35 @@
 /// down, the persistence layer decides where the bytes go. Every multi-byte integer is
 /// little-endian; strings are a 32-bit byte count followed by UTF-8; optionals are a 0/1
 /// byte followed by the value when 1. docs/formats.md lists every field.
-public struct ByteWriter: Sendable {
+@_spi(Plumbing) public struct ByteWriter: Sendable {
     // Inlinable (with its storage usable from inlined code): the log's record encoder in
     // another module calls these per field, and an unspecialised generic call per field
     // costs more than the encoding.
     @usableFromInline var storage: [UInt8]
 
     /// The bytes written so far.
-    @inlinable public var bytes: [UInt8] { storage }
+    @_spi(Plumbing) @inlinable public var bytes: [UInt8] { storage }
 
     @inlinable
-    public init(capacity: Int = 64) {
+    @_spi(Plumbing) public init(capacity: Int = 64) {
         storage = []
         storage.reserveCapacity(capacity)
     }
 
-    @inlinable public var count: Int { storage.count }
+    @inlinable package var count: Int { storage.count }
 
     @inlinable @inline(__always)
-    public mutating func write<T: FixedWidthInteger>(_ value: T) {
+    package mutating func write<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.littleEndian) { storage.append(contentsOf: $0) }
     }
 
     @inlinable @inline(__always)
-    public mutating func write(_ value: Bool) { storage.append(value ? 1 : 0) }
+    package mutating func write(_ value: Bool) { storage.append(value ? 1 : 0) }
 
     @inlinable
-    public mutating func write(bytes other: some Collection<UInt8>) { storage.append(contentsOf: other) }
+    package mutating func write(bytes other: some Collection<UInt8>) { storage.append(contentsOf: other) }
 
-    public mutating func write(_ string: String) {
+    package mutating func write(_ string: String) {
         var string = string
         string.withUTF8 { utf8 in
             write(UInt32(utf8.count))
@@ -42,7 +42,7 @@ public struct ByteWriter: Sendable {
 
     /// Overwrites 4 bytes at `offset` (for lengths and checksums known only afterwards).
     @inlinable
-    public mutating func patch(_ value: UInt32, at offset: Int) {
+    package mutating func patch(_ value: UInt32, at offset: Int) {
         precondition(offset >= 0 && offset + 4 <= storage.count, "patch outside the written bytes")
         Swift.withUnsafeBytes(of: value.littleEndian) { raw in
             for index in 0 ..< 4 { storage[offset + index] = raw[index] }
@@ -50,11 +50,11 @@ public struct ByteWriter: Sendable {
     }
 
     @inlinable
-    public mutating func removeAll(keepingCapacity: Bool = true) { storage.removeAll(keepingCapacity: keepingCapacity) }
+    package mutating func removeAll(keepingCapacity: Bool = true) { storage.removeAll(keepingCapacity: keepingCapacity) }
 
     /// Calls `body` with the bytes written so far, without copying them.
     @inlinable
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try storage.withUnsafeBytes(body)
     }
 }
@@ -75,23 +75,23 @@ public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Reads what `ByteWriter` wrote. Every read checks the remaining length and throws
 /// `DecodingError` instead of trapping, because the bytes come from disk.
-public struct ByteReader: Sendable {
-    public let bytes: [UInt8]
-    public private(set) var offset: Int
-    public let end: Int
+@_spi(Plumbing) public struct ByteReader: Sendable {
+    package let bytes: [UInt8]
+    package private(set) var offset: Int
+    package let end: Int
 
-    public init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
+    @_spi(Plumbing) public init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
         self.bytes = bytes
         offset = start
         self.end = end ?? bytes.count
         precondition(start >= 0 && start <= self.end && self.end <= bytes.count, "reader range outside the bytes")
     }
 
-    public var remaining: Int { end - offset }
-    public var isAtEnd: Bool { offset == end }
+    package var remaining: Int { end - offset }
+    package var isAtEnd: Bool { offset == end }
 
     @inline(__always)
-    public mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(DecodingError) -> T {
+    package mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(DecodingError) -> T {
         let size = MemoryLayout<T>.size
         guard end - offset >= size else { throw .truncated(offset: offset, needed: size - (end - offset)) }
         var value: T = 0
@@ -104,7 +104,7 @@ public struct ByteReader: Sendable {
         return T(littleEndian: value)
     }
 
-    public mutating func readBool(_ field: String) throws(DecodingError) -> Bool {
+    package mutating func readBool(_ field: String) throws(DecodingError) -> Bool {
         let at = offset
         switch try read(UInt8.self) {
         case 0: return false
@@ -113,7 +113,7 @@ public struct ByteReader: Sendable {
         }
     }
 
-    public mutating func readBytes(_ count: Int) throws(DecodingError) -> ArraySlice<UInt8> {
+    package mutating func readBytes(_ count: Int) throws(DecodingError) -> ArraySlice<UInt8> {
         guard count >= 0 else { throw .invalid(offset: offset, field: "byte count") }
         guard end - offset >= count else { throw .truncated(offset: offset, needed: count - (end - offset)) }
         defer { offset += count }
@@ -121,7 +121,7 @@ public struct ByteReader: Sendable {
     }
 
     /// A string of at most `maxBytes` UTF-8 bytes.
-    public mutating func readString(maxBytes: Int, _ field: String) throws(DecodingError) -> String {
+    package mutating func readString(maxBytes: Int, _ field: String) throws(DecodingError) -> String {
         let at = offset
         let count = Int(try read(UInt32.self))
         guard count <= maxBytes else { throw .invalid(offset: at, field: field) }
@@ -132,7 +132,7 @@ public struct ByteReader: Sendable {
 
     /// Fails unless every byte was consumed (a record with trailing bytes is not one a
     /// writer produced).
-    public func expectEnd(_ what: String) throws(DecodingError) {
+    @_spi(Plumbing) public func expectEnd(_ what: String) throws(DecodingError) {
         guard isAtEnd else { throw .invalid(offset: offset, field: "\(remaining) trailing bytes after \(what)") }
     }
 }

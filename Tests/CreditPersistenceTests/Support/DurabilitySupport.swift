@@ -8,6 +8,8 @@ import Synchronization
 import Testing
 @testable import CreditPersistence
 import DurabilityTestSupport
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 
 // Shared helpers of the durability tests (WAL, torn tail, corruption, power loss, recovery
 // equivalence): a seeded random command workload, a "shard without the engine" that applies
