@@ -130,37 +130,85 @@ public enum WALReader {
     package static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
                             afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
                             visit: (Entry) throws -> Void) throws -> Report {
+        var walk = SegmentWalk(fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,
+                               chain: chain, mode: mode)
+        let located = try locateSegments(directories, fileSystem: fileSystem, afterLSN: afterLSN, mode: mode, report: &walk.report)
+        walk.report.segments = located.map(\.name)
+        for index in located.indices {
+            if walk.cut {
+                walk.report.droppedSegments.append(located[index].name)
+                continue
+            }
+            try walk.readSegment(index, of: located, visit: visit)
+        }
+        if walk.report.lastLSN < afterLSN {
+            throw Failure(file: directories.last ?? "", offset: 0,
+                          problem: .logBehindSnapshot(snapshotLSN: afterLSN, logLSN: walk.report.lastLSN))
+        }
+        return walk.report
+    }
+
+    /// One read going through the segments in log order: what it was asked, and what it has
+    /// found so far. `read(directories:...)` hands it each segment in turn until it is cut.
+    private struct SegmentWalk {
+        let fileSystem: any FileSystem
+        let shard: UInt32
+        let shardCount: UInt32?
+        let afterLSN: UInt64
+        let chain: UInt32?
+        let mode: Mode
         var report = Report()
-        report.lastLSN = afterLSN
-        report.lastChecksum = chain ?? 0
-        let located = try locateSegments(directories, fileSystem: fileSystem, afterLSN: afterLSN, mode: mode, report: &report)
-        report.segments = located.map(\.name)
-        var expectedLSN: UInt64? = nil  // LSN the next record must have; nil until the first segment sets it
-        var expectedPrevious: UInt32? = chain
+        /// The LSN the next record must have (nil until the first segment sets it) and the
+        /// checksum it must name as its previous (`chain` until then).
+        var position: ChainPosition
+        /// The read stopped: the segments after the cut hold nothing to keep.
         var cut = false
+        /// The `unsyncedBytesMax` of the segment read last: how much of its tail a crash can tear.
         var previousUnsyncedBytesMax: UInt64 = 0
 
-        for (index, segment) in located.enumerated() {
-            let (name, path) = (segment.name, segment.path)
-            let nameFirstLSN = WALFormat.firstLSN(ofSegmentNamed: name)!
+        init(fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32?, afterLSN: UInt64, chain: UInt32?, mode: Mode) {
+            self.fileSystem = fileSystem
+            self.shard = shard
+            self.shardCount = shardCount
+            self.afterLSN = afterLSN
+            self.chain = chain
+            self.mode = mode
+            position = ChainPosition(expectedLSN: nil, expectedPrevious: chain)
+            report.lastLSN = afterLSN
+            report.lastChecksum = chain ?? 0
+        }
+
+        /// Reads segment `index` of `located`: checks its header, its identity, its size and
+        /// that it continues the log, then verifies its records and visits those above
+        /// `afterLSN`. A segment that fails a check is refused, or cut (point-in-time mode),
+        /// or set aside when it holds nothing to keep.
+        mutating func readSegment(_ index: Int, of located: [Located], visit: (Entry) throws -> Void) throws {
+            let segment = located[index]
+            let nameFirstLSN = WALFormat.firstLSN(ofSegmentNamed: segment.name)!
             let isLast = index == located.count - 1
-            if cut {
-                report.droppedSegments.append(name)
-                continue
+            guard let loaded = try load(segment, nameFirstLSN: nameFirstLSN, isLast: isLast) else { return }
+            let (bytes, header) = loaded
+            try checkIdentity(header, path: segment.path, nameFirstLSN: nameFirstLSN, shard: shard, shardCount: shardCount)
+            if UInt64(bytes.count) > header.segmentSize {
+                try refuse(segment, Int(header.segmentSize), .segmentOversized(bytes: bytes.count, expected: header.segmentSize))
+                if cut { return }
             }
-            // Stops the read at `offset` of this segment; in point-in-time mode keeps what
-            // came before and sets this segment and the later ones aside.
-            func refuse(_ offset: Int, _ problem: WALProblem) throws(Failure) {
-                let failure = Failure(file: path, offset: offset, problem: problem)
-                guard mode == .pointInTime else { throw failure }
-                report.droppedSegments.append(name)
-                report.droppedBecause = failure
-                cut = true
-            }
+            guard try continuesLog(header, segment: segment, withLater: located[index...]) else { return }
+            previousUnsyncedBytesMax = header.unsyncedBytesMax
+            cut = try readRecords(bytes, header: header, segment: segment, later: isLast ? [] : located[(index + 1)...].map(\.path),
+                                  afterLSN: afterLSN, chain: chain, fileSystem: fileSystem, mode: mode,
+                                  position: &position, report: &report, visit: visit)
+        }
+
+        /// The header check: `segment`'s bytes and decoded header, or nil when the read does
+        /// not go into it (refused or cut, or a last segment whose header was never written,
+        /// set aside).
+        mutating func load(_ segment: Located, nameFirstLSN: UInt64,
+                           isLast: Bool) throws(Failure) -> (bytes: [UInt8], header: SegmentHeader)? {
             let bytes: [UInt8]
-            do { bytes = try fileSystem.readFile(path, bytesMax: StorageLimits.segmentBytesMax) } catch {
-                try refuse(0, .segmentUnreadable(error))
-                continue
+            do { bytes = try fileSystem.readFile(segment.path, bytesMax: StorageLimits.segmentBytesMax) } catch {
+                try refuse(segment, 0, .segmentUnreadable(error))
+                return nil
             }
             let header: SegmentHeader
             do {
@@ -171,71 +219,78 @@ public enum WALReader {
                 // snapshot covers records it held: then they were synced, and are lost.
                 if isLast, error == .allZero || error == .tooShort, bytes.allSatisfy({ $0 == 0 }) {
                     if nameFirstLSN <= afterLSN {
-                        try refuse(0, .segmentEmptied(firstLSN: nameFirstLSN, snapshotLSN: afterLSN))
-                        continue
+                        try refuse(segment, 0, .segmentEmptied(firstLSN: nameFirstLSN, snapshotLSN: afterLSN))
+                        return nil
                     }
-                    report.droppedSegments.append(name)
-                    report.droppedBecause = Failure(file: path, offset: 0, problem: .segmentNeverWritten)
-                    continue
+                    report.droppedSegments.append(segment.name)
+                    report.droppedBecause = Failure(file: segment.path, offset: 0, problem: .segmentNeverWritten)
+                    return nil
                 }
-                try refuse(0, .segmentHeader(error))
-                continue
+                try refuse(segment, 0, .segmentHeader(error))
+                return nil
             }
-            try checkIdentity(header, path: path, nameFirstLSN: nameFirstLSN, shard: shard, shardCount: shardCount)
-            if UInt64(bytes.count) > header.segmentSize {
-                try refuse(Int(header.segmentSize), .segmentOversized(bytes: bytes.count, expected: header.segmentSize))
-                if cut { continue }
-            }
-            if let expected = expectedLSN {
-                guard header.firstLSN == expected else {
-                    // Records missing before this segment. If the previous segment's tail
-                    // was written but never synced when the power failed (one write batch
-                    // can span a roll-over), this segment and those after it hold only
-                    // unsynced records too: a torn tail across segments.
-                    let later = laterSegmentsEvidence(located[index...].map(\.path), fileSystem: fileSystem, after: report.lastLSN)
-                    if header.firstLSN > expected, UInt64(later.writtenBytes) <= previousUnsyncedBytesMax,
-                       later.maxSyncedLSN < expected {
-                        report.droppedSegments.append(name)
-                        report.droppedBytes = later.writtenBytes
-                        report.droppedRecords = later.records
-                        report.droppedBecause = Failure(file: path, offset: 24,
-                                                        problem: .tornAcrossSegments(from: expected, to: header.firstLSN))
-                        cut = true
-                        continue
-                    }
-                    try refuse(24, header.firstLSN > expected
-                        ? .recordsMissing(from: expected, to: header.firstLSN)
-                        : .segmentOutOfOrder(firstLSN: header.firstLSN, expected: expected))
-                    continue
-                }
-                if let previous = expectedPrevious, header.previousChecksum != previous {
-                    try refuse(20, .chainBroken(found: header.previousChecksum, expected: previous))
-                    continue
-                }
-            } else {
-                // The first segment (earlier ones may be archived): it must reach back to
-                // the snapshot, and its link is where the chain starts.
-                guard header.firstLSN <= afterLSN + 1 else {
-                    throw Failure(file: path, offset: 24, problem: .logStartMissing(needed: afterLSN + 1, found: header.firstLSN))
-                }
-                if header.firstLSN == afterLSN + 1, let chain, header.previousChecksum != chain {
-                    throw Failure(file: path, offset: 20, problem: .chainBroken(found: header.previousChecksum, expected: chain))
-                }
-                expectedLSN = header.firstLSN
-                expectedPrevious = header.previousChecksum
-            }
-            previousUnsyncedBytesMax = header.unsyncedBytesMax
-            var position = ChainPosition(expectedLSN: expectedLSN, expectedPrevious: expectedPrevious)
-            cut = try readRecords(bytes, header: header, segment: segment, later: isLast ? [] : located[(index + 1)...].map(\.path),
-                                  afterLSN: afterLSN, chain: chain, fileSystem: fileSystem, mode: mode,
-                                  position: &position, report: &report, visit: visit)
-            expectedLSN = position.expectedLSN
-            expectedPrevious = position.expectedPrevious
+            return (bytes, header)
         }
-        if report.lastLSN < afterLSN {
-            throw Failure(file: directories.last ?? "", offset: 0, problem: .logBehindSnapshot(snapshotLSN: afterLSN, logLSN: report.lastLSN))
+
+        /// Whether `segment` (its `header`) continues the log where the segment before ended:
+        /// the next LSN, the last record's checksum as its link. If not, the tail decision:
+        /// a gap after a tail written but never synced is a torn tail across segments (cut
+        /// and reported); any other break is refused. `withLater`: this segment and those after.
+        mutating func continuesLog(_ header: SegmentHeader, segment: Located,
+                                   withLater rest: ArraySlice<Located>) throws(Failure) -> Bool {
+            guard let expected = position.expectedLSN else {
+                try startChain(header, path: segment.path)
+                return true
+            }
+            guard header.firstLSN == expected else {
+                // Records missing before this segment. If the previous segment's tail
+                // was written but never synced when the power failed (one write batch
+                // can span a roll-over), this segment and those after it hold only
+                // unsynced records too: a torn tail across segments.
+                let later = laterSegmentsEvidence(rest.map(\.path), fileSystem: fileSystem, after: report.lastLSN)
+                if header.firstLSN > expected, UInt64(later.writtenBytes) <= previousUnsyncedBytesMax,
+                   later.maxSyncedLSN < expected {
+                    report.droppedSegments.append(segment.name)
+                    report.droppedBytes = later.writtenBytes
+                    report.droppedRecords = later.records
+                    report.droppedBecause = Failure(file: segment.path, offset: 24,
+                                                    problem: .tornAcrossSegments(from: expected, to: header.firstLSN))
+                    cut = true
+                    return false
+                }
+                try refuse(segment, 24, header.firstLSN > expected
+                    ? .recordsMissing(from: expected, to: header.firstLSN)
+                    : .segmentOutOfOrder(firstLSN: header.firstLSN, expected: expected))
+                return false
+            }
+            if let previous = position.expectedPrevious, header.previousChecksum != previous {
+                try refuse(segment, 20, .chainBroken(found: header.previousChecksum, expected: previous))
+                return false
+            }
+            return true
         }
-        return report
+
+        /// The first segment (earlier ones may be archived): it must reach back to the
+        /// snapshot, and its link is where the chain starts.
+        mutating func startChain(_ header: SegmentHeader, path: String) throws(Failure) {
+            guard header.firstLSN <= afterLSN + 1 else {
+                throw Failure(file: path, offset: 24, problem: .logStartMissing(needed: afterLSN + 1, found: header.firstLSN))
+            }
+            if header.firstLSN == afterLSN + 1, let chain, header.previousChecksum != chain {
+                throw Failure(file: path, offset: 20, problem: .chainBroken(found: header.previousChecksum, expected: chain))
+            }
+            position = ChainPosition(expectedLSN: header.firstLSN, expectedPrevious: header.previousChecksum)
+        }
+
+        /// Stops the read at `offset` of `segment`; in point-in-time mode keeps what came
+        /// before and sets this segment and the later ones aside.
+        mutating func refuse(_ segment: Located, _ offset: Int, _ problem: WALProblem) throws(Failure) {
+            let failure = Failure(file: segment.path, offset: offset, problem: problem)
+            guard mode == .pointInTime else { throw failure }
+            report.droppedSegments.append(segment.name)
+            report.droppedBecause = failure
+            cut = true
+        }
     }
 
     /// The segment is this shard's, of this directory's shard count, under its own name.
