@@ -41,9 +41,9 @@ struct BadInputTests {
         let tooLong = fits + "€"                                                // 258 bytes
         #expect(fits.utf8.count <= LedgerLimits.textBytesMax && tooLong.utf8.count > LedgerLimits.textBytesMax)
         try h.succeed(.adjust(account, credits(1), reason: fits))
-        h.reject(.adjust(account, credits(1), reason: tooLong), .invalidText(.textTooLong))
+        h.reject(.adjust(account, credits(1), reason: tooLong), .invalidInput(.textTooLong))
         h.reject(.openTenant(TenantID(500), .organisation(departments: [DepartmentTerms(id: DepartmentID(1), costCentre: tooLong)])),
-                 .invalidText(.textTooLong))
+                 .invalidInput(.textTooLong))
     }
 
     @Test("an amount of exactly amountMax is accepted by every command that moves credits")
@@ -90,9 +90,11 @@ struct BadInputTests {
         #expect(LedgerError.invalidTimeout(millis: 0).description.contains("0 ms"))
         #expect(LedgerError.holdNotDue(HoldID(tenant: TenantID(42), number: 7), expiresAt: Timestamp(millisSinceEpoch: 99)).description
             .contains("t42/h7"))
-        for rule in [LedgerError.Rule.reasonRequired, .textTooLong, .grantsPerAccount] {
-            #expect(!rule.description.isEmpty)
-        }
+        let words = LedgerError.Rule.allCases.map(\.description) + LedgerError.InputRule.allCases.map(\.description)
+            + LedgerError.Limit.allCases.map(\.description)
+        #expect(words.allSatisfy { !$0.isEmpty } && Set(words).count == words.count, "every rule has its own words")
+        #expect(LedgerError.invalidInput(.textTooLong).code == "invalid_input.text_too_long")
+        #expect(LedgerError.limitReached(.grantsPerAccount).code == "limit_reached.grants_per_account")
     }
 
     @Test("every kind of rejection the core can produce is provoked in one ledger")
@@ -161,12 +163,12 @@ struct BadInputTests {
             "notAllowed.\(LedgerError.Rule.membersHoldNoGrants)", "notAllowed.\(LedgerError.Rule.limitsApplyToMembersOnly)",
             "notAllowed.\(LedgerError.Rule.individualsHaveNoDepartments)",
             "idempotencyConflict", "unknownDebit", "refundExceedsDebit", "invalidTimeout",
-            "invalidText.\(LedgerError.Rule.reasonRequired)", "invalidText.\(LedgerError.Rule.textTooLong)",
+            "invalidInput.\(LedgerError.InputRule.reasonRequired)", "invalidInput.\(LedgerError.InputRule.textTooLong)",
             "invalidExpiry",
-            "limitReached.\(LedgerError.Rule.grantsPerAccount)", "limitReached.\(LedgerError.Rule.departmentsPerOrganisation)",
+            "limitReached.\(LedgerError.Limit.grantsPerAccount)", "limitReached.\(LedgerError.Limit.departmentsPerOrganisation)",
         ]
         // Not provoked: limitReached(.openHoldsPerShard) needs 4,000,000 open holds, and
-        // every Rule the core produces is listed above.
+        // every other rule and limit the core produces is listed above.
         #expect(seen == expected, "missing: \(expected.subtracting(seen)), unexpected: \(seen.subtracting(expected))")
     }
 }

@@ -20,7 +20,7 @@ private func encoded(_ ledger: Ledger) -> [UInt8] {
 }
 
 /// Decodes a whole buffer (nothing may follow the state).
-private func decoded(_ bytes: [UInt8], _ configuration: LedgerConfiguration) throws(DecodingError) -> Ledger {
+private func decoded(_ bytes: [UInt8], _ configuration: LedgerConfiguration) throws(BinaryDecodingError) -> Ledger {
     var reader = ByteReader(bytes)
     let ledger = try Ledger(decodingState: &reader, configuration: configuration)
     try reader.expectEnd("ledger state")
@@ -257,11 +257,11 @@ struct SnapshotStateTests {
     func unknownVersionIsRejected() throws {
         var bytes = encoded(Ledger())
         bytes[0] = 5
-        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 5 (this build reads 1...4)")) {
+        #expect(throws: BinaryDecodingError.invalid(offset: 0, field: "stateFormatVersion 5 (this build reads 1...4)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
         bytes[0] = 0
-        #expect(throws: DecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...4)")) {
+        #expect(throws: BinaryDecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...4)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
         #expect(Ledger.stateFormatVersion == 4)
@@ -285,9 +285,9 @@ struct SnapshotStateTests {
             .notSubscribed(account), .alreadySubscribed(account), .notDue(account, dueAt: t0),
             .staleSchedule(expected: 1, requested: 2), .nothingDue(account), .planChanged(account),
         ]
-        for rule in (UInt8(0) ... UInt8.max).compactMap(LedgerError.Rule.init(rawValue:)) {
-            errors += [.notAllowed(account, rule), .invalidText(rule), .limitReached(rule)]
-        }
+        errors += LedgerError.Rule.allCases.map { .notAllowed(account, $0) }
+        errors += LedgerError.InputRule.allCases.map { .invalidInput($0) }
+        errors += LedgerError.Limit.allCases.map { .limitReached($0) }
         return errors
     }
 
@@ -307,12 +307,34 @@ struct SnapshotStateTests {
             == "not_allowed.members_hold_no_grants")
     }
 
+    @Test("a rule, an input rule and a limit share one numbering, and a stored value of one kind never decodes as another")
+    func rulePayloadsAreDistinct() {
+        let rules = LedgerError.Rule.allCases.map(\.rawValue)
+        let inputRules = LedgerError.InputRule.allCases.map(\.rawValue)
+        let limits = LedgerError.Limit.allCases.map(\.rawValue)
+        let all = rules + inputRules + limits
+        #expect(Set(all).count == all.count, "a raw value names one rule of one kind")
+        #expect(Set(all) == Set(1 ... 27), "the values stored before the split (1 to 27) are all still named")
+        let account = AccountID(tenant: TenantID(3), number: 4)
+        for value in UInt8(0) ... UInt8(40) {
+            // The codes the store writes for notAllowed (16, rule in w2), invalidInput (21)
+            // and limitReached (22, both in w0), with every value in the rule's word.
+            let notAllowed = StoredOutcome(w0: account.tenant.rawValue, w1: UInt64(account.number), w2: UInt64(value), code: 16)
+            let invalidInput = StoredOutcome(w0: UInt64(value), w1: 0, w2: 0, code: 21)
+            let limitReached = StoredOutcome(w0: UInt64(value), w1: 0, w2: 0, code: 22)
+            #expect(notAllowed.decodedError == LedgerError.Rule(rawValue: value).map { .notAllowed(account, $0) }, "rule \(value)")
+            #expect(invalidInput.decodedError == LedgerError.InputRule(rawValue: value).map { .invalidInput($0) }, "input rule \(value)")
+            #expect(limitReached.decodedError == LedgerError.Limit(rawValue: value).map { .limitReached($0) }, "limit \(value)")
+        }
+        #expect(Set(LedgerError.Limit.allCases.map(\.code)).isDisjoint(with: LedgerError.InputRule.allCases.map(\.code)))
+    }
+
     @Test("the outcome validator accepts exactly the codes the outcome store writes")
     func outcomeValidatorMatchesTheStore() {
         let errors = Self.everyLedgerError()
-        let rules = (UInt8(0) ... UInt8.max).compactMap(LedgerError.Rule.init(rawValue:))
+        let payloads = LedgerError.Rule.allCases.count + LedgerError.InputRule.allCases.count + LedgerError.Limit.allCases.count
         // Every case of the exhaustive `errorCaseName` is in the list.
-        #expect(Set(errors.map(errorCaseName)).count == 27 + 3 * rules.count)
+        #expect(Set(errors.map(errorCaseName)).count == 27 + payloads)
         var codes: Set<UInt8> = []
         for error in errors {
             let stored = StoredOutcome(.failure(error))
@@ -332,11 +354,16 @@ struct SnapshotStateTests {
             #expect(stored.isKnown && stored.isSuccess)
             codes.insert(stored.code)
         }
-        let accepted = Set((UInt8(0) ... UInt8.max).filter { StoredOutcome(w0: 1, w1: 1, w2: 1, code: $0).isKnown })
+        // A code is accepted when some words make it known (the rule-carrying codes accept only
+        // their own kind's values, so no one word value fits them all).
+        func known(_ code: UInt8) -> StoredOutcome? {
+            (UInt64(0) ... 40).lazy.map { StoredOutcome(w0: $0, w1: 1, w2: $0, code: code) }.first { $0.isKnown }
+        }
+        let accepted = Set((UInt8(0) ... UInt8.max).filter { known($0) != nil })
         #expect(accepted == codes)
         // Whatever it accepts reads back without trapping, as the same outcome.
         for code in accepted.sorted() {
-            let stored = StoredOutcome(w0: 1, w1: 1, w2: 1, code: code)
+            guard let stored = known(code) else { continue }
             #expect(StoredOutcome(stored.outcome(tenant: TenantID(1))).code == code)
         }
         #expect(!StoredOutcome(w0: 1, w1: 1, w2: 0, code: 16).isKnown, "a rule error with an unknown rule")
@@ -493,7 +520,7 @@ struct SnapshotStateTests {
 
         // Truncations: the decoder needs every byte.
         for length in Set((0 ..< 300).map { _ in rng.below(bytes.count) }).sorted() {
-            #expect(throws: DecodingError.self, "truncated to \(length) of \(bytes.count) bytes") {
+            #expect(throws: BinaryDecodingError.self, "truncated to \(length) of \(bytes.count) bytes") {
                 _ = try decoded(Array(bytes[..<length]), configuration)
             }
         }
@@ -540,7 +567,7 @@ struct SnapshotStateTests {
         for position in 0 ..< 28 {
             var corrupted = bytes
             corrupted[position] ^= UInt8(1 + rng.below(255))
-            #expect(throws: DecodingError.self) { _ = try decoded(corrupted, configuration) }
+            #expect(throws: BinaryDecodingError.self) { _ = try decoded(corrupted, configuration) }
         }
     }
 

@@ -68,8 +68,8 @@ struct StoredOutcome: Sendable, Equatable {
         case .unknownDebit(let key): return make(18, key.high, key.low)
         case .refundExceedsDebit(let refundable, let requested): return make(19, money(refundable), money(requested))
         case .invalidTimeout(let millis): return make(20, UInt64(bitPattern: millis))
-        case .invalidText(let rule): return make(21, UInt64(rule.rawValue))
-        case .limitReached(let rule): return make(22, UInt64(rule.rawValue))
+        case .invalidInput(let rule): return make(21, UInt64(rule.rawValue))
+        case .limitReached(let limit): return make(22, UInt64(limit.rawValue))
         case .invalidExpiry(let expiresAt): return make(23, UInt64(bitPattern: expiresAt.millisSinceEpoch))
         case .logStopped: return make(24)
         case .notSubscribed(let account): let (a, b) = words(account); return make(25, a, b)
@@ -100,13 +100,13 @@ struct StoredOutcome: Sendable, Equatable {
         case 13: return .insufficientCredits(available: amount(w0), requested: amount(w1))
         case 14: return .memberLimitExceeded(remaining: amount(w0), requested: amount(w1))
         case 15: return .departmentAllocationExceeded(remaining: amount(w0), requested: amount(w1))
-        case 16: return Self.rule(w2).map { .notAllowed(account, $0) }
+        case 16: return Self.rule(w2, as: LedgerError.Rule.self).map { .notAllowed(account, $0) }
         case 17: return .idempotencyConflict(IdempotencyKey(high: w0, low: w1))
         case 18: return .unknownDebit(IdempotencyKey(high: w0, low: w1))
         case 19: return .refundExceedsDebit(refundable: amount(w0), requested: amount(w1))
         case 20: return .invalidTimeout(millis: Int64(bitPattern: w0))
-        case 21: return Self.rule(w0).map { .invalidText($0) }
-        case 22: return Self.rule(w0).map { .limitReached($0) }
+        case 21: return Self.rule(w0, as: LedgerError.InputRule.self).map { .invalidInput($0) }
+        case 22: return Self.rule(w0, as: LedgerError.Limit.self).map { .limitReached($0) }
         case 23: return .invalidExpiry(expiresAt: Timestamp(millisSinceEpoch: Int64(bitPattern: w0)))
         case 24: return .logStopped
         case 25: return .notSubscribed(account)
@@ -119,7 +119,9 @@ struct StoredOutcome: Sendable, Equatable {
         }
     }
 
-    private static func rule(_ word: UInt64) -> LedgerError.Rule? {
-        word <= UInt64(UInt8.max) ? LedgerError.Rule(rawValue: UInt8(word)) : nil
+    /// The rule, input rule or limit a stored word names: nil for a value of another kind
+    /// (they share one numbering) or none.
+    private static func rule<Kind: RawRepresentable<UInt8>>(_ word: UInt64, as kind: Kind.Type) -> Kind? {
+        word <= UInt64(UInt8.max) ? Kind(rawValue: UInt8(word)) : nil
     }
 }

@@ -115,9 +115,10 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidTimeout(millis: Int64)
     /// A grant must expire after it becomes effective and after the command's time.
     case invalidExpiry(expiresAt: Timestamp)
-    case invalidText(Rule)
+    /// The command's input breaks a rule of its own (text too long, a name missing, ...).
+    case invalidInput(InputRule)
     /// A named limit of `LedgerLimits` was reached.
-    case limitReached(Rule)
+    case limitReached(Limit)
     /// The shard's write-ahead log stopped (a write or sync failed), so the command was not
     /// acknowledged as durable. Produced by the engine, never by the core; every later
     /// command of that shard gets it too, until the process restarts and recovers.
@@ -137,34 +138,26 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// it was decided on a stale read, and changes nothing.
     case planChanged(AccountID)
 
-    public enum Rule: UInt8, Sendable, CustomStringConvertible {
+    /// A rule of who may do what (`notAllowed`): the kind of tenant or account, the key policy,
+    /// the terms of a schedule. Raw values are stored with remembered outcomes: never reuse
+    /// one. The three kinds of rule share one numbering, so a value names one rule of one kind.
+    public enum Rule: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case onlyOrganisationsHaveMembers = 1
-        case onlyIndividualsHaveStandardAccounts
-        case membersHoldNoGrants
-        case limitsApplyToMembersOnly
-        case individualsHaveNoDepartments
-        case reasonRequired
-        case textTooLong
-        case grantsPerAccount
-        case openHoldsPerShard
-        case departmentsPerOrganisation
-        case usageNamesModelAndProvider
-        case usageNotNegative
-        case keysManagedByOrganisation
-        case providerCoveredByOrganisation
-        case keyNotUsable
-        case noKeyForProvider
-        case keyPoliciesAreForOrganisations
-        case keyRegistrationIncomplete
-        case keysPerAccount
-        case routedCandidates
-        case noRouteWithinBudget
-        case namesPerProcess
-        case subscriptionTerms
-        case autoRefillTerms
-        case refillPaymentTerms
-        case subscriptionsHoldGrants
-        case planChangePayment
+        case onlyIndividualsHaveStandardAccounts = 2
+        case membersHoldNoGrants = 3
+        case limitsApplyToMembersOnly = 4
+        case individualsHaveNoDepartments = 5
+        case keysManagedByOrganisation = 13
+        case providerCoveredByOrganisation = 14
+        case keyNotUsable = 15
+        case noKeyForProvider = 16
+        case keyPoliciesAreForOrganisations = 17
+        case noRouteWithinBudget = 21
+        case subscriptionTerms = 23
+        case autoRefillTerms = 24
+        case refillPaymentTerms = 25
+        case subscriptionsHoldGrants = 26
+        case planChangePayment = 27
 
         /// A stable machine-readable name (snake_case of the case).
         public var code: String {
@@ -174,23 +167,12 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .membersHoldNoGrants: "members_hold_no_grants"
             case .limitsApplyToMembersOnly: "limits_apply_to_members_only"
             case .individualsHaveNoDepartments: "individuals_have_no_departments"
-            case .reasonRequired: "reason_required"
-            case .textTooLong: "text_too_long"
-            case .grantsPerAccount: "grants_per_account"
-            case .openHoldsPerShard: "open_holds_per_shard"
-            case .departmentsPerOrganisation: "departments_per_organisation"
-            case .usageNamesModelAndProvider: "usage_names_model_and_provider"
-            case .usageNotNegative: "usage_not_negative"
             case .keysManagedByOrganisation: "keys_managed_by_organisation"
             case .providerCoveredByOrganisation: "provider_covered_by_organisation"
             case .keyNotUsable: "key_not_usable"
             case .noKeyForProvider: "no_key_for_provider"
             case .keyPoliciesAreForOrganisations: "key_policies_are_for_organisations"
-            case .keyRegistrationIncomplete: "key_registration_incomplete"
-            case .keysPerAccount: "keys_per_account"
-            case .routedCandidates: "routed_candidates"
             case .noRouteWithinBudget: "no_route_within_budget"
-            case .namesPerProcess: "names_per_process"
             case .subscriptionTerms: "subscription_terms"
             case .autoRefillTerms: "auto_refill_terms"
             case .refillPaymentTerms: "refill_payment_terms"
@@ -206,25 +188,12 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .membersHoldNoGrants: "a member spends from the organisation pool and holds no grants"
             case .limitsApplyToMembersOnly: "member limits apply to member accounts only"
             case .individualsHaveNoDepartments: "an individual has no departments"
-            case .reasonRequired: "an adjustment needs a reason"
-            case .textTooLong: "text longer than \(LedgerLimits.textBytesMax) bytes"
-            case .grantsPerAccount: "an account holds at most \(LedgerLimits.grantsPerAccountMax) live grants"
-            case .openHoldsPerShard: "a shard holds at most \(LedgerLimits.openHoldsPerShardMax) open holds"
-            case .departmentsPerOrganisation: "an organisation has at most \(LedgerLimits.departmentsPerOrganisationMax) departments"
-            case .usageNamesModelAndProvider: "a charge names its model and provider"
-            case .usageNotNegative: "a charge's provider cost and list price are not negative"
             case .keysManagedByOrganisation: "the organisation's key policy is IT-controlled: members may not register keys"
             case .providerCoveredByOrganisation: "the organisation's key covers this provider (hybrid policy): members may not register their own"
             case .keyNotUsable: "no key of that source may pay for this provider under the account's key policy"
             case .noKeyForProvider: "no key registered for this provider"
             case .keyPoliciesAreForOrganisations: "key policies apply to organisations only"
-            case .keyRegistrationIncomplete: "a key registration names its provider and fingerprint and holds a sealed key of at most \(LedgerLimits.sealedKeyBytesMax) bytes"
-            case .keysPerAccount: "an account holds at most \(LedgerLimits.keysPerAccountMax) provider keys"
-            case .routedCandidates:
-                "a routed charge names 1 to \(LedgerLimits.routedCandidatesMax) candidates (numbered from at most the same) priced on system keys, "
-                    + "and a system-keys choice among them or none"
             case .noRouteWithinBudget: "no key covers a candidate, and none may be charged on system keys (over the caller's budget)"
-            case .namesPerProcess: "a process holds at most \(InternedName.capacity) distinct model and provider names"
             case .subscriptionTerms:
                 "a subscription names its plan (1 to \(LedgerLimits.textBytesMax) bytes), grants 0 to \(Millicredits(LedgerLimits.amountMax)) a cycle, "
                     + "costs 0 to \(SubscriptionTerms.priceCentsMax) cents, rolls over for 1 to \(SubscriptionTerms.rolloverMonthsMax) months, "
@@ -238,6 +207,73 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .planChangePayment:
                 "a plan change pays 0 to the price difference above the cycle's level (nothing for a downgrade), "
                     + "and names its payment reference (1 to \(LedgerLimits.textBytesMax) bytes) exactly when it paid"
+            }
+        }
+    }
+
+    /// What a command's own input must satisfy (`invalidInput`): text lengths, names, signs,
+    /// candidates. Raw values as for `Rule`, from the same numbering.
+    public enum InputRule: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+        case reasonRequired = 6
+        case textTooLong = 7
+        case usageNamesModelAndProvider = 11
+        case usageNotNegative = 12
+        case keyRegistrationIncomplete = 18
+        case routedCandidates = 20
+
+        /// A stable machine-readable name (snake_case of the case).
+        public var code: String {
+            switch self {
+            case .reasonRequired: "reason_required"
+            case .textTooLong: "text_too_long"
+            case .usageNamesModelAndProvider: "usage_names_model_and_provider"
+            case .usageNotNegative: "usage_not_negative"
+            case .keyRegistrationIncomplete: "key_registration_incomplete"
+            case .routedCandidates: "routed_candidates"
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .reasonRequired: "an adjustment needs a reason"
+            case .textTooLong: "text longer than \(LedgerLimits.textBytesMax) bytes"
+            case .usageNamesModelAndProvider: "a charge names its model and provider"
+            case .usageNotNegative: "a charge's provider cost and list price are not negative"
+            case .keyRegistrationIncomplete: "a key registration names its provider and fingerprint and holds a sealed key of at most \(LedgerLimits.sealedKeyBytesMax) bytes"
+            case .routedCandidates:
+                "a routed charge names 1 to \(LedgerLimits.routedCandidatesMax) candidates (numbered from at most the same) priced on system keys, "
+                    + "and a system-keys choice among them or none"
+            }
+        }
+    }
+
+    /// A named limit of `LedgerLimits` (`limitReached`). Raw values as for `Rule`, from the
+    /// same numbering.
+    public enum Limit: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+        case grantsPerAccount = 8
+        case openHoldsPerShard = 9
+        case departmentsPerOrganisation = 10
+        case keysPerAccount = 19
+        case namesPerProcess = 22
+
+        /// A stable machine-readable name (snake_case of the case).
+        public var code: String {
+            switch self {
+            case .grantsPerAccount: "grants_per_account"
+            case .openHoldsPerShard: "open_holds_per_shard"
+            case .departmentsPerOrganisation: "departments_per_organisation"
+            case .keysPerAccount: "keys_per_account"
+            case .namesPerProcess: "names_per_process"
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .grantsPerAccount: "an account holds at most \(LedgerLimits.grantsPerAccountMax) live grants"
+            case .openHoldsPerShard: "a shard holds at most \(LedgerLimits.openHoldsPerShardMax) open holds"
+            case .departmentsPerOrganisation: "an organisation has at most \(LedgerLimits.departmentsPerOrganisationMax) departments"
+            case .keysPerAccount: "an account holds at most \(LedgerLimits.keysPerAccountMax) provider keys"
+            case .namesPerProcess: "a process holds at most \(InternedName.capacity) distinct model and provider names"
             }
         }
     }
@@ -268,8 +304,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .refundExceedsDebit: "refund_exceeds_debit"
         case .invalidTimeout: "invalid_timeout"
         case .invalidExpiry: "invalid_expiry"
-        case .invalidText(let rule): "invalid_text.\(rule.code)"
-        case .limitReached(let rule): "limit_reached.\(rule.code)"
+        case .invalidInput(let rule): "invalid_input.\(rule.code)"
+        case .limitReached(let limit): "limit_reached.\(limit.code)"
         case .logStopped: "log_stopped"
         case .notSubscribed: "not_subscribed"
         case .alreadySubscribed: "already_subscribed"
@@ -303,8 +339,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .refundExceedsDebit(let refundable, let requested): "refund of \(requested) exceeds the \(refundable) still refundable"
         case .invalidTimeout(let millis): "invalid hold timeout \(millis) ms: must be 1 ms to \(LedgerLimits.holdTimeoutMillisMax) ms"
         case .invalidExpiry(let expiresAt): "a grant expiring at \(expiresAt) would never be spendable: it must expire after it becomes effective and after now"
-        case .invalidText(let rule): "invalid text: \(rule)"
-        case .limitReached(let rule): "limit reached: \(rule)"
+        case .invalidInput(let rule): "invalid input: \(rule)"
+        case .limitReached(let limit): "limit reached: \(limit)"
         case .logStopped: "the shard's write-ahead log stopped after a failed write or sync; restart to recover"
         case .notSubscribed(let account): "account \(account) has no subscription this applies to"
         case .alreadySubscribed(let account): "account \(account) already has an active or cancelling subscription"
