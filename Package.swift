@@ -49,7 +49,7 @@ let package = Package(
         // Makes time pass: asks the shards what has fallen due, pays renewals and refills
         // through the host's payment gateway, issues the resulting commands and publishes
         // notices as data.
-        .target(name: "CreditScheduler", dependencies: ["CreditEngine", "CreditPricing"]),
+        .target(name: "CreditScheduler", dependencies: ["CreditEngine", "CreditCore", "CreditPricing"]),
         // liblz4 (frame format) from the system package liblz4-dev; the durability layer uses it.
         .systemLibrary(
             name: "CLZ4",
@@ -61,7 +61,12 @@ let package = Package(
         .executableTarget(
             name: "credits",
             dependencies: [
+                // The CLI names every module it imports: the engine and the business layer
+                // like any host, and the core and persistence plumbing (`@_spi(Plumbing)`)
+                // for its inspection, export and drill commands.
                 "CreditEngine",
+                "CreditCore",
+                "CreditPersistence",
                 "CreditPricing",
                 "CreditBilling",
                 "CreditScheduler",
@@ -74,8 +79,8 @@ let package = Package(
         .testTarget(name: "CreditCoreTests", dependencies: ["CreditCore"]),
         // The seeded command workload both durability test suites drive.
         .target(name: "DurabilityTestSupport", dependencies: ["CreditCore"], path: "Tests/DurabilityTestSupport"),
-        .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence", "DurabilityTestSupport"]),
-        .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine", "DurabilityTestSupport"]),
+        .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence", "CreditCore", "DurabilityTestSupport"]),
+        .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine", "CreditCore", "CreditPersistence", "DurabilityTestSupport"]),
         .testTarget(name: "CreditPricingTests", dependencies: ["CreditPricing"]),
         .testTarget(name: "CreditBillingTests", dependencies: ["CreditBilling", "DurabilityTestSupport"]),
         .testTarget(name: "CreditSchedulerTests", dependencies: ["CreditScheduler", "CreditBilling", "DurabilityTestSupport"]),

@@ -324,7 +324,7 @@ actor Shard {
         guard command.hasVariableSize else { return nil }
         if command.encodedSizeBound() + WALFormat.recordHeaderSize > WALFormat.recordSizeMax
             && command.encodedSize() + WALFormat.recordHeaderSize > WALFormat.recordSizeMax {
-            return .invalidText(.textTooLong)
+            return .invalidInput(.textTooLong)
         }
         return command.namesUnavailable ? .limitReached(.namesPerProcess) : nil
     }

@@ -132,7 +132,7 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
     case frameDamaged(LZ4Error)
     case stateSizeMismatch(bytes: Int, expected: UInt64)
     /// The decompressed state does not decode (`offset` into the uncompressed state).
-    case stateDamaged(offset: Int, DecodingError)
+    case stateDamaged(offset: Int, BinaryDecodingError)
     /// A valid snapshot of another shard, shard count or LSN than its place says.
     case misplaced(shard: UInt32, shardCount: UInt32, lsn: UInt64)
 

@@ -41,7 +41,7 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
     /// A bad record that is not a torn tail: a later record declares it synced, or more was
     /// written after it than a crash can tear.
     case recordCorrupt(WALRecord.Damage, lsn: UInt64, declaredSynced: Bool, bytesAfter: Int, unsyncedBytesMax: UInt64)
-    case commandUndecodable(lsn: UInt64, DecodingError)
+    case commandUndecodable(lsn: UInt64, BinaryDecodingError)
     case timeOutOfOrder(lsn: UInt64, time: Timestamp, previous: Timestamp)
 
     // The log against its snapshot.

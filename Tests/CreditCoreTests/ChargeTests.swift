@@ -90,14 +90,14 @@ struct ChargeTests {
         var h = LedgerHarness()
         let account = try h.openIndividual(1)
         try h.grant(account, credits(100))
-        h.reject(.charge(account, usage(.system, model: ""), scope: .unscoped), .invalidText(.usageNamesModelAndProvider))
+        h.reject(.charge(account, usage(.system, model: ""), scope: .unscoped), .invalidInput(.usageNamesModelAndProvider))
         var unkept = usage(.system)
         unkept.providerName = .unavailable
         h.reject(.charge(account, unkept, scope: .unscoped), .limitReached(.namesPerProcess))
         h.reject(.charge(account, usage(.system, model: String(repeating: "m", count: LedgerLimits.textBytesMax + 1)), scope: .unscoped),
-                 .invalidText(.textTooLong))
-        h.reject(.charge(account, usage(.system, cost: -1), scope: .unscoped), .invalidText(.usageNotNegative))
-        h.reject(.charge(account, usage(.userKey, list: Millicredits(-1)), scope: .unscoped), .invalidText(.usageNotNegative))
+                 .invalidInput(.textTooLong))
+        h.reject(.charge(account, usage(.system, cost: -1), scope: .unscoped), .invalidInput(.usageNotNegative))
+        h.reject(.charge(account, usage(.userKey, list: Millicredits(-1)), scope: .unscoped), .invalidInput(.usageNotNegative))
         h.reject(.charge(AccountID(tenant: TenantID(1), number: 9), usage(.userKey), scope: .unscoped),
                  .unknownAccount(AccountID(tenant: TenantID(1), number: 9)))
         h.reject(.charge(account, usage(.system, list: credits(101)), scope: .unscoped),
@@ -126,7 +126,7 @@ struct ChargeTests {
         #expect(ownReceipt.amount == .zero && ownEntry.usage?.saved == credits(15))
         #expect(try h.balance(account).held == .zero && h.balance(account).available == credits(85))
         h.reject(.settleCharge(free, usage(.system)), .holdNotOpen(free))
-        h.reject(.settleCharge(HoldID(tenant: TenantID(1), number: 999), usage(.system, model: "")), .invalidText(.usageNamesModelAndProvider))
+        h.reject(.settleCharge(HoldID(tenant: TenantID(1), number: 999), usage(.system, model: "")), .invalidInput(.usageNamesModelAndProvider))
     }
 
     @Test("a retried charge returns its first outcome; the same key with other usage is a conflict; a charge is refundable by its key")

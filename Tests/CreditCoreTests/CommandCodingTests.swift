@@ -108,7 +108,7 @@ struct CommandCodingTests {
             let bytes = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), action))
             for length in 0 ..< bytes.count {
                 var reader = ByteReader(Array(bytes[..<length]))
-                #expect(throws: DecodingError.self) { try Command(decoding: &reader) }
+                #expect(throws: BinaryDecodingError.self) { try Command(decoding: &reader) }
             }
         }
     }
@@ -118,13 +118,13 @@ struct CommandCodingTests {
         var bytes = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .release(Self.hold)))
         bytes[16] = 200
         var reader = ByteReader(bytes)
-        #expect(throws: DecodingError.invalid(offset: 16, field: "command tag")) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.invalid(offset: 16, field: "command tag")) { try Command(decoding: &reader) }
 
         var grant = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1),
                                          .grant(Self.account, GrantTerms(kind: .purchase, amount: Millicredits(5)))))
         grant[16 + 1 + 12] = 0 // grant kind 0 does not exist
         reader = ByteReader(grant)
-        #expect(throws: DecodingError.invalid(offset: 29, field: "grant kind")) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.invalid(offset: 29, field: "grant kind")) { try Command(decoding: &reader) }
 
         let usage = UsageCharge(model: "m", provider: "p", units: 1, providerCostNanoUSD: 1, listPrice: Millicredits(1), keySource: .system)
         var charge = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .charge(Self.account, usage, scope: .unscoped)))
@@ -132,7 +132,7 @@ struct CommandCodingTests {
         let sourceOffset = 16 + 1 + 12 + 5 + 5 + 8 + 8 + 8
         charge[sourceOffset] = 3 // key sources are 0, 1 and 2
         reader = ByteReader(charge)
-        #expect(throws: DecodingError.invalid(offset: sourceOffset, field: "key source")) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.invalid(offset: sourceOffset, field: "key source")) { try Command(decoding: &reader) }
 
         // Tag 22: key 16 | tag 1 | account 12 | request 8 | numbered from 1 | count 4 | candidates … | choice presence.
         var routed = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1),
@@ -141,15 +141,15 @@ struct CommandCodingTests {
         let presenceOffset = countOffset + 4 + 5 + 5 + 8 + 8 + 8 + 1
         routed[presenceOffset] = 2 // a system choice is there (1) or not (0)
         reader = ByteReader(routed)
-        #expect(throws: DecodingError.invalid(offset: presenceOffset, field: "system choice presence")) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.invalid(offset: presenceOffset, field: "system choice presence")) { try Command(decoding: &reader) }
         routed[countOffset + 3] = 0xFF // a count beyond what any record could hold
         reader = ByteReader(routed)
-        #expect(throws: DecodingError.invalid(offset: countOffset, field: "candidate count")) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.invalid(offset: countOffset, field: "candidate count")) { try Command(decoding: &reader) }
 
         var limit = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .setMemberLimit(Self.account, perPeriod: nil)))
         limit[limit.count - 1] = 2 // presence byte must be 0 or 1
         reader = ByteReader(limit)
-        #expect(throws: DecodingError.self) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.self) { try Command(decoding: &reader) }
     }
 
     @Test("random bytes never crash the decoder")

@@ -39,14 +39,14 @@ struct KeyTests {
     func badRegistrations() throws {
         var h = LedgerHarness()
         let account = try h.openIndividual(1)
-        h.reject(.registerKey(account, KeyRegistration(provider: "", fingerprint: "x", sealed: [1])), .invalidText(.keyRegistrationIncomplete))
-        h.reject(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "", sealed: [1])), .invalidText(.keyRegistrationIncomplete))
-        h.reject(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "x", sealed: [])), .invalidText(.keyRegistrationIncomplete))
+        h.reject(.registerKey(account, KeyRegistration(provider: "", fingerprint: "x", sealed: [1])), .invalidInput(.keyRegistrationIncomplete))
+        h.reject(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "", sealed: [1])), .invalidInput(.keyRegistrationIncomplete))
+        h.reject(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "x", sealed: [])), .invalidInput(.keyRegistrationIncomplete))
         h.reject(.registerKey(account, KeyRegistration(provider: "OpenAI", fingerprint: "x",
                                                        sealed: [UInt8](repeating: 7, count: LedgerLimits.sealedKeyBytesMax + 1))),
-                 .invalidText(.keyRegistrationIncomplete))
+                 .invalidInput(.keyRegistrationIncomplete))
         h.reject(.registerKey(account, KeyRegistration(provider: String(repeating: "p", count: 257), fingerprint: "x", sealed: [1])),
-                 .invalidText(.textTooLong))
+                 .invalidInput(.textTooLong))
         h.reject(.registerKey(AccountID(tenant: TenantID(1), number: 5), key("OpenAI")), .unknownAccount(AccountID(tenant: TenantID(1), number: 5)))
         h.reject(.setKeyPolicy(TenantID(1), .hybrid), .notAllowed(account, .keyPoliciesAreForOrganisations))
         h.reject(.setKeyPolicy(TenantID(77), .hybrid), .unknownTenant(TenantID(77)))

@@ -327,12 +327,12 @@ struct RefundAndAdjustTests {
         var h = LedgerHarness()
         let account = try h.openIndividual(1)
         try h.grant(account, credits(10))
-        h.reject(.adjust(account, credits(1), reason: ""), .invalidText(.reasonRequired))
-        h.reject(.adjust(account, credits(-1), reason: ""), .invalidText(.reasonRequired))
-        h.reject(.adjust(account, .zero, reason: ""), .invalidText(.reasonRequired))
+        h.reject(.adjust(account, credits(1), reason: ""), .invalidInput(.reasonRequired))
+        h.reject(.adjust(account, credits(-1), reason: ""), .invalidInput(.reasonRequired))
+        h.reject(.adjust(account, .zero, reason: ""), .invalidInput(.reasonRequired))
         h.reject(.adjust(account, credits(1), reason: String(repeating: "r", count: LedgerLimits.textBytesMax + 1)),
-                 .invalidText(.textTooLong))
-        h.reject(.adjust(account, credits(1), reason: String(repeating: "€", count: 86)), .invalidText(.textTooLong)) // 258 bytes
+                 .invalidInput(.textTooLong))
+        h.reject(.adjust(account, credits(1), reason: String(repeating: "€", count: 86)), .invalidInput(.textTooLong)) // 258 bytes
         let longest = String(repeating: "r", count: LedgerLimits.textBytesMax)
         let (_, entry) = try h.succeedWithEntry(.adjust(account, credits(1), reason: longest))
         #expect(entry.reason == longest)

@@ -94,7 +94,7 @@ struct RoutedChargeTests {
         var h = LedgerHarness()
         let account = try h.openIndividual(1)
         try h.grant(account, credits(100))
-        let invalid = LedgerError.invalidText(.routedCandidates)
+        let invalid = LedgerError.invalidInput(.routedCandidates)
         h.reject(.chargeRouted(account, RoutedCharge(candidates: [], systemChoice: nil, request: 1), scope: .unscoped), invalid)
         let tooMany = Array(repeating: sonnet, count: LedgerLimits.routedCandidatesMax + 1)
         h.reject(.chargeRouted(account, RoutedCharge(candidates: tooMany, systemChoice: 0, request: 2), scope: .unscoped), invalid)
@@ -108,7 +108,7 @@ struct RoutedChargeTests {
         var unnamed = sonnet
         unnamed.model = ""
         h.reject(.chargeRouted(account, RoutedCharge(only: unnamed, request: 5), scope: .unscoped),
-                 .invalidText(.usageNamesModelAndProvider))
+                 .invalidInput(.usageNamesModelAndProvider))
         h.reject(.chargeRouted(AccountID(tenant: TenantID(1), number: 9), premium, scope: .unscoped),
                  .unknownAccount(AccountID(tenant: TenantID(1), number: 9)))
         h.reject(.chargeRouted(account, RoutedCharge(only: candidate("Sora Pro", "OpenAI", list: credits(101)), request: 6),

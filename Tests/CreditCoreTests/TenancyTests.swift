@@ -182,9 +182,9 @@ struct TenancyTests {
         let longest = String(repeating: "x", count: LedgerLimits.textBytesMax)
         let tooLong = String(repeating: "é", count: 129) // 258 bytes, 129 characters
         try h.succeed(.openTenant(TenantID(500), .organisation(departments: [DepartmentTerms(id: d1, costCentre: longest)])))
-        h.reject(.openDepartment(TenantID(500), DepartmentTerms(id: d2, costCentre: tooLong)), .invalidText(.textTooLong))
+        h.reject(.openDepartment(TenantID(500), DepartmentTerms(id: d2, costCentre: tooLong)), .invalidInput(.textTooLong))
         h.reject(.openTenant(TenantID(501), .organisation(departments: [DepartmentTerms(id: d1, costCentre: tooLong)])),
-                 .invalidText(.textTooLong))
+                 .invalidInput(.textTooLong))
         #expect(try h.organisation(TenantID(500)).departments.first?.costCentre == longest)
     }
 

@@ -349,12 +349,12 @@ struct DurableEngineTests {
             let command = Command(key: IdempotencyKey(high: 0x7E47, low: UInt64(index)), action)
             acknowledged.append((command, await engine.execute(command)))
         }
-        #expect(acknowledged[3].1 == .failure(.invalidText(.textTooLong)))
-        #expect(acknowledged[4].1 == .failure(.invalidText(.textTooLong)))
+        #expect(acknowledged[3].1 == .failure(.invalidInput(.textTooLong)))
+        #expect(acknowledged[4].1 == .failure(.invalidInput(.textTooLong)))
         #expect((try? acknowledged[5].1.get()) != nil)
-        #expect(acknowledged[6].1 == .failure(.invalidText(.textTooLong)))
+        #expect(acknowledged[6].1 == .failure(.invalidInput(.textTooLong)))
         #expect(acknowledged[7].1 == .failure(.limitReached(.namesPerProcess)))
-        #expect(await engine.execute(batch: [acknowledged[4].0]) == [.failure(.invalidText(.textTooLong))], "in a batch too")
+        #expect(await engine.execute(batch: [acknowledged[4].0]) == [.failure(.invalidInput(.textTooLong))], "in a batch too")
         let batchOutcomes = await engine.execute(batch: [acknowledged[5].0, acknowledged[7].0])
         #expect(batchOutcomes[1] == .failure(.limitReached(.namesPerProcess)) && batchOutcomes[0] == acknowledged[5].1,
                 "in a batch too, beside a command that is applied")
@@ -372,7 +372,7 @@ struct DurableEngineTests {
         }
         for (command, outcome) in outcomes {
             if case .adjust = command.action {
-                #expect(outcome == .failure(.invalidText(.textTooLong)))
+                #expect(outcome == .failure(.invalidInput(.textTooLong)))
             } else {
                 #expect((try? outcome.get()) != nil, "\(outcome)")
             }

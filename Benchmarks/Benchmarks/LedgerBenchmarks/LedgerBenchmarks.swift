@@ -3,7 +3,7 @@
 /// allocations. Each benchmark keeps its ledger between iterations in a steady state, so
 /// every iteration measures the same work. README.md lists what each one measures.
 import Benchmark
-import CreditCore
+@_spi(Plumbing) import CreditCore
 import LedgerFixtures
 
 let benchmarks: @Sendable () -> Void = {

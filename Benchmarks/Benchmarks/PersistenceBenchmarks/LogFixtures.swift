@@ -1,6 +1,6 @@
 /// Logs, states and data directories the persistence benchmarks start from (setup only).
-import CreditCore
-import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 import LedgerFixtures
 
 enum LogFixtures {

@@ -2,8 +2,8 @@
 /// encoding and decoding, CRC32C, a snapshot's state encoding, LZ4 and decoding, and
 /// recovery's replay of logged debits. README.md lists what each one measures.
 import Benchmark
-import CreditCore
-import CreditPersistence
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
 import LedgerFixtures
 
 let benchmarks: @Sendable () -> Void = {

@@ -1,7 +1,7 @@
 /// What the micro-benchmarks start from: funded ledgers, keys that look like clients' keys,
 /// and a place to keep a ledger between a benchmark's iterations. Setup only: nothing here
 /// runs inside a measurement.
-import CreditCore
+@_spi(Plumbing) import CreditCore
 
 public enum Fixtures {
     /// The time every benchmark applies its commands at (2026-01-01T00:00:00Z). Time only has
@@ -39,7 +39,7 @@ public enum Fixtures {
     }
 
     /// A ledger (default configuration) holding `fundedAccounts(count, creditsEach:keys:)`.
-    public static func fundedLedger(accounts count: Int, creditsEach: Int64, keys: inout KeySequence)
+    package static func fundedLedger(accounts count: Int, creditsEach: Int64, keys: inout KeySequence)
         -> (ledger: Ledger, accounts: [AccountID]) {
         let (accounts, commands) = fundedAccounts(count, creditsEach: creditsEach, keys: &keys)
         var ledger = Ledger()
@@ -48,7 +48,7 @@ public enum Fixtures {
     }
 
     /// Applies setup commands at `now`; a rejected one means the fixture is wrong.
-    public static func apply(_ commands: [Command], to ledger: inout Ledger, at time: Timestamp = now) {
+    package static func apply(_ commands: [Command], to ledger: inout Ledger, at time: Timestamp = now) {
         for command in commands {
             if case .failure(let error) = ledger.record(command, at: time).outcome {
                 fatalError("setup command \(command.action) was rejected: \(error)")

@@ -142,7 +142,7 @@ extension Command {
     }
 
     /// Reads one command written by `encode(into:)`, leaving the reader after it.
-    @_spi(Plumbing) public init(decoding reader: inout ByteReader) throws(DecodingError) {
+    @_spi(Plumbing) public init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
         let key = try reader.readKey()
         let tagOffset = reader.offset
         let action: Action
@@ -294,7 +294,7 @@ extension UsageCharge {
 
 extension Command {
     /// The usage fields of tags 17, 21 and 22.
-    static func readUsage(_ reader: inout ByteReader) throws(DecodingError) -> UsageCharge {
+    static func readUsage(_ reader: inout ByteReader) throws(BinaryDecodingError) -> UsageCharge {
         let model = try reader.readString(maxBytes: decodedTextBytesMax, "model")
         let provider = try reader.readString(maxBytes: decodedTextBytesMax, "provider")
         let units = try reader.read(UInt64.self)
@@ -314,7 +314,7 @@ extension DepartmentTerms {
         writer.write(id); writer.write(costCentre); writer.write(allocationPerPeriod)
     }
 
-    init(decoding reader: inout ByteReader) throws(DecodingError) {
+    init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
         let id = try reader.readDepartment()
         let costCentre = try reader.readString(maxBytes: Command.decodedTextBytesMax, "cost centre")
         self.init(id: id, costCentre: costCentre, allocationPerPeriod: try reader.readOptionalAmount("department allocation"))

@@ -45,7 +45,7 @@ extension Action {
     }
 
     /// Reads the fields of scheduling command `tag` (23–34); nil for another tag.
-    static func decodeScheduling(tag: UInt8, from reader: inout ByteReader) throws(DecodingError) -> Action? {
+    static func decodeScheduling(tag: UInt8, from reader: inout ByteReader) throws(BinaryDecodingError) -> Action? {
         switch tag {
         case 23: return .subscribe(try reader.readAccount(), try SubscriptionTerms(decoding: &reader))
         case 24:
@@ -159,7 +159,7 @@ extension SubscriptionTerms {
         writer.write(rollover); writer.write(rolloverMonths)
     }
 
-    init(decoding reader: inout ByteReader) throws(DecodingError) {
+    init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
         let plan = try reader.readString(maxBytes: Command.decodedTextBytesMax, "plan")
         let allocation = try reader.readAmount()
         let price = try reader.read(Int64.self)

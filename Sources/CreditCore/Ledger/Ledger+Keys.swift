@@ -14,7 +14,7 @@ extension Ledger {
     mutating func registerKey(_ id: AccountID, _ registration: KeyRegistration) throws(LedgerError) {
         guard !registration.provider.isEmpty, !registration.fingerprint.isEmpty, !registration.sealed.isEmpty,
               registration.sealed.count <= LedgerLimits.sealedKeyBytesMax else {
-            throw .invalidText(.keyRegistrationIncomplete)
+            throw .invalidInput(.keyRegistrationIncomplete)
         }
         try checkText(registration.provider)
         try checkText(registration.fingerprint)

@@ -20,7 +20,7 @@
 /// against its table, every enum against its known values, every link structure (account
 /// chains, grant chains, organisations, holds) for reachability and cycles, and every sum the
 /// invariant checker will compute for overflow; then `invariantViolations()` must be empty.
-/// Corrupted bytes throw a `DecodingError` naming the field and its offset, never trap.
+/// Corrupted bytes throw a `BinaryDecodingError` naming the field and its offset, never trap.
 extension Ledger {
     /// Version of the state encoding written (bump on any change; old versions must stay
     /// decodable). 2 added the key policies and provider keys after the idempotency table;
@@ -128,7 +128,7 @@ extension Ledger {
     /// unspecified); a ledger that decodes but breaks an invariant throws
     /// `.invalid(field: "invariants: ...")`. The restored ledger has an empty entry window
     /// and zero statistics.
-    @_spi(Plumbing) public init(decodingState reader: inout ByteReader, configuration: LedgerConfiguration) throws(DecodingError) {
+    @_spi(Plumbing) public init(decodingState reader: inout ByteReader, configuration: LedgerConfiguration) throws(BinaryDecodingError) {
         var decoder = StateDecoder(reader: reader, configuration: configuration)
         try decoder.decode()
         reader = decoder.reader

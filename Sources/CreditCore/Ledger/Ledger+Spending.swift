@@ -106,10 +106,10 @@ extension Ledger {
         let count = routed.count
         guard count > 0, Int(routed.numberedFrom) + count <= LedgerLimits.routedCandidatesMax,
               routed.systemChoice.map({ Int($0) < count }) ?? true else {
-            throw .invalidText(.routedCandidates)
+            throw .invalidInput(.routedCandidates)
         }
         for index in 0 ..< count {
-            guard routed[candidate: index].keySource == .system else { throw .invalidText(.routedCandidates) }
+            guard routed[candidate: index].keySource == .system else { throw .invalidInput(.routedCandidates) }
             try checkUsage(routed[candidate: index])
         }
         let located = try locate(id)
@@ -140,12 +140,12 @@ extension Ledger {
 
     @inline(__always)
     func checkUsage(_ usage: UsageCharge) throws(LedgerError) {
-        guard !usage.modelName.isEmpty, !usage.providerName.isEmpty else { throw .invalidText(.usageNamesModelAndProvider) }
+        guard !usage.modelName.isEmpty, !usage.providerName.isEmpty else { throw .invalidInput(.usageNamesModelAndProvider) }
         if usage.namesUnavailable { throw .limitReached(.namesPerProcess) }
         if usage.modelName.utf8Count > LedgerLimits.textBytesMax || usage.providerName.utf8Count > LedgerLimits.textBytesMax {
-            throw .invalidText(.textTooLong)
+            throw .invalidInput(.textTooLong)
         }
-        guard usage.providerCostNanoUSD >= 0, usage.listPrice >= .zero else { throw .invalidText(.usageNotNegative) }
+        guard usage.providerCostNanoUSD >= 0, usage.listPrice >= .zero else { throw .invalidInput(.usageNotNegative) }
     }
 
     /// A settle whose actual cost is an AI call's usage (see `charge` for own keys).
@@ -472,7 +472,7 @@ extension Ledger {
     }
 
     mutating func adjust(_ id: AccountID, _ amount: Millicredits, reason: String, at now: Int64, sequence: UInt64) throws(LedgerError) {
-        guard !reason.isEmpty else { throw .invalidText(.reasonRequired) }
+        guard !reason.isEmpty else { throw .invalidInput(.reasonRequired) }
         try checkText(reason)
         guard amount.rawValue != 0, amount.rawValue.magnitude <= UInt64(LedgerLimits.amountMax) else {
             throw .invalidAmount(amount)

@@ -47,7 +47,7 @@ extension Ledger {
     }
 
     func checkText(_ text: String) throws(LedgerError) {
-        if text.utf8.count > LedgerLimits.textBytesMax { throw .invalidText(.textTooLong) }
+        if text.utf8.count > LedgerLimits.textBytesMax { throw .invalidInput(.textTooLong) }
     }
 
     func checkCap(_ cap: Millicredits?) throws(LedgerError) {

@@ -2,7 +2,7 @@
 // grants, organisations).
 
 extension StateDecoder {
-    mutating func decodeHeader() throws(DecodingError) {
+    mutating func decodeHeader() throws(BinaryDecodingError) {
         var at = reader.offset
         version = try reader.read(UInt32.self)
         guard Ledger.stateFormatVersionsReadable.contains(version) else {
@@ -35,7 +35,7 @@ extension StateDecoder {
         totals.debt = try amount(in: Self.nonNegative, "totals.debt")
     }
 
-    mutating func decodeCounts() throws(DecodingError) -> (Int, Int, Int, Int) {
+    mutating func decodeCounts() throws(BinaryDecodingError) -> (Int, Int, Int, Int) {
         let at = reader.offset
         // Below `none`, and `UInt32.max - 1` (the tenant table's empty marker) for organisations.
         let limit = Int(UInt32.max) - 2
@@ -52,7 +52,7 @@ extension StateDecoder {
     }
 
     /// Checks that `bytes` follow and skips them; returns where they start.
-    mutating func skip(_ bytes: Int, _ field: String) throws(DecodingError) -> Int {
+    mutating func skip(_ bytes: Int, _ field: String) throws(BinaryDecodingError) -> Int {
         let start = reader.offset
         guard bytes <= reader.remaining else { throw invalid(start, field) }
         _ = try reader.readBytes(bytes)
@@ -61,10 +61,10 @@ extension StateDecoder {
 
     /// Runs `body` with a cursor at `start` of `bytes` (whose length the caller checked).
     static func parse(_ bytes: [UInt8], from start: Int,
-                      _ body: (inout FieldCursor) throws(DecodingError) -> Void) throws(DecodingError) {
-        let failure = bytes.withUnsafeBytes { raw -> DecodingError? in
+                      _ body: (inout FieldCursor) throws(BinaryDecodingError) -> Void) throws(BinaryDecodingError) {
+        let failure = bytes.withUnsafeBytes { raw -> BinaryDecodingError? in
             var cursor = FieldCursor(raw: raw, offset: start)
-            do throws(DecodingError) {
+            do throws(BinaryDecodingError) {
                 try body(&cursor)
                 return nil
             } catch {
@@ -74,11 +74,11 @@ extension StateDecoder {
         if let failure { throw failure }
     }
 
-    mutating func decodeTenants(_ count: Int, accountCount: Int, grantCount: Int, organisationCount: Int) throws(DecodingError) {
+    mutating func decodeTenants(_ count: Int, accountCount: Int, grantCount: Int, organisationCount: Int) throws(BinaryDecodingError) {
         tenantsStart = try skip(count * Ledger.encodedTenantBytes, "tenants")
         tenantList.reserveCapacity(count)
         tenants = TenantTable(capacity: count)
-        try Self.parse(reader.bytes, from: tenantsStart) { cursor throws(DecodingError) in
+        try Self.parse(reader.bytes, from: tenantsStart) { cursor throws(BinaryDecodingError) in
             var previous: UInt64?
             for index in 0 ..< count {
                 let at = cursor.offset
@@ -95,10 +95,10 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodeAccounts(_ count: Int, grantCount: Int) throws(DecodingError) {
+    mutating func decodeAccounts(_ count: Int, grantCount: Int) throws(BinaryDecodingError) {
         accountsStart = try skip(count * Ledger.encodedAccountBytes, "accounts")
         let known: UInt8 = AccountRecord.Flags.stored.rawValue
-        try Self.parse(reader.bytes, from: accountsStart) { cursor throws(DecodingError) in
+        try Self.parse(reader.bytes, from: accountsStart) { cursor throws(BinaryDecodingError) in
             for slot in 0 ..< count {
                 let tenant = TenantID(cursor.next(UInt64.self))
                 let number = cursor.next(UInt32.self)
@@ -124,10 +124,10 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodeGrants(_ count: Int, accountCount: Int) throws(DecodingError) {
+    mutating func decodeGrants(_ count: Int, accountCount: Int) throws(BinaryDecodingError) {
         grantsStart = try skip(count * grantBytes, "grants")
         let (nextSequence, hasState) = (nextSequence, version >= 3)
-        try Self.parse(reader.bytes, from: grantsStart) { cursor throws(DecodingError) in
+        try Self.parse(reader.bytes, from: grantsStart) { cursor throws(BinaryDecodingError) in
             for slot in 0 ..< count {
                 let at = cursor.offset
                 let number = cursor.next(UInt64.self)
@@ -165,7 +165,7 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodeFreeGrantSlots(_ grantCount: Int) throws(DecodingError) {
+    mutating func decodeFreeGrantSlots(_ grantCount: Int) throws(BinaryDecodingError) {
         let count = try self.count(max: grantCount, bytesEach: 4, "freeGrantSlots count")
         freeGrantSlots.reserveCapacity(count)
         for _ in 0 ..< count {
@@ -173,7 +173,7 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodePeriod(_ owner: @autoclosure () -> String) throws(DecodingError) -> PeriodCap {
+    mutating func decodePeriod(_ owner: @autoclosure () -> String) throws(BinaryDecodingError) -> PeriodCap {
         let at = reader.offset
         let cap: Int64? = try reader.readBool(owner() + " cap present") ? try amount(in: Self.amounts, owner() + " cap") : nil
         let spent = try amount(in: Self.nonNegative, owner() + " spent")
@@ -185,7 +185,7 @@ extension StateDecoder {
         return PeriodCap(cap: cap, spent: spent, held: held, overrun: overrun)
     }
 
-    mutating func decodeOrganisations(_ count: Int, accountCount: Int) throws(DecodingError) {
+    mutating func decodeOrganisations(_ count: Int, accountCount: Int) throws(BinaryDecodingError) {
         organisations.reserveCapacity(count)
         organisationStarts.reserveCapacity(count)
         for index in 0 ..< count {

@@ -9,7 +9,7 @@ extension StateDecoder {
     /// Every account is reached exactly once: from its individual tenant's chain, as an
     /// organisation's pool, or as one of its members; every organisation from exactly one
     /// tenant. Rebuilds each organisation's member index. Checks the sums of lifetime totals.
-    mutating func checkTenancy() throws(DecodingError) {
+    mutating func checkTenancy() throws(BinaryDecodingError) {
         roles = [Role](repeating: .unreached, count: accounts.count)
         var organisationReached = [Bool](repeating: false, count: organisations.count)
         var numbers: [UInt32] = []
@@ -87,13 +87,13 @@ extension StateDecoder {
 
     /// Every grant slot is in exactly one grant-holding account's chain or in the free list
     /// once. Checks the sums the conservation check will compute.
-    mutating func checkGrantChains() throws(DecodingError) {
+    mutating func checkGrantChains() throws(BinaryDecodingError) {
         grantUse = [GrantUse](repeating: .unreached, count: grants.count)
         var sums = LedgerTotals()
-        var failure: DecodingError?
+        var failure: BinaryDecodingError?
         accounts.forEach { slot, account in
             guard failure == nil else { return }
-            do throws(DecodingError) {
+            do throws(BinaryDecodingError) {
                 let at = accountOffset(slot)
                 sums.granted = try add(sums.granted, account.granted, at, "the sum of accounts' granted")
                 sums.expired = try add(sums.expired, account.expired, at, "the sum of accounts' expired")
@@ -144,7 +144,7 @@ extension StateDecoder {
     /// expires after it is effective; a grant in grace keeps its grace end, no earlier than
     /// its expiry, in `effectiveAt`, and a reinstatement subtracts the two; a forfeited one
     /// is kept only for the holds still open on it, with nothing remaining.
-    func checkState(of grant: GrantRecord, slot: UInt32) throws(DecodingError) {
+    func checkState(of grant: GrantRecord, slot: UInt32) throws(BinaryDecodingError) {
         let at = grantOffset(slot)
         switch grant.state {
         case .live:

@@ -4,7 +4,7 @@
 extension StateDecoder {
     // MARK: Tables after the structure
 
-    mutating func decodeGrantScopes() throws(DecodingError) {
+    mutating func decodeGrantScopes() throws(BinaryDecodingError) {
         let count = try self.count(max: grants.count, bytesEach: 12, "grantScopes count")
         grantScopes.reserveCapacity(count)
         var previous: UInt32?
@@ -21,7 +21,7 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodeCreditLines() throws(DecodingError) {
+    mutating func decodeCreditLines() throws(BinaryDecodingError) {
         let count = try self.count(max: accounts.count, bytesEach: 20, "creditLines count")
         creditLines.reserveCapacity(count)
         var previous: UInt32?
@@ -39,7 +39,7 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodeHolds() throws(DecodingError) {
+    mutating func decodeHolds() throws(BinaryDecodingError) {
         let count = try self.count(max: LedgerLimits.openHoldsPerShardMax, bytesEach: Ledger.encodedHoldBytesMin, "holds count")
         holds.reserveCapacity(count)
         var previous: UInt64 = 0
@@ -86,7 +86,7 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodeClosedHolds() throws(DecodingError) {
+    mutating func decodeClosedHolds() throws(BinaryDecodingError) {
         let count = try self.count(max: configuration.closedHoldsRememberedMax, bytesEach: 8, "closed holds count")
         closedHolds.reserveCapacity(count)
         var seen: Set<UInt64> = []
@@ -101,7 +101,7 @@ extension StateDecoder {
         }
     }
 
-    mutating func decodeIdempotency() throws(DecodingError) {
+    mutating func decodeIdempotency() throws(BinaryDecodingError) {
         let countsAt = reader.offset
         let half = configuration.idempotencyKeysMax / 2
         let previousCount = try count(max: half, bytesEach: Ledger.encodedRememberedBytes, "idempotency previous count")
@@ -121,7 +121,7 @@ extension StateDecoder {
         let start = try skip((previousCount + currentCount) * Ledger.encodedRememberedBytes, "idempotency records")
         let (accountCount, nextSequence, lastTime) = (accounts.count, nextSequence, lastTime)
         var newestAt = countsAt
-        try Self.parse(reader.bytes, from: start) { cursor throws(DecodingError) in
+        try Self.parse(reader.bytes, from: start) { cursor throws(BinaryDecodingError) in
             var newestMillis = Int64.min
             var newestSequence: UInt64 = 0
             for position in 0 ..< previousCount + currentCount {

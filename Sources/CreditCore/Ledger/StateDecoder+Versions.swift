@@ -4,7 +4,7 @@
 extension StateDecoder {
     // MARK: Sections
 
-    mutating func decode() throws(DecodingError) {
+    mutating func decode() throws(BinaryDecodingError) {
         try decodeHeader()
         let (tenantCount, accountCount, grantCount, organisationCount) = try decodeCounts()
         try decodeTenants(tenantCount, accountCount: accountCount, grantCount: grantCount,
@@ -33,14 +33,14 @@ extension StateDecoder {
     /// that took from several grants. A known source belongs to a charge (a record with a
     /// principal); a list to a `several` source, of 1 to `RefundSource.listCountMax`
     /// positive amounts adding up to at most the charge.
-    mutating func decodeRefundSources() throws(DecodingError) {
+    mutating func decodeRefundSources() throws(BinaryDecodingError) {
         previousKeys = try decodeSources(of: previousKeys)
         currentKeys = try decodeSources(of: currentKeys)
         previousSourceLists = try decodeSourceLists(previousKeys, "previous")
         currentSourceLists = try decodeSourceLists(currentKeys, "current")
     }
 
-    mutating func decodeSources(of records: [IdempotencyTable.Record]) throws(DecodingError) -> [IdempotencyTable.Record] {
+    mutating func decodeSources(of records: [IdempotencyTable.Record]) throws(BinaryDecodingError) -> [IdempotencyTable.Record] {
         var records = records
         for index in records.indices {
             let at = reader.offset
@@ -53,7 +53,7 @@ extension StateDecoder {
         return records
     }
 
-    mutating func decodeSourceLists(_ records: [IdempotencyTable.Record], _ generation: String) throws(DecodingError)
+    mutating func decodeSourceLists(_ records: [IdempotencyTable.Record], _ generation: String) throws(BinaryDecodingError)
         -> [UInt32: [RefundSource]] {
         let expected = records.count { $0.remembered.source == RefundSource.several }
         let countAt = reader.offset
@@ -89,7 +89,7 @@ extension StateDecoder {
     /// Version 4's retired grants, oldest first: each of an account that holds grants, empty,
     /// with values a listed grant of its state could have, retired no later than the last
     /// command, in order, and not listed in its account.
-    mutating func decodeRetiredGrants() throws(DecodingError) {
+    mutating func decodeRetiredGrants() throws(BinaryDecodingError) {
         let count = try self.count(max: configuration.idempotencyKeysMax, bytesEach: Ledger.encodedRetiredGrantBytes, "retired grants count")
         var listed: Set<UInt64> = []
         grants.forEach { slot, grant in if grantUse[Int(slot)] == .live { listed.insert(grant.number) } }
@@ -131,7 +131,7 @@ extension StateDecoder {
     /// Version 4's cycle levels, one per schedule in slot order: a subscription's level is
     /// at least 0 and at most the limits its terms have; a schedule without a subscription
     /// has level 0.
-    mutating func decodeCycleLevels() throws(DecodingError) {
+    mutating func decodeCycleLevels() throws(BinaryDecodingError) {
         for index in 0 ..< schedules.count {
             let at = reader.offset
             let name = "schedule \(index)"
@@ -155,7 +155,7 @@ extension StateDecoder {
     }
 
     /// Version 2's key policies (one byte per organisation) and provider keys.
-    mutating func decodeKeys() throws(DecodingError) {
+    mutating func decodeKeys() throws(BinaryDecodingError) {
         for index in organisations.indices {
             let at = reader.offset
             guard let policy = KeyPolicy(rawValue: try reader.read(UInt8.self)) else {
@@ -189,7 +189,7 @@ extension StateDecoder {
     /// auto-refill terms). Every value is held to what the handlers in Ledger+Schedule.swift
     /// can produce where a later command or view computes with it (calendar months from the
     /// anchor, time since the last refill), so a decoded schedule never traps.
-    mutating func decodeSchedules() throws(DecodingError) {
+    mutating func decodeSchedules() throws(BinaryDecodingError) {
         let count = try self.count(max: accounts.count, bytesEach: Ledger.encodedScheduleBytesMin, "schedules count")
         for index in 0 ..< count {
             let at = reader.offset
@@ -211,7 +211,7 @@ extension StateDecoder {
 
     /// A schedule's subscription part. Without a subscription it must be `empty`'s: nothing
     /// sets those fields but `subscribe`, and a status never goes back to none.
-    mutating func decodeSubscription(into schedule: inout AccountSchedule, _ name: String) throws(DecodingError) {
+    mutating func decodeSubscription(into schedule: inout AccountSchedule, _ name: String) throws(BinaryDecodingError) {
         let at = reader.offset
         let status = try optional(SubscriptionStatus.self, "\(name) status")
         let reasonAt = reader.offset
@@ -275,7 +275,7 @@ extension StateDecoder {
 
     /// A schedule's auto-refill part (the terms as `setAutoRefill` accepts them) and the
     /// state of its refills.
-    mutating func decodeRefill(into schedule: inout AccountSchedule, _ name: String) throws(DecodingError) {
+    mutating func decodeRefill(into schedule: inout AccountSchedule, _ name: String) throws(BinaryDecodingError) {
         if try reader.readBool("\(name) refill present") {
             let threshold = try amount(in: Self.amounts, "\(name) refill threshold")
             let refillCredits = try amount(in: 0 ... AutoRefillTerms.refillCreditsMax, "\(name) refillCredits")
@@ -321,7 +321,7 @@ extension StateDecoder {
     }
 
     /// An enum stored as its raw value, 0 for none (no case has raw value 0).
-    mutating func optional<Value: RawRepresentable>(_: Value.Type, _ field: @autoclosure () -> String) throws(DecodingError) -> Value?
+    mutating func optional<Value: RawRepresentable>(_: Value.Type, _ field: @autoclosure () -> String) throws(BinaryDecodingError) -> Value?
         where Value.RawValue == UInt8 {
         let at = reader.offset
         let raw = try reader.read(UInt8.self)

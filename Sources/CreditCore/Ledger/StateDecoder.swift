@@ -7,13 +7,13 @@
 protocol FieldReading {
     /// Where the next field starts (for errors).
     var fieldOffset: Int { get }
-    mutating func readField<T: FixedWidthInteger>(_: T.Type) throws(DecodingError) -> T
+    mutating func readField<T: FixedWidthInteger>(_: T.Type) throws(BinaryDecodingError) -> T
 }
 
 extension FieldReading {
     /// A 32-bit slot index below `count`, or `none` when allowed.
     @inline(__always)
-    mutating func index(below count: Int, orNone: Bool, _ field: @autoclosure () -> String) throws(DecodingError) -> UInt32 {
+    mutating func index(below count: Int, orNone: Bool, _ field: @autoclosure () -> String) throws(BinaryDecodingError) -> UInt32 {
         let at = fieldOffset
         let value = try readField(UInt32.self)
         guard Int(value) < count || (orNone && value == none) else { throw .invalid(offset: at, field: field()) }
@@ -22,7 +22,7 @@ extension FieldReading {
 
     /// A 64-bit amount in `range`.
     @inline(__always)
-    mutating func amount(in range: ClosedRange<Int64>, _ field: @autoclosure () -> String) throws(DecodingError) -> Int64 {
+    mutating func amount(in range: ClosedRange<Int64>, _ field: @autoclosure () -> String) throws(BinaryDecodingError) -> Int64 {
         let at = fieldOffset
         let value = try readField(Int64.self)
         guard range.contains(value) else { throw .invalid(offset: at, field: field()) }
@@ -103,22 +103,22 @@ struct StateDecoder: FieldReading {
 
     // MARK: Primitive checks
 
-    func invalid(_ offset: Int, _ field: String) -> DecodingError { .invalid(offset: offset, field: field) }
+    func invalid(_ offset: Int, _ field: String) -> BinaryDecodingError { .invalid(offset: offset, field: field) }
 
     var fieldOffset: Int { reader.offset }
 
     @inline(__always)
-    mutating func readField<T: FixedWidthInteger>(_: T.Type) throws(DecodingError) -> T { try reader.read(T.self) }
+    mutating func readField<T: FixedWidthInteger>(_: T.Type) throws(BinaryDecodingError) -> T { try reader.read(T.self) }
 
     /// A 32-bit count of at most `max` items of at least `bytesEach` bytes that must still follow.
-    mutating func count(max: Int, bytesEach: Int, _ field: String) throws(DecodingError) -> Int {
+    mutating func count(max: Int, bytesEach: Int, _ field: String) throws(BinaryDecodingError) -> Int {
         let at = reader.offset
         let value = Int(try reader.read(UInt32.self))
         guard value <= max, value * bytesEach <= reader.remaining else { throw invalid(at, field) }
         return value
     }
 
-    func add(_ a: Int64, _ b: Int64, _ offset: Int, _ field: @autoclosure () -> String) throws(DecodingError) -> Int64 {
+    func add(_ a: Int64, _ b: Int64, _ offset: Int, _ field: @autoclosure () -> String) throws(BinaryDecodingError) -> Int64 {
         let (sum, overflow) = a.addingReportingOverflow(b)
         if overflow { throw invalid(offset, field() + " overflows") }
         return sum

@@ -18,25 +18,25 @@ extension ByteWriter {
 }
 
 extension ByteReader {
-    package mutating func readTenant() throws(DecodingError) -> TenantID { TenantID(try read(UInt64.self)) }
-    package mutating func readAccount() throws(DecodingError) -> AccountID {
+    package mutating func readTenant() throws(BinaryDecodingError) -> TenantID { TenantID(try read(UInt64.self)) }
+    package mutating func readAccount() throws(BinaryDecodingError) -> AccountID {
         AccountID(tenant: try readTenant(), number: try read(UInt32.self))
     }
-    package mutating func readHold() throws(DecodingError) -> HoldID {
+    package mutating func readHold() throws(BinaryDecodingError) -> HoldID {
         HoldID(tenant: try readTenant(), number: try read(UInt64.self))
     }
-    package mutating func readDepartment() throws(DecodingError) -> DepartmentID { DepartmentID(try read(UInt16.self)) }
-    package mutating func readKey() throws(DecodingError) -> IdempotencyKey {
+    package mutating func readDepartment() throws(BinaryDecodingError) -> DepartmentID { DepartmentID(try read(UInt16.self)) }
+    package mutating func readKey() throws(BinaryDecodingError) -> IdempotencyKey {
         IdempotencyKey(high: try read(UInt64.self), low: try read(UInt64.self))
     }
-    package mutating func readAmount() throws(DecodingError) -> Millicredits { Millicredits(try read(Int64.self)) }
-    package mutating func readTimestamp() throws(DecodingError) -> Timestamp {
+    package mutating func readAmount() throws(BinaryDecodingError) -> Millicredits { Millicredits(try read(Int64.self)) }
+    package mutating func readTimestamp() throws(BinaryDecodingError) -> Timestamp {
         Timestamp(millisSinceEpoch: try read(Int64.self))
     }
-    package mutating func readScope() throws(DecodingError) -> ChargeScope {
+    package mutating func readScope() throws(BinaryDecodingError) -> ChargeScope {
         ChargeScope(provider: try read(UInt32.self), model: try read(UInt32.self))
     }
-    package mutating func readOptionalAmount(_ field: String) throws(DecodingError) -> Millicredits? {
+    package mutating func readOptionalAmount(_ field: String) throws(BinaryDecodingError) -> Millicredits? {
         try readBool(field) ? try readAmount() : nil
     }
 }

@@ -59,7 +59,7 @@
     }
 }
 
-public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+public enum BinaryDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The bytes end before the value does.
     case truncated(offset: Int, needed: Int)
     /// A field holds a value no writer produces (an unknown tag, an impossible amount).
@@ -74,7 +74,7 @@ public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Reads what `ByteWriter` wrote. Every read checks the remaining length and throws
-/// `DecodingError` instead of trapping, because the bytes come from disk.
+/// `BinaryDecodingError` instead of trapping, because the bytes come from disk.
 @_spi(Plumbing) public struct ByteReader: Sendable {
     package let bytes: [UInt8]
     package private(set) var offset: Int
@@ -91,7 +91,7 @@ public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     package var isAtEnd: Bool { offset == end }
 
     @inline(__always)
-    package mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(DecodingError) -> T {
+    package mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) throws(BinaryDecodingError) -> T {
         let size = MemoryLayout<T>.size
         guard end - offset >= size else { throw .truncated(offset: offset, needed: size - (end - offset)) }
         var value: T = 0
@@ -104,7 +104,7 @@ public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
         return T(littleEndian: value)
     }
 
-    package mutating func readBool(_ field: String) throws(DecodingError) -> Bool {
+    package mutating func readBool(_ field: String) throws(BinaryDecodingError) -> Bool {
         let at = offset
         switch try read(UInt8.self) {
         case 0: return false
@@ -113,7 +113,7 @@ public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    package mutating func readBytes(_ count: Int) throws(DecodingError) -> ArraySlice<UInt8> {
+    package mutating func readBytes(_ count: Int) throws(BinaryDecodingError) -> ArraySlice<UInt8> {
         guard count >= 0 else { throw .invalid(offset: offset, field: "byte count") }
         guard end - offset >= count else { throw .truncated(offset: offset, needed: count - (end - offset)) }
         defer { offset += count }
@@ -121,7 +121,7 @@ public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A string of at most `maxBytes` UTF-8 bytes.
-    package mutating func readString(maxBytes: Int, _ field: String) throws(DecodingError) -> String {
+    package mutating func readString(maxBytes: Int, _ field: String) throws(BinaryDecodingError) -> String {
         let at = offset
         let count = Int(try read(UInt32.self))
         guard count <= maxBytes else { throw .invalid(offset: at, field: field) }
@@ -132,7 +132,7 @@ public enum DecodingError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// Fails unless every byte was consumed (a record with trailing bytes is not one a
     /// writer produced).
-    @_spi(Plumbing) public func expectEnd(_ what: String) throws(DecodingError) {
+    @_spi(Plumbing) public func expectEnd(_ what: String) throws(BinaryDecodingError) {
         guard isAtEnd else { throw .invalid(offset: offset, field: "\(remaining) trailing bytes after \(what)") }
     }
 }

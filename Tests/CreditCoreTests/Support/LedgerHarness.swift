@@ -413,7 +413,7 @@ func errorCaseName(_ error: LedgerError) -> String {
     case .unknownDebit: "unknownDebit"
     case .refundExceedsDebit: "refundExceedsDebit"
     case .invalidTimeout: "invalidTimeout"
-    case .invalidText(let rule): "invalidText.\(rule)"
+    case .invalidInput(let rule): "invalidInput.\(rule)"
     case .limitReached(let rule): "limitReached.\(rule)"
     case .logStopped: "logStopped" // the engine's, never the core's
     case .notSubscribed: "notSubscribed"
