@@ -9,15 +9,15 @@ import CChecksum
 ///
 /// `continuing` chains: `checksum(b, continuing: checksum(a)) == checksum(a + b)`, so a
 /// record's checksum can be computed over its header and payload without concatenating them.
-package enum CRC32C {
+@_spi(Plumbing) public enum CRC32C {
     /// The CRC of `bytes`, continuing from `crc` (0 to start).
-    package static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+    @_spi(Plumbing) public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
         return checksum_crc32c(crc, base, bytes.count)
     }
 
     /// The CRC of `bytes`, continuing from `crc` (0 to start).
-    package static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+    @_spi(Plumbing) public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
 
@@ -32,7 +32,7 @@ package enum CRC32C {
     }
 
     /// Whether `checksum` uses the SSE4.2 instruction on this machine (for tests and `credits version`).
-    package static var usesHardware: Bool { checksum_crc32c_uses_hardware() != 0 }
+    @_spi(Plumbing) public static var usesHardware: Bool { checksum_crc32c_uses_hardware() != 0 }
 
     /// The same CRC from the portable table only, so tests can compare both paths.
     static func tableChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {

@@ -283,8 +283,8 @@ public enum WALRecord {
     }
 
     @_spi(Plumbing) public struct Header: Sendable, Equatable {
-        package var checksum: UInt32
-        package var lsn: UInt64
+        @_spi(Plumbing) public var checksum: UInt32
+        @_spi(Plumbing) public var lsn: UInt64
         package var previous: UInt32
         package var kind: UInt8
         package var time: Timestamp

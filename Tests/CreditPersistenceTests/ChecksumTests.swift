@@ -1,6 +1,7 @@
 import DurabilityTestSupport
 import Testing
 @testable import CreditPersistence
+@_spi(Plumbing) import CreditPersistence
 
 /// The file-layer tests' generator: SplitMix64, so a failing randomized test replays
 /// from the seed it prints.

@@ -19,7 +19,7 @@
         storage.reserveCapacity(capacity)
     }
 
-    @inlinable package var count: Int { storage.count }
+    @_spi(Plumbing) @inlinable public var count: Int { storage.count }
 
     @inlinable @inline(__always)
     package mutating func write<T: FixedWidthInteger>(_ value: T) {
@@ -50,7 +50,7 @@
     }
 
     @inlinable
-    package mutating func removeAll(keepingCapacity: Bool = true) { storage.removeAll(keepingCapacity: keepingCapacity) }
+    @_spi(Plumbing) public mutating func removeAll(keepingCapacity: Bool = true) { storage.removeAll(keepingCapacity: keepingCapacity) }
 
     /// Calls `body` with the bytes written so far, without copying them.
     @inlinable
