@@ -187,7 +187,11 @@ struct ChargingTests {
             _ = try await f.billing.charge(account, routing: capped, usage: .videoSeconds(5), key: f.key())
             Issue.record("an over-budget routed charge went through")
         } catch {
-            #expect(error.description.contains("more than the maximum"), "\(error)")
+            guard case .noRoute(.overBudget(kind: .video, quality: .premium, _, let max)) = error else {
+                Issue.record("expected an over-budget refusal, got \(error)")
+                return
+            }
+            #expect(max == credits(1))
         }
         try await f.billing.registerKey("sk-openai-key-4444", provider: "OpenAI", for: account, key: f.key())
         let sora = try await f.billing.charge(account, routing: capped, usage: .videoSeconds(7), key: f.key())
