@@ -20,6 +20,17 @@ public enum LZ4Error: Error, Sendable, Equatable, CustomStringConvertible {
     /// not ours and could not be verified).
     case unsupportedFrame(reason: String)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .library: "lz4_library"
+        case .truncated: "lz4_truncated"
+        case .trailingBytes: "lz4_trailing_bytes"
+        case .outputTooLarge: "lz4_output_too_large"
+        case .unsupportedFrame: "lz4_unsupported_frame"
+        }
+    }
+
     public var description: String {
         switch self {
         case .library(let function, let name): "liblz4 \(function) failed: \(name)"

@@ -55,6 +55,14 @@ public enum PlanError: Error, Equatable, Sendable, CustomStringConvertible {
     case priceOutOfRange(cents: Int64)
     case creditsOutOfRange(Millicredits)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .priceOutOfRange: "plan_price_out_of_range"
+        case .creditsOutOfRange: "plan_credits_out_of_range"
+        }
+    }
+
     public var description: String {
         switch self {
         case .priceOutOfRange(let cents):

@@ -94,6 +94,15 @@ struct MoneyTests {
         #expect(MoneyError.overflow.description.contains("overflow"))
     }
 
+    @Test("money and decoding errors have distinct stable snake_case codes")
+    func errorCodes() {
+        let codes = [MoneyError.overflow, .malformed("x"), .tooPrecise("x")].map(\.code)
+            + [BinaryDecodingError.truncated(offset: 0, needed: 1), .invalid(offset: 0, field: "x")].map(\.code)
+        #expect(Set(codes).count == codes.count)
+        #expect(codes.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0 == "_" || ("a" ... "z").contains($0) } })
+        #expect(MoneyError.tooPrecise("1.0001").code == "amount_too_precise")
+    }
+
     @Test("timestamps add saturating; never stays never")
     func timestampArithmetic() {
         #expect(Timestamp(millisSinceEpoch: 5).adding(millis: 7) == Timestamp(millisSinceEpoch: 12))

@@ -27,6 +27,14 @@ private func expectLZ4Error(_ comment: Comment? = nil, _ body: () throws(LZ4Erro
 
 @Suite("LZ4 frames: round trips, streaming, and every corruption is an error")
 struct LZ4FrameTests {
+    @Test("LZ4 errors have distinct stable snake_case codes")
+    func errorCodes() {
+        let errors: [LZ4Error] = [.library(function: "f", name: "n"), .truncated(count: 1), .trailingBytes(offset: 1, count: 1),
+                                  .outputTooLarge(limit: 1), .unsupportedFrame(reason: "r")]
+        let codes = errors.map(\.code)
+        #expect(Set(codes).count == codes.count && codes.allSatisfy { $0.allSatisfy { $0 == "_" || ("a" ... "z").contains($0) || ("0" ... "9").contains($0) } })
+    }
+
     @Test("the linked liblz4 reports its version")
     func libraryVersion() {
         let parts = LZ4Frame.libraryVersion.split(separator: ".")

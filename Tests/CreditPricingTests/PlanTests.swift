@@ -3,6 +3,13 @@ import Testing
 
 @Suite("Plans and plan changes")
 struct PlanTests {
+    @Test("plan errors have distinct stable snake_case codes")
+    func planErrorCodes() {
+        let codes = [PlanError.priceOutOfRange(cents: -1), .creditsOutOfRange(Millicredits(-1))].map(\.code)
+        #expect(Set(codes).count == codes.count && codes.allSatisfy { $0.allSatisfy { $0 == "_" || ("a" ... "z").contains($0) } })
+        #expect(PlanError.priceOutOfRange(cents: -1).code == "plan_price_out_of_range")
+    }
+
     @Test("the seed's plans: price, own-key price and monthly credits", arguments: [
         (Plan.basic, "Basic", 5_999, 2_999, 2_000), (Plan.pro, "Pro", 14_999, 9_999, 5_000),
         (Plan.expert, "Expert", 24_999, 14_999, 15_000),

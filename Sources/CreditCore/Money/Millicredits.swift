@@ -92,6 +92,15 @@ public enum MoneyError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformed(String)
     case tooPrecise(String)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .overflow: "amount_overflow"
+        case .malformed: "malformed_amount"
+        case .tooPrecise: "amount_too_precise"
+        }
+    }
+
     public var description: String {
         switch self {
         case .overflow: "amount overflows 64-bit millicredits"

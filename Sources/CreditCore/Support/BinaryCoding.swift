@@ -65,6 +65,14 @@ public enum BinaryDecodingError: Error, Sendable, Equatable, CustomStringConvert
     /// A field holds a value no writer produces (an unknown tag, an impossible amount).
     case invalid(offset: Int, field: String)
 
+    /// A stable machine-readable name.
+    public var code: String {
+        switch self {
+        case .truncated: "truncated"
+        case .invalid: "invalid_field"
+        }
+    }
+
     public var description: String {
         switch self {
         case .truncated(let offset, let needed): "truncated at byte \(offset): \(needed) more bytes expected"
