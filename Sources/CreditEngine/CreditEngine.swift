@@ -202,26 +202,45 @@ public final class CreditEngine: Sendable {
         if let only = positions.firstIndex(where: { $0.count == commands.count }) {
             return await shards[only].execute(batch: commands)
         }
-        // Every position is filled by its shard's outcome below (`filled` checks it).
-        var outcomes = [Outcome?](repeating: nil, count: commands.count)
+        var results = [[Outcome]](repeating: [], count: shards.count)
         if commands.count < Self.parallelBatchCommandsMin {
             // Small batches visit their shards one after the other: a child task per shard
             // costs more than it saves, and concurrent callers keep the cores busy anyway.
             for (shard, share) in positions.enumerated() where !share.isEmpty {
-                let results = await shards[shard].execute(batch: commands, positions: share)
-                for (position, outcome) in zip(share, results) { outcomes[position] = outcome }
+                results[shard] = await shards[shard].execute(batch: commands, positions: share)
             }
-            return Self.filled(outcomes)
-        }
-        await withTaskGroup(of: (Int, [Outcome]).self) { group in
-            for (shard, share) in positions.enumerated() where !share.isEmpty {
-                group.addTask { (shard, await self.shards[shard].execute(batch: commands, positions: share)) }
-            }
-            for await (shard, results) in group {
-                for (position, outcome) in zip(positions[shard], results) { outcomes[position] = outcome }
+        } else {
+            await withTaskGroup(of: (Int, [Outcome]).self) { group in
+                for (shard, share) in positions.enumerated() where !share.isEmpty {
+                    group.addTask { (shard, await self.shards[shard].execute(batch: commands, positions: share)) }
+                }
+                for await (shard, outcomes) in group { results[shard] = outcomes }
             }
         }
-        return Self.filled(outcomes)
+        return Self.gathered(results, at: positions, count: commands.count)
+    }
+
+    /// The shards' outcomes put back in the order of the batch, written once each into the
+    /// result (no optional per position to fill and unwrap: 1 % of a batch run). `positions`
+    /// partitions `0 ..< count` by construction (`shares(of:)` puts each position in exactly
+    /// one share), and every shard answers each of its positions: both are checked.
+    private static func gathered(_ results: [[Outcome]], at positions: [[Int]], count: Int) -> [Outcome] {
+        var total = 0
+        for shard in positions.indices {
+            precondition(results[shard].count == positions[shard].count,
+                         "shard \(shard) answered \(results[shard].count) of its \(positions[shard].count) commands")
+            total += positions[shard].count
+        }
+        precondition(total == count, "the shares hold \(total) positions for \(count) commands")
+        assert(Set(positions.joined()) == Set(0 ..< count), "the shares are not a partition of the batch")
+        return [Outcome](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for shard in positions.indices {
+                for (position, outcome) in zip(positions[shard], results[shard]) {
+                    (buffer.baseAddress! + position).initialize(to: outcome)
+                }
+            }
+            initialized = count
+        }
     }
 
     /// Applies a long batch of background work (the scheduler's renewals after their

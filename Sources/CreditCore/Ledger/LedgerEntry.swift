@@ -81,6 +81,10 @@ public struct GrantMovements: Sendable, Equatable, RandomAccessCollection {
 
     public var startIndex: Int { 0 }
     public var endIndex: Int { (inline0 == nil ? 0 : 1) + (inline1 == nil ? 0 : 1) + spilled.count }
+    /// The number of movements, without the collection's generic walk (the ledger asks for
+    /// every charge it remembers).
+    @inline(__always)
+    public var count: Int { endIndex }
 
     public subscript(position: Int) -> GrantMovement {
         switch position {
