@@ -250,7 +250,7 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     /// Verifies and decodes the bytes of a snapshot file (see `read`).
-    package static func decode(_ bytes: [UInt8], configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
+    @_spi(Plumbing) public static func decode(_ bytes: [UInt8], configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
         let header = try SnapshotHeader(decoding: bytes)
         guard bytes.count == header.fileBytes else { throw .sizeMismatch(bytes: bytes.count, expected: header.fileBytes) }
         let state: [UInt8]

@@ -29,7 +29,7 @@ public enum WALReader {
     @_spi(Plumbing) public struct Report: Sendable, Equatable {
         package var segments: [String] = []
         /// Records handed to the visitor (those after `afterLSN`).
-        package var recordsVisited = 0
+        @_spi(Plumbing) public var recordsVisited = 0
         /// Records verified, including those at or before `afterLSN`.
         package var recordsVerified = 0
         /// LSN and checksum of the last good record (`afterLSN` and the expected chain
@@ -80,7 +80,7 @@ public enum WALReader {
     ///     e.g. when no snapshot is used).
     ///   - shard: the shard index every segment header must carry; `shardCount` the shard
     ///     count (nil: not checked, for a bare directory of segments).
-    package static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
+    @_spi(Plumbing) public static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
                             afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
                             visit: (Entry) throws -> Void) throws -> Report {
         try read(directories: [directory], fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,

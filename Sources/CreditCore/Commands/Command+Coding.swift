@@ -59,7 +59,7 @@ extension Command {
         return writer.count
     }
 
-    package func encode(into writer: inout ByteWriter) {
+    @_spi(Plumbing) public func encode(into writer: inout ByteWriter) {
         writer.write(key)
         switch action {
         case .openTenant(let tenant, let kind):

@@ -8,7 +8,7 @@
 /// they were, so order and expiry rules apply to live grants only. Schedules and their
 /// accounts link both ways; the `watched` flag says whether the schedule has auto-refill.
 extension Ledger {
-    package func invariantViolations() -> [String] {
+    @_spi(Plumbing) public func invariantViolations() -> [String] {
         var problems: [String] = []
         func check(_ condition: Bool, _ message: @autoclosure () -> String) {
             if !condition { problems.append(message()) }
