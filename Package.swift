@@ -81,7 +81,7 @@ let package = Package(
         .target(name: "DurabilityTestSupport", dependencies: ["CreditCore"], path: "Tests/DurabilityTestSupport"),
         .testTarget(name: "CreditPersistenceTests", dependencies: ["CreditPersistence", "CreditCore", "DurabilityTestSupport"]),
         .testTarget(name: "CreditEngineTests", dependencies: ["CreditEngine", "CreditCore", "CreditPersistence", "DurabilityTestSupport"]),
-        .testTarget(name: "CreditPricingTests", dependencies: ["CreditPricing"]),
+        .testTarget(name: "CreditPricingTests", dependencies: ["CreditPricing", "DurabilityTestSupport"]),
         .testTarget(name: "CreditBillingTests", dependencies: ["CreditBilling", "DurabilityTestSupport"]),
         .testTarget(name: "CreditSchedulerTests", dependencies: ["CreditScheduler", "CreditBilling", "DurabilityTestSupport"]),
         // The command-line tool's own pieces (the load benchmark's samplers).

@@ -1,4 +1,5 @@
 import CreditPricing
+import DurabilityTestSupport
 import Testing
 
 private let header = "model | provider | kind | quality | unit | provider_cost_usd | credits"
@@ -197,6 +198,43 @@ struct CatalogParsingTests {
             #expect(CatalogError(line: 1, column: nil, problem: problem).code == code)
         }
         #expect(Set(problems.map(\.0.code)).count == problems.count)
+    }
+
+    @Test("random mutations of the default catalog parse, or are refused with a typed error naming a line of the text (seeded, 2,000 texts)")
+    func mutatedCatalogs() {
+        let seed = DurabilitySeed.make("CatalogParsingTests.mutatedCatalogs")
+        var random = DurabilityRandom(seed: seed)
+        let original = Array(Catalog.defaultText.utf8)
+        // Bytes the format gives meaning to, and some it refuses: NUL, vertical tab, DEL, a
+        // lone CR, half of a UTF-8 sequence, a byte that is never UTF-8.
+        let alphabet = Array("|.\n\t 0123456789-e#aZ".utf8) + [0, 0x0B, 0x0D, 0x7F, 0xC3, 0xFF]
+        var parsed = 0
+        var codes: Set<String> = []
+        for _ in 0 ..< 2_000 {
+            var bytes = original
+            for _ in 0 ... random.below(4) {
+                let at = random.below(bytes.count + 1)
+                switch random.below(4) {
+                case 0 where at < bytes.count: bytes[at] = random.pick(alphabet)
+                case 1: bytes.insert(random.pick(alphabet), at: at)
+                case 2 where at < bytes.count: bytes.removeSubrange(at ..< min(bytes.count, at + 1 + random.below(40)))
+                default:
+                    let start = random.below(bytes.count)
+                    bytes.insert(contentsOf: bytes[start ..< min(bytes.count, start + random.below(200))], at: at)
+                }
+            }
+            let text = String(decoding: bytes, as: UTF8.self)
+            let lines = text.utf8.reduce(1) { $0 + ($1 == 10 ? 1 : 0) }
+            do {
+                _ = try Catalog.parse(text: text)
+                parsed += 1
+            } catch {
+                codes.insert(error.code)
+                #expect((1 ... lines).contains(error.line), "\(error) is not on a line of the \(lines) (seed \(seed))")
+                #expect(!error.code.isEmpty && error.description.contains("line \(error.line)"), "\(error) (seed \(seed))")
+            }
+        }
+        print("CatalogParsingTests.mutatedCatalogs: \(parsed) of 2000 mutated texts parsed; refusals: \(codes.sorted())")
     }
 
     @Test("the error text names the line, the column and what is wrong")
