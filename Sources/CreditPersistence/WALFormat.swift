@@ -283,7 +283,7 @@ public enum WALRecord {
     }
 
     @_spi(Plumbing) public struct Header: Sendable, Equatable {
-        @_spi(Plumbing) public var checksum: UInt32
+        package var checksum: UInt32
         @_spi(Plumbing) public var lsn: UInt64
         package var previous: UInt32
         package var kind: UInt8

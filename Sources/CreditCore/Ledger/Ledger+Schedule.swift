@@ -2,8 +2,6 @@
 /// reinstatement and auto-refill. Every step is a command (issued by the engine's scheduler
 /// or by the host), so a replay reproduces it; nothing here reads a clock.
 extension Ledger {
-    package static let graceMillisMax = LedgerLimits.graceMillisMax
-
     // MARK: Subscriptions
 
     mutating func subscribe(_ id: AccountID, _ terms: SubscriptionTerms, at now: Int64, sequence: UInt64) throws(LedgerError) {
@@ -377,7 +375,7 @@ extension Ledger {
         if let terms {
             guard (0 ... LedgerLimits.amountMax).contains(terms.threshold.rawValue),
                   (0 ... AutoRefillTerms.refillCreditsMax).contains(terms.refillCredits),
-                  terms.cooldownMillis >= 0, terms.cooldownMillis <= Self.graceMillisMax,
+                  terms.cooldownMillis >= 0, terms.cooldownMillis <= LedgerLimits.graceMillisMax,
                   (1 ... AutoRefillTerms.attemptsMaxLimit).contains(terms.attemptsMax) else {
                 throw .notAllowed(id, .autoRefillTerms)
             }
@@ -418,7 +416,7 @@ extension Ledger {
 
     mutating func failRefill(_ id: AccountID, refill: UInt64, _ failure: RefillFailure, at now: Int64) throws(LedgerError) {
         guard !failure.reason.isEmpty, failure.reason.utf8.count <= LedgerLimits.textBytesMax,
-              failure.retryAt.map({ $0.millisSinceEpoch >= now && $0.millisSinceEpoch - now <= Self.graceMillisMax }) ?? true else {
+              failure.retryAt.map({ $0.millisSinceEpoch >= now && $0.millisSinceEpoch - now <= LedgerLimits.graceMillisMax }) ?? true else {
             throw .notAllowed(id, .refillPaymentTerms)
         }
         let located = try locateGrantHolder(id)
@@ -536,7 +534,7 @@ extension Ledger {
     }
 
     private func checkGrace(_ graceMillis: Int64, _ id: AccountID) throws(LedgerError) {
-        guard (0 ... Self.graceMillisMax).contains(graceMillis) else { throw .notAllowed(id, .subscriptionTerms) }
+        guard (0 ... LedgerLimits.graceMillisMax).contains(graceMillis) else { throw .notAllowed(id, .subscriptionTerms) }
     }
 
     /// Tells the scheduler (when one listens: `collectsDueNotes`) that something of the

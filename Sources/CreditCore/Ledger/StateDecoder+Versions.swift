@@ -279,7 +279,7 @@ extension StateDecoder {
         if try reader.readBool("\(name) refill present") {
             let threshold = try amount(in: Self.amounts, "\(name) refill threshold")
             let refillCredits = try amount(in: 0 ... AutoRefillTerms.refillCreditsMax, "\(name) refillCredits")
-            let cooldownMillis = try amount(in: 0 ... Ledger.graceMillisMax, "\(name) cooldownMillis")
+            let cooldownMillis = try amount(in: 0 ... LedgerLimits.graceMillisMax, "\(name) cooldownMillis")
             let refillsPerMonthMax = try reader.read(UInt16.self)
             let attemptsAt = reader.offset
             let attemptsMax = try reader.read(UInt8.self)
