@@ -162,6 +162,7 @@ public final class CreditEngine: Sendable {
     /// Applies one command on its tenant's shard and returns its outcome (the original
     /// outcome if the key was seen before).
     public func execute(_ command: Command) async -> Outcome {
+        if command.tenant == .platform { return await executeOnEveryShard(command) }
         let shard = shards[shardIndex(for: command.tenant)]
         if shard.log == nil { return await shard.execute(command) }
         // Queued for the shard's drain, which applies the calls queued together as one
@@ -173,8 +174,39 @@ public final class CreditEngine: Sendable {
         }
     }
 
-    /// The positions in `commands` of each shard's commands, in order.
-    private func shares(of commands: [Command]) -> [[Int]] {
+    /// A platform command (granting or revoking a platform role) on every shard, one after
+    /// the other: each shard checks the principal and keeps the platform's roles itself.
+    /// The outcome is the shards' common one; if they differ (a shard's log stopped), the
+    /// first failure. A retry under the same key completes the shards that missed it.
+    private func executeOnEveryShard(_ command: Command) async -> Outcome {
+        var outcomes: [Outcome] = []
+        for shard in shards {
+            if shard.log == nil {
+                outcomes.append(await shard.execute(command))
+            } else {
+                outcomes.append(await withUnsafeContinuation { continuation in
+                    if shard.submissions.push(command, continuation) {
+                        Task { await shard.drain() }
+                    }
+                })
+            }
+        }
+        if outcomes.allSatisfy({ $0 == outcomes[0] }) { return outcomes[0] }
+        return outcomes.first { if case .failure = $0 { true } else { false } } ?? outcomes[0]
+    }
+
+    /// Applies a batch that holds a platform command: one command after the other, in order
+    /// (platform commands are rare; the shards' parallel path assumes one shard per command).
+    private func executeOneByOne(_ commands: [Command]) async -> [Outcome] {
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(commands.count)
+        for command in commands { outcomes.append(await execute(command)) }
+        return outcomes
+    }
+
+    /// The positions in `commands` of each shard's commands, in order; nil when a command
+    /// is a platform command (it belongs to every shard).
+    private func shares(of commands: [Command]) -> [[Int]]? {
         var positions = [[Int]](repeating: [], count: shards.count)
         // Sized for an even share and a quarter more: grown from empty by appending, the
         // arrays reallocated about six times each per batch of 1,000 (1.4 % of a batch
@@ -183,11 +215,16 @@ public final class CreditEngine: Sendable {
         if expected >= 8 {
             for shard in positions.indices { positions[shard].reserveCapacity(expected + expected / 4 + 8) }
         }
-        commands.withUnsafeBufferPointer { buffer in
+        let complete = commands.withUnsafeBufferPointer { buffer in
             // Read in place: copying a Command just to see its tenant costs a copy and a destroy.
-            for position in buffer.indices { positions[shardIndex(for: buffer[position].tenant)].append(position) }
+            for position in buffer.indices {
+                let tenant = buffer[position].tenant
+                if tenant == .platform { return false }
+                positions[shardIndex(for: tenant)].append(position)
+            }
+            return true
         }
-        return positions
+        return complete ? positions : nil
     }
 
     /// Batches at least this long are spread over the shards by parallel child tasks.
@@ -198,7 +235,7 @@ public final class CreditEngine: Sendable {
     /// keep their relative order; commands of different tenants are independent.
     public func execute(batch commands: [Command]) async -> [Outcome] {
         if commands.isEmpty { return [] }
-        let positions = shares(of: commands)
+        guard let positions = shares(of: commands) else { return await executeOneByOne(commands) }
         if let only = positions.firstIndex(where: { $0.count == commands.count }) {
             return await shards[only].execute(batch: commands)
         }
@@ -253,7 +290,7 @@ public final class CreditEngine: Sendable {
     public func execute(turnsOf commands: [Command]) async -> [Outcome] {
         if commands.isEmpty { return [] }
         let turn = configuration.schedule.notesPerTurn
-        let positions = shares(of: commands)
+        guard let positions = shares(of: commands) else { return await executeOneByOne(commands) }
         // Every position is filled by its shard's outcome below (`filled` checks it).
         var outcomes = [Outcome?](repeating: nil, count: commands.count)
         var durableAt = [UInt64?](repeating: nil, count: shards.count)
@@ -334,6 +371,23 @@ public final class CreditEngine: Sendable {
     /// An organisation's key policy; nil for an individual or an unknown tenant.
     public func keyPolicy(of tenant: TenantID) async -> KeyPolicy? {
         await shards[shardIndex(for: tenant)].keyPolicy(of: tenant)
+    }
+
+    /// Whether `principal` may do what `permission` covers over `account` (or, with nil, over
+    /// the tenant as a whole): nil if it may, else `.forbidden(permission)`. Commands are
+    /// checked by the ledger itself; a front end calls this before it answers a query
+    /// (docs/security.md, the permission table).
+    public func authorize(_ principal: Principal, _ permission: Permission, tenant: TenantID,
+                          account: AccountID? = nil) async -> LedgerError? {
+        if case .system = principal { return nil }
+        let target = PermissionTarget(tenant: tenant, account: account)
+        let permitted = await shards[shardIndex(for: tenant == .platform ? TenantID(0) : tenant)].permits(principal, permission, target)
+        return permitted ? nil : .forbidden(permission)
+    }
+
+    /// The roles `client` holds in `tenant` and on the platform.
+    public func roles(of client: ClientID, in tenant: TenantID) async -> [Role] {
+        await shards[shardIndex(for: tenant)].roles(of: client).filter { $0.tenant == nil || $0.tenant == tenant }
     }
 
     /// The account's entries still in its shard's recent window (`recentEntriesPerShard`),

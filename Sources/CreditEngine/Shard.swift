@@ -431,8 +431,13 @@ actor Shard {
     func subscription(of account: AccountID) -> SubscriptionView? { query { $0.subscription(of: account) } }
     func autoRefill(of account: AccountID) -> AutoRefillView? { query { $0.autoRefill(of: account) } }
 
+    func permits(_ principal: Principal, _ permission: Permission, _ target: PermissionTarget) -> Bool {
+        query { $0.permits(principal, permission, target) }
+    }
+    func roles(of client: ClientID) -> [Role] { query { $0.roles(of: client) } }
+
     func recentStatement(of account: AccountID) -> [LedgerEntry] {
-        ledger.recentEntries.filter { $0.account == account || $0.principal == account }
+        ledger.recentEntries.filter { $0.account == account || $0.member == account }
     }
 
     func resetLongestTurn() {

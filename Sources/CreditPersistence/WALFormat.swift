@@ -143,7 +143,7 @@ public struct SegmentHeader: Sendable, Equatable {
             version = try reader.read()
             guard version == WALFormat.version else { throw Problem.unsupportedVersion(version) }
             commandEncodingVersion = try reader.read()
-            guard commandEncodingVersion == Command.encodingVersion else {
+            guard Command.encodingVersionsReadable.contains(commandEncodingVersion) else {
                 throw Problem.unsupportedCommandEncoding(commandEncodingVersion)
             }
             shardIndex = try reader.read()

@@ -350,7 +350,8 @@ public enum WALReader {
                     }
                     if record.lsn > afterLSN {
                         try visit(Entry(lsn: record.lsn, time: record.time,
-                                        command: try decodeCommand(bytes, record: record, at: offset, length: length, path: path)))
+                                        command: try decodeCommand(bytes, record: record, at: offset, length: length, path: path,
+                                                                 version: header.commandEncodingVersion)))
                         report.recordsVisited += 1
                     }
                     report.recordsVerified += 1
@@ -378,10 +379,10 @@ public enum WALReader {
 
     /// The command of a record whose checksum held.
     private static func decodeCommand(_ bytes: [UInt8], record: WALRecord.Header, at offset: Int, length: Int,
-                                      path: String) throws(Failure) -> Command {
+                                      path: String, version: UInt16) throws(Failure) -> Command {
         var reader = ByteReader(bytes, from: offset + WALFormat.recordHeaderSize, to: offset + length)
         do {
-            let command = try Command(decoding: &reader)
+            let command = try Command(decoding: &reader, version: version)
             try reader.expectEnd("the command")
             return command
         } catch {

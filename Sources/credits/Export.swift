@@ -78,7 +78,8 @@ struct Export: AsyncParsableCommand {
         line += "\"time_ms\": \(entry.time.millisSinceEpoch), \"key\": \"\(entry.key)\", \"kind\": \"\(entry.kind)\", "
         line += "\"tenant\": \"\(entry.tenant)\", "
         line += "\"account\": " + (entry.account.map { "\"\($0)\"" } ?? "null") + ", "
-        line += "\"principal\": " + (entry.principal.map { "\"\($0)\"" } ?? "null") + ", "
+        line += "\"member\": " + (entry.member.map { "\"\($0)\"" } ?? "null") + ", "
+        line += "\"principal\": \"\(entry.principal)\", "
         line += "\"amount_mc\": \(entry.amount.rawValue), \"available_after_mc\": \(entry.availableAfter.rawValue), "
         line += "\"debt_after_mc\": \(entry.debtAfter.rawValue), \"ok\": \(entry.error == nil), "
         line += "\"error\": " + (entry.error.map { jsonString($0.description) } ?? "null")

@@ -130,6 +130,14 @@ struct BadInputTests {
         note(h.reject(.grant(org.member(1), GrantTerms(kind: .purchase, amount: credits(1)))))
         note(h.reject(.setMemberLimit(account, perPeriod: nil)))
         note(h.reject(.startPeriod(account.tenant)))
+        note(h.reject(.openTenant(.platform, .individual)))
+        note(h.reject(.debit(account, credits(1), scope: .unscoped), by: .client(ClientID(1))))
+        note(h.reject(.setRateLimits(account.tenant, RateLimits(accountRequestsPerSecond: 0))))
+        try h.succeed(.setRateLimits(account.tenant, RateLimits(accountRequestsPerSecond: 1)))
+        try h.debit(account, credits(1))
+        // A rate-limited command records no entry (RateLimitTests checks the rest).
+        note(h.ledger.apply(Command(key: h.freshKey(), .debit(account, credits(1), scope: .unscoped)), at: h.now).outcome.failure)
+        try h.succeed(.setRateLimits(account.tenant, nil))
         let key = h.freshKey()
         try h.debit(account, credits(1), key: key)
         note(h.ledger.apply(Command(key: key, .debit(account, credits(2), scope: .unscoped)), at: h.now).outcome.failure)
@@ -164,6 +172,8 @@ struct BadInputTests {
             "notAllowed.\(LedgerError.Rule.individualsHaveNoDepartments)",
             "idempotencyConflict", "unknownDebit", "refundExceedsDebit", "invalidTimeout",
             "invalidInput.\(LedgerError.InputRule.reasonRequired)", "invalidInput.\(LedgerError.InputRule.textTooLong)",
+            "invalidInput.\(LedgerError.InputRule.tenantIDReserved)", "forbidden.\(Permission.spend)",
+            "invalidInput.\(LedgerError.InputRule.rateLimits)", "rateLimited",
             "invalidExpiry",
             "limitReached.\(LedgerError.Limit.grantsPerAccount)", "limitReached.\(LedgerError.Limit.departmentsPerOrganisation)",
         ]

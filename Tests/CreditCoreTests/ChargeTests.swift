@@ -48,7 +48,7 @@ struct ChargeTests {
         h.reject(.charge(member, usage(.system), scope: .unscoped),
                  .memberLimitExceeded(remaining: credits(5), requested: credits(15)))
         let (_, entry) = try h.succeedWithEntry(.charge(member, usage(.organisationKey), scope: .unscoped))
-        #expect(entry.principal == member && entry.account == org.pool && entry.amount == .zero)
+        #expect(entry.member == member && entry.account == org.pool && entry.amount == .zero)
         #expect(try h.organisation(org.tenant).members.first { $0.account == member }?.usage.spent == credits(15))
     }
 

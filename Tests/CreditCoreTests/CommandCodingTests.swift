@@ -69,7 +69,18 @@ struct CommandCodingTests {
                         keySource: .userKey),
         ], systemChoice: nil, request: .max, numberedFrom: 5), scope: .unscoped),
         .chargeRouted(account, RoutedCharge(candidates: [], systemChoice: 200, request: 0), scope: .unscoped),
+        .grantRole(ClientID(1), .platformAdmin),
+        .grantRole(ClientID(.max), .platformAuditor),
+        .grantRole(ClientID(0), .organisationAdmin(TenantID(2))),
+        .grantRole(ClientID(3), .departmentManager(TenantID(2), DepartmentID(.max))),
+        .grantRole(ClientID(3), .member(account)),
+        .revokeRole(ClientID(4), .auditor(TenantID(.max))),
+        .revokeRole(ClientID(5), .meteringService(TenantID(2))),
+        .revokeRole(ClientID(6), .billingService(TenantID(1))),
     ]
+
+    /// Who asks, in each form the encoding has.
+    static let principals: [Principal] = [.system, .account(account), .client(ClientID(0)), .client(ClientID(.max))]
 
     static func encoded(_ command: Command) -> [UInt8] {
         var writer = ByteWriter()
@@ -77,17 +88,35 @@ struct CommandCodingTests {
         return writer.bytes
     }
 
-    @Test("every command decodes to itself, with the same fingerprint and nothing left over")
+    @Test("every command decodes to itself, with the same fingerprint and principal and nothing left over")
     func roundTrip() throws {
         for (index, action) in Self.samples.enumerated() {
-            let command = Command(key: IdempotencyKey(high: UInt64(index), low: ~UInt64(index)), action)
-            var reader = ByteReader(Self.encoded(command))
-            let decoded = try Command(decoding: &reader)
-            #expect(decoded == command)
-            #expect(decoded.fingerprint == command.fingerprint)
+            for principal in Self.principals {
+                let command = Command(key: IdempotencyKey(high: UInt64(index), low: ~UInt64(index)), action, by: principal)
+                let bytes = Self.encoded(command)
+                var reader = ByteReader(bytes)
+                let decoded = try Command(decoding: &reader)
+                #expect(decoded == command && decoded.principal == principal)
+                #expect(decoded.fingerprint == command.fingerprint)
+                #expect(reader.isAtEnd)
+                // The cheap bound the engine checks before encoding a command is never below the size.
+                #expect(command.encodedSizeBound() >= command.encodedSize(), "\(action)")
+            }
+        }
+    }
+
+    @Test("a version-1 command (no principal) decodes as the system's, the same command otherwise")
+    func version1DecodesAsSystem() throws {
+        for (index, action) in Self.samples.enumerated() {
+            if case .grantRole = action { continue }
+            if case .revokeRole = action { continue }
+            let command = Command(key: IdempotencyKey(high: UInt64(index), low: 7), action)
+            let bytes = Self.encoded(command)
+            #expect(bytes[16] == 0, "the system's principal is one zero byte")
+            var reader = ByteReader(Array(bytes[..<16] + bytes[17...]))
+            let decoded = try Command(decoding: &reader, version: 1)
+            #expect(decoded == command && decoded.principal == .system)
             #expect(reader.isAtEnd)
-            // The cheap bound the engine checks before encoding a command is never below the size.
-            #expect(command.encodedSizeBound() >= command.encodedSize(), "\(action)")
         }
     }
 
@@ -115,29 +144,40 @@ struct CommandCodingTests {
 
     @Test("unknown tags and impossible presence bytes are invalid, naming the field")
     func invalidFields() {
+        // Key 16 | principal (the system's: 1 byte) | tag.
         var bytes = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .release(Self.hold)))
-        bytes[16] = 200
+        bytes[17] = 200
         var reader = ByteReader(bytes)
-        #expect(throws: BinaryDecodingError.invalid(offset: 16, field: "command tag")) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.invalid(offset: 17, field: "command tag")) { try Command(decoding: &reader) }
+        bytes[16] = 3 // principal tags are 0, 1 and 2
+        reader = ByteReader(bytes)
+        #expect(throws: BinaryDecodingError.invalid(offset: 16, field: "principal")) { try Command(decoding: &reader) }
+        // Tags 40 and 41 (roles) came with version 2: a version-1 command with them is invalid.
+        var role = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .grantRole(ClientID(1), .auditor(TenantID(7)))))
+        reader = ByteReader(Array(role[..<16] + role[17...]))
+        #expect(throws: BinaryDecodingError.invalid(offset: 16, field: "command tag")) { try Command(decoding: &reader, version: 1) }
+        role[17 + 9] = 9 // role kinds are 1 to 8
+        reader = ByteReader(role)
+        #expect(throws: BinaryDecodingError.invalid(offset: 26, field: "role")) { try Command(decoding: &reader) }
 
         var grant = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1),
                                          .grant(Self.account, GrantTerms(kind: .purchase, amount: Millicredits(5)))))
-        grant[16 + 1 + 12] = 0 // grant kind 0 does not exist
+        grant[17 + 1 + 12] = 0 // grant kind 0 does not exist
         reader = ByteReader(grant)
-        #expect(throws: BinaryDecodingError.invalid(offset: 29, field: "grant kind")) { try Command(decoding: &reader) }
+        #expect(throws: BinaryDecodingError.invalid(offset: 30, field: "grant kind")) { try Command(decoding: &reader) }
 
         let usage = UsageCharge(model: "m", provider: "p", units: 1, providerCostNanoUSD: 1, listPrice: Millicredits(1), keySource: .system)
         var charge = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .charge(Self.account, usage, scope: .unscoped)))
-        // key 16 | tag 1 | account 12 | model 4+1 | provider 4+1 | units 8 | cost 8 | list price 8 | key source
-        let sourceOffset = 16 + 1 + 12 + 5 + 5 + 8 + 8 + 8
+        // key 16 | principal 1 | tag 1 | account 12 | model 4+1 | provider 4+1 | units 8 | cost 8 | list price 8 | key source
+        let sourceOffset = 17 + 1 + 12 + 5 + 5 + 8 + 8 + 8
         charge[sourceOffset] = 3 // key sources are 0, 1 and 2
         reader = ByteReader(charge)
         #expect(throws: BinaryDecodingError.invalid(offset: sourceOffset, field: "key source")) { try Command(decoding: &reader) }
 
-        // Tag 22: key 16 | tag 1 | account 12 | request 8 | numbered from 1 | count 4 | candidates … | choice presence.
+        // Tag 22: key 16 | principal 1 | tag 1 | account 12 | request 8 | numbered from 1 | count 4 | candidates … | choice presence.
         var routed = Self.encoded(Command(key: IdempotencyKey(high: 1, low: 1),
                                           .chargeRouted(Self.account, RoutedCharge(only: usage, request: 1), scope: .unscoped)))
-        let countOffset = 16 + 1 + 12 + 8 + 1
+        let countOffset = 17 + 1 + 12 + 8 + 1
         let presenceOffset = countOffset + 4 + 5 + 5 + 8 + 8 + 8 + 1
         routed[presenceOffset] = 2 // a system choice is there (1) or not (0)
         reader = ByteReader(routed)

@@ -12,7 +12,7 @@ struct DebitTests {
         #expect(receipt.amount == Millicredits(12_345))
         #expect(receipt.availableAfter == Millicredits(87_655))
         #expect(receipt.hold == nil && receipt.grant == nil)
-        #expect(entry.kind == .debited && entry.account == account && entry.principal == account)
+        #expect(entry.kind == .debited && entry.account == account && entry.member == account)
         #expect(entry.availableAfter == Millicredits(87_655) && entry.debtAfter == .zero)
         #expect(moves(entry) == [Move(grant, Millicredits(12_345), .consumed)])
         let balance = try h.balance(account)

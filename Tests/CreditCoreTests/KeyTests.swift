@@ -67,7 +67,7 @@ struct KeyTests {
         try h.succeed(.registerKey(org.pool, key("OpenAI", "org-…1111")))
         #expect(h.ledger.keyForCall(by: member, provider: "OpenAI")?.source == .organisationKey)
         let (_, entry) = try h.succeedWithEntry(.charge(member, ownKeyCall("OpenAI", .organisationKey), scope: .unscoped))
-        #expect(entry.amount == .zero && entry.principal == member)
+        #expect(entry.amount == .zero && entry.member == member)
         h.reject(.charge(member, ownKeyCall("OpenAI", .userKey), scope: .unscoped), .notAllowed(member, .keyNotUsable))
         // The pool's own key is the organisation's, not a "user key".
         h.reject(.charge(org.pool, ownKeyCall("OpenAI", .userKey), scope: .unscoped), .notAllowed(org.pool, .keyNotUsable))

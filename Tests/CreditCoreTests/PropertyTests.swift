@@ -477,7 +477,8 @@ struct RandomSequence {
             seenAccounts.insert(account)
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             seenHolds.insert(hold)
-        case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy:
+        case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy, .grantRole, .revokeRole,
+             .setRateLimits, .setPlanRateLimits:
             break
         }
     }
@@ -499,12 +500,12 @@ struct RandomSequence {
         case .chargeRouted(let account, _, _):
             if receipt.amount > .zero { charges.append((command.key, account, receipt.amount)) }
         case .settle(let hold, let actual):
-            if actual > .zero, let principal = entry.principal {
+            if actual > .zero, let principal = entry.member {
                 charges.append((command.key, principal, actual))
             }
             holds.removeAll { $0 == hold }
         case .settleCharge(let hold, let usage):
-            if usage.charged > .zero, let principal = entry.principal {
+            if usage.charged > .zero, let principal = entry.member {
                 charges.append((command.key, principal, usage.charged))
             }
             holds.removeAll { $0 == hold }

@@ -256,15 +256,15 @@ struct SnapshotStateTests {
     @Test("an unknown format version is rejected by name")
     func unknownVersionIsRejected() throws {
         var bytes = encoded(Ledger())
-        bytes[0] = 5
-        #expect(throws: BinaryDecodingError.invalid(offset: 0, field: "stateFormatVersion 5 (this build reads 1...4)")) {
+        bytes[0] = 6
+        #expect(throws: BinaryDecodingError.invalid(offset: 0, field: "stateFormatVersion 6 (this build reads 1...5)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
         bytes[0] = 0
-        #expect(throws: BinaryDecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...4)")) {
+        #expect(throws: BinaryDecodingError.invalid(offset: 0, field: "stateFormatVersion 0 (this build reads 1...5)")) {
             _ = try decoded(bytes, LedgerConfiguration())
         }
-        #expect(Ledger.stateFormatVersion == 4)
+        #expect(Ledger.stateFormatVersion == 5)
     }
 
     /// One value of every error case, every rule under each rule-carrying case.
@@ -284,10 +284,12 @@ struct SnapshotStateTests {
             .invalidTimeout(millis: -1), .invalidExpiry(expiresAt: t0), .logStopped,
             .notSubscribed(account), .alreadySubscribed(account), .notDue(account, dueAt: t0),
             .staleSchedule(expected: 1, requested: 2), .nothingDue(account), .planChanged(account),
+            .rateLimited(retryAfterMillis: 250),
         ]
         errors += LedgerError.Rule.allCases.map { .notAllowed(account, $0) }
         errors += LedgerError.InputRule.allCases.map { .invalidInput($0) }
         errors += LedgerError.Limit.allCases.map { .limitReached($0) }
+        errors += Permission.allCases.map { .forbidden($0) }
         return errors
     }
 
@@ -314,7 +316,7 @@ struct SnapshotStateTests {
         let limits = LedgerError.Limit.allCases.map(\.rawValue)
         let all = rules + inputRules + limits
         #expect(Set(all).count == all.count, "a raw value names one rule of one kind")
-        #expect(Set(all) == Set(1 ... 27), "the values stored before the split (1 to 27) are all still named")
+        #expect(Set(all) == Set(1 ... 29), "the values stored before the split (1 to 27) are all still named, and 28-29 came after")
         let account = AccountID(tenant: TenantID(3), number: 4)
         for value in UInt8(0) ... UInt8(40) {
             // The codes the store writes for notAllowed (16, rule in w2), invalidInput (21)
@@ -333,8 +335,9 @@ struct SnapshotStateTests {
     func outcomeValidatorMatchesTheStore() {
         let errors = Self.everyLedgerError()
         let payloads = LedgerError.Rule.allCases.count + LedgerError.InputRule.allCases.count + LedgerError.Limit.allCases.count
+            + Permission.allCases.count
         // Every case of the exhaustive `errorCaseName` is in the list.
-        #expect(Set(errors.map(errorCaseName)).count == 27 + payloads)
+        #expect(Set(errors.map(errorCaseName)).count == 28 + payloads)
         var codes: Set<UInt8> = []
         for error in errors {
             let stored = StoredOutcome(.failure(error))
@@ -830,9 +833,10 @@ extension SnapshotStateTests {
     func version2StillDecodes() throws {
         let (h, _) = try Self.richHarness()
         let ledger = h.ledger
-        // Version 4 without its refund provenance (the last part) is version 3 with nothing
-        // after the schedules (this ledger has none, so no cycle levels).
-        let provenance = ledger.encodedRefundProvenanceByteCount
+        // Version 5 without its roles (none: a count of 0) and version 4's refund provenance
+        // (the last parts) is version 3 with nothing after the schedules (this ledger has
+        // none, so no cycle levels).
+        let provenance = ledger.encodedRefundProvenanceByteCount + ledger.encodedRolesByteCount
         let full = encoded(ledger)
         let bytes = Array(full[..<(full.count - provenance)])
         // Version 2 is version 3 without each grant record's last byte and without the
@@ -899,7 +903,8 @@ extension SnapshotStateTests {
         let ledger = h.ledger
         let scheduleBytes = Ledger.encodedScheduleBytesMin + 3
         // The schedules, then their cycle levels and the refund provenance (version 4).
-        let levels = bytes.count - ledger.encodedRefundProvenanceByteCount - 2 * Ledger.encodedCycleLevelBytes
+        let levels = bytes.count - ledger.encodedRolesByteCount - ledger.encodedRefundProvenanceByteCount
+            - 2 * Ledger.encodedCycleLevelBytes
         let first = levels - 2 * scheduleBytes
         let second = levels - scheduleBytes
         let grantsStart = Ledger.encodedHeaderBytes + ledger.tenants.count * Ledger.encodedTenantBytes

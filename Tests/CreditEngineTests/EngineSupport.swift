@@ -17,7 +17,7 @@ final class EntryRecorder: Sendable {
 
     /// Entries where the account is the account or the principal, in arrival order.
     func statement(of account: AccountID) -> [LedgerEntry] {
-        all.map(\.entry).filter { $0.account == account || $0.principal == account }
+        all.map(\.entry).filter { $0.account == account || $0.member == account }
     }
 }
 

@@ -52,6 +52,8 @@ package func durabilityCredits(_ whole: Int64) -> Millicredits { Millicredits(wh
 /// generator in CreditCoreTests but smaller. It learns hold ids and debit keys from outcomes.
 package struct DurabilityWorkload {
     package var random: DurabilityRandom
+    /// Principals and roles (see `next()`).
+    private var governance: DurabilityRandom
     package let keyHigh: UInt64
     private var keyCounter: UInt64 = 0
     package let individuals: [TenantID]
@@ -72,6 +74,7 @@ package struct DurabilityWorkload {
 
     package init(seed: UInt64, tenantBase: UInt64 = 1, individuals count: Int = 4) {
         random = DurabilityRandom(seed: seed)
+        governance = DurabilityRandom(seed: seed ^ 0x6F76_6572_6E61_6E63)
         keyHigh = random.next()
         individuals = (0 ..< UInt64(count)).map { TenantID(tenantBase + $0) }
         organisation = TenantID(tenantBase + 1_000)
@@ -133,8 +136,16 @@ package struct DurabilityWorkload {
         return HoldID(tenant: random.pick(individuals + [organisation]), number: UInt64(random.between(1, 500)))
     }
 
-    /// The next command: usually new, sometimes a retry (same key and command) or a key conflict.
+    /// The next command: usually new, sometimes a retry (same key and command) or a key
+    /// conflict; now and then a role granted or revoked, or a command asked by a client or an
+    /// account holder rather than the system (allowed or forbidden by the roles at the time).
+    /// Those choices come from their own generator, so the commands of the main stream stay
+    /// what they were before principals existed.
     package mutating func next() -> Command {
+        if governance.chance(2) {
+            let principal = governance.chance(70) ? Principal.system : governancePrincipal()
+            return record(Command(key: freshKey(), roleAction(), by: principal))
+        }
         if !issued.isEmpty, random.chance(6) {
             let earlier = random.pick(issued)
             if random.chance(80) { return earlier }
@@ -142,7 +153,29 @@ package struct DurabilityWorkload {
             // tenant's shard is fixed): a key conflict.
             return Command(key: earlier.key, .freeze(AccountID(tenant: earlier.tenant, number: 0)))
         }
-        return record(Command(key: freshKey(), nextAction()))
+        let action = nextAction()
+        return record(Command(key: freshKey(), action, by: governance.chance(6) ? governancePrincipal() : .system))
+    }
+
+    /// The clients roles are granted to: 1 to 4.
+    private static let clients = (UInt64(1) ... 4).map(ClientID.init)
+
+    /// A role to grant or revoke (tags 40 and 41): the organisation's and the first
+    /// individual's roles, and now and then a platform role.
+    private mutating func roleAction() -> Action {
+        let client = governance.pick(Self.clients)
+        let member = AccountID(tenant: organisation, number: UInt32(governance.between(1, 3)))
+        let role: Role = governance.pick([
+            .meteringService(organisation), .organisationAdmin(organisation), .billingService(individuals[0]),
+            .departmentManager(organisation, DepartmentID(1)), .member(member), .auditor(organisation),
+            .meteringService(individuals[0]), .platformAdmin,
+        ])
+        return governance.chance(70) ? .grantRole(client, role) : .revokeRole(client, role)
+    }
+
+    /// Who asks, when not the system: a client or an account holder.
+    private mutating func governancePrincipal() -> Principal {
+        governance.chance(60) ? .client(governance.pick(Self.clients)) : .account(governance.pick(accounts))
     }
 
     private mutating func nextAction() -> Action {
@@ -307,7 +340,7 @@ package struct DurabilityWorkload {
         }
     }
 
-    /// Successful commands by log tag (the first byte after the key), so a test can check
+    /// Successful commands by log tag (the byte after the key and principal), so a test can check
     /// the workload still reaches what it means to.
     package private(set) var succeededByTag: [UInt8: Int] = [:]
 
@@ -332,7 +365,7 @@ package struct DurabilityWorkload {
         }
         var writer = ByteWriter(capacity: 64)
         command.encode(into: &writer)
-        succeededByTag[writer.bytes[16], default: 0] += 1
+        succeededByTag[writer.bytes[command.encodedTagOffset], default: 0] += 1
         switch command.action {
         case .setAutoRefill(let account, let terms):
             thresholds[account] = terms?.threshold

@@ -1,14 +1,18 @@
 /// The binary form of a command, as the write-ahead log stores it (docs/formats.md,
-/// "Command encoding", version 1).
+/// "Command encoding", version 2).
 ///
-/// Layout: the 16-byte idempotency key, a one-byte action tag (the same numbers the
-/// fingerprint uses), then the action's fields in declaration order. The decoder checks
+/// Layout: the 16-byte idempotency key, the principal (version 2 on: a tag byte — 0 system,
+/// 1 account, 2 client — and its id), a one-byte action tag (the same numbers the
+/// fingerprint uses), then the action's fields in declaration order. Version 1 had no
+/// principal: its commands decode as the system's. The decoder checks
 /// structure only (tags, lengths, presence bytes): whether a command makes sense is the
 /// ledger's business, and the log holds rejected commands too (their failure is part of
 /// the idempotency state), so it must be able to read back anything a client sent.
 extension Command {
     /// Version of the command encoding. Bump on any change; keep old versions decodable.
-    package static let encodingVersion: UInt16 = 1
+    package static let encodingVersion: UInt16 = 2
+    /// The versions this build decodes.
+    package static let encodingVersionsReadable: ClosedRange<UInt16> = 1 ... 2
     /// Longest string a decoder accepts. Far above the ledger's own text limit
     /// (`LedgerLimits.textBytesMax`), because rejected commands with over-long text are
     /// logged as they were sent.
@@ -24,7 +28,7 @@ extension Command {
     package var hasVariableSize: Bool {
         switch action {
         case .openTenant(_, .organisation), .openDepartment, .adjust, .charge, .settleCharge, .registerKey, .removeKey,
-             .chargeRouted, .subscribe, .changePlan, .completeRefill, .failRefill: true
+             .chargeRouted, .subscribe, .changePlan, .completeRefill, .failRefill, .setPlanRateLimits: true
         default: false
         }
     }
@@ -46,11 +50,16 @@ extension Command {
         case .registerKey(_, let registration):
             return fixed + text(registration.provider) + text(registration.fingerprint) + 8 + registration.sealed.count
         case .removeKey(_, let provider): return fixed + text(provider)
+        case .setPlanRateLimits(let plan, _): return fixed + text(plan)
         case .subscribe, .completeRefill, .failRefill: return fixed + 8 + action.schedulingTextBytes
         case .changePlan: return fixed + 3 * 8 + action.schedulingTextBytes
         default: return fixed
         }
     }
+
+    /// Where the action's tag byte is in `encode(into:)`'s bytes: after the key and the
+    /// principal.
+    package var encodedTagOffset: Int { 16 + principal.encodedByteCount }
 
     /// Bytes of `encode(into:)`.
     package func encodedSize() -> Int {
@@ -61,6 +70,7 @@ extension Command {
 
     @_spi(Plumbing) public func encode(into writer: inout ByteWriter) {
         writer.write(key)
+        principal.encode(into: &writer)
         switch action {
         case .openTenant(let tenant, let kind):
             writer.write(UInt8(1)); writer.write(tenant)
@@ -138,17 +148,32 @@ extension Command {
         case .subscribe, .changePlan, .cancelSubscription, .resumeSubscription, .renewSubscription,
              .lapseSubscription, .expireGrants, .forfeitGrants, .setAutoRefill, .completeRefill, .failRefill:
             action.encodeScheduling(into: &writer)
+        case .grantRole(let client, let role):
+            writer.write(UInt8(40)); writer.write(client.rawValue); role.encode(into: &writer)
+        case .revokeRole(let client, let role):
+            writer.write(UInt8(41)); writer.write(client.rawValue); role.encode(into: &writer)
+        case .setRateLimits(let tenant, let limits):
+            writer.write(UInt8(42)); writer.write(tenant); RateLimits.encode(limits, into: &writer)
+        case .setPlanRateLimits(let plan, let limits):
+            writer.write(UInt8(43)); writer.write(plan); RateLimits.encode(limits, into: &writer)
         }
     }
 
     /// Reads one command written by `encode(into:)`, leaving the reader after it.
     @_spi(Plumbing) public init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
+        try self.init(decoding: &reader, version: Self.encodingVersion)
+    }
+
+    /// Reads one command of encoding `version` (one of `encodingVersionsReadable`).
+    package init(decoding reader: inout ByteReader, version: UInt16) throws(BinaryDecodingError) {
+        precondition(Self.encodingVersionsReadable.contains(version), "command encoding \(version) is not readable")
         let key = try reader.readKey()
+        let principal = version >= 2 ? try Principal(decoding: &reader) : .system
         let tagOffset = reader.offset
         let action: Action
         let tag = try reader.read(UInt8.self)
         if let scheduling = try Action.decodeScheduling(tag: tag, from: &reader) {
-            self.init(key: key, scheduling)
+            self.init(key: key, scheduling, by: principal)
             return
         }
         switch tag {
@@ -277,10 +302,137 @@ extension Command {
                 throw .invalid(offset: policyOffset, field: "key policy")
             }
             action = .setKeyPolicy(tenant, policy)
+        case 40 where version >= 2:
+            action = .grantRole(ClientID(try reader.read(UInt64.self)), try Role(decoding: &reader))
+        case 41 where version >= 2:
+            action = .revokeRole(ClientID(try reader.read(UInt64.self)), try Role(decoding: &reader))
+        case 42 where version >= 2:
+            action = .setRateLimits(try reader.readTenant(), try RateLimits.decodeOptional(&reader))
+        case 43 where version >= 2:
+            let plan = try reader.readString(maxBytes: Self.decodedTextBytesMax, "plan")
+            action = .setPlanRateLimits(plan: plan, try RateLimits.decodeOptional(&reader))
         default:
             throw .invalid(offset: tagOffset, field: "command tag")
         }
-        self.init(key: key, action)
+        self.init(key: key, action, by: principal)
+    }
+}
+
+extension RateLimits {
+    /// A presence byte, then four optional rates (each a presence byte and the value: u32
+    /// requests per second, i64 millicredits per minute).
+    static func encode(_ limits: RateLimits?, into writer: inout ByteWriter) {
+        writer.write(limits != nil)
+        guard let limits else { return }
+        limits.encode(into: &writer)
+    }
+
+    func encode(into writer: inout ByteWriter) {
+        for rate in [accountRequestsPerSecond, tenantRequestsPerSecond] {
+            writer.write(rate != nil)
+            if let rate { writer.write(rate) }
+        }
+        writer.write(accountCreditsPerMinute)
+        writer.write(tenantCreditsPerMinute)
+    }
+
+    static func decodeOptional(_ reader: inout ByteReader) throws(BinaryDecodingError) -> RateLimits? {
+        try reader.readBool("rate limits presence") ? try RateLimits(decoding: &reader) : nil
+    }
+
+    init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
+        func requests(_ field: String) throws(BinaryDecodingError) -> UInt32? {
+            try reader.readBool(field) ? try reader.read(UInt32.self) : nil
+        }
+        let accountRequests = try requests("account requests per second presence")
+        let tenantRequests = try requests("tenant requests per second presence")
+        self.init(accountRequestsPerSecond: accountRequests,
+                  accountCreditsPerMinute: try reader.readOptionalAmount("account credits per minute presence"),
+                  tenantRequestsPerSecond: tenantRequests,
+                  tenantCreditsPerMinute: try reader.readOptionalAmount("tenant credits per minute presence"))
+    }
+
+    /// Bytes of `encode(into:)`.
+    var encodedByteCount: Int {
+        2 + (accountRequestsPerSecond == nil ? 0 : 4) + (tenantRequestsPerSecond == nil ? 0 : 4)
+            + 2 + (accountCreditsPerMinute == nil ? 0 : 8) + (tenantCreditsPerMinute == nil ? 0 : 8)
+    }
+
+    func feed(into hasher: inout StableHasher) {
+        hasher.combine(accountRequestsPerSecond != nil); hasher.combine(accountRequestsPerSecond ?? 0)
+        hasher.combine(tenantRequestsPerSecond != nil); hasher.combine(tenantRequestsPerSecond ?? 0)
+        accountCreditsPerMinute.feed(into: &hasher)
+        tenantCreditsPerMinute.feed(into: &hasher)
+    }
+}
+
+extension Principal {
+    /// Bytes of `encode(into:)`.
+    var encodedByteCount: Int {
+        switch self {
+        case .system: 1
+        case .account: 13
+        case .client: 9
+        }
+    }
+
+    /// A tag byte (0 system, 1 account, 2 client), then the account id or client id.
+    func encode(into writer: inout ByteWriter) {
+        switch self {
+        case .system: writer.write(UInt8(0))
+        case .account(let account): writer.write(UInt8(1)); writer.write(account)
+        case .client(let client): writer.write(UInt8(2)); writer.write(client.rawValue)
+        }
+    }
+
+    init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
+        let at = reader.offset
+        switch try reader.read(UInt8.self) {
+        case 0: self = .system
+        case 1: self = .account(try reader.readAccount())
+        case 2: self = .client(ClientID(try reader.read(UInt64.self)))
+        default: throw .invalid(offset: at, field: "principal")
+        }
+    }
+}
+
+extension Role {
+    /// The kind byte, then the tenant (none for a platform role), then the department or
+    /// account number where the kind has one.
+    func encode(into writer: inout ByteWriter) {
+        writer.write(kind.rawValue)
+        switch self {
+        case .platformAdmin, .platformAuditor: break
+        case .organisationAdmin(let tenant), .auditor(let tenant), .meteringService(let tenant), .billingService(let tenant):
+            writer.write(tenant)
+        case .departmentManager(let tenant, let department): writer.write(tenant); writer.write(department)
+        case .member(let account): writer.write(account)
+        }
+    }
+
+    /// Bytes of `encode(into:)`.
+    var encodedByteCount: Int {
+        switch self {
+        case .platformAdmin, .platformAuditor: 1
+        case .organisationAdmin, .auditor, .meteringService, .billingService: 9
+        case .departmentManager: 11
+        case .member: 13
+        }
+    }
+
+    init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
+        let at = reader.offset
+        guard let kind = Role.Kind(rawValue: try reader.read(UInt8.self)) else { throw .invalid(offset: at, field: "role") }
+        switch kind {
+        case .platformAdmin: self = .platformAdmin
+        case .platformAuditor: self = .platformAuditor
+        case .organisationAdmin: self = .organisationAdmin(try reader.readTenant())
+        case .auditor: self = .auditor(try reader.readTenant())
+        case .meteringService: self = .meteringService(try reader.readTenant())
+        case .billingService: self = .billingService(try reader.readTenant())
+        case .departmentManager: self = .departmentManager(try reader.readTenant(), try reader.readDepartment())
+        case .member: self = .member(try reader.readAccount())
+        }
     }
 }
 

@@ -106,7 +106,34 @@ extension Action {
         case .subscribe, .changePlan, .cancelSubscription, .resumeSubscription, .renewSubscription,
              .lapseSubscription, .expireGrants, .forfeitGrants, .setAutoRefill, .completeRefill, .failRefill:
             feedScheduling(into: &hasher)
+        case .grantRole(let client, let role):
+            hasher.combine(UInt8(40)); hasher.combine(client.rawValue); role.feed(into: &hasher)
+        case .revokeRole(let client, let role):
+            hasher.combine(UInt8(41)); hasher.combine(client.rawValue); role.feed(into: &hasher)
+        case .setRateLimits(let tenant, let limits):
+            hasher.combine(UInt8(42)); hasher.combine(tenant.rawValue)
+            hasher.combine(limits != nil); limits?.feed(into: &hasher)
+        case .setPlanRateLimits(let plan, let limits):
+            hasher.combine(UInt8(43)); hasher.combine(plan)
+            hasher.combine(limits != nil); limits?.feed(into: &hasher)
         }
+    }
+}
+
+extension Principal {
+    func feed(into hasher: inout StableHasher) {
+        switch self {
+        case .system: hasher.combine(UInt8(0))
+        case .account(let account): hasher.combine(UInt8(1)); account.feed(into: &hasher)
+        case .client(let client): hasher.combine(UInt8(2)); hasher.combine(client.rawValue)
+        }
+    }
+}
+
+extension Role {
+    func feed(into hasher: inout StableHasher) {
+        let key = orderKey
+        hasher.combine(key.kind); hasher.combine(key.tenant); hasher.combine(key.detail)
     }
 }
 

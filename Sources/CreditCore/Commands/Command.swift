@@ -1,17 +1,22 @@
-/// A request to the ledger. Every command carries the client's idempotency key; the ledger
-/// stamps it with a timestamp when it applies it (`Ledger.apply(_:at:)`).
+/// A request to the ledger. Every command carries the client's idempotency key and its
+/// principal (who asks); the ledger stamps it with a timestamp when it applies it
+/// (`Ledger.apply(_:at:)`), after checking that the principal may (docs/security.md).
 public struct Command: Sendable, Equatable {
     public let key: IdempotencyKey
     public let action: Action
     /// The tenant whose shard applies this command (`action.tenant`, read once: routing
     /// and recording ask for it several times, and each ask of an indirect case loads its box).
     public let tenant: TenantID
+    /// Who asks. `.system` (the default) is the engine and the host's own trusted code, which
+    /// may do everything; a front end that serves clients names the client.
+    public let principal: Principal
 
     @inlinable
-    public init(key: IdempotencyKey, _ action: Action) {
+    public init(key: IdempotencyKey, _ action: Action, by principal: Principal = .system) {
         self.key = key
         self.action = action
         tenant = action.tenant
+        self.principal = principal
     }
 }
 
@@ -118,6 +123,19 @@ public enum Action: Sendable, Equatable {
     /// last attempt) give up and disable auto-refill.
     indirect case failRefill(AccountID, refill: UInt64, RefillFailure)
 
+    // Governance (docs/security.md).
+
+    /// Grants a role to a client. A tenant role's command goes to its tenant's shard; a
+    /// platform role's (tenant `TenantID.platform`) to every shard.
+    case grantRole(ClientID, Role)
+    /// Revokes a role; revoking one the client does not hold changes nothing (and succeeds).
+    case revokeRole(ClientID, Role)
+    /// Sets (or, with nil, removes) a tenant's own rate limits; they win over its plan's.
+    indirect case setRateLimits(TenantID, RateLimits?)
+    /// Sets (or removes) the rate limits of every subscriber of a plan (by its name), for
+    /// tenants without limits of their own. A platform command: applied on every shard.
+    indirect case setPlanRateLimits(plan: String, RateLimits?)
+
     @inlinable
     public var tenant: TenantID {
         switch self {
@@ -135,6 +153,12 @@ public enum Action: Sendable, Equatable {
             return account.tenant
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             return hold.tenant
+        case .grantRole(_, let role), .revokeRole(_, let role):
+            return role.tenant ?? .platform
+        case .setRateLimits(let tenant, _):
+            return tenant
+        case .setPlanRateLimits:
+            return .platform
         }
     }
 }

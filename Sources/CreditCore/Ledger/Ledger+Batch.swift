@@ -67,9 +67,9 @@ extension Ledger {
                 let command = buffer.baseAddress! + position(index)
                 let time = times?[index] ?? time
                 let (outcome, recorded) = if case .debit(let account, let amount, let scope) = command.pointee.action {
-                    recordDebit(key: command.pointee.key, account, amount, scope, at: time)
+                    recordDebit(key: command.pointee.key, account, amount, scope, by: command.pointee.principal, at: time)
                 } else if case .chargeRouted(let account, let routed, let scope) = command.pointee.action {
-                    recordRoutedCharge(key: command.pointee.key, account, routed, scope, at: time)
+                    recordRoutedCharge(key: command.pointee.key, account, routed, scope, by: command.pointee.principal, at: time)
                 } else {
                     recordPrefetched(command.pointee, at: time)
                 }

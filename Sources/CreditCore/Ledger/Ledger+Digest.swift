@@ -97,6 +97,12 @@ extension Ledger {
             hasher.combine(UInt64(schedules.count))
             schedules.forEach { _, schedule in schedule.feed(into: &hasher) }
         }
+        // Roles only when some client holds one: every state before them had none.
+        if !roles.grants.isEmpty {
+            hasher.combine(UInt8(0x52))
+            for grant in roles.sorted { hasher.combine(grant.client.rawValue); grant.role.feed(into: &hasher) }
+        }
+        rateLimits.feed(into: &hasher)
         return hasher.finish()
     }
 }

@@ -14,6 +14,21 @@ extension Ledger {
             if !condition { problems.append(message()) }
         }
 
+        // Roles: each names a tenant, department or account that exists.
+        for grant in roles.grants {
+            switch grant.role {
+            case .platformAdmin, .platformAuditor: break
+            case .organisationAdmin(let tenant), .auditor(let tenant), .meteringService(let tenant), .billingService(let tenant):
+                check(tenants[tenant] != nil, "role \(grant.role) of \(grant.client) names no tenant")
+            case .departmentManager(let tenant, let department):
+                let organisation = tenants[tenant].map(\.organisation) ?? none
+                check(organisation != none && organisations[Int(organisation)].departmentIndex(department) != nil,
+                      "role \(grant.role) of \(grant.client) names no department")
+            case .member(let account):
+                check(slot(of: account) != nil, "role \(grant.role) of \(grant.client) names no account")
+            }
+        }
+
         // Holds: per grant slot, what open holds hold from it.
         var heldByGrant: [UInt32: Int64] = [:]
         var heldByPrincipal: [UInt32: Int64] = [:]

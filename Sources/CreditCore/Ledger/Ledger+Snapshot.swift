@@ -27,9 +27,9 @@ extension Ledger {
     /// 3 added each grant's state (a 64th byte of its record) and the schedules table at the end;
     /// 4 added each schedule's cycle level (allocation and price) after that table, then the
     /// refund sources of the remembered charges and the recently retired grants.
-    package static let stateFormatVersion: UInt32 = 4
+    package static let stateFormatVersion: UInt32 = 5
     /// The versions this build decodes.
-    package static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 4
+    package static let stateFormatVersionsReadable: ClosedRange<UInt32> = 1 ... 5
 
     /// Bytes of the fixed-size parts (docs/formats-ledger-state.md), as written now.
     static var encodedHeaderBytes: Int { 92 }
@@ -100,7 +100,15 @@ extension Ledger {
             size += Self.encodedScheduleBytesMin + schedule.plan.utf8Count
                 + (schedule.refill == nil ? 0 : Self.encodedRefillTermsBytes) + Self.encodedCycleLevelBytes
         }
-        return size + encodedRefundProvenanceByteCount
+        return size + encodedRefundProvenanceByteCount + encodedRolesByteCount
+    }
+
+    /// The length of the governance state, the last part of the encoding (version 5): the
+    /// roles, then the rate limits.
+    var encodedRolesByteCount: Int {
+        var size = 4
+        for grant in roles.grants { size += 8 + grant.role.encodedByteCount }
+        return size + rateLimits.encodedByteCount
     }
 
     /// The length of the refund provenance, the last part of the encoding (version 4).
@@ -152,6 +160,8 @@ extension Ledger {
         totals = decoder.totals
         providerKeys = decoder.providerKeys
         schedules = decoder.schedules
+        roles = decoder.roleTable
+        rateLimits = decoder.rateLimitTable
         rebuildKeyIndex()
         restoreClock(nextSequence: decoder.nextSequence, lastTime: Timestamp(millisSinceEpoch: decoder.lastTime))
         let problems = invariantViolations()

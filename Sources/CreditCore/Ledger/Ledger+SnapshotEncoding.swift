@@ -133,6 +133,15 @@ extension Ledger {
             writer.write(schedule.cyclePriceCents)
         }
         encodeRefundProvenance(into: &writer, previous: previous, current: current)
+
+        // Version 5: the roles, by client then role (docs/formats-ledger-state.md).
+        let grantedRoles = roles.sorted
+        writer.write(UInt32(grantedRoles.count))
+        for grant in grantedRoles {
+            writer.write(grant.client.rawValue)
+            grant.role.encode(into: &writer)
+        }
+        rateLimits.encode(into: &writer)
     }
 
     /// Version 4: where each remembered charge's credits came from (one u64 per record, in

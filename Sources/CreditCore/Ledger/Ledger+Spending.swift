@@ -36,7 +36,10 @@ extension Ledger {
 
     mutating func debit(_ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
         try checkAmount(amount)
-        try debit(try locate(id), id, amount, scope, at: now)
+        let located = try locate(id)
+        try takeRateTokens(located, amount: amount.rawValue, at: now)
+        try debit(located, id, amount, scope, at: now)
+        takeRateCredits(located, spent: amount.rawValue, at: now)
     }
 
     /// A debit of an account already located, its amount checked.
@@ -77,7 +80,10 @@ extension Ledger {
         try checkUsage(usage)
         draft.usage = usage
         if usage.charged > .zero { try checkAmount(usage.charged) }
-        try chargeDrafted(try locate(id), id, usage.charged, usage.keySource, provider: usage.provider, scope, at: now)
+        let located = try locate(id)
+        try takeRateTokens(located, amount: usage.charged.rawValue, at: now)
+        try chargeDrafted(located, id, usage.charged, usage.keySource, provider: usage.provider, scope, at: now)
+        takeRateCredits(located, spent: usage.charged.rawValue, at: now)
     }
 
     /// The charge recorded in `draft.usage` (checked, and its amount), of `amount` paid by
@@ -113,6 +119,8 @@ extension Ledger {
             try checkUsage(routed[candidate: index])
         }
         let located = try locate(id)
+        // The most it may spend: the system-keys choice's price (a key-paid call spends 0).
+        try takeRateTokens(located, amount: routed.systemChoice.map { routed[candidate: Int($0)].listPrice.rawValue } ?? 0, at: now)
         var chosen = routed.systemChoice.map(Int.init)
         var source = KeySource.system
         if mayHaveKeys(located) {
@@ -135,6 +143,7 @@ extension Ledger {
         let amount = source == .system ? routed[candidate: chosen].listPrice : .zero
         if amount > .zero { try checkAmount(amount) }
         try chargeDrafted(located, id, amount, source, provider: routed[candidate: chosen].provider, scope, at: now)
+        takeRateCredits(located, spent: amount.rawValue, at: now)
         draft.created = .routed(candidate: Int(routed.numberedFrom) + chosen, keySource: source)
     }
 
@@ -168,6 +177,7 @@ extension Ledger {
             throw .invalidTimeout(millis: timeoutMillis)
         }
         let located = try locate(id)
+        try takeRateTokens(located, amount: amount.rawValue, at: now)
         draft.note(located)
         let value = amount.rawValue
         try checkMaySpend(located, id, value)
@@ -182,6 +192,7 @@ extension Ledger {
         updateCaps(located) { $0.held += value }
         draft.amount = value
         draft.created = .hold
+        takeRateCredits(located, spent: value, at: now)
     }
 
     /// Finds an open hold and its principal.

@@ -55,6 +55,7 @@ extension Ledger {
     }
 
     mutating func openTenant(_ id: TenantID, _ kind: TenantKind) throws(LedgerError) {
+        if id == .platform { throw .invalidInput(.tenantIDReserved) }
         if tenants[id] != nil { throw .tenantExists(id) }
         switch kind {
         case .individual:

@@ -26,6 +26,12 @@
     /// Grants unlinked within the idempotency window, so a refund can relink them.
     var retiredGrants: RetiredGrants
     var totals = LedgerTotals()
+    /// Who may do what (docs/security.md).
+    var roles = RoleTable()
+    /// Rate limits and their buckets (docs/security.md).
+    var rateLimits = RateLimitTable()
+    /// Commands refused by a rate limit (not recorded, not state: statistics).
+    package private(set) var rateLimitedCount: UInt64 = 0
     /// Provider keys by owner account slot and provider (rare; not on the debit path).
     var providerKeys: [KeyOwner: KeyRegistration] = [:]
     /// The providers each slot has a key for: derived from `providerKeys` (kept in step by
@@ -110,13 +116,16 @@
     @inline(__always)
     mutating func recordPrefetched(_ command: Command, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
         if case .debit(let account, let amount, let scope) = command.action {
-            return recordDebit(key: command.key, account, amount, scope, at: time)
+            return recordDebit(key: command.key, account, amount, scope, by: command.principal, at: time)
         }
         if case .chargeRouted(let account, let routed, let scope) = command.action {
-            return recordRoutedCharge(key: command.key, account, routed, scope, at: time)
+            return recordRoutedCharge(key: command.key, account, routed, scope, by: command.principal, at: time)
         }
-        return recordPrefetched(key: command.key, tenant: command.tenant, fingerprint: command.fingerprint,
-                         kind: command.action.entryKind, at: time) { ledger, now, sequence throws(LedgerError) in
+        return recordPrefetched(key: command.key, tenant: command.tenant,
+                                fingerprint: Self.fingerprint(command.fingerprint, by: command.principal),
+                                kind: command.action.entryKind, principal: command.principal,
+                                at: time) { ledger, now, sequence throws(LedgerError) in
+            try ledger.authorize(command.principal, command.action)
             try ledger.execute(command.action, at: now, sequence: sequence)
         }
     }
@@ -124,9 +133,11 @@
     /// The hot command, from plain values (see `recordPrefetched(key:...)`).
     @inline(__always)
     mutating func recordDebit(key: IdempotencyKey, _ account: AccountID, _ amount: Millicredits, _ scope: ChargeScope,
-                              at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
-        recordPrefetched(key: key, tenant: account.tenant, fingerprint: Action.debitFingerprint(account, amount, scope),
-                         kind: .debited, at: time) { ledger, now, _ throws(LedgerError) in
+                              by principal: Principal, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
+        recordPrefetched(key: key, tenant: account.tenant,
+                         fingerprint: Self.fingerprint(Action.debitFingerprint(account, amount, scope), by: principal),
+                         kind: .debited, principal: principal, at: time) { ledger, now, _ throws(LedgerError) in
+            try ledger.authorizeSpend(principal, account)
             try ledger.debit(account, amount, scope, at: now)
         }
     }
@@ -134,21 +145,37 @@
     /// The hot command of the billing layer, from plain values (see `recordDebit`).
     @inline(__always)
     mutating func recordRoutedCharge(key: IdempotencyKey, _ account: AccountID, _ routed: RoutedCharge, _ scope: ChargeScope,
-                                     at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
+                                     by principal: Principal, at time: Timestamp) -> (outcome: Outcome, recorded: Bool) {
         recordPrefetched(key: key, tenant: account.tenant,
-                         fingerprint: Action.routedChargeFingerprint(account, request: routed.request, scope),
-                         kind: .charged, at: time) { ledger, now, _ throws(LedgerError) in
+                         fingerprint: Self.fingerprint(Action.routedChargeFingerprint(account, request: routed.request, scope),
+                                                       by: principal),
+                         kind: .charged, principal: principal, at: time) { ledger, now, _ throws(LedgerError) in
+            try ledger.authorizeSpend(principal, account)
             try ledger.chargeRouted(account, routed, scope, at: now)
         }
     }
 
-    /// Applies a command given by its parts: `apply` runs the action's handler. Taking the
+    /// A command's idempotency fingerprint: its content's, and who asked unless the system
+    /// did (so the fingerprints of the system's commands are those stored before principals
+    /// existed). A retry is the same request from the same principal; the same key and
+    /// content from another principal is a key conflict, and learns nothing of the first
+    /// outcome.
+    @inline(__always)
+    static func fingerprint(_ content: UInt64, by principal: Principal) -> UInt64 {
+        if case .system = principal { return content }
+        var hasher = StableHasher(seed: content)
+        principal.feed(into: &hasher)
+        return hasher.finish()
+    }
+
+    /// Applies a command given by its parts: `apply` runs the action's handler (after its
+    /// permission check). Taking the
     /// parts rather than the `Command` lets the batch path hand over plain values it read
     /// from the caller's buffer; holding on to a borrowed `Command` across the handler (which
     /// may release objects) makes the compiler copy the whole enum for every command.
     @inline(__always)
     mutating func recordPrefetched(key: IdempotencyKey, tenant: TenantID, fingerprint: UInt64, kind: EntryKind,
-                                   at time: Timestamp,
+                                   principal: Principal, at time: Timestamp,
                                    _ apply: (inout Ledger, Int64, UInt64) throws(LedgerError) -> Void)
         -> (outcome: Outcome, recorded: Bool) {
         precondition(time >= lastTime, "commands must be applied in time order")
@@ -160,11 +187,18 @@
             conflictCount += 1
             return (.failure(.idempotencyConflict(key)), false)
         }
+        let timeBefore = lastTime
         lastTime = time
         draft.reset(kind: kind)
         do {
             try apply(&self, time.millisSinceEpoch, nextSequence)
         } catch {
+            if case .rateLimited = error {
+                // Not recorded, not remembered: the state is as it was (docs/security.md).
+                lastTime = timeBefore
+                rateLimitedCount += 1
+                return (.failure(error), false)
+            }
             draft.error = error
         }
         let sequence = nextSequence
@@ -181,7 +215,7 @@
                                        created: draft.created))
         }
         let storedOutcome = StoredOutcome(outcome)
-        recordEntry(sequence: sequence, time: time, key: key, tenant: tenant,
+        recordEntry(sequence: sequence, time: time, key: key, tenant: tenant, principal: principal,
                     available: available, debt: debt, outcome: storedOutcome)
         nextSequence += 1
         let refundable = draft.error == nil && draft.refundable > 0
@@ -196,10 +230,10 @@
     /// Stores the draft as the newest entry of the window, in its compact form.
     @inline(__always)
     private mutating func recordEntry(sequence: UInt64, time: Timestamp, key: IdempotencyKey, tenant: TenantID,
-                                      available: Int64, debt: Int64, outcome: StoredOutcome) {
+                                      principal: Principal, available: Int64, debt: Int64, outcome: StoredOutcome) {
         var flags: StoredEntry.Flags = []
         if draft.account != nil { flags.insert(.account) }
-        if draft.principal != nil { flags.insert(.principal) }
+        if draft.principal != nil { flags.insert(.member) }
         if draft.error != nil { flags.insert(.error) }
         let movements = draft.movements
         let spilled = movements.count > 2 ? Array(movements.dropFirst(2)) : []
@@ -212,7 +246,7 @@
         let none = GrantMovement(grant: 0, amount: .zero, change: .consumed)
         recentEntries.append(StoredEntry(
             sequence: sequence, timeMillis: time.millisSinceEpoch, key: key, tenant: tenant.rawValue,
-            accountNumber: draft.account?.number ?? 0, principalNumber: draft.principal?.number ?? 0,
+            accountNumber: draft.account?.number ?? 0, memberNumber: draft.principal?.number ?? 0, principal: principal,
             amount: draft.amount, availableAfter: available, debtAfter: debt,
             movement0: movements.count > 0 ? movements[0] : none, movement1: movements.count > 1 ? movements[1] : none,
             usage: draft.usage ?? .none,
@@ -361,6 +395,10 @@
         case .completeRefill(let account, let refill, let payment):
             try completeRefill(account, refill: refill, payment, at: now, sequence: sequence)
         case .failRefill(let account, let refill, let failure): try failRefill(account, refill: refill, failure, at: now)
+        case .grantRole(let client, let role): try grantRole(client, role)
+        case .revokeRole(let client, let role): try revokeRole(client, role)
+        case .setRateLimits(let tenant, let limits): try setRateLimits(tenant, limits)
+        case .setPlanRateLimits(let plan, let limits): try setPlanRateLimits(plan, limits)
         }
     }
 }
@@ -401,6 +439,9 @@ extension Action {
         case .setAutoRefill: .autoRefillSet
         case .completeRefill: .refillCompleted
         case .failRefill: .refillFailed
+        case .grantRole: .roleGranted
+        case .revokeRole: .roleRevoked
+        case .setRateLimits, .setPlanRateLimits: .rateLimitsSet
         }
     }
 }

@@ -8,8 +8,11 @@ public struct LedgerEntry: Sendable, Equatable {
     public let kind: EntryKind
     /// The account whose credits moved: for a member's spending, the organisation pool.
     public let account: AccountID?
-    /// Who acted: the member for organisation spending, otherwise the account itself.
-    public let principal: AccountID?
+    /// The account that acted: the member for organisation spending (the credits moved on
+    /// the pool, `account`), otherwise the account itself.
+    public let member: AccountID?
+    /// Who asked for the command (docs/security.md).
+    public let principal: Principal
     public let amount: Millicredits
     public let availableAfter: Millicredits
     public let debtAfter: Millicredits
@@ -37,7 +40,8 @@ public enum EntryKind: UInt8, Sendable, CaseIterable {
          released, refunded, adjusted, frozen, unfrozen, departmentAllocationSet, memberLimitSet,
          periodStarted, holdTimedOut, charged, keyRegistered, keyRemoved, keyPolicySet,
          subscribed, subscriptionChanged, subscriptionCancelled, subscriptionResumed, renewed, lapsed,
-         grantsExpired, grantsForfeited, autoRefillSet, refillCompleted, refillFailed
+         grantsExpired, grantsForfeited, autoRefillSet, refillCompleted, refillFailed, roleGranted, roleRevoked,
+         rateLimitsSet
 }
 
 /// One grant-level change inside an entry.

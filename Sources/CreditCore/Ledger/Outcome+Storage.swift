@@ -79,6 +79,8 @@ struct StoredOutcome: Sendable, Equatable {
         case .staleSchedule(let expected, let requested): return make(28, expected, requested)
         case .nothingDue(let account): let (a, b) = words(account); return make(29, a, b)
         case .planChanged(let account): let (a, b) = words(account); return make(30, a, b)
+        case .forbidden(let permission): return make(31, UInt64(permission.rawValue))
+        case .rateLimited(let millis): return make(32, UInt64(bitPattern: millis))
         }
     }
 
@@ -115,6 +117,8 @@ struct StoredOutcome: Sendable, Equatable {
         case 28: return .staleSchedule(expected: w0, requested: w1)
         case 29: return .nothingDue(account)
         case 30: return .planChanged(account)
+        case 31: return Self.rule(w0, as: Permission.self).map { .forbidden($0) }
+        case 32: return .rateLimited(retryAfterMillis: Int64(bitPattern: w0))
         default: return nil
         }
     }

@@ -137,6 +137,14 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A plan change names another plan than the subscription's (`PlanChangeRequest.replacing`):
     /// it was decided on a stale read, and changes nothing.
     case planChanged(AccountID)
+    /// The principal holds no role that grants the permission the command (or query) needs
+    /// (docs/security.md). Nothing changed; the refusal is remembered under the key.
+    case forbidden(Permission)
+    /// A rate limit's bucket is short (docs/security.md, "Rate limits"): retry after
+    /// `retryAfterMillis` of command time. Unlike every other refusal it is **not**
+    /// remembered under the idempotency key, and it records no entry: the same request,
+    /// retried after the wait, is applied.
+    case rateLimited(retryAfterMillis: Int64)
 
     /// A rule of who may do what (`notAllowed`): the kind of tenant or account, the key policy,
     /// the terms of a schedule. Raw values are stored with remembered outcomes: never reuse
@@ -220,6 +228,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case usageNotNegative = 12
         case keyRegistrationIncomplete = 18
         case routedCandidates = 20
+        case tenantIDReserved = 28
+        case rateLimits = 29
 
         /// A stable machine-readable name (snake_case of the case).
         public var code: String {
@@ -230,6 +240,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .usageNotNegative: "usage_not_negative"
             case .keyRegistrationIncomplete: "key_registration_incomplete"
             case .routedCandidates: "routed_candidates"
+            case .tenantIDReserved: "tenant_id_reserved"
+            case .rateLimits: "rate_limits"
             }
         }
 
@@ -240,6 +252,9 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             case .usageNamesModelAndProvider: "a charge names its model and provider"
             case .usageNotNegative: "a charge's provider cost and list price are not negative"
             case .keyRegistrationIncomplete: "a key registration names its provider and fingerprint and holds a sealed key of at most \(LedgerLimits.sealedKeyBytesMax) bytes"
+            case .rateLimits:
+                "rate limits are 1 to \(RateLimits.requestsPerSecondMax) requests per second and 1 mc to \(Millicredits(RateLimits.creditsPerMinuteMax)) per minute, for a named plan"
+            case .tenantIDReserved: "tenant id \(TenantID.platform.rawValue) is reserved for the platform's commands"
             case .routedCandidates:
                 "a routed charge names 1 to \(LedgerLimits.routedCandidatesMax) candidates (numbered from at most the same) priced on system keys, "
                     + "and a system-keys choice among them or none"
@@ -313,6 +328,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .staleSchedule: "stale_schedule"
         case .nothingDue: "nothing_due"
         case .planChanged: "plan_changed"
+        case .forbidden(let permission): "forbidden.\(permission)"
+        case .rateLimited: "rate_limited"
         }
     }
 
@@ -349,6 +366,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             "the account is at step \(expected) of its schedule, not \(requested)"
         case .nothingDue(let account): "nothing of account \(account) has expired or ended its grace"
         case .planChanged(let account): "the plan of account \(account) is no longer the one the change replaces"
+        case .forbidden(let permission): "forbidden: the principal lacks the \(permission) permission"
+        case .rateLimited(let millis): "rate limited: retry in \(millis) ms"
         }
     }
 }

@@ -10,7 +10,7 @@ extension StateDecoder {
     /// organisation's pool, or as one of its members; every organisation from exactly one
     /// tenant. Rebuilds each organisation's member index. Checks the sums of lifetime totals.
     mutating func checkTenancy() throws(BinaryDecodingError) {
-        roles = [Role](repeating: .unreached, count: accounts.count)
+        reaches = [Reach](repeating: .unreached, count: accounts.count)
         var organisationReached = [Bool](repeating: false, count: organisations.count)
         var numbers: [UInt32] = []
         for (position, (id, tenant)) in tenantList.enumerated() {
@@ -20,10 +20,10 @@ extension StateDecoder {
                 numbers.removeAll(keepingCapacity: true)
                 while cursor != none {
                     let account = accounts[cursor]
-                    guard roles[Int(cursor)] == .unreached else {
+                    guard reaches[Int(cursor)] == .unreached else {
                         throw invalid(accountOffset(cursor), "account \(cursor) reached twice (tenant \(id) chain)")
                     }
-                    roles[Int(cursor)] = .individual
+                    reaches[Int(cursor)] = .individual
                     guard account.tenant == id, account.link == none, account.flags.isDisjoint(with: [.pool, .member]) else {
                         throw invalid(accountOffset(cursor), "account \(cursor) in the chain of \(id) is not its standard account")
                     }
@@ -47,10 +47,10 @@ extension StateDecoder {
                 throw invalid(start, "organisation \(index) does not belong to tenant \(id)")
             }
             let pool = accounts[organisation.pool]
-            guard roles[Int(organisation.pool)] == .unreached else {
+            guard reaches[Int(organisation.pool)] == .unreached else {
                 throw invalid(accountOffset(organisation.pool), "account \(organisation.pool) reached twice (pool of \(id))")
             }
-            roles[Int(organisation.pool)] = .pool
+            reaches[Int(organisation.pool)] = .pool
             guard pool.tenant == id, pool.number == 0, pool.link == UInt32(index), pool.flags.contains(.pool) else {
                 throw invalid(accountOffset(organisation.pool), "account \(organisation.pool) is not the pool of \(id)")
             }
@@ -59,10 +59,10 @@ extension StateDecoder {
             for (position, member) in organisation.members.enumerated() {
                 let slot = member.account
                 let account = accounts[slot]
-                guard roles[Int(slot)] == .unreached else {
+                guard reaches[Int(slot)] == .unreached else {
                     throw invalid(accountOffset(slot), "account \(slot) reached twice (member of \(id))")
                 }
-                roles[Int(slot)] = .member
+                reaches[Int(slot)] = .member
                 guard account.tenant == id, account.number != 0, account.link == UInt32(position),
                       account.flags.contains(.member), account.firstGrant == none else {
                     throw invalid(accountOffset(slot), "account \(slot) is not member \(position) of \(id)")
@@ -80,7 +80,7 @@ extension StateDecoder {
         if let index = organisationReached.firstIndex(of: false) {
             throw invalid(organisationStarts[index], "organisation \(index) belongs to no tenant")
         }
-        if let slot = roles.firstIndex(of: .unreached) {
+        if let slot = reaches.firstIndex(of: .unreached) {
             throw invalid(accountOffset(UInt32(slot)), "account \(slot) is reached from no tenant")
         }
     }
@@ -98,7 +98,7 @@ extension StateDecoder {
                 sums.granted = try add(sums.granted, account.granted, at, "the sum of accounts' granted")
                 sums.expired = try add(sums.expired, account.expired, at, "the sum of accounts' expired")
                 sums.debt = try add(sums.debt, account.debt, at, "the sum of accounts' debt")
-                if roles[Int(slot)] == .member { return }
+                if reaches[Int(slot)] == .member { return }
                 sums.consumed = try add(sums.consumed, account.consumed, at, "the sum of accounts' consumed")
                 var remaining: Int64 = 0
                 var held: Int64 = 0

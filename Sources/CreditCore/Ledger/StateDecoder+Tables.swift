@@ -28,7 +28,7 @@ extension StateDecoder {
         for _ in 0 ..< count {
             let at = reader.offset
             let slot = try index(below: accounts.count, orNone: false, "credit line account")
-            guard previous.map({ slot > $0 }) ?? true, roles[Int(slot)] != .member else {
+            guard previous.map({ slot > $0 }) ?? true, reaches[Int(slot)] != .member else {
                 throw invalid(at, "credit line account \(slot) (not ascending, or a member)")
             }
             previous = slot
@@ -54,7 +54,7 @@ extension StateDecoder {
             let account = try index(below: accounts.count, orNone: false, "hold \(number) account")
             let principal = try index(below: accounts.count, orNone: false, "hold \(number) principal")
             // Held on the principal's own grants, or for a member on its organisation's pool.
-            let funding: UInt32? = switch roles[Int(principal)] {
+            let funding: UInt32? = switch reaches[Int(principal)] {
             case .member:
                 tenants[accounts[principal].tenant].map { organisations[Int($0.organisation)].pool }
             default: principal

@@ -27,6 +27,28 @@ extension StateDecoder {
             try decodeRefundSources()
             try decodeRetiredGrants()
         }
+        if version >= 5 {
+            try decodeRoles()
+            try decodeRateLimits()
+        }
+    }
+
+    /// Version 5's roles: u32 count, then each grant (client u64, role) in strictly
+    /// ascending order (client, then role), so one state has one encoding. Whether each
+    /// role's tenant, department or account exists is the invariant checker's.
+    mutating func decodeRoles() throws(BinaryDecodingError) {
+        // At least 9 bytes per grant: the client and the role's kind byte.
+        let grantCount = try count(max: Int(UInt32.max), bytesEach: 9, "role count")
+        var previous: RoleGrant?
+        for _ in 0 ..< grantCount {
+            let at = reader.offset
+            let grant = RoleGrant(client: ClientID(try reader.read(UInt64.self)), role: try Role(decoding: &reader))
+            if let previous, (previous.client, previous.role.orderKey) >= (grant.client, grant.role.orderKey) {
+                throw invalid(at, "role grants out of order")
+            }
+            previous = grant
+            roleTable.insert(grant.client, grant.role)
+        }
     }
 
     /// Version 4's refund sources: one per remembered key, then the lists of the charges
@@ -102,7 +124,7 @@ extension StateDecoder {
             guard retiredAt >= newest, retiredAt <= lastTime else { throw invalid(at, "\(name) time \(retiredAt)") }
             newest = retiredAt
             let account = try self.index(below: accounts.count, orNone: false, "\(name) account")
-            guard roles[Int(account)] != .member else { throw invalid(at + 8, "\(name) account \(account) is a member") }
+            guard reaches[Int(account)] != .member else { throw invalid(at + 8, "\(name) account \(account) is a member") }
             let numberAt = reader.offset
             let number = try reader.read(UInt64.self)
             guard !listed.contains(number), seen.insert(number).inserted else { throw invalid(numberAt, "\(name) number \(number) (listed, or twice)") }
@@ -195,7 +217,7 @@ extension StateDecoder {
             let at = reader.offset
             let name = "schedule \(index)"
             let account = try self.index(below: accounts.count, orNone: false, "\(name) account")
-            guard roles[Int(account)] != .member else {
+            guard reaches[Int(account)] != .member else {
                 throw invalid(at, "\(name) account \(account) is a member (only accounts that hold grants have schedules)")
             }
             guard accounts[account].schedule == none else {

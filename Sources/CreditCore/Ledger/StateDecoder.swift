@@ -83,17 +83,19 @@ struct StateDecoder: FieldReading {
     var previousSourceLists: [UInt32: [RefundSource]] = [:]
     var currentSourceLists: [UInt32: [RefundSource]] = [:]
     var retired: [RetiredGrants.Retired] = []
+    var roleTable = RoleTable()
+    var rateLimitTable = RateLimitTable()
 
     // Where sections start, for the offsets of errors found after reading them.
     var tenantsStart = 0
     var accountsStart = 0
     var grantsStart = 0
     var organisationStarts: [Int] = []
-    /// Per account slot: what reaches it (`Role`). Per grant slot: live or free.
-    var roles: [Role] = []
+    /// Per account slot: what reaches it (`Reach`). Per grant slot: live or free.
+    var reaches: [Reach] = []
     var grantUse: [GrantUse] = []
 
-    enum Role: UInt8 { case unreached, individual, pool, member }
+    enum Reach: UInt8 { case unreached, individual, pool, member }
     enum GrantUse: UInt8 { case unreached, live, free }
 
     init(reader: ByteReader, configuration: LedgerConfiguration) {

@@ -64,7 +64,8 @@
             sequence: stored.sequence, time: Timestamp(millisSinceEpoch: stored.timeMillis), key: stored.key,
             kind: stored.kind,
             account: stored.flags.contains(.account) ? AccountID(tenant: tenant, number: stored.accountNumber) : nil,
-            principal: stored.flags.contains(.principal) ? AccountID(tenant: tenant, number: stored.principalNumber) : nil,
+            member: stored.flags.contains(.member) ? AccountID(tenant: tenant, number: stored.memberNumber) : nil,
+            principal: stored.principal,
             amount: Millicredits(stored.amount), availableAfter: Millicredits(stored.availableAfter),
             debtAfter: Millicredits(stored.debtAfter), movements: movements, reason: extra?.reason,
             usage: stored.flags.contains(.usage) ? stored.usage : nil,
@@ -78,10 +79,12 @@ struct StoredEntry: Sendable {
     var sequence: UInt64
     var timeMillis: Int64
     var key: IdempotencyKey
-    /// The command's tenant; the account and principal belong to it too.
+    /// The command's tenant; the account and member belong to it too.
     var tenant: UInt64
     var accountNumber: UInt32
-    var principalNumber: UInt32
+    var memberNumber: UInt32
+    /// Who asked.
+    var principal: Principal
     var amount: Int64
     var availableAfter: Int64
     var debtAfter: Int64
@@ -99,7 +102,7 @@ struct StoredEntry: Sendable {
     struct Flags: OptionSet, Sendable {
         let rawValue: UInt8
         static let account = Flags(rawValue: 1)
-        static let principal = Flags(rawValue: 2)
+        static let member = Flags(rawValue: 2)
         static let error = Flags(rawValue: 4)
         static let extras = Flags(rawValue: 8)
         static let usage = Flags(rawValue: 16)

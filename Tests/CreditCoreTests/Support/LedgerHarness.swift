@@ -101,10 +101,10 @@ struct LedgerHarness {
     /// Applies `action` (with `key`, or a fresh one) at the current time (or `time`, which
     /// becomes the current time) and checks the invariants afterwards.
     @discardableResult
-    mutating func apply(_ action: Action, key: IdempotencyKey? = nil, at time: Timestamp? = nil,
+    mutating func apply(_ action: Action, key: IdempotencyKey? = nil, at time: Timestamp? = nil, by principal: Principal = .system,
                         sourceLocation: SourceLocation = #_sourceLocation) -> Ledger.Applied {
         if let time { move(to: time) }
-        let command = Command(key: key ?? freshKey(), action)
+        let command = Command(key: key ?? freshKey(), action, by: principal)
         note(action)
         let applied = ledger.apply(command, at: now)
         if case .success(let receipt) = applied.outcome, let hold = receipt.hold { holdIDs.insert(hold) }
@@ -118,15 +118,16 @@ struct LedgerHarness {
 
     /// Applies `action` and requires it to succeed; returns its receipt.
     @discardableResult
-    mutating func succeed(_ action: Action, key: IdempotencyKey? = nil, at time: Timestamp? = nil,
+    mutating func succeed(_ action: Action, key: IdempotencyKey? = nil, at time: Timestamp? = nil, by principal: Principal = .system,
                           sourceLocation: SourceLocation = #_sourceLocation) throws -> Receipt {
-        try succeedWithEntry(action, key: key, at: time, sourceLocation: sourceLocation).receipt
+        try succeedWithEntry(action, key: key, at: time, by: principal, sourceLocation: sourceLocation).receipt
     }
 
     /// Applies `action`, requires success, and returns the receipt and the new ledger entry.
     mutating func succeedWithEntry(_ action: Action, key: IdempotencyKey? = nil, at time: Timestamp? = nil,
+                                   by principal: Principal = .system,
                                    sourceLocation: SourceLocation = #_sourceLocation) throws -> (receipt: Receipt, entry: LedgerEntry) {
-        let applied = apply(action, key: key, at: time, sourceLocation: sourceLocation)
+        let applied = apply(action, key: key, at: time, by: principal, sourceLocation: sourceLocation)
         switch applied.outcome {
         case .success(let receipt):
             guard let entry = applied.entry else {
@@ -150,13 +151,14 @@ struct LedgerHarness {
     ///   `stateDigest()` unchanged.
     @discardableResult
     mutating func reject(_ action: Action, _ expected: LedgerError? = nil, key: IdempotencyKey? = nil,
-                         at time: Timestamp? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> LedgerError? {
+                         at time: Timestamp? = nil, by principal: Principal = .system,
+                         sourceLocation: SourceLocation = #_sourceLocation) -> LedgerError? {
         if let time { move(to: time) }
         note(action)
         let before = observe()
         let sequenceBefore = ledger.nextSequence
-        let command = Command(key: key ?? freshKey(), action)
-        let applied = apply(command.action, key: command.key, sourceLocation: sourceLocation)
+        let command = Command(key: key ?? freshKey(), action, by: principal)
+        let applied = apply(command.action, key: command.key, by: principal, sourceLocation: sourceLocation)
         guard case .failure(let error) = applied.outcome else {
             Issue.record("expected \(action) to be rejected\(expected.map { " with \($0)" } ?? ""), it succeeded: \(applied.outcome)",
                          sourceLocation: sourceLocation)
@@ -289,7 +291,8 @@ struct LedgerHarness {
         switch action {
         case .openTenant(let tenant, let kind):
             if case .organisation = kind { accounts.insert(AccountID(tenant: tenant, number: 0)) }
-        case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy:
+        case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy, .grantRole, .revokeRole,
+             .setRateLimits, .setPlanRateLimits:
             break
         case .openAccount(let account, _), .grant(let account, _), .refund(let account, _, _),
              .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
@@ -374,7 +377,7 @@ func balanceAfterProblems(_ entry: LedgerEntry, in ledger: Ledger, at now: Times
                                           .subscribed, .subscriptionChanged, .subscriptionCancelled, .subscriptionResumed,
                                           .renewed, .lapsed, .grantsExpired, .grantsForfeited, .autoRefillSet,
                                           .refillCompleted, .refillFailed]
-    guard entry.error == nil, reportsBalance.contains(entry.kind), let principal = entry.principal,
+    guard entry.error == nil, reportsBalance.contains(entry.kind), let principal = entry.member,
           let account = entry.account else { return [] }
     var problems: [String] = []
     let available = ledger.available(of: principal, scope: .unscoped, at: now)
@@ -422,6 +425,8 @@ func errorCaseName(_ error: LedgerError) -> String {
     case .staleSchedule: "staleSchedule"
     case .nothingDue: "nothingDue"
     case .planChanged: "planChanged"
+    case .forbidden(let permission): "forbidden.\(permission)"
+    case .rateLimited: "rateLimited"
     }
 }
 
