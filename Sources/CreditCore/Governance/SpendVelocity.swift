@@ -109,10 +109,8 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
     @discardableResult
     package mutating func observe(spent: Int64, at millis: Int64, policy: AnomalyPolicy) -> Verdict? {
         let gapDecay = advance(to: millis)
-        let hour = baseline(hourSum, tau: Self.hourTau, halfLife: Self.hourHalfLifeMillis)
-        let day = baseline(daySum, tau: Self.dayTau, halfLife: Self.dayHalfLifeMillis)
+        let (hour, day, deviation) = estimates()
         let base = max(hour, day)
-        let deviation = deviationEstimate()
         let prior = Self.rate(Packed.unpack(fastSum), tau: Self.fastTau)
         let amount = spent > 0 ? UInt64(spent) : 0
         let units = amount.multipliedSaturating(by: Packed.one)
@@ -153,10 +151,9 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
     package func figures(at millis: Int64) -> Figures {
         var copy = self
         copy.advance(to: millis)
-        let hour = copy.baseline(copy.hourSum, tau: Self.hourTau, halfLife: Self.hourHalfLifeMillis)
-        let day = copy.baseline(copy.daySum, tau: Self.dayTau, halfLife: Self.dayHalfLifeMillis)
+        let (hour, day, deviation) = copy.estimates()
         return Figures(fastRate: Self.figure(Self.rate(Packed.unpack(copy.fastSum), tau: Self.fastTau)),
-                       hourRate: Self.figure(hour), dayRate: Self.figure(day), deviation: Self.figure(copy.deviationEstimate()))
+                       hourRate: Self.figure(hour), dayRate: Self.figure(day), deviation: Self.figure(deviation))
     }
 
     /// After an admin unfreezes the account. With `trustingCurrentRate`, the hour baseline
@@ -199,22 +196,26 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
         return dayDecay
     }
 
-    /// A sum's rate (1/65,536 mc a minute) corrected for the part of its window the account
-    /// has lived: sum / (τ × (1 − 2^(−active/half-life))). 0 before any active time.
-    private func baseline(_ packed: UInt32, tau: UInt64, halfLife: Int64) -> UInt64 {
-        let lived = Fixed.one - Fixed.decay(Int64(activeMillis), halfLife: halfLife)
-        guard lived > 0 else { return 0 }
-        return Fixed.mulDiv(Self.rate(Packed.unpack(packed), tau: tau), Fixed.one, lived)
+    /// The hour and day baselines and the deviation (1/65,536 mc a minute), each corrected
+    /// for the part of its window the account has lived: sum / (τ × (1 − 2^(−active/half-life))).
+    /// 0 before any active time; no correction (and no division) once the window is full.
+    @inline(__always)
+    private func estimates() -> (hour: UInt64, day: UInt64, deviation: UInt64) {
+        let hourLived = Fixed.one - Fixed.decay(Int64(activeMillis), halfLife: Self.hourHalfLifeMillis)
+        let dayLived = Fixed.one - Fixed.decay(Int64(activeMillis), halfLife: Self.dayHalfLifeMillis)
+        return (Self.corrected(Self.rate(Packed.unpack(hourSum), tau: Self.hourTau), lived: hourLived),
+                Self.corrected(Self.rate(Packed.unpack(daySum), tau: Self.dayTau), lived: dayLived),
+                Self.corrected(Packed.unpack(deviationSum), lived: dayLived))
     }
 
-    /// The deviation (1/65,536 mc a minute), bias-corrected like the day baseline.
-    private func deviationEstimate() -> UInt64 {
-        let lived = Fixed.one - Fixed.decay(Int64(activeMillis), halfLife: Self.dayHalfLifeMillis)
-        guard lived > 0 else { return 0 }
-        return Fixed.mulDiv(Packed.unpack(deviationSum), Fixed.one, lived)
+    @inline(__always)
+    private static func corrected(_ value: UInt64, lived: UInt64) -> UInt64 {
+        if lived == Fixed.one { return value }
+        return lived == 0 ? 0 : Fixed.mulDiv(value, Fixed.one, lived)
     }
 
     /// A decayed sum (1/65,536 mc) as a rate (1/65,536 mc a minute).
+    @inline(__always)
     private static func rate(_ sum: UInt64, tau: UInt64) -> UInt64 { Fixed.mulDiv(sum, 60_000, tau) }
 
     /// 1/65,536 mc a minute as whole millicredits a minute.
@@ -289,7 +290,9 @@ enum Fixed {
     ]
 
     /// 2^(−elapsed / halfLife) in Q32 (1 << 32 is 1): whole half-lives by shifting, the rest
-    /// from the table with linear interpolation (relative error under 2 × 10^−5).
+    /// from the table with linear interpolation (relative error under 2 × 10^−5). Inlined, so
+    /// the divisions by the model's constant half-lives become multiplications.
+    @inline(__always)
     static func decay(_ elapsed: Int64, halfLife: Int64) -> UInt64 {
         guard elapsed > 0 else { return one }
         let whole = elapsed / halfLife
@@ -304,14 +307,19 @@ enum Fixed {
     }
 
     /// value × factor / 2^32, for factor ≤ 2^32 (never larger than value).
+    @inline(__always)
     static func scale(_ value: UInt64, by factor: UInt64) -> UInt64 {
-        UInt64(truncatingIfNeeded: (UInt128(value) * UInt128(factor)) >> 32)
+        let (high, low) = value.multipliedFullWidth(by: factor)
+        return high << 32 | low >> 32
     }
 
-    /// a × b / c rounded down, saturating at UInt64.max; c > 0.
+    /// a × b / c rounded down, saturating at UInt64.max; c > 0. One hardware 128-by-64
+    /// division.
+    @inline(__always)
     static func mulDiv(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
-        let result = UInt128(a) * UInt128(b) / UInt128(c)
-        return result > UInt128(UInt64.max) ? UInt64.max : UInt64(result)
+        let (high, low) = a.multipliedFullWidth(by: b)
+        guard high < c else { return .max }
+        return c.dividingFullWidth((high, low)).quotient
     }
 }
 
