@@ -293,6 +293,9 @@ struct AnomalyGuardTests {
         #expect(untrusted.observe(spent: 5_000, at: time2 + 1_500, policy: Self.freeze) == nil)
         #expect(untrusted.observe(spent: 5_000, at: time2 + 2_000, policy: Self.freeze) == nil)
         #expect(untrusted.observe(spent: 5_000, at: time2 + 2_500, policy: Self.freeze) != nil, "still anomalous: frozen again")
+        var never = SpendVelocity()
+        never.resume(at: 1_000, trustingCurrentRate: true)
+        #expect(never == SpendVelocity(), "resuming an account never observed changes nothing")
     }
 
     @Test("gaps of years, backwards time, huge and zero amounts: no trap, no overflow, figures stay sane")

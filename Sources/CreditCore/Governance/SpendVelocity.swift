@@ -55,7 +55,8 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
     package static let sustainDebits: UInt8 = 3
 
     package var hasObserved: Bool { flags & Self.started != 0 }
-    /// Whether the last observation was anomalous (a verdict was returned in this episode).
+    /// Whether a verdict was returned in the current episode (the last debit was over the
+    /// threshold).
     package var isLatched: Bool { flags & Self.latched != 0 }
 
     /// What made a debit anomalous: the figures a notification carries. Rates are in
@@ -102,10 +103,13 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
     // MARK: Observation
 
     /// Records a debit of `spent` millicredits at command time `millis` and judges it under
-    /// `policy`. Returns a verdict when the debit is anomalous and the previous observation
-    /// was not (one per episode); nil otherwise, and always under `.off`. O(1), no
-    /// allocation. Time must not go backwards (an earlier time counts as no time passing);
-    /// a zero or negative amount only advances time.
+    /// `policy`: the debit is over the threshold when the fast rate, this debit included,
+    /// exceeds max(floor, ratio × baseline, min(baseline + deviations × deviation,
+    /// ceiling × baseline)) and already did just before it. Returns a verdict on the
+    /// `sustainDebits`-th consecutive debit over the threshold, once per episode (until a
+    /// debit is under it again), after the policy's minimum history; nil otherwise, and
+    /// always under `.off`. O(1), no allocation. Time must not go backwards (an earlier time
+    /// counts as no time passing); a zero or negative amount only advances time.
     @discardableResult
     package mutating func observe(spent: Int64, at millis: Int64, policy: AnomalyPolicy) -> Verdict? {
         let gapDecay = advance(to: millis)
@@ -159,11 +163,13 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
     /// After an admin unfreezes the account. With `trustingCurrentRate`, the hour baseline
     /// is raised to the current fast rate (the admin vouches for this spending, so it does
     /// not freeze again at once); without it only the episode ends, and spending that is
-    /// still anomalous freezes again on the next debit.
+    /// still anomalous freezes again within `sustainDebits` debits. Nothing changes on an
+    /// account never observed.
     package mutating func resume(at millis: Int64, trustingCurrentRate: Bool) {
+        guard hasObserved else { return }
         advance(to: millis)
         flags &= ~(Self.latched | Self.streakMask)
-        guard trustingCurrentRate, hasObserved else { return }
+        guard trustingCurrentRate else { return }
         let fast = Self.rate(Packed.unpack(fastSum), tau: Self.fastTau)
         let cold = Fixed.decay(Int64(activeMillis), halfLife: Self.hourHalfLifeMillis)
         // The hour sum whose bias-corrected rate is `fast`: fast × τ / 60,000 × (1 − cold).
