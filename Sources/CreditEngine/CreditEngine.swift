@@ -385,6 +385,21 @@ public final class CreditEngine: Sendable {
         return permitted ? nil : .forbidden(permission)
     }
 
+    /// The anomaly guard's alerts since the last call, each shard's in order (docs/security.md,
+    /// "The anomaly guard"). The scheduler publishes them as `anomalyDetected` notices; a
+    /// host without one calls this. At most `4,096` wait per shard (the older half is
+    /// dropped beyond); the freeze they report is state and does not depend on them.
+    public func takeAnomalyAlerts() async -> [AnomalyAlert] {
+        var alerts: [AnomalyAlert] = []
+        for shard in shards { alerts += await shard.takeAnomalyAlerts() }
+        return alerts
+    }
+
+    /// The anomaly guard's mode for a tenant.
+    public func anomalyMode(of tenant: TenantID) async -> AnomalyMode {
+        await shards[shardIndex(for: tenant)].anomalyMode(of: tenant)
+    }
+
     /// The roles `client` holds in `tenant` and on the platform.
     public func roles(of client: ClientID, in tenant: TenantID) async -> [Role] {
         await shards[shardIndex(for: tenant)].roles(of: client).filter { $0.tenant == nil || $0.tenant == tenant }
@@ -485,6 +500,14 @@ public final class CreditEngine: Sendable {
     public func stateDigests() async -> [UInt64] {
         var digests: [UInt64] = []
         for shard in shards { digests.append(await shard.stateDigest()) }
+        return digests
+    }
+
+    /// The shards' digests without the anomaly guard's spend velocities (what the golden
+    /// fixtures written before the guard recorded; `Ledger.stateDigest(includingSpendVelocities:)`).
+    package func stateDigestsWithoutSpendVelocities() async -> [UInt64] {
+        var digests: [UInt64] = []
+        for shard in shards { digests.append(await shard.stateDigestWithoutSpendVelocities()) }
         return digests
     }
 

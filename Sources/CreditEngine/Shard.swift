@@ -82,6 +82,7 @@ actor Shard {
         self.keyPresence = keyPresence
         ledger = restored ?? Ledger(configuration: configuration.shardLedgerConfiguration)
         ledger.collectsDueNotes = true
+        ledger.collectsAnomalyAlerts = true
         schedulePolicy = configuration.schedule
         for tenant in ledger.tenantsWithKeys { keyPresence.mark(tenant) }
         self.clock = clock
@@ -435,6 +436,8 @@ actor Shard {
         query { $0.permits(principal, permission, target) }
     }
     func roles(of client: ClientID) -> [Role] { query { $0.roles(of: client) } }
+    func takeAnomalyAlerts() -> [AnomalyAlert] { query { $0.hasAnomalyAlerts } ? ledger.takeAnomalyAlerts() : [] }
+    func anomalyMode(of tenant: TenantID) -> AnomalyMode { query { $0.anomalyMode(of: tenant) } }
 
     func recentStatement(of account: AccountID) -> [LedgerEntry] {
         ledger.recentEntries.filter { $0.account == account || $0.member == account }
@@ -479,6 +482,7 @@ actor Shard {
 
     func invariantViolations() -> [String] { ledger.invariantViolations().map { "shard \(index): \($0)" } }
     func stateDigest() -> UInt64 { ledger.stateDigest() }
+    func stateDigestWithoutSpendVelocities() -> UInt64 { ledger.stateDigest(includingSpendVelocities: false) }
 
     func statistics() -> EngineStatistics {
         var statistics = EngineStatistics()

@@ -33,6 +33,9 @@ public enum CreditNotification: Sendable, Equatable {
     case renewed(AccountID, cycle: UInt32, allocation: Millicredits)
     /// A subscription ended without renewing.
     case lapsed(AccountID, reason: LapseReason)
+    /// The anomaly guard judged an account's spending anomalous (and froze it when
+    /// `alert.froze`): the figures that made it so (docs/security.md).
+    case anomalyDetected(AnomalyAlert)
 }
 
 /// How the scheduler handles payments.
@@ -150,6 +153,7 @@ public actor Scheduler {
     public func runDue() async -> SchedulerReport {
         var report = SchedulerReport()
         report.holdsTimedOut = await engine.timeOutHolds()
+        for alert in await engine.takeAnomalyAlerts() { notify(.anomalyDetected(alert)) }
         var more = true
         while more {
             let turn = await engine.runDue()

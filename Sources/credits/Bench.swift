@@ -62,6 +62,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Another operation to compare with: the load is split into --rounds rounds, and each round runs its share of --operation, then the same amount of this one, on the same engine. Alternating cancels the drift of a shared machine's speed; the report adds this operation's throughput and the ratio.")
     var versus: String?
     @Option(help: "With --versus: how many alternating rounds, 1...\(OptionLimits.roundsMax) (at most --ops).") var rounds = 10
+    @Flag(help: "Governance on: every tenant gets a metering-service client (which sends the debits), rate limits high enough never to refuse (every bucket is still kept), and the anomaly guard in freeze mode (docs/security.md); the report counts the guard's alerts. Without it, debits come from the system principal and the guard runs in its default alert mode.")
+    var governance = false
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     /// The batch size in effect.
@@ -163,6 +165,7 @@ struct Bench: AsyncParsableCommand {
         let residentBytesPerAccount = Double(residentAfter - residentBefore) / Double(accounts)
         let statistics = await engine.statistics()
         let durabilityStatistics = await engine.durabilityStatistics()
+        let anomalyAlerts = await engine.takeAnomalyAlerts().count
 
         var problems: [String] = []
         if check { problems = await engine.invariantViolations() }
@@ -177,7 +180,8 @@ struct Bench: AsyncParsableCommand {
             bytesPerAccount: bytesPerAccount, residentBytesPerAccount: residentBytesPerAccount, rememberedKeys: statistics.rememberedKeys,
             invariantsChecked: check, invariantViolations: problems.count, durabilityStatistics: durabilityStatistics,
             snapshotMillis: snapshot?.0, snapshotStateBytes: snapshot?.1.reduce(0) { $0 + Int($1.stateBytes) },
-            snapshotCompressedBytes: snapshot?.1.reduce(0) { $0 + Int($1.frameBytes) })
+            snapshotCompressedBytes: snapshot?.1.reduce(0) { $0 + Int($1.frameBytes) },
+            governance: governance, anomalyAlerts: anomalyAlerts)
         if let versus {
             report.versus = BenchReport.Versus(operation: versus, ops: versusResult.tally.processed, failed: versusResult.tally.failed,
                                                seconds: versusResult.seconds, rounds: rounds)
@@ -189,6 +193,13 @@ struct Bench: AsyncParsableCommand {
     }
 
     static let creditsPerAccount: Int64 = 1_000_000_000
+    /// The client that sends the debits under --governance.
+    static let meteringClient = ClientID(1)
+    /// Limits far above what the bench reaches: every debit passes through the buckets.
+    static let benchLimits = RateLimits(accountRequestsPerSecond: RateLimits.requestsPerSecondMax,
+                                        accountCreditsPerMinute: Millicredits(RateLimits.creditsPerMinuteMax),
+                                        tenantRequestsPerSecond: RateLimits.requestsPerSecondMax,
+                                        tenantCreditsPerMinute: Millicredits(RateLimits.creditsPerMinuteMax))
 
     /// One tenant, one account, one never-expiring grant per account, in batches.
     private func fund(_ engine: CreditEngine) async throws {
@@ -206,6 +217,12 @@ struct Bench: AsyncParsableCommand {
                 commands.append(Command(key: IdempotencyKey(high: 3, low: UInt64(index)),
                                         .grant(account, GrantTerms(kind: .promotional,
                                                                    amount: try .credits(Self.creditsPerAccount)))))
+                if governance {
+                    commands.append(Command(key: IdempotencyKey(high: 7, low: UInt64(index)),
+                                            .grantRole(Self.meteringClient, .meteringService(tenant))))
+                    commands.append(Command(key: IdempotencyKey(high: 8, low: UInt64(index)), .setRateLimits(tenant, Self.benchLimits)))
+                    commands.append(Command(key: IdempotencyKey(high: 9, low: UInt64(index)), .setAnomalyMode(tenant, .freeze)))
+                }
             }
             for outcome in await engine.execute(batch: commands) {
                 if case .failure(let error) = outcome { throw ValidationError("setup failed: \(error)") }
@@ -265,6 +282,7 @@ struct Bench: AsyncParsableCommand {
                 let count = deadline == nil ? max(0, min(perTask, totalOps - task * perTask)) : Int.max
                 group.addTask {
                     var source = OperationSource(scenario: scenario, accounts: accounts, zipf: zipf,
+                                                 principal: governance ? .client(Self.meteringClient) : .system,
                                                  keyHigh: keySpace << 32 | 0x1000 + UInt64(task),
                                                  random: SplitMix64(seed: seed &+ UInt64(task) &* 0x9E37_79B9_7F4A_7C15))
                     var runner = TaskRunner(engine: engine, billing: billing, operation: operation, batch: batch, meter: meter)
@@ -457,6 +475,9 @@ struct BenchReport {
     var snapshotMillis: Double?
     var snapshotStateBytes: Int?
     var snapshotCompressedBytes: Int?
+    /// Whether --governance was on, and the anomaly guard's alerts during the run.
+    var governance = false
+    var anomalyAlerts = 0
     /// With `--versus`: the other operation's figures.
     var versus: Versus?
 
@@ -490,7 +511,8 @@ struct BenchReport {
             + "\"snapshots\": \(durabilityStatistics.snapshots), \"snapshot_stalls\": \(durabilityStatistics.snapshotStalls), "
             + "\"snapshot_stall_max_us\": \(fixed(Double(durabilityStatistics.longestTurnDuringSnapshotNanos) / 1_000, 1)), "
             + "\"longest_shard_turn_us\": \(fixed(Double(durabilityStatistics.longestTurnNanos) / 1_000, 1)), "
-            + "\"longest_shard_turn_cpu_us\": \(fixed(Double(durabilityStatistics.longestTurnCPUNanos) / 1_000, 1))"
+            + "\"longest_shard_turn_cpu_us\": \(fixed(Double(durabilityStatistics.longestTurnCPUNanos) / 1_000, 1)), "
+            + "\"governance\": \(governance), \"anomaly_alerts\": \(anomalyAlerts)"
             + (snapshotMillis.map { ", \"snapshot_ms\": \(fixed($0, 1))" } ?? "")
             + (snapshotStateBytes.map { ", \"snapshot_state_bytes\": \($0)" } ?? "")
             + (snapshotCompressedBytes.map { ", \"snapshot_compressed_bytes\": \($0)" } ?? "")
@@ -509,6 +531,7 @@ struct BenchReport {
         \(accounts) accounts, \(shards) shards, batch \(batch), concurrency \(concurrency), durability \(durability)
         setup \(fixed(setupSeconds, 2)) s, \(fixed(bytesPerAccount, 1)) bytes per account in use \
         (\(fixed(residentBytesPerAccount, 1)) resident), incl. \(rememberedKeys) remembered keys\(invariantsChecked ? ", invariants: \(invariantViolations) violations" : "")
+        governance \(governance ? "on" : "off"), anomaly alerts \(anomalyAlerts)
         """
     }
 }

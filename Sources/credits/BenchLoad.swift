@@ -226,6 +226,8 @@ struct OperationSource {
     let scenario: Scenario
     let accounts: UInt64
     let zipf: ZipfSampler?
+    /// Who sends the debits (a metering client under --governance).
+    let principal: Principal
     let keyHigh: UInt64
     var random: SplitMix64
     var sequence: UInt64 = 0
@@ -254,7 +256,7 @@ struct OperationSource {
     @inline(__always)
     mutating func debit() -> Command {
         let account = account()
-        return Command(key: key(), .debit(account, amount(), scope: .unscoped))
+        return Command(key: key(), .debit(account, amount(), scope: .unscoped), by: principal)
     }
 
     mutating func percent() -> UInt64 { random.next() % 100 }

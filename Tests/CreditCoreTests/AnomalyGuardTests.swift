@@ -516,3 +516,134 @@ private func stream(_ source: inout TrafficSource, from: Int64, to: Int64, rate:
         body(time, source.size(mean: mean, tail: tail))
     }
 }
+
+// MARK: - The guard in the ledger
+
+/// The detector wired into the ledger: a tenant's policy, a freeze applied by the crossing
+/// command, alerts with their figures, auto-refill paused, unfreezing by an admin only, and
+/// the velocities in snapshots and the digest.
+@Suite("Anomaly guard in the ledger")
+struct AnomalyGuardLedgerTests {
+    static let tenant = TenantID(1)
+    static let account = AccountID(tenant: tenant, number: 0)
+
+    /// A month of an account's own spending (3,000 credits a day, a request every ~30 s),
+    /// applied to a ledger under the tenant's `mode`; then a stolen key at 50× from a
+    /// random moment of day 31. Returns the ledger, the theft's start, and the debits of
+    /// the theft (time, amount).
+    static func stolenKey(seed: UInt64, mode: AnomalyMode) -> (ledger: Ledger, start: Int64, theft: [(Int64, Int64)]) {
+        var ledger = Ledger()
+        ledger.collectsAnomalyAlerts = true
+        let t0: Int64 = 1_767_225_600_000
+        var keys: UInt64 = 0
+        func apply(_ action: Action, at time: Int64, by principal: Principal = .system) -> Outcome {
+            keys += 1
+            return ledger.apply(Command(key: IdempotencyKey(high: seed, low: keys), action, by: principal),
+                                at: Timestamp(millisSinceEpoch: t0 + time)).outcome
+        }
+        _ = apply(.openTenant(tenant, .individual), at: 0)
+        _ = apply(.openAccount(account, .standard), at: 0)
+        _ = apply(.grant(account, GrantTerms(kind: .purchase, amount: Millicredits(90_000_000 + 100_000_000))), at: 0)
+        _ = apply(.setAnomalyMode(tenant, mode), at: 0)
+        let rate = 3_000.0 * 1_000 / 1_440
+        var source = TrafficSource(seed: seed)
+        var refused = 0
+        stream(&source, from: 1, to: 30 * day, rate: { rate * dailyFactor($0) }, size: { _ in rate / 2 }) { time, amount in
+            if case .failure = apply(.debit(account, Millicredits(amount), scope: .unscoped), at: time) { refused += 1 }
+        }
+        #expect(refused == 0, "seed \(seed): the owner's own month was refused")
+        let start = 30 * day + Int64(source.uniform() * Double(day))
+        var theft: [(Int64, Int64)] = []
+        stream(&source, from: start, to: start + 5 * minute, rate: { _ in 50 * rate }, size: { _ in rate / 2 }) { theft.append(($0, $1)) }
+        return (ledger, start, theft.map { ($0.0 + t0, $0.1) })
+    }
+
+    @Test("freeze: a stolen key at 50× is frozen by the ledger within 60 s, having spent under 2 % of the balance; then every spend is refused")
+    func stolenKeyFrozen() throws {
+        let seed = AnomalyGuardTests.seed(11, 0)
+        print("AnomalyGuardLedgerTests.stolenKeyFrozen: seed \(seed)")
+        var (ledger, start, theft) = Self.stolenKey(seed: seed, mode: .freeze)
+        #expect(ledger.takeAnomalyAlerts().isEmpty)
+        let t0: Int64 = 1_767_225_600_000
+        var spent: Int64 = 0
+        var frozenAt: Int64?
+        for (index, (time, amount)) in theft.enumerated() {
+            let outcome = ledger.apply(Command(key: IdempotencyKey(high: 7, low: UInt64(index)), .debit(Self.account, Millicredits(amount), scope: .unscoped),
+                                               by: .account(Self.account)), at: Timestamp(millisSinceEpoch: time)).outcome
+            if case .failure(.accountFrozen) = outcome {
+                frozenAt = time
+                break
+            }
+            spent += amount
+        }
+        let frozen = try #require(frozenAt, "seed \(seed): never frozen")
+        let alerts = ledger.takeAnomalyAlerts()
+        let alert = try #require(alerts.first)
+        #expect(alerts.count == 1 && alert.froze && alert.account == Self.account)
+        #expect(alert.time.millisSinceEpoch - (start + t0) <= 60_000, "seed \(seed): frozen \(alert.time.millisSinceEpoch - start - t0) ms after the theft began")
+        #expect(frozen >= alert.time.millisSinceEpoch)
+        #expect(spent * 50 <= 90_000_000, "seed \(seed): \(spent) mc spent before the freeze")
+        #expect(alert.fastRate > alert.threshold && alert.threshold >= alert.floor && alert.baselineRate > .zero)
+        #expect(ledger.invariantViolations() == [])
+    }
+
+    @Test("alert: the same theft alerts once per episode and spending goes on; off: nothing")
+    func alertAndOff() throws {
+        let seed = AnomalyGuardTests.seed(12, 0)
+        print("AnomalyGuardLedgerTests.alertAndOff: seed \(seed)")
+        for mode in [AnomalyMode.alert, .off] {
+            var (ledger, _, theft) = Self.stolenKey(seed: seed, mode: mode)
+            var refused = 0
+            for (index, (time, amount)) in theft.enumerated() {
+                let command = Command(key: IdempotencyKey(high: 8, low: UInt64(index)), .debit(Self.account, Millicredits(amount), scope: .unscoped))
+                if case .failure = ledger.apply(command, at: Timestamp(millisSinceEpoch: time)).outcome { refused += 1 }
+            }
+            #expect(refused == 0, "\(mode): nothing is refused")
+            let alerts = ledger.takeAnomalyAlerts()
+            #expect(alerts.count == (mode == .alert ? 1 : 0), "\(mode): \(alerts.count) alerts")
+            #expect(alerts.allSatisfy { !$0.froze })
+        }
+    }
+
+    @Test("a freeze pauses auto-refill; only an organisation or platform admin unfreezes; the velocities are state (snapshot, digest)")
+    func freezePausesRefillAndUnfreezeIsAdmins() throws {
+        var h = LedgerHarness()
+        let org = try OrganisationFixture(in: &h, tenant: 30, poolCredits: .zero, departments: [(DepartmentID(1), nil)],
+                                          members: [(1, DepartmentID(1), nil)])
+        let solo = try h.openIndividual(31)
+        try h.grant(solo, credits(1_000))
+        try h.succeed(.setAutoRefill(solo, AutoRefillTerms(threshold: credits(500), refillCredits: 1_000)))
+        try h.succeed(.freeze(solo))
+        try h.succeed(.unfreeze(solo))
+        try h.succeed(.freeze(solo))
+        // Frozen, spending is refused; and a balance under the threshold starts no refill.
+        h.reject(.debit(solo, credits(600), scope: .unscoped), .accountFrozen(solo))
+        try h.succeed(.adjust(solo, credits(-600), reason: "drain below the threshold"))
+        #expect(h.ledger.autoRefill(of: solo)?.refillInFlight == nil, "a frozen account buys nothing on its own")
+        // Who may unfreeze.
+        try h.succeed(.grantRole(ClientID(1), .organisationAdmin(org.tenant)))
+        try h.succeed(.grantRole(ClientID(2), .departmentManager(org.tenant, DepartmentID(1))))
+        try h.succeed(.freeze(org.member(1)), by: .client(ClientID(2)))
+        h.reject(.unfreeze(org.member(1)), .forbidden(.unfreeze), by: .client(ClientID(2)))
+        h.reject(.unfreeze(org.member(1)), .forbidden(.unfreeze), by: .account(org.member(1)))
+        try h.succeed(.unfreeze(org.member(1)), by: .client(ClientID(1)))
+        h.reject(.setAnomalyMode(org.tenant, .off), .forbidden(.manageGuards), by: .client(ClientID(2)))
+        try h.succeed(.setAnomalyMode(org.tenant, .freeze), by: .client(ClientID(1)))
+        #expect(h.ledger.anomalyMode(of: org.tenant) == .freeze && h.ledger.anomalyMode(of: solo.tenant) == .alert)
+        // Velocities and modes round-trip through a snapshot.
+        try h.succeed(.unfreeze(solo))
+        for _ in 0 ..< 20 { try h.debit(solo, credits(1)); h.advance(1_000) }
+        var writer = ByteWriter()
+        h.ledger.encodeState(into: &writer)
+        #expect(writer.count == h.ledger.encodedStateByteCount)
+        var reader = ByteReader(writer.bytes)
+        var restored = try Ledger(decodingState: &reader, configuration: h.ledger.configuration)
+        #expect(restored.stateDigest() == h.ledger.stateDigest())
+        #expect(restored.spendFigures(of: solo, at: h.now.millisSinceEpoch) == h.ledger.spendFigures(of: solo, at: h.now.millisSinceEpoch))
+        #expect(restored.spendFigures(of: solo, at: h.now.millisSinceEpoch) != nil)
+        let command = Command(key: h.freshKey(), .debit(solo, credits(2), scope: .unscoped))
+        #expect(restored.apply(command, at: h.now).outcome == h.ledger.apply(command, at: h.now).outcome)
+        #expect(restored.stateDigest() == h.ledger.stateDigest())
+        h.reject(.setAnomalyMode(TenantID(404), .off), .unknownTenant(TenantID(404)))
+    }
+}

@@ -229,3 +229,40 @@ struct PinnedFingerprintTests {
         #expect(command.fingerprint == 13_703_538_350_762_720_096)
     }
 }
+
+/// The encoding is canonical: what decodes re-encodes to the same bytes. The one exception
+/// is by design (docs/formats.md): a model, provider or plan name over the ledger's limit is
+/// not kept, and re-encodes as the fixed marker, which decodes to the same command again.
+/// (This is what the command fuzzer found accepting "a second spelling".)
+@Suite("command encoding: canonical")
+struct CommandCanonicalTests {
+    @Test("every sample, from every principal, re-encodes to its own bytes")
+    func samplesAreCanonical() throws {
+        for (index, action) in CommandCodingTests.samples.enumerated() {
+            for principal in CommandCodingTests.principals {
+                let bytes = CommandCodingTests.encoded(Command(key: IdempotencyKey(high: 3, low: UInt64(index)), action, by: principal))
+                var reader = ByteReader(bytes)
+                let decoded = try Command(decoding: &reader)
+                #expect(CommandCodingTests.encoded(decoded) == bytes, "\(action)")
+            }
+        }
+    }
+
+    @Test("an over-long interned name re-encodes as the marker, which is then stable")
+    func overLongNamesBecomeTheMarker() throws {
+        let usage = UsageCharge(model: "m", provider: "p", units: 1, providerCostNanoUSD: 1, listPrice: Millicredits(1), keySource: .system)
+        var first = CommandCodingTests.encoded(Command(key: IdempotencyKey(high: 1, low: 1), .charge(CommandCodingTests.account, usage, scope: .unscoped)))
+        // Key 16 | principal 1 | tag 1 | account 12 | model: u32 length 1, "m" — made 296 bytes long, as a log could hold it.
+        let long = LedgerLimits.textBytesMax + 40
+        first.replaceSubrange(30 ..< 35, with: withUnsafeBytes(of: UInt32(long).littleEndian, Array.init) + Array(repeating: UInt8(ascii: "m"), count: long))
+        var reader = ByteReader(first)
+        let decoded = try Command(decoding: &reader)
+        let second = CommandCodingTests.encoded(decoded)
+        #expect(second != first && second.count == first.count - 39, "the marker is one byte over the limit")
+        reader = ByteReader(second)
+        let again = try Command(decoding: &reader)
+        #expect(again == decoded && CommandCodingTests.encoded(again) == second)
+        guard case .charge(_, let kept, _) = decoded.action else { Issue.record("not a charge"); return }
+        #expect(kept.modelName == .overLong)
+    }
+}

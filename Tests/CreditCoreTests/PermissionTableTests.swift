@@ -114,6 +114,7 @@ struct PermissionTableTests {
             "revokeRole": .revokeRole(ClientID(99), .auditor(org)),
             "setRateLimits": .setRateLimits(org, RateLimits(accountRequestsPerSecond: 100)),
             "setPlanRateLimits": .setPlanRateLimits(plan: "Team", RateLimits(tenantCreditsPerMinute: credits(1_000))),
+            "setAnomalyMode": .setAnomalyMode(org, .freeze),
         ]
         return actions[kind]
     }
@@ -159,6 +160,7 @@ struct PermissionTableTests {
         case .revokeRole: "revokeRole"
         case .setRateLimits: "setRateLimits"
         case .setPlanRateLimits: "setPlanRateLimits"
+        case .setAnomalyMode: "setAnomalyMode"
         }
     }
 

@@ -478,7 +478,7 @@ struct RandomSequence {
         case .settle(let hold, _), .release(let hold), .timeOutHold(let hold), .settleCharge(let hold, _):
             seenHolds.insert(hold)
         case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy, .grantRole, .revokeRole,
-             .setRateLimits, .setPlanRateLimits:
+             .setRateLimits, .setPlanRateLimits, .setAnomalyMode:
             break
         }
     }

@@ -23,6 +23,15 @@ struct ReadmeExampleTests {
                 .debit(alice, try Millicredits(parsing: "1.5"), scope: .unscoped)))
         #expect(retry == outcome)
         #expect(await engine.balance(of: alice)?.available == Millicredits(998_500))
+        // Who asks: a metering client charges, and may not adjust.
+        let meter = ClientID(7)
+        _ = await engine.execute(Command(key: IdempotencyKey(deriving: "req-6"), .grantRole(meter, .meteringService(alice.tenant))))
+        let charged = await engine.execute(Command(key: IdempotencyKey(deriving: "req-7"),
+                .debit(alice, try .credits(2), scope: .unscoped), by: .client(meter)))
+        #expect(try charged.get().availableAfter == Millicredits(996_500))
+        let adjusted = await engine.execute(Command(key: IdempotencyKey(deriving: "req-8"),
+                .adjust(alice, try .credits(5), reason: "gift"), by: .client(meter)))
+        #expect(adjusted == .failure(.forbidden(.adjust)))
         #expect(await engine.invariantViolations().isEmpty)
     }
 

@@ -8,9 +8,9 @@ struct WorkloadCoverageTests {
     /// Every log tag the workload issues. Tag 16 (a hold's time-out) needs the hold's
     /// deadline passed; 17–22 are charges and keys; 23–34 the schedule (a refill's result
     /// needs a refill really in flight, which the workload learns from the refusals of
-    /// wrong guesses); 40–41 roles granted and revoked.
+    /// wrong guesses); 40–41 roles granted and revoked, 42 rate limits, 44 anomaly modes.
     static let expectedTags: [UInt8] = [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25,
-                                        26, 27, 28, 29, 30, 31, 32, 33, 34, 40, 41]
+                                        26, 27, 28, 29, 30, 31, 32, 33, 34, 40, 41, 42, 44]
 
     /// The crash, power-cut and recovery tests replay what this workload logs; a command it
     /// never applies successfully would be tested only in its refused form.

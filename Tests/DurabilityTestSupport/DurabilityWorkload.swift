@@ -161,7 +161,8 @@ package struct DurabilityWorkload {
     private static let clients = (UInt64(1) ... 4).map(ClientID.init)
 
     /// A role to grant or revoke (tags 40 and 41): the organisation's and the first
-    /// individual's roles, and now and then a platform role.
+    /// individual's roles, and now and then a platform role; or rate limits (42) or an
+    /// anomaly mode (44) of a tenant.
     private mutating func roleAction() -> Action {
         let client = governance.pick(Self.clients)
         let member = AccountID(tenant: organisation, number: UInt32(governance.between(1, 3)))
@@ -170,7 +171,18 @@ package struct DurabilityWorkload {
             .departmentManager(organisation, DepartmentID(1)), .member(member), .auditor(organisation),
             .meteringService(individuals[0]), .platformAdmin,
         ])
-        return governance.chance(70) ? .grantRole(client, role) : .revokeRole(client, role)
+        switch governance.below(10) {
+        case 0:
+            // Limits high enough to bite only in a burst (a refusal is neither logged nor remembered).
+            let tenant = governance.pick([organisation, individuals[0]])
+            return .setRateLimits(tenant, governance.chance(30) ? nil
+                : RateLimits(accountRequestsPerSecond: UInt32(governance.between(50, 500)),
+                             tenantCreditsPerMinute: durabilityCredits(governance.between(500, 5_000))))
+        case 1:
+            return .setAnomalyMode(governance.pick([organisation, individuals[1]]), governance.pick(AnomalyMode.allCases))
+        default:
+            return governance.chance(70) ? .grantRole(client, role) : .revokeRole(client, role)
+        }
     }
 
     /// Who asks, when not the system: a client or an account holder.

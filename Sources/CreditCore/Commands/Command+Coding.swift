@@ -156,6 +156,8 @@ extension Command {
             writer.write(UInt8(42)); writer.write(tenant); RateLimits.encode(limits, into: &writer)
         case .setPlanRateLimits(let plan, let limits):
             writer.write(UInt8(43)); writer.write(plan); RateLimits.encode(limits, into: &writer)
+        case .setAnomalyMode(let tenant, let mode):
+            writer.write(UInt8(44)); writer.write(tenant); writer.write(mode.rawValue)
         }
     }
 
@@ -311,6 +313,13 @@ extension Command {
         case 43 where version >= 2:
             let plan = try reader.readString(maxBytes: Self.decodedTextBytesMax, "plan")
             action = .setPlanRateLimits(plan: plan, try RateLimits.decodeOptional(&reader))
+        case 44 where version >= 2:
+            let tenant = try reader.readTenant()
+            let modeOffset = reader.offset
+            guard let mode = AnomalyMode(rawValue: try reader.read(UInt8.self)) else {
+                throw .invalid(offset: modeOffset, field: "anomaly mode")
+            }
+            action = .setAnomalyMode(tenant, mode)
         default:
             throw .invalid(offset: tagOffset, field: "command tag")
         }

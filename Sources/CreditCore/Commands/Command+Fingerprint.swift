@@ -116,6 +116,8 @@ extension Action {
         case .setPlanRateLimits(let plan, let limits):
             hasher.combine(UInt8(43)); hasher.combine(plan)
             hasher.combine(limits != nil); limits?.feed(into: &hasher)
+        case .setAnomalyMode(let tenant, let mode):
+            hasher.combine(UInt8(44)); hasher.combine(tenant.rawValue); hasher.combine(mode.rawValue)
         }
     }
 }

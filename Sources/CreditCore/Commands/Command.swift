@@ -135,6 +135,8 @@ public enum Action: Sendable, Equatable {
     /// Sets (or removes) the rate limits of every subscriber of a plan (by its name), for
     /// tenants without limits of their own. A platform command: applied on every shard.
     indirect case setPlanRateLimits(plan: String, RateLimits?)
+    /// Sets what the anomaly guard does for the tenant's accounts (docs/security.md).
+    case setAnomalyMode(TenantID, AnomalyMode)
 
     @inlinable
     public var tenant: TenantID {
@@ -155,7 +157,7 @@ public enum Action: Sendable, Equatable {
             return hold.tenant
         case .grantRole(_, let role), .revokeRole(_, let role):
             return role.tenant ?? .platform
-        case .setRateLimits(let tenant, _):
+        case .setRateLimits(let tenant, _), .setAnomalyMode(let tenant, _):
             return tenant
         case .setPlanRateLimits:
             return .platform

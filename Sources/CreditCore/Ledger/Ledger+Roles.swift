@@ -232,7 +232,7 @@ extension Action {
              .failRefill: .manageBilling
         case .timeOutHold, .renewSubscription, .lapseSubscription, .expireGrants, .forfeitGrants: .runSchedule
         case .grantRole, .revokeRole: .manageRoles
-        case .setRateLimits, .setPlanRateLimits: .manageGuards
+        case .setRateLimits, .setPlanRateLimits, .setAnomalyMode: .manageGuards
         }
     }
 
@@ -249,7 +249,8 @@ extension Action {
              .setAutoRefill(let account, _), .completeRefill(let account, _, _), .failRefill(let account, _, _):
             account
         case .openTenant, .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy, .settle, .release,
-             .timeOutHold, .settleCharge, .grantRole, .revokeRole, .setRateLimits, .setPlanRateLimits:
+             .timeOutHold, .settleCharge, .grantRole, .revokeRole, .setRateLimits, .setPlanRateLimits,
+             .setAnomalyMode:
             nil
         }
     }

@@ -468,7 +468,8 @@ extension Ledger {
             schedule.alerted = true
             noteDue(.lowBalance, slot, at: now)
         }
-        if terms.enabled && terms.refillCredits > 0 && schedule.inFlight == 0 {
+        // A frozen account (by an admin, or by the anomaly guard) buys nothing on its own.
+        if terms.enabled && terms.refillCredits > 0 && schedule.inFlight == 0 && !accounts[slot].flags.contains(.frozen) {
             let month = CalendarMonths.monthNumber(of: Timestamp(millisSinceEpoch: now))
             if month != schedule.refillMonth {
                 schedule.refillMonth = month

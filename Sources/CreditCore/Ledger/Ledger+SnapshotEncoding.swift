@@ -142,6 +142,7 @@ extension Ledger {
             grant.role.encode(into: &writer)
         }
         rateLimits.encode(into: &writer)
+        encodeAnomalyState(into: &writer)
     }
 
     /// Version 4: where each remembered charge's credits came from (one u64 per record, in

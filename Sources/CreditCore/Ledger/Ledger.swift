@@ -30,6 +30,14 @@
     var roles = RoleTable()
     /// Rate limits and their buckets (docs/security.md).
     var rateLimits = RateLimitTable()
+    /// The anomaly guard's mode by tenant (absent: `alert`), and each account's spend
+    /// velocity by slot (grown as accounts first spend).
+    var anomalyModes: [TenantID: AnomalyMode] = [:]
+    var velocities = PagedArray<SpendVelocity>()
+    /// Whether verdicts are kept as alerts (`takeAnomalyAlerts`): set by a shard once it has
+    /// recovered, so a replay does not alert again. Output, not state.
+    package var collectsAnomalyAlerts = false
+    var anomalyAlerts: [AnomalyAlert] = []
     /// Commands refused by a rate limit (not recorded, not state: statistics).
     package private(set) var rateLimitedCount: UInt64 = 0
     /// Provider keys by owner account slot and provider (rare; not on the debit path).
@@ -202,6 +210,12 @@
             draft.error = error
         }
         let sequence = nextSequence
+        if draft.error == nil && draft.refundable > 0 {
+            // A charge (debit, charge, settle): the spender's velocity, before the balance
+            // watch, so a freeze pauses the refill this very spend would start.
+            observeSpend(slot: draft.principalSlot, tenant: tenant, amount: draft.refundable, at: time.millisSinceEpoch,
+                         key: key, sequence: sequence)
+        }
         if draft.error == nil && draft.accountSlot != none && accounts[draft.accountSlot].flags.contains(.watched) {
             watchBalance(draft.accountSlot, at: time.millisSinceEpoch, sequence: sequence)
         }
@@ -370,7 +384,9 @@
         case .adjust(let account, let amount, let reason):
             try adjust(account, amount, reason: reason, at: now, sequence: sequence)
         case .freeze(let account): try setFrozen(account, true)
-        case .unfreeze(let account): try setFrozen(account, false)
+        case .unfreeze(let account):
+            try setFrozen(account, false)
+            resumeVelocity(draft.principalSlot, at: now)
         case .setDepartmentAllocation(let tenant, let department, let cap):
             try setDepartmentAllocation(tenant, department, cap)
         case .setMemberLimit(let account, let cap): try setMemberLimit(account, cap)
@@ -399,6 +415,7 @@
         case .revokeRole(let client, let role): try revokeRole(client, role)
         case .setRateLimits(let tenant, let limits): try setRateLimits(tenant, limits)
         case .setPlanRateLimits(let plan, let limits): try setPlanRateLimits(plan, limits)
+        case .setAnomalyMode(let tenant, let mode): try setAnomalyMode(tenant, mode)
         }
     }
 }
@@ -442,6 +459,7 @@ extension Action {
         case .grantRole: .roleGranted
         case .revokeRole: .roleRevoked
         case .setRateLimits, .setPlanRateLimits: .rateLimitsSet
+        case .setAnomalyMode: .anomalyModeSet
         }
     }
 }

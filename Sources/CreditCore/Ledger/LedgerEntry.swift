@@ -41,7 +41,7 @@ public enum EntryKind: UInt8, Sendable, CaseIterable {
          periodStarted, holdTimedOut, charged, keyRegistered, keyRemoved, keyPolicySet,
          subscribed, subscriptionChanged, subscriptionCancelled, subscriptionResumed, renewed, lapsed,
          grantsExpired, grantsForfeited, autoRefillSet, refillCompleted, refillFailed, roleGranted, roleRevoked,
-         rateLimitsSet
+         rateLimitsSet, anomalyModeSet
 }
 
 /// One grant-level change inside an entry.

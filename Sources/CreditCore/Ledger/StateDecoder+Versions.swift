@@ -30,6 +30,7 @@ extension StateDecoder {
         if version >= 5 {
             try decodeRoles()
             try decodeRateLimits()
+            try decodeAnomalyState()
         }
     }
 

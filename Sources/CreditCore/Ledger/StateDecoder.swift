@@ -85,6 +85,8 @@ struct StateDecoder: FieldReading {
     var retired: [RetiredGrants.Retired] = []
     var roleTable = RoleTable()
     var rateLimitTable = RateLimitTable()
+    var anomalyModes: [TenantID: AnomalyMode] = [:]
+    var velocities = PagedArray<SpendVelocity>()
 
     // Where sections start, for the offsets of errors found after reading them.
     var tenantsStart = 0

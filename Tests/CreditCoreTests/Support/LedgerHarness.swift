@@ -292,7 +292,7 @@ struct LedgerHarness {
         case .openTenant(let tenant, let kind):
             if case .organisation = kind { accounts.insert(AccountID(tenant: tenant, number: 0)) }
         case .openDepartment, .setDepartmentAllocation, .startPeriod, .setKeyPolicy, .grantRole, .revokeRole,
-             .setRateLimits, .setPlanRateLimits:
+             .setRateLimits, .setPlanRateLimits, .setAnomalyMode:
             break
         case .openAccount(let account, _), .grant(let account, _), .refund(let account, _, _),
              .adjust(let account, _, _), .freeze(let account), .unfreeze(let account), .setMemberLimit(let account, _),
