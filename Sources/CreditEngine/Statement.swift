@@ -22,7 +22,7 @@ public struct Statement: AsyncSequence, Sendable {
     public typealias Element = Line
 
     /// What a statement covers.
-    public enum Subject: Sendable, Equatable, CustomStringConvertible {
+    public enum Subject: Sendable, Hashable, CustomStringConvertible {
         /// One account: a standard account, an organisation's pool or a member.
         case account(AccountID)
         /// Every member of one department of an organisation (a cost centre).

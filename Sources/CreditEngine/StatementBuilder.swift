@@ -49,8 +49,9 @@ struct StatementBuilder {
                         emit: (Statement.Line) throws -> Void) throws {
         if opening == nil, statement.from.map({ time >= $0 }) ?? true { opening = capture() }
         if closing == nil, let to = statement.to, time > to { closing = capture() }
-        guard command.tenant == tenant, closing == nil, let entry = ledger.recentEntries.newest else { return }
+        guard command.tenant == tenant, let entry = ledger.recentEntries.newest else { return }
         if entry.error == nil { learnOrganisation(from: command) }
+        guard closing == nil else { return }
         var change: Int64 = 0
         var after = Statement.Standing.zero
         if let account = entry.account {

@@ -52,7 +52,7 @@ extension Statement {
                 }
             }
             guard digits > 0 else { throw refuse("expected digits after the decimal point") }
-            for _ in digits ..< 3 { fraction *= 10 }
+            for _ in Swift.min(digits, 3) ..< 3 { fraction *= 10 }
             millis += fraction
         }
         if reader.take("Z") || reader.take("z") {
