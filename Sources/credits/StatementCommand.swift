@@ -1,8 +1,5 @@
 import ArgumentParser
 import CreditEngine
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `credits statement`: the statement of an account, a department or an organisation from
 /// a data directory's log, streamed as JSON or CSV (docs/statements.md).
@@ -101,30 +98,26 @@ struct StatementCommand: AsyncParsableCommand {
 }
 
 /// Standard output through a 64 KiB buffer: a statement of millions of entries is written
-/// in large writes, never held whole.
+/// in large writes (by `writeLine`, which retries short writes), never held whole.
 final class BufferedOutput {
-    private var bytes: [UInt8] = []
+    private var text = ""
+    private var holdsLines = false
     static let flushBytes = 64 * 1024
 
-    init() { bytes.reserveCapacity(Self.flushBytes + 4_096) }
+    init() { text.reserveCapacity(Self.flushBytes + 4_096) }
 
-    func line(_ text: String) {
-        bytes.append(contentsOf: text.utf8)
-        bytes.append(UInt8(ascii: "\n"))
-        if bytes.count >= Self.flushBytes { flush() }
+    func line(_ line: String) {
+        if holdsLines { text += "\n" }
+        text += line
+        holdsLines = true
+        if text.utf8.count >= Self.flushBytes { flush() }
     }
 
     func flush() {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                break
-            }
-            offset += written
-        }
-        bytes.removeAll(keepingCapacity: true)
+        guard holdsLines else { return }
+        writeLine(text)
+        text.removeAll(keepingCapacity: true)
+        holdsLines = false
     }
 }
 
