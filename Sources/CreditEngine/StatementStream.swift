@@ -68,7 +68,10 @@ final class StatementStream: @unchecked Sendable {
         } catch let error as StatementError {
             result = .failure(error)
         } catch {
-            result = .success(()) // Stopped: nobody is listening
+            // `run` throws StatementError, or what `emit` and `poll` throw: Stopped, when
+            // nobody is listening any more.
+            assert(error is Stopped, "unexpected error from a statement's replay: \(error)")
+            result = .success(())
         }
         let waiting: CheckedContinuation<[Statement.Line]?, any Error>? = locked {
             ended = result
