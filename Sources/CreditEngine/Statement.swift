@@ -160,6 +160,10 @@ public struct Statement: AsyncSequence, Sendable {
     /// An error `emit` or `poll` (called every `pollRecords` records) throws stops the
     /// replay and is rethrown.
     package func run(emit: (Line) throws -> Void, poll: () throws -> Void = {}) throws {
+        // Point-in-time reading would keep the records before damage and drop the rest
+        // silently: a statement is complete or not made, so the log is read strictly.
+        var storage = storage
+        storage.recovery = .strict
         let shardCount: Int
         do { shardCount = try LogReplay.shardCount(of: storage) } catch { throw StatementError.recovery(error) }
         guard shardCount == configuration.shardCount else {
