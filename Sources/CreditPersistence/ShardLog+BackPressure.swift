@@ -60,7 +60,13 @@ extension ShardLog {
 
     /// Returns once the record `lsn` is synced, whatever the durability mode (a snapshot
     /// must never be newer than the synced log). Throws if the log stopped.
+    /// With an audit signing key, the writer also signs a checkpoint of the synced head
+    /// (a snapshot is being taken there: docs/audit.md).
     package func waitUntilSynced(_ lsn: UInt64) async throws(LogFailure) {
+        if configuration.auditSigningKey != nil {
+            lock.withLock { checkpointWanted = true }
+            writer.wake()
+        }
         try await waitForSync(lsn, requestingOne: true)
     }
 
