@@ -10,7 +10,8 @@ extension ShardLog {
     /// the latest (a sync of written bytes coming due), nil for "only when woken".
     func writerWork(now: Int64) -> (ready: Bool, dueInMillis: Int?) {
         let (chunks, stop, requested, roomWanted, checkpoint) = lock.withLock {
-            (pending.count, stopping && !stopped, syncRequested, !roomWaiters.isEmpty, checkpointWanted)
+            (pending.count, stopping && !stopped, syncRequested, !roomWaiters.isEmpty,
+             checkpointWaiters.contains { $0.lsn <= durableLSN })
         }
         if stopped { return (false, nil) }
         if stop || checkpoint || (requested && (chunks > 0 || unsyncedBytes > 0)) || (roomWanted && chunks > 0) { return (true, nil) }
@@ -106,9 +107,13 @@ extension ShardLog {
                     syncedRecords += synced - durableLSN
                     durableLSN = synced
                 }
+                // Before the callers are resumed: once a caller saw its records durable, the
+                // checkpoint they were due for is on disk too.
+                try writeCheckpointIfDue()
                 resumeWaiters(upTo: synced)
+            } else {
+                try writeCheckpointIfDue()
             }
-            try writeCheckpointIfDue()
         } catch {
             stop(because: LogFailure(error: error))
             return false
@@ -127,15 +132,22 @@ extension ShardLog {
     /// or `auditCheckpointEveryRecords` records after the last one (docs/audit.md). Only what
     /// is synced is signed, so a crash never leaves a checkpoint beyond the log.
     private func writeCheckpointIfDue() throws(FileError) {
-        let wanted = lock.withLock {
-            defer { checkpointWanted = false }
-            return checkpointWanted
+        // Snapshots whose LSN is synced: they get a checkpoint now (or the last one covers them).
+        let snapshots: [UnsafeContinuation<Void, Never>] = lock.withLock {
+            var ready: [UnsafeContinuation<Void, Never>] = []
+            checkpointWaiters.removeAll { waiting in
+                guard waiting.lsn <= durableLSN else { return false }
+                ready.append(waiting.waiter)
+                return true
+            }
+            return ready
         }
+        defer { for waiter in snapshots { waiter.resume() } }
         guard let checkpoints, let seal = durableSeal, seal.lsn > checkpoints.lastLSN else { return }
         let reason: CheckpointReason
         if closingThisRound && unsyncedBytes == 0 {
             reason = .close
-        } else if wanted {
+        } else if !snapshots.isEmpty {
             reason = .snapshot
         } else if seal.lsn - checkpoints.lastLSN >= UInt64(configuration.auditCheckpointEveryRecords) {
             reason = .interval
@@ -178,8 +190,9 @@ extension ShardLog {
         defer {
             roomWaiters.removeAll()
             closeWaiters.removeAll()
+            checkpointWaiters.removeAll()
         }
-        return roomWaiters + closeWaiters
+        return roomWaiters + closeWaiters + checkpointWaiters.map(\.waiter)
     }
 
     /// The open file of a chunk's segment; a new segment is created, preallocated, given

@@ -105,8 +105,9 @@ package final class ShardLog: @unchecked Sendable {
     var syncRequested = false
     var syncCount: UInt64 = 0
     var syncedRecords: UInt64 = 0
-    /// A snapshot was taken: the writer signs a checkpoint of the synced head (key configured).
-    var checkpointWanted = false
+    /// Snapshots waiting for the writer to sign a checkpoint of the synced head at (at least)
+    /// their LSN (a signing key configured).
+    var checkpointWaiters: [(lsn: UInt64, waiter: UnsafeContinuation<Void, Never>)] = []
 
     // Writer state: only the writer thread touches these.
     var openFiles: [UInt64: any WritableFile] = [:]
