@@ -56,6 +56,19 @@ public struct AuditSigningKey: Sendable, Equatable {
 
 }
 
+/// The private key never shows in a description, a dump or a debugger's mirror (a
+/// configuration printed to a log must not leak it): only its public key's fingerprint.
+extension AuditSigningKey: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "AuditSigningKey(public key SHA-256 " + publicKey.fingerprint.prefix(8).map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined() + "…)"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
+}
+
 /// An Ed25519 public key that verifies audit checkpoints.
 @_spi(Plumbing) public struct AuditPublicKey: Sendable, Equatable {
     let raw: [UInt8]

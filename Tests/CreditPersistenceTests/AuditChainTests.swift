@@ -477,6 +477,13 @@ struct AuditChainTests {
         #expect(try AuditSigningKey(pem: key.pemRepresentation) == key)
         #expect(try AuditPublicKey(pem: key.publicKey.pemRepresentation) == key.publicKey)
         #expect(key.pemRepresentation.hasPrefix("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI"), "the form openssl writes")
+        // A configuration printed to a log does not leak the key.
+        var log = LogConfiguration()
+        log.auditSigningKey = key
+        let seedHex = key.raw.map { String($0, radix: 16) }.joined()
+        for text in [String(describing: log), String(reflecting: log), String(describing: key)] {
+            #expect(!text.contains(seedHex) && !text.contains(String(describing: key.raw)))
+        }
         // A key openssl genpkey -algorithm ed25519 wrote, and its openssl pkey -pubout.
         let openssl = AuditSigningKey.opensslSample
         let sample = try AuditSigningKey(pem: openssl.privatePEM)
