@@ -28,7 +28,10 @@ let package = Package(
         .target(name: "CCacheHints"),
         // Files: the write-ahead log, snapshots, recovery, and the file layer they share
         // (injectable, so tests can simulate power cuts).
-        .target(name: "CreditPersistence", dependencies: ["CreditCore", "CLZ4", "CChecksum"]),
+        // SHA-256 and Ed25519 (swift-crypto) for the audit chain and its signed checkpoints.
+        .target(name: "CreditPersistence", dependencies: [
+            "CreditCore", "CLZ4", "CChecksum", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // CRC32C with the SSE4.2 instruction when the CPU has it, a table otherwise.
         .target(name: "CChecksum"),
         // Shard actors and the public async facade over CreditCore.

@@ -32,6 +32,13 @@ public struct LogConfiguration: Sendable, Equatable {
     /// writer takes some (`ShardLog.waitForRoom`). So pending bytes stay below this plus one
     /// append (docs/operations.md, "Back-pressure and memory bounds").
     public var pendingBytesMax: Int
+    /// The host's key that signs the audit chain's checkpoints (docs/audit.md): at every
+    /// snapshot, every `auditCheckpointEveryRecords` records and on close. Nil: the chain is
+    /// still written (it is always on) but nothing is signed. Never kept in the data directory.
+    public var auditSigningKey: AuditSigningKey?
+    /// Records between two interval checkpoints (with a signing key).
+    public var auditCheckpointEveryRecords: Int = auditCheckpointEveryRecordsDefault
+    public static let auditCheckpointEveryRecordsDefault = 100_000
 
     public static let segmentSizeDefault = 64 << 20
     public static let unsyncedBytesMaxDefault = 16 << 20

@@ -34,6 +34,18 @@ extension ShardLog {
             for command in commands { encode(command) }
         }
         if encodedEnds.isEmpty { return nextLSN - 1 }
+        // The audit seal of this batch (and of any records recovery found unsealed).
+        let recordsEnd = encoded.count
+        let sealFirstLSN = auditCarryFirstLSN ?? (nextLSN - UInt64(encodedEnds.count))
+        let head = encoded.bytes.withUnsafeBytes { raw in
+            AuditChain.head(previous: auditHead, carry: auditCarry, records: UnsafeRawBufferPointer(rebasing: raw[0 ..< recordsEnd]))
+        }
+        WALRecord.appendSeal(firstLSN: sealFirstLSN, lastLSN: nextLSN - 1, previous: lastChecksum, previousHead: auditHead,
+                             head: head, at: time, syncedLSN: synced, to: &encoded)
+        auditHead = head
+        if !auditCarry.isEmpty { auditCarry = [] }
+        auditCarryFirstLSN = nil
+        let seal = SealedHead(lsn: nextLSN - 1, time: time, head: head)
         var newChunkStarted = false
         lock.withLock {
             var lsn = appendedLSN
@@ -43,7 +55,9 @@ extension ShardLog {
                     lsn += 1
                     let size = end - start
                     var newSegment: SegmentHeader?
-                    if !hasSegment || currentOffset + size > configuration.segmentSize {
+                    // Room for the record and a seal after it, so the batch's seal always
+                    // fits after its last record.
+                    if !hasSegment || currentOffset + size + WALFormat.sealRecordSize > configuration.segmentSize {
                         // Roll over: the record goes first in a new segment, whose header
                         // repeats the record's chain link (the previous record's checksum).
                         let previous = UInt32(littleEndian: UnsafeRawBufferPointer(bytes).loadUnaligned(
@@ -65,7 +79,7 @@ extension ShardLog {
                         var chunk = ByteWriter(capacity: max(size, 4_096))
                         chunk.write(bytes: record)
                         pending.append(Chunk(segmentFirstLSN: appendSegmentFirstLSN, newSegment: newSegment,
-                                             offset: currentOffset, bytes: chunk, lastLSN: lsn))
+                                             offset: currentOffset, bytes: chunk, lastLSN: lsn, seal: nil))
                         // A first chunk (the writer may sleep with no timer set) or a full one.
                         newChunkStarted = true
                     }
@@ -73,6 +87,12 @@ extension ShardLog {
                     currentOffset += size
                     start = end
                 }
+                // The seal goes after the last record, in the same chunk.
+                let last = pending.count - 1
+                pending[last].bytes.write(bytes: UnsafeBufferPointer(rebasing: bytes[recordsEnd ..< bytes.count]))
+                pending[last].seal = seal
+                pendingBytes += WALFormat.sealRecordSize
+                currentOffset += WALFormat.sealRecordSize
             }
             appendedLSN = lsn
             pendingBytesHighWater = max(pendingBytesHighWater, pendingBytes)

@@ -60,8 +60,21 @@ extension ShardLog {
 
     /// Returns once the record `lsn` is synced, whatever the durability mode (a snapshot
     /// must never be newer than the synced log). Throws if the log stopped.
+    ///
+    /// With an audit signing key it returns once the writer has also signed a checkpoint of
+    /// the synced head (a snapshot is being taken there: docs/audit.md), or found one there.
     package func waitUntilSynced(_ lsn: UInt64) async throws(LogFailure) {
         try await waitForSync(lsn, requestingOne: true)
+        guard configuration.auditSigningKey != nil else { return }
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let done: Bool = lock.withLock {
+                if stopped { return true }
+                checkpointWaiters.append((lsn, continuation))
+                return false
+            }
+            if done { continuation.resume() } else { writer.wake() }
+        }
+        if let failure = lock.withLock({ failure }) { throw failure }
     }
 
     /// Suspends until the record `lsn` is synced. `requestingOne`: in the modes that do not

@@ -9,11 +9,12 @@ extension ShardLog {
     /// Whether the writer has something to do for this log now; if not, in how many ms at
     /// the latest (a sync of written bytes coming due), nil for "only when woken".
     func writerWork(now: Int64) -> (ready: Bool, dueInMillis: Int?) {
-        let (chunks, stop, requested, roomWanted) = lock.withLock {
-            (pending.count, stopping && !stopped, syncRequested, !roomWaiters.isEmpty)
+        let (chunks, stop, requested, roomWanted, checkpoint) = lock.withLock {
+            (pending.count, stopping && !stopped, syncRequested, !roomWaiters.isEmpty,
+             checkpointWaiters.contains { $0.lsn <= durableLSN })
         }
         if stopped { return (false, nil) }
-        if stop || (requested && (chunks > 0 || unsyncedBytes > 0)) || (roomWanted && chunks > 0) { return (true, nil) }
+        if stop || checkpoint || (requested && (chunks > 0 || unsyncedBytes > 0)) || (roomWanted && chunks > 0) { return (true, nil) }
         if configuration.durability == .strict { return (chunks > 0, nil) }
         // interval and none: nobody waits for these records, so write them in bulk — when a
         // chunk is full or `writeDelayMillis` after the last write — and sync when due.
@@ -73,6 +74,7 @@ extension ShardLog {
                 unsyncedBytes += chunk.bytes.count
                 unsyncedFiles.insert(chunk.segmentFirstLSN)
                 unsyncedLastLSN = chunk.lastLSN
+                if let seal = chunk.seal { unsyncedSeal = seal }
             }
         } catch {
             stop(because: LogFailure(error: error))
@@ -99,12 +101,18 @@ extension ShardLog {
                 unsyncedBytes = 0
                 lastSyncMillis = monotonicMillis()
                 let synced = unsyncedLastLSN
+                if let seal = unsyncedSeal, seal.lsn <= synced { durableSeal = seal }
                 lock.withLock {
                     syncCount += 1
                     syncedRecords += synced - durableLSN
                     durableLSN = synced
                 }
+                // Before the callers are resumed: once a caller saw its records durable, the
+                // checkpoint they were due for is on disk too.
+                try writeCheckpointIfDue()
                 resumeWaiters(upTo: synced)
+            } else {
+                try writeCheckpointIfDue()
             }
         } catch {
             stop(because: LogFailure(error: error))
@@ -113,10 +121,40 @@ extension ShardLog {
         if closingThisRound && unsyncedBytes == 0 {
             for file in openFiles.values { file.close() }
             openFiles.removeAll()
+            checkpoints?.close()
             for waiter in lock.withLock({ markStopped() }) { waiter.resume() }
             return false
         }
         return true
+    }
+
+    /// Signs a checkpoint of the last synced seal when one is due: on close, after a snapshot,
+    /// or `auditCheckpointEveryRecords` records after the last one (docs/audit.md). Only what
+    /// is synced is signed, so a crash never leaves a checkpoint beyond the log.
+    private func writeCheckpointIfDue() throws(FileError) {
+        // Snapshots whose LSN is synced: they get a checkpoint now (or the last one covers them).
+        let snapshots: [UnsafeContinuation<Void, Never>] = lock.withLock {
+            var ready: [UnsafeContinuation<Void, Never>] = []
+            checkpointWaiters.removeAll { waiting in
+                guard waiting.lsn <= durableLSN else { return false }
+                ready.append(waiting.waiter)
+                return true
+            }
+            return ready
+        }
+        defer { for waiter in snapshots { waiter.resume() } }
+        guard let checkpoints, let seal = durableSeal, seal.lsn > checkpoints.lastLSN else { return }
+        let reason: CheckpointReason
+        if closingThisRound && unsyncedBytes == 0 {
+            reason = .close
+        } else if !snapshots.isEmpty {
+            reason = .snapshot
+        } else if seal.lsn - checkpoints.lastLSN >= UInt64(configuration.auditCheckpointEveryRecords) {
+            reason = .interval
+        } else {
+            return
+        }
+        try checkpoints.write(reason: reason, lsn: seal.lsn, time: seal.time, head: seal.head)
     }
 
     private func resumeWaiters(upTo lsn: UInt64) {
@@ -152,8 +190,9 @@ extension ShardLog {
         defer {
             roomWaiters.removeAll()
             closeWaiters.removeAll()
+            checkpointWaiters.removeAll()
         }
-        return roomWaiters + closeWaiters
+        return roomWaiters + closeWaiters + checkpointWaiters.map(\.waiter)
     }
 
     /// The open file of a chunk's segment; a new segment is created, preallocated, given

@@ -51,6 +51,15 @@ package final class ShardLog: @unchecked Sendable {
         var offset: Int
         var bytes: ByteWriter
         var lastLSN: UInt64
+        /// The last audit seal in the chunk (what a checkpoint can sign once it is synced).
+        var seal: SealedHead?
+    }
+
+    /// The audit chain's head after a seal: the LSN it covers up to and the batch's time.
+    struct SealedHead {
+        var lsn: UInt64
+        var time: Timestamp
+        var head: [UInt8]
     }
 
     // Appender state (the shard actor only).
@@ -62,6 +71,12 @@ package final class ShardLog: @unchecked Sendable {
     /// Records being appended, and where each ends (reused between appends).
     var encoded = ByteWriter(capacity: 64 * 1_024)
     var encodedEnds: [Int] = []
+    /// The audit chain (docs/audit.md): the head of the last seal, and the bytes of records
+    /// recovery found after it (a crash came before their seal), which the next seal covers
+    /// first, from `auditCarryFirstLSN`.
+    var auditHead: [UInt8]
+    var auditCarry: [UInt8]
+    var auditCarryFirstLSN: UInt64?
 
     /// Whether fewer than `pendingBytesMax` bytes were pending after the last append. Only
     /// the writer lowers pending bytes, so true stays true until the next append; false
@@ -90,6 +105,9 @@ package final class ShardLog: @unchecked Sendable {
     var syncRequested = false
     var syncCount: UInt64 = 0
     var syncedRecords: UInt64 = 0
+    /// Snapshots waiting for the writer to sign a checkpoint of the synced head at (at least)
+    /// their LSN (a signing key configured).
+    var checkpointWaiters: [(lsn: UInt64, waiter: UnsafeContinuation<Void, Never>)] = []
 
     // Writer state: only the writer thread touches these.
     var openFiles: [UInt64: any WritableFile] = [:]
@@ -101,6 +119,11 @@ package final class ShardLog: @unchecked Sendable {
     var lastWriteMillis = monotonicMillis()
     var moreWaitingThisRound = false
     var closingThisRound = false
+    /// The last seal written but not synced, and the last synced (what a checkpoint signs).
+    var unsyncedSeal: SealedHead?
+    var durableSeal: SealedHead?
+    /// The shard's checkpoints file (a signing key configured).
+    var checkpoints: AuditCheckpointFile?
 
     /// Opens the log for appending after recovery read it: `report` says where its last
     /// good record ended (the torn tail, if any, is zeroed here before anything is written).
@@ -116,7 +139,15 @@ package final class ShardLog: @unchecked Sendable {
         lastChecksum = report.lastChecksum
         durableLSN = report.lastLSN
         appendedLSN = report.lastLSN
-        if let tail = report.tailSegment, let first = WALFormat.firstLSN(ofSegmentNamed: tail) {
+        auditHead = report.auditHead ?? AuditChain.seed(shard: shard, shardCount: shardCount)
+        auditCarry = report.auditCarry
+        auditCarryFirstLSN = report.auditCarryFirstLSN
+        if let lsn = report.auditHeadLSN, let head = report.auditHead, report.auditCarryFirstLSN == nil {
+            durableSeal = SealedHead(lsn: lsn, time: report.auditHeadTime, head: head)
+        }
+        // Seals go only into version 2 segments: after a version 1 tail, the next record
+        // starts a new segment.
+        if let tail = report.tailSegment, let first = WALFormat.firstLSN(ofSegmentNamed: tail), report.tailVersion >= 2 {
             appendSegmentFirstLSN = first
             currentOffset = report.tailOffset
             hasSegment = true
@@ -127,6 +158,10 @@ package final class ShardLog: @unchecked Sendable {
         }
         do {
             try Self.cleanTail(directory: directory, fileSystem: fileSystem, report: report)
+            if let key = configuration.auditSigningKey {
+                checkpoints = try AuditCheckpointFile(walDirectory: directory, fileSystem: fileSystem, key: key,
+                                                      shard: shard, shardCount: shardCount)
+            }
         } catch {
             throw LogFailure(error: error)
         }

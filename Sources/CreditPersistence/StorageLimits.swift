@@ -29,4 +29,7 @@ public enum StorageLimits {
     public static let snapshotFrameBytesMax = snapshotStateBytesMax + snapshotStateBytesMax / 128
     /// The largest `credits.meta` (two short lines).
     public static let metaBytesMax = 4_096
+    /// The largest audit checkpoints file a reader loads (about 365,000 checkpoints of 184
+    /// bytes: at the default interval, tens of billions of records).
+    package static let checkpointsFileBytesMax = 64 << 20
 }

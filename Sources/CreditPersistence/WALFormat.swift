@@ -1,5 +1,5 @@
 @_spi(Plumbing) import CreditCore
-/// The bytes of the write-ahead log (docs/formats.md, "Write-ahead log", version 1).
+/// The bytes of the write-ahead log (docs/formats.md, "Write-ahead log", versions 1 and 2).
 ///
 /// A shard's log is a sequence of segment files of a fixed, preallocated size. Each starts
 /// with a 64-byte header and holds records back to back; the unwritten rest of a segment
@@ -7,16 +7,28 @@
 /// Every record carries its log sequence number (LSN, 1, 2, 3, … per shard without gaps)
 /// and the checksum of the record before it, so the records form a hash chain across
 /// segments: a missing, reordered or replaced record breaks the chain.
+///
+/// Version 2 adds the audit chain (docs/audit.md): every write batch of command records is
+/// followed by a seal record holding the SHA-256 chain head over those records' bytes.
+/// Version 1 segments (no seals) are still read; a writer appends only to version 2 ones.
 @_spi(Plumbing) public enum WALFormat {
     /// "ACWALSEG" — Aideon Credits write-ahead log segment.
     package static let segmentMagic: UInt64 = 0x4745_534C_4157_4341
-    package static let version: UInt16 = 1
+    /// The version a writer writes.
+    package static let version: UInt16 = 2
+    /// The versions a reader reads (1: no audit seals).
+    package static let versionsRead: ClosedRange<UInt16> = 1 ... 2
     @_spi(Plumbing) public static let segmentHeaderSize = 64
     @_spi(Plumbing) public static let recordHeaderSize = 40
     /// Where a record holds the previous record's checksum (its chain link).
     package static let previousChecksumOffset = 16
     /// The only record kind so far: one command with the timestamp it was applied at.
     package static let commandRecordKind: UInt8 = 1
+    /// A seal of the audit chain (version 2): the SHA-256 head over the command records
+    /// since the previous seal. It takes no LSN of its own and stays out of the CRC chain.
+    package static let sealRecordKind: UInt8 = 2
+    /// A seal record's size: the 40-byte header, first covered LSN u64, previous head, head.
+    package static let sealRecordSize = 40 + 8 + 2 * AuditChain.headSize
     /// Longest record a reader accepts (a command with a very long text field).
     package static let recordSizeMax = 4 << 20
 
@@ -141,7 +153,7 @@ public struct SegmentHeader: Sendable, Equatable {
             let stored = UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 60, as: UInt32.self) })
             guard CRC32C.checksum(bytes[..<60]) == stored else { throw Problem.badChecksum }
             version = try reader.read()
-            guard version == WALFormat.version else { throw Problem.unsupportedVersion(version) }
+            guard WALFormat.versionsRead.contains(version) else { throw Problem.unsupportedVersion(version) }
             commandEncodingVersion = try reader.read()
             guard Command.encodingVersionsReadable.contains(commandEncodingVersion) else {
                 throw Problem.unsupportedCommandEncoding(commandEncodingVersion)
@@ -222,6 +234,51 @@ public enum WALRecord {
         return checksum
     }
 
+    /// Appends the seal of the command records `firstLSN...lastLSN` (the last appended ones,
+    /// whose checksum is `previous`): `head` = SHA-256(`previousHead` ‖ their bytes).
+    ///
+    /// Layout (112 bytes): the record header (its LSN field is `lastLSN`, its previous field
+    /// the last covered record's checksum: a seal leaves the LSN sequence and the CRC chain
+    /// as they were; kind 2) | first covered LSN u64 | previous head 32 | head 32.
+    @_spi(Plumbing) public static func appendSeal(firstLSN: UInt64, lastLSN: UInt64, previous: UInt32, previousHead: [UInt8],
+                                                  head: [UInt8], at time: Timestamp, syncedLSN: UInt64, to writer: inout ByteWriter) {
+        precondition(previousHead.count == AuditChain.headSize && head.count == AuditChain.headSize && firstLSN <= lastLSN)
+        let start = writer.count
+        writer.write(UInt32(WALFormat.sealRecordSize))
+        writer.write(UInt32(0)) // checksum, patched below
+        writer.write(lastLSN)
+        writer.write(previous)
+        writer.write(WALFormat.sealRecordKind)
+        writer.write(UInt8(0))
+        writer.write(UInt16(0))
+        writer.write(time)
+        writer.write(min(syncedLSN, lastLSN))
+        writer.write(firstLSN)
+        writer.write(bytes: previousHead)
+        writer.write(bytes: head)
+        assert(writer.count - start == WALFormat.sealRecordSize)
+        let checksum = writer.bytes.withUnsafeBytes { raw in
+            let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start ..< start + 4]))
+            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start + 8 ..< start + WALFormat.sealRecordSize]),
+                                   continuing: lengthCRC)
+        }
+        writer.patch(checksum, at: start + 4)
+    }
+
+    /// A seal's fields after its header.
+    @_spi(Plumbing) public struct Seal: Sendable, Equatable {
+        @_spi(Plumbing) public var firstLSN: UInt64
+        @_spi(Plumbing) public var previousHead: [UInt8]
+        @_spi(Plumbing) public var head: [UInt8]
+
+        /// The seal record at `offset` of `bytes` (its checksum already verified by `scan`).
+        package init(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
+            firstLSN = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 40, as: UInt64.self))
+            previousHead = Array(bytes[offset + 48 ..< offset + 80])
+            head = Array(bytes[offset + 80 ..< offset + 112])
+        }
+    }
+
     /// What a reader found at an offset.
     @_spi(Plumbing) public enum Scan: Sendable, Equatable {
         /// A record whose checksum holds.
@@ -246,6 +303,10 @@ public enum WALRecord {
         case dataAfterEnd
         /// A checksummed record stamped before 1970 or after `StorageLimits.recordTimeMillisMax`.
         case timeOutOfRange(millis: Int64)
+        /// A seal record whose length is not `WALFormat.sealRecordSize`.
+        case sealMalformed(length: Int)
+        /// A seal in a version 1 segment (which has none).
+        case sealInVersion1
         /// A valid record out of place (found by the reader, not by `scan`): another LSN
         /// than the next one, or another predecessor than the record before it.
         case unexpectedLSN(found: UInt64, expected: UInt64)
@@ -263,6 +324,8 @@ public enum WALRecord {
             case .timeOutOfRange: "record_time_out_of_range"
             case .unexpectedLSN: "lsn_out_of_order"
             case .chainBroken: "chain_broken"
+            case .sealMalformed: "audit_seal_malformed"
+            case .sealInVersion1: "audit_seal_in_version_1"
             }
         }
 
@@ -278,6 +341,8 @@ public enum WALRecord {
             case .unexpectedLSN(let found, let expected): "record has LSN \(found), \(expected) was expected"
             case .chainBroken(let found, let expected):
                 "hash chain broken: record names \(WALReader.hex(found)) as the previous record, the log has \(WALReader.hex(expected))"
+            case .sealMalformed(let length): "audit seal record of \(length) bytes (\(WALFormat.sealRecordSize) expected)"
+            case .sealInVersion1: "audit seal record in a version 1 segment"
             }
         }
     }
@@ -289,6 +354,9 @@ public enum WALRecord {
         package var kind: UInt8
         package var time: Timestamp
         package var syncedLSN: UInt64
+
+        /// A seal of the audit chain, not a command.
+        package var isSeal: Bool { kind == WALFormat.sealRecordKind }
     }
 
     /// Looks at the record starting at `offset` of `bytes` (which ends at `end`).
@@ -312,7 +380,11 @@ public enum WALRecord {
                                        continuing: lengthCRC)
         guard computed == stored else { return .invalid(.checksumMismatch) }
         let kind = bytes[offset + 20]
-        guard kind == WALFormat.commandRecordKind else { return .invalid(.unknownKind(kind)) }
+        if kind == WALFormat.sealRecordKind {
+            guard length == WALFormat.sealRecordSize else { return .invalid(.sealMalformed(length: length)) }
+        } else if kind != WALFormat.commandRecordKind {
+            return .invalid(.unknownKind(kind))
+        }
         guard bytes[offset + 21] == 0, bytes[offset + 22] == 0, bytes[offset + 23] == 0 else { return .invalid(.reservedBytesSet) }
         let millis = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 24, as: Int64.self))
         guard millis >= 0, millis <= StorageLimits.recordTimeMillisMax else { return .invalid(.timeOutOfRange(millis: millis)) }

@@ -59,6 +59,16 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
     /// The last segment was created but its header never reached the disk.
     case segmentNeverWritten
 
+    // The audit chain (docs/audit.md).
+    /// A seal that does not continue the audit chain: it names another first covered LSN
+    /// than the record after the previous seal, or another previous head than that seal's.
+    case auditSealLinkBroken(lsn: UInt64, firstLSN: UInt64, expectedFirstLSN: UInt64, headMatches: Bool)
+    /// The command records `firstLSN...lastLSN`, as they are on disk, do not hash to their
+    /// seal's head: they were changed after they were written (with their CRCs recomputed).
+    case auditSealMismatch(firstLSN: UInt64, lastLSN: UInt64)
+    /// A version 1 segment (no seals) after a version 2 one: no writer goes back.
+    case auditSegmentDowngraded(version: UInt16)
+
     /// A stable machine-readable name (snake_case), for programs and HTTP error bodies.
     public var code: String {
         switch self {
@@ -85,6 +95,9 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
         case .logBehindSnapshot: "log_behind_snapshot"
         case .tornTail, .tornAcrossSegments: "torn_tail"
         case .segmentNeverWritten: "segment_never_written"
+        case .auditSealLinkBroken: "audit_seal_link_broken"
+        case .auditSealMismatch: "audit_chain_mismatch"
+        case .auditSegmentDowngraded: "audit_segment_downgraded"
         }
     }
 
@@ -126,6 +139,13 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
         case .tornTail(let damage, let lsn): "torn tail at record \(lsn): \(damage)"
         case .tornAcrossSegments(let from, let to): "torn tail: records \(from)..<\(to) were never synced before the next segment"
         case .segmentNeverWritten: "segment was created but never written"
+        case .auditSealLinkBroken(let lsn, let first, let expected, let headMatches):
+            "the audit seal after record \(lsn) does not continue the chain: it covers from \(first), \(expected) was expected"
+                + (headMatches ? "" : "; its previous head is not the previous seal's")
+        case .auditSealMismatch(let first, let last):
+            "records \(first)...\(last) do not hash to their audit seal: changed after they were written"
+        case .auditSegmentDowngraded(let version):
+            "a version \(version) segment (no audit seals) follows version 2 segments: no writer goes back"
         }
     }
 }

@@ -49,6 +49,59 @@ public enum WALReader {
         /// Why bytes were dropped, and where: a torn tail, a segment never written, or (in
         /// point-in-time mode) the damage the read stopped at.
         package var droppedBecause: Failure?
+
+        // The audit chain (docs/audit.md), as far as the read went.
+        /// The head of the last seal read (nil: none; then the chain continues from the seed).
+        package var auditHead: [UInt8]?
+        /// The last seal's LSN and time (nil: no seal read).
+        package var auditHeadLSN: UInt64?
+        package var auditHeadTime = Timestamp(millisSinceEpoch: 0)
+        /// The bytes of the version 2 command records after the last seal, in order (a crash
+        /// came before their seal was written): the next seal covers them first.
+        package var auditCarry: [UInt8] = []
+        /// The first LSN those cover (nil: none).
+        package var auditCarryFirstLSN: UInt64?
+        /// Seal records read.
+        package var auditSeals = 0
+        /// Records read in version 1 segments, which the audit chain does not cover.
+        package var unchainedRecords = 0
+        /// Records read before the first seal of a log whose start was pruned: their
+        /// predecessor's head is gone, so they cannot be verified.
+        package var unverifiableRecords = 0
+        /// The format version of the segment holding the last good record (a writer starts a
+        /// new segment rather than append seals to a version 1 one).
+        package var tailVersion: UInt16 = WALFormat.version
+    }
+
+    /// A seal the read verified (the audit verifier's view of the walk).
+    package struct SealEvent {
+        /// The segment and offset of the first record the seal covers, and its LSN.
+        package var runFile: String
+        package var runOffset: Int
+        package var firstLSN: UInt64
+        /// The seal: its LSN (the last covered record's), time, head, and where it is.
+        package var lsn: UInt64
+        package var time: Timestamp
+        package var head: [UInt8]
+        package var file: String
+        package var offset: Int
+    }
+
+    /// How a read treats the audit chain.
+    package struct AuditOptions {
+        /// Hash every version 2 command record and check each seal's head (the verifier);
+        /// otherwise only the seals' links are checked (recovery).
+        package var verifyHeads: Bool
+        /// Skip decoding commands and visiting records (the verifier needs only the bytes).
+        package var decodeCommands: Bool
+        /// Called for each seal once it is verified.
+        package var onSeal: ((SealEvent) throws -> Void)?
+
+        package init(verifyHeads: Bool, decodeCommands: Bool, onSeal: ((SealEvent) throws -> Void)?) {
+            self.verifyHeads = verifyHeads
+            self.decodeCommands = decodeCommands
+            self.onSeal = onSeal
+        }
     }
 
     /// Where the log is damaged, and how.
@@ -129,9 +182,11 @@ public enum WALReader {
     /// live log), taken together in LSN order.
     package static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
                             afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
+                            audit: AuditOptions? = nil,
                             visit: (Entry) throws -> Void) throws -> Report {
         var walk = SegmentWalk(fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,
                                chain: chain, mode: mode)
+        walk.track.options = audit ?? AuditOptions(verifyHeads: false, decodeCommands: true, onSeal: nil)
         let located = try locateSegments(directories, fileSystem: fileSystem, afterLSN: afterLSN, mode: mode, report: &walk.report)
         walk.report.segments = located.map(\.name)
         for index in located.indices {
@@ -145,6 +200,7 @@ public enum WALReader {
             throw Failure(file: directories.last ?? "", offset: 0,
                           problem: .logBehindSnapshot(snapshotLSN: afterLSN, logLSN: walk.report.lastLSN))
         }
+        walk.track.finish(into: &walk.report)
         return walk.report
     }
 
@@ -165,6 +221,8 @@ public enum WALReader {
         var cut = false
         /// The `unsyncedBytesMax` of the segment read last: how much of its tail a crash can tear.
         var previousUnsyncedBytesMax: UInt64 = 0
+        /// The audit chain so far.
+        var track = AuditTrack()
 
         init(fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32?, afterLSN: UInt64, chain: UInt32?, mode: Mode) {
             self.fileSystem = fileSystem
@@ -195,9 +253,10 @@ public enum WALReader {
             }
             guard try continuesLog(header, segment: segment, withLater: located[index...]) else { return }
             previousUnsyncedBytesMax = header.unsyncedBytesMax
+            try track.enter(header, path: segment.path, isFirst: index == 0 || track.segments == 0, report: &report)
             cut = try readRecords(bytes, header: header, segment: segment, later: isLast ? [] : located[(index + 1)...].map(\.path),
                                   afterLSN: afterLSN, chain: chain, fileSystem: fileSystem, mode: mode,
-                                  position: &position, report: &report, visit: visit)
+                                  position: &position, report: &report, track: &track, visit: visit)
         }
 
         /// The header check: `segment`'s bytes and decoded header, or nil when the read does
@@ -319,14 +378,19 @@ public enum WALReader {
     /// damage otherwise.
     private static func readRecords(_ bytes: [UInt8], header: SegmentHeader, segment: Located, later: [String],
                                     afterLSN: UInt64, chain: UInt32?, fileSystem: any FileSystem, mode: Mode,
-                                    position: inout ChainPosition, report: inout Report,
+                                    position: inout ChainPosition, report: inout Report, track: inout AuditTrack,
                                     visit: (Entry) throws -> Void) throws -> Bool {
         let (name, path) = (segment.name, segment.path)
         let end = min(bytes.count, Int(header.segmentSize))
         var offset = WALFormat.segmentHeaderSize
         report.tailSegment = name
         report.tailOffset = offset
+        report.tailVersion = header.version
+        let chained = header.version >= 2
         return try bytes.withUnsafeBytes { raw in
+            // The records after the last seal in this segment go into the running hash (or the
+            // carry) when the segment is left, however the walk leaves it.
+            defer { track.leaveSegment(raw, upTo: report.tailOffset) }
             while offset < end {
                 let damage: WALRecord.Damage
                 switch WALRecord.scan(raw, at: offset, end: end) {
@@ -335,6 +399,23 @@ public enum WALReader {
                     damage = .dataAfterEnd
                 case .invalid(let why):
                     damage = why
+                case .record(let record, let length) where record.isSeal:
+                    guard chained else {
+                        damage = .sealInVersion1
+                        break
+                    }
+                    if record.lsn != report.lastLSN || position.expectedLSN == nil {
+                        damage = .unexpectedLSN(found: record.lsn, expected: report.lastLSN)
+                        break
+                    }
+                    if let previous = position.expectedPrevious, record.previous != previous {
+                        damage = .chainBroken(found: record.previous, expected: previous)
+                        break
+                    }
+                    try track.seal(record, WALRecord.Seal(raw, at: offset), raw, at: offset, path: path, mode: mode, report: &report)
+                    offset += length
+                    report.tailOffset = offset
+                    continue
                 case .record(let record, let length):
                     if record.lsn != position.expectedLSN {
                         damage = .unexpectedLSN(found: record.lsn, expected: position.expectedLSN ?? 0)
@@ -348,11 +429,16 @@ public enum WALReader {
                         throw Failure(file: path, offset: offset,
                                       problem: .snapshotMismatch(lsn: record.lsn, recordChecksum: record.checksum, snapshotChecksum: chain))
                     }
-                    if record.lsn > afterLSN {
+                    if record.lsn > afterLSN, track.options.decodeCommands {
                         try visit(Entry(lsn: record.lsn, time: record.time,
                                         command: try decodeCommand(bytes, record: record, at: offset, length: length, path: path,
                                                                  version: header.commandEncodingVersion)))
                         report.recordsVisited += 1
+                    }
+                    if chained {
+                        track.command(lsn: record.lsn, at: offset, path: path)
+                    } else {
+                        report.unchainedRecords += 1
                     }
                     report.recordsVerified += 1
                     report.lastLSN = record.lsn
@@ -458,7 +544,7 @@ public enum WALReader {
                 continue
             }
             if header.lsn > after {
-                found.records += 1
+                if !header.isSeal { found.records += 1 }
                 found.maxSyncedLSN = max(found.maxSyncedLSN, header.syncedLSN)
             }
             offset += length
@@ -481,7 +567,7 @@ public enum WALReader {
         guard end - offset >= WALFormat.recordHeaderSize else { return false }
         let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
         return length >= WALFormat.recordHeaderSize && length <= min(WALFormat.recordSizeMax, end - offset)
-            && raw[offset + 20] == WALFormat.commandRecordKind
+            && (raw[offset + 20] == WALFormat.commandRecordKind || raw[offset + 20] == WALFormat.sealRecordKind)
             && raw[offset + 21] == 0 && raw[offset + 22] == 0 && raw[offset + 23] == 0
     }
 

@@ -43,6 +43,8 @@ struct Bench: AsyncParsableCommand {
     var durability = "memory"
     @Option(help: "Data directory for the log and snapshots (a fresh one per run is best: an existing one is recovered first).")
     var data: String?
+    @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (with --data); never inside --data.")
+    var auditKey: String?
     @Option(help: "Idempotency keys each shard remembers (at least half of them are kept), \(OptionLimits.idempotencyKeysPerShardMin)...\(OptionLimits.idempotencyKeysPerShardMax); default: the engine's budget split over the shards.")
     var idempotencyKeys: Int?
     @Option(help: "Recent ledger entries each shard keeps in memory, 1...\(OptionLimits.recentEntriesPerShardMax).")
@@ -106,6 +108,7 @@ struct Bench: AsyncParsableCommand {
                 throw ValidationError("\(name) \(value) is for the uniform and hot scenarios")
             }
         }
+        _ = try loadAuditKey(auditKey, data: data)
         if durability != "memory" && data == nil {
             throw ValidationError("--durability \(durability) writes a log: give it a directory with --data DIR")
         }
@@ -121,8 +124,9 @@ struct Bench: AsyncParsableCommand {
         let engine: CreditEngine
         if let data, let mode = Durability(rawValue: durability) {
             // Snapshots by count only, so a run's figures include any the load triggers.
-            configuration.storage = StorageConfiguration(directory: data,
-                                                         log: LogConfiguration(durability: mode, commitDelayMicros: commitDelayUs),
+            var log = LogConfiguration(durability: mode, commitDelayMicros: commitDelayUs)
+            log.auditSigningKey = try loadAuditKey(auditKey, data: data)
+            configuration.storage = StorageConfiguration(directory: data, log: log,
                                                          snapshotEveryRecords: snapshotEvery, snapshotEveryMillis: nil)
             configuration.storage?.writerThreads = writerThreads
             engine = try await CreditEngine.open(configuration: configuration)

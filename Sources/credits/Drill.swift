@@ -30,10 +30,13 @@ struct Drill: AsyncParsableCommand {
     @Option(help: "Records between snapshots in the child, 1...\(OptionLimits.snapshotEveryRecordsMax) (small values put snapshots in the drill).")
     var snapshotEvery = 50_000
     @Option(help: "Seed of the kill moment (default: random).") var seed: UInt64?
+    @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (the child's and the restart's); never inside --data.")
+    var auditKey: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
         try checkPath("--data", data)
+        _ = try loadAuditKey(auditKey, data: data)
         try checkRange("--accounts", accounts, in: 1 ... OptionLimits.accountsMax, "accounts")
         try checkRange("--seconds", seconds, in: OptionLimits.durationSecondsMin ... OptionLimits.durationSecondsMax, "seconds")
         if let shards { try checkRange("--shards", shards, in: 1 ... EngineConfiguration.shardCountMax, "shards") }
@@ -59,6 +62,7 @@ struct Drill: AsyncParsableCommand {
         var arguments = ["load", "--data", data, "--accounts", String(accounts), "--durability", "strict",
                          "--snapshot-every", String(snapshotEvery)]
         if let shards { arguments += ["--shards", String(shards)] }
+        if let auditKey { arguments += ["--audit-key", auditKey] }
         let child = try ChildProcess.spawn(executablePath(), arguments)
         var output: [UInt8] = []
         var firstAck: UInt64?
@@ -128,7 +132,9 @@ struct Drill: AsyncParsableCommand {
         let check = try check(output: output)
 
         // The real start-up, as a service does it (this one cuts a torn tail).
-        let storage = StorageConfiguration(directory: data)
+        var log = LogConfiguration()
+        log.auditSigningKey = try loadAuditKey(auditKey, data: data)
+        let storage = StorageConfiguration(directory: data, log: log)
         let started = monotonicNanos()
         let engine = try await CreditEngine.open(configuration: EngineConfiguration(shardCount: check.shardCount, storage: storage))
         let recoveryMillis = Double(monotonicNanos() - started) / 1e6

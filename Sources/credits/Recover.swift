@@ -20,11 +20,18 @@ struct Recover: AsyncParsableCommand {
     @Flag(help: "Accept losing the records after corruption (like RocksDB's point-in-time recovery).")
     var pointInTime = false
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (its close checkpoint); never inside --data.")
+    var auditKey: String?
 
-    func validate() throws { try checkPath("--data", data) }
+    func validate() throws {
+        try checkPath("--data", data)
+        _ = try loadAuditKey(auditKey, data: data)
+    }
 
     func run() async throws {
-        var storage = StorageConfiguration(directory: data)
+        var log = LogConfiguration()
+        log.auditSigningKey = try loadAuditKey(auditKey, data: data)
+        var storage = StorageConfiguration(directory: data, log: log)
         storage.recovery = pointInTime ? .pointInTime : .strict
         let started = monotonicNanos()
         let engine: CreditEngine

@@ -10,18 +10,22 @@ struct StorageOptions: ParsableArguments {
     var durability: String = "strict"
     @Option(help: "Shard actors for a new data directory, 1...\(EngineConfiguration.shardCountMax) (an existing one keeps its own count).")
     var shards: Int?
+    @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (openssl genpkey -algorithm ed25519); never inside --data.")
+    var auditKey: String?
 
     func validate() throws {
         try checkPath("--data", data)
+        _ = try loadAuditKey(auditKey, data: data)
         guard Durability(rawValue: durability) != nil else {
             throw ValidationError("--durability must be strict, interval or none, not \(durability)")
         }
         if let shards { try checkRange("--shards", shards, in: 1 ... EngineConfiguration.shardCountMax, "shards") }
     }
 
-    func storage(snapshotEveryRecords: Int? = 5_000_000) -> StorageConfiguration {
-        StorageConfiguration(directory: data, log: LogConfiguration(durability: Durability(rawValue: durability)!),
-                             snapshotEveryRecords: snapshotEveryRecords)
+    func storage(snapshotEveryRecords: Int? = 5_000_000) throws -> StorageConfiguration {
+        var log = LogConfiguration(durability: Durability(rawValue: durability)!)
+        log.auditSigningKey = try loadAuditKey(auditKey, data: data)
+        return StorageConfiguration(directory: data, log: log, snapshotEveryRecords: snapshotEveryRecords)
     }
 
     /// The shard count to use: the directory's own if it exists (a different --shards is an
@@ -36,7 +40,7 @@ struct StorageOptions: ParsableArguments {
 
     func open(snapshotEveryRecords: Int? = 5_000_000, recentEntries: Int = EngineConfiguration.recentEntriesPerShardDefault,
               clock: any LedgerClock = SystemClock()) async throws -> CreditEngine {
-        let storage = storage(snapshotEveryRecords: snapshotEveryRecords)
+        let storage = try storage(snapshotEveryRecords: snapshotEveryRecords)
         let count = try shardCount(for: storage)
         let engine = try await CreditEngine.open(configuration: EngineConfiguration(
             shardCount: count, recentEntriesPerShard: recentEntries, storage: storage), clock: clock)
@@ -47,5 +51,17 @@ struct StorageOptions: ParsableArguments {
             }
         }
         return engine
+    }
+}
+
+/// The audit signing key of `--audit-key FILE` (nil without the option): a PEM Ed25519
+/// private key outside the data directory, or a validation error saying what is wrong.
+func loadAuditKey(_ path: String?, data: String?) throws -> AuditSigningKey? {
+    guard let path else { return nil }
+    try checkPath("--audit-key", path)
+    do {
+        return try AuditSigningKey(pemFile: path, outside: data)
+    } catch {
+        throw ValidationError("--audit-key: \(error) [\(error.code)]")
     }
 }

@@ -189,7 +189,8 @@ struct LostDataTests {
                    try f.truncate(f.segment(0), to: Int64(spans[spans.count - 5].offset + 10))
                },
                expected: { f in
-                   let spans = recordSpans(of: (try? f.fileSystem.readFile(f.segment(0))) ?? [])
+                   // The last whole record, or the audit seal after it.
+                   let spans = recordSpans(of: (try? f.fileSystem.readFile(f.segment(0))) ?? [], includingSeals: true)
                    let offset = spans.last.map(\.end) ?? 0
                    return RecoveryError(shard: 0, .log(WALReader.Failure(
                        file: f.segment(0), offset: offset,
@@ -290,7 +291,7 @@ struct HeaderRangeTests {
         ("unsynced bytes max beyond a segment", { put(UInt64(1) << 50, at: 40, in: &$0) },
          .valueOutOfRange(.unsyncedBytesMax, 1 << 50)),
         ("a reserved byte set", { $0[50] = 0xFF }, .reservedBytesSet),
-        ("an unknown version", { put(UInt16(2), at: 8, in: &$0) }, .unsupportedVersion(2)),
+        ("an unknown version", { put(UInt16(3), at: 8, in: &$0) }, .unsupportedVersion(3)),
         ("an unknown command encoding", { put(UInt16(9), at: 10, in: &$0) }, .unsupportedCommandEncoding(9)),
     ]
 

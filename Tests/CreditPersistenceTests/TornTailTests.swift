@@ -76,11 +76,11 @@ private struct TornTailFixture {
     /// (`truncated`: the file ends there; else they are zeros).
     func expectation(cutAt offset: Int, truncated: Bool) -> (kept: Int, droppedBytes: Int) {
         var kept = spans.filter { $0.end <= offset }.count
-        guard kept < spans.count else { return (kept, 0) }
-        let partial = spans[kept]
+        // The record or audit seal the cut falls in (each record here has a seal after it).
+        guard let partial = recordSpans(of: original, includingSeals: true).first(where: { $0.end > offset }) else { return (kept, 0) }
         if !truncated, lastNonZeroByte(original, in: offset ..< partial.end) == nil {
-            // Only zeros were cut: the record is intact.
-            kept += 1
+            // Only zeros were cut: the record (or seal) is intact.
+            if !partial.isSeal { kept += 1 }
             return (kept, 0)
         }
         let dropped = lastNonZeroByte(original, in: partial.offset ..< offset).map { $0 - partial.offset + 1 } ?? 0

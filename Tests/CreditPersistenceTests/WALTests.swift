@@ -61,7 +61,10 @@ struct WALTests {
             previous = span.checksum
         }
         #expect(previous == lastChecksum)
-        #expect(lastNonZeroByte(bytes, in: spans.last!.end ..< bytes.count) == nil, "the rest of the segment is zeros")
+        // Each append (one record here) is followed by its audit seal (docs/audit.md).
+        let all = recordSpans(of: bytes, includingSeals: true)
+        #expect(all.count == 2 * spans.count && all.enumerated().allSatisfy { $0.element.isSeal == ($0.offset % 2 == 1) })
+        #expect(lastNonZeroByte(bytes, in: all.last!.end ..< bytes.count) == nil, "the rest of the segment is zeros")
 
         let recovered = try store.recover()
         #expect(recovered.ledger.stateDigest() == model.ledger.stateDigest())

@@ -181,16 +181,23 @@ struct RecordSpan: Equatable {
     let previous: UInt32
     /// The LSN up to which the log was synced when this record was appended.
     let syncedLSN: UInt64
+    /// An audit seal (docs/audit.md), not a command record.
+    var isSeal = false
     var end: Int { offset + length }
 }
 
-func recordSpans(of bytes: [UInt8]) -> [RecordSpan] {
+/// The command records of a segment (with `includingSeals`, the audit seals between them too).
+func recordSpans(of bytes: [UInt8], includingSeals: Bool = false) -> [RecordSpan] {
     var spans: [RecordSpan] = []
     bytes.withUnsafeBytes { raw in
         var offset = WALFormat.segmentHeaderSize
         while offset < raw.count, case .record(let header, let length) = WALRecord.scan(raw, at: offset, end: raw.count) {
-            spans.append(RecordSpan(offset: offset, length: length, lsn: header.lsn, checksum: header.checksum,
-                                    previous: header.previous, syncedLSN: header.syncedLSN))
+            // The command records only: the audit seals after each write batch (docs/audit.md)
+            // take no LSN and stay out of the CRC chain.
+            if includingSeals || !header.isSeal {
+                spans.append(RecordSpan(offset: offset, length: length, lsn: header.lsn, checksum: header.checksum,
+                                        previous: header.previous, syncedLSN: header.syncedLSN, isSeal: header.isSeal))
+            }
             offset += length
         }
     }
