@@ -5,7 +5,12 @@
 # runs back to back, in alternating order, and the table compares medians.
 #
 #   Benchmarks/ab.sh BEFORE AFTER [PAIRS]      (PAIRS: 1 to 50, default 5)
+#
+# AB_AFTER_ARGS adds options to AFTER's runs only (e.g. AB_AFTER_ARGS=--governance, a flag
+# BEFORE may not know); AB_ONLY=batch,single keeps only those configurations.
 set -euo pipefail
+read -r -a after_extra <<< "${AB_AFTER_ARGS:-}"
+only=${AB_ONLY:-}
 before=${1:?usage: Benchmarks/ab.sh BEFORE AFTER [PAIRS]}
 after=${2:?usage: Benchmarks/ab.sh BEFORE AFTER [PAIRS]}
 pairs=${3:-5}
@@ -34,12 +39,13 @@ configurations=(
 )
 for configuration in "${configurations[@]}"; do
     name=${configuration%%|*}
+    if [ -n "$only" ] && [[ ",$only," != *",$name,"* ]]; then continue; fi
     read -r -a arguments <<< "${configuration#*|}"
     for ((pair = 0; pair < pairs; pair++)); do
         if ((pair % 2 == 0)); then
-            run "$before" "$name before" "${arguments[@]}"; run "$after" "$name after" "${arguments[@]}"
+            run "$before" "$name before" "${arguments[@]}"; run "$after" "$name after" "${arguments[@]}" "${after_extra[@]}"
         else
-            run "$after" "$name after" "${arguments[@]}"; run "$before" "$name before" "${arguments[@]}"
+            run "$after" "$name after" "${arguments[@]}" "${after_extra[@]}"; run "$before" "$name before" "${arguments[@]}"
         fi
     done
 done
