@@ -184,29 +184,37 @@ public enum Permission: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// department manager over its department's members, a member over its account).
     /// This is docs/security.md's table; a test reads that table and checks every cell
     /// against the ledger.
-    public var holders: Set<Role.Kind> {
+    public var holders: Set<Role.Kind> { Set(Role.Kind.allCases.filter { isHeld(by: $0) }) }
+
+    /// Whether role kind `kind` holds it: one bit test (the check runs on every command a
+    /// client sends).
+    @inline(__always)
+    public func isHeld(by kind: Role.Kind) -> Bool { holderBits & (1 << UInt16(kind.rawValue)) != 0 }
+
+    /// `holders` as bits, bit n for the kind of raw value n.
+    @usableFromInline var holderBits: UInt16 {
+        let pa: UInt16 = 1 << 1, pau: UInt16 = 1 << 2, oa: UInt16 = 1 << 3, dm: UInt16 = 1 << 4, member: UInt16 = 1 << 5
+        let auditor: UInt16 = 1 << 6, metering: UInt16 = 1 << 7, billing: UInt16 = 1 << 8
         switch self {
-        case .openTenants: [.platformAdmin]
-        case .manageOrganisation: [.platformAdmin, .organisationAdmin]
-        case .setMemberLimits, .freeze: [.platformAdmin, .organisationAdmin, .departmentManager]
-        case .unfreeze: [.platformAdmin, .organisationAdmin]
-        case .grantCredits: [.platformAdmin, .billingService]
-        case .adjust: [.platformAdmin]
-        case .spend: [.member, .meteringService]
-        case .refund: [.platformAdmin, .meteringService]
-        case .manageKeys: [.platformAdmin, .organisationAdmin, .member]
-        case .manageBilling: [.platformAdmin, .billingService]
-        case .runSchedule: []
-        case .manageRoles: [.platformAdmin, .organisationAdmin]
-        case .manageGuards: [.platformAdmin, .organisationAdmin]
-        case .readBalances:
-            [.platformAdmin, .platformAuditor, .organisationAdmin, .departmentManager, .member, .auditor,
-             .meteringService, .billingService]
-        case .readStatements: [.platformAdmin, .platformAuditor, .organisationAdmin, .departmentManager, .member, .auditor]
-        case .readKeys: [.platformAdmin, .platformAuditor, .organisationAdmin, .member, .auditor, .meteringService]
-        case .useKeys: [.meteringService]
-        case .readBilling: [.platformAdmin, .platformAuditor, .organisationAdmin, .member, .auditor, .billingService]
-        case .readGovernance: [.platformAdmin, .platformAuditor, .organisationAdmin, .auditor]
+        case .openTenants: return pa
+        case .manageOrganisation: return pa | oa
+        case .setMemberLimits, .freeze: return pa | oa | dm
+        case .unfreeze: return pa | oa
+        case .grantCredits: return pa | billing
+        case .adjust: return pa
+        case .spend: return member | metering
+        case .refund: return pa | metering
+        case .manageKeys: return pa | oa | member
+        case .manageBilling: return pa | billing
+        case .runSchedule: return 0
+        case .manageRoles: return pa | oa
+        case .manageGuards: return pa | oa
+        case .readBalances: return pa | pau | oa | dm | member | auditor | metering | billing
+        case .readStatements: return pa | pau | oa | dm | member | auditor
+        case .readKeys: return pa | pau | oa | member | auditor | metering
+        case .useKeys: return metering
+        case .readBilling: return pa | pau | oa | member | auditor | billing
+        case .readGovernance: return pa | pau | oa | auditor
         }
     }
 }

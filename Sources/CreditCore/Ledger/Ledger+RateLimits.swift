@@ -56,58 +56,75 @@ extension Ledger {
         return rateLimits.byPlan[schedules[schedule].plan.text]
     }
 
-    /// Checks the buckets for a spending command of `located` that may spend up to `amount`,
-    /// and takes its request token. Throws `rateLimited` (changing nothing) when a bucket is
-    /// short: the wait is until every short bucket holds enough. A credit bucket short of an
-    /// amount above its whole capacity lets it through once full (the bucket then goes into
-    /// deficit), so no amount is refused for ever.
-    mutating func takeRateTokens(_ located: Located, amount: Int64, at now: Int64) throws(LedgerError) {
-        guard let limits = rateLimits(for: located) else { return }
-        var account = rateLimits.accounts[located.slot] ?? RateState()
-        var tenant = rateLimits.tenants[located.id.tenant] ?? RateState()
-        var wait: Int64 = 0
-        var accountTokens: Int64?
-        var tenantTokens: Int64?
-        if let rate = limits.accountRequestsPerSecond {
-            let (tokens, short) = Self.requestBucket(account.requests, rate: Int64(rate), at: now)
-            accountTokens = tokens
-            wait = max(wait, short)
-        }
-        if let rate = limits.tenantRequestsPerSecond {
-            let (tokens, short) = Self.requestBucket(tenant.requests, rate: Int64(rate), at: now)
-            tenantTokens = tokens
-            wait = max(wait, short)
-        }
-        if let rate = limits.accountCreditsPerMinute {
-            wait = max(wait, Self.creditWait(account.credits, rate: rate.rawValue, amount: amount, at: now))
-        }
-        if let rate = limits.tenantCreditsPerMinute {
-            wait = max(wait, Self.creditWait(tenant.credits, rate: rate.rawValue, amount: amount, at: now))
-        }
-        if wait > 0 { throw .rateLimited(retryAfterMillis: wait) }
-        if let accountTokens {
-            account.requests = TokenBucket(tokens: accountTokens - TokenBucket.requestUnits, updatedAt: now)
-            rateLimits.accounts[located.slot] = account
-        }
-        if let tenantTokens {
-            tenant.requests = TokenBucket(tokens: tenantTokens - TokenBucket.requestUnits, updatedAt: now)
-            rateLimits.tenants[located.id.tenant] = tenant
-        }
+    /// What `takeRate` changed, to put back exactly if the command then fails.
+    struct RateUndo {
+        var slot: UInt32
+        var tenant: TenantID
+        /// The states before (nil: there was none), for the parts that were changed.
+        var account: RateState??
+        var tenantState: RateState??
     }
 
-    /// Takes `spent` millicredits from the credit buckets of `located` (after the command
-    /// spent them; it passed `takeRateTokens` first).
-    mutating func takeRateCredits(_ located: Located, spent: Int64, at now: Int64) {
-        guard spent > 0, let limits = rateLimits(for: located) else { return }
-        if let rate = limits.accountCreditsPerMinute?.rawValue {
-            var state = rateLimits.accounts[located.slot] ?? RateState()
-            state.credits = Self.spend(state.credits, rate: rate, spent: spent, at: now)
-            rateLimits.accounts[located.slot] = state
+    /// Checks the buckets for a spending command of `located` that spends `amount`, and
+    /// takes its request and its credits. Throws `rateLimited` (changing nothing) when a
+    /// bucket is short: the wait is until every short bucket holds enough. A credit bucket
+    /// short of an amount above its whole capacity lets it through once full (the bucket
+    /// then goes into deficit), so no amount is refused for ever. Returns what to put back
+    /// if the command then fails (`undoRate`), nil when no limit applies. Each state is read
+    /// once and written once: on the debit path of a limited tenant, these are its only
+    /// hash lookups besides the limits'.
+    @inline(never)
+    mutating func takeRate(_ located: Located, amount: Int64, at now: Int64) throws(LedgerError) -> RateUndo? {
+        guard let limits = rateLimits(for: located) else { return nil }
+        let accountLimited = limits.accountRequestsPerSecond != nil || limits.accountCreditsPerMinute != nil
+        let tenantLimited = limits.tenantRequestsPerSecond != nil || limits.tenantCreditsPerMinute != nil
+        let accountBefore = accountLimited ? rateLimits.accounts[located.slot] : nil
+        let tenantBefore = tenantLimited ? rateLimits.tenants[located.id.tenant] : nil
+        var account = accountBefore ?? RateState()
+        var tenant = tenantBefore ?? RateState()
+        var wait: Int64 = 0
+        Self.take(&account, requestsPerSecond: limits.accountRequestsPerSecond, creditsPerMinute: limits.accountCreditsPerMinute,
+                  amount: amount, at: now, wait: &wait)
+        Self.take(&tenant, requestsPerSecond: limits.tenantRequestsPerSecond, creditsPerMinute: limits.tenantCreditsPerMinute,
+                  amount: amount, at: now, wait: &wait)
+        if wait > 0 { throw .rateLimited(retryAfterMillis: wait) }
+        var undo = RateUndo(slot: located.slot, tenant: located.id.tenant)
+        if accountLimited {
+            rateLimits.accounts[located.slot] = account
+            undo.account = .some(accountBefore)
         }
-        if let rate = limits.tenantCreditsPerMinute?.rawValue {
-            var state = rateLimits.tenants[located.id.tenant] ?? RateState()
-            state.credits = Self.spend(state.credits, rate: rate, spent: spent, at: now)
-            rateLimits.tenants[located.id.tenant] = state
+        if tenantLimited {
+            rateLimits.tenants[located.id.tenant] = tenant
+            undo.tenantState = .some(tenantBefore)
+        }
+        return undo
+    }
+
+    /// `takeRate` when any limit is set at all (the common case, none, costs one test).
+    @inline(__always)
+    mutating func takeRateIfLimited(_ located: Located, amount: Int64, at now: Int64) throws(LedgerError) -> RateUndo? {
+        rateLimits.isEmpty ? nil : try takeRate(located, amount: amount, at: now)
+    }
+
+    /// Puts back what `takeRate` took: the command it was for failed, so it spent nothing.
+    @inline(never)
+    mutating func undoRate(_ undo: RateUndo) {
+        if case .some(let before) = undo.account { rateLimits.accounts[undo.slot] = before }
+        if case .some(let before) = undo.tenantState { rateLimits.tenants[undo.tenant] = before }
+    }
+
+    /// Takes one request and `amount` from `state`'s buckets under the rates given (nil: no
+    /// such bucket), raising `wait` to how long until they would hold enough.
+    private static func take(_ state: inout RateState, requestsPerSecond: UInt32?, creditsPerMinute: Millicredits?,
+                             amount: Int64, at now: Int64, wait: inout Int64) {
+        if let rate = requestsPerSecond.map(Int64.init) {
+            let (tokens, short) = requestBucket(state.requests, rate: rate, at: now)
+            wait = max(wait, short)
+            state.requests = TokenBucket(tokens: tokens - TokenBucket.requestUnits, updatedAt: now)
+        }
+        if let rate = creditsPerMinute?.rawValue {
+            wait = max(wait, creditWait(state.credits, rate: rate, amount: amount, at: now))
+            if amount > 0 { state.credits = spend(state.credits, rate: rate, spent: amount, at: now) }
         }
     }
 

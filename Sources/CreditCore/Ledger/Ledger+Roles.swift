@@ -128,12 +128,16 @@ extension Ledger {
             return true
         case .account(let account):
             // An account's holder is the member of that account, and nothing else.
-            return permission.holders.contains(.member) && target.account == account
+            return permission.isHeld(by: .member) && target.account == account
         case .client(let id):
             client = id
         }
         if roles.grants.isEmpty { return false }
-        for kind in permission.holders where holdsRole(client, kind, over: target) { return true }
+        // The metering service first: the kind every spend a client sends is checked for.
+        if permission.isHeld(by: .meteringService) && holdsRole(client, .meteringService, over: target) { return true }
+        for kind in Role.Kind.allCases where kind != .meteringService && permission.isHeld(by: kind) {
+            if holdsRole(client, kind, over: target) { return true }
+        }
         return false
     }
 

@@ -37,9 +37,17 @@ extension Ledger {
     mutating func debit(_ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
         try checkAmount(amount)
         let located = try locate(id)
-        try takeRateTokens(located, amount: amount.rawValue, at: now)
-        try debit(located, id, amount, scope, at: now)
-        takeRateCredits(located, spent: amount.rawValue, at: now)
+        if rateLimits.isEmpty {
+            try debit(located, id, amount, scope, at: now)
+            return
+        }
+        let undo = try takeRateIfLimited(located, amount: amount.rawValue, at: now)
+        do {
+            try debit(located, id, amount, scope, at: now)
+        } catch {
+            if let undo { undoRate(undo) }
+            throw error
+        }
     }
 
     /// A debit of an account already located, its amount checked.
@@ -81,9 +89,13 @@ extension Ledger {
         draft.usage = usage
         if usage.charged > .zero { try checkAmount(usage.charged) }
         let located = try locate(id)
-        try takeRateTokens(located, amount: usage.charged.rawValue, at: now)
-        try chargeDrafted(located, id, usage.charged, usage.keySource, provider: usage.provider, scope, at: now)
-        takeRateCredits(located, spent: usage.charged.rawValue, at: now)
+        let undo = try takeRateIfLimited(located, amount: usage.charged.rawValue, at: now)
+        do {
+            try chargeDrafted(located, id, usage.charged, usage.keySource, provider: usage.provider, scope, at: now)
+        } catch {
+            if let undo { undoRate(undo) }
+            throw error
+        }
     }
 
     /// The charge recorded in `draft.usage` (checked, and its amount), of `amount` paid by
@@ -120,7 +132,25 @@ extension Ledger {
         }
         let located = try locate(id)
         // The most it may spend: the system-keys choice's price (a key-paid call spends 0).
-        try takeRateTokens(located, amount: routed.systemChoice.map { routed[candidate: Int($0)].listPrice.rawValue } ?? 0, at: now)
+        let most = routed.systemChoice.map { routed[candidate: Int($0)].listPrice.rawValue } ?? 0
+        let undo = try takeRateIfLimited(located, amount: most, at: now)
+        do {
+            try chargeRoutedLocated(located, id, routed, scope, at: now)
+        } catch {
+            if let undo { undoRate(undo) }
+            throw error
+        }
+        // A key paid (or a cheaper choice): the buckets take what was spent, not the most.
+        if let undo, draft.amount != most {
+            undoRate(undo)
+            _ = try? takeRate(located, amount: draft.amount, at: now)
+        }
+    }
+
+    /// `chargeRouted` of an account already located, its rate limits passed.
+    private mutating func chargeRoutedLocated(_ located: Located, _ id: AccountID, _ routed: RoutedCharge, _ scope: ChargeScope,
+                                              at now: Int64) throws(LedgerError) {
+        let count = routed.count
         var chosen = routed.systemChoice.map(Int.init)
         var source = KeySource.system
         if mayHaveKeys(located) {
@@ -143,7 +173,6 @@ extension Ledger {
         let amount = source == .system ? routed[candidate: chosen].listPrice : .zero
         if amount > .zero { try checkAmount(amount) }
         try chargeDrafted(located, id, amount, source, provider: routed[candidate: chosen].provider, scope, at: now)
-        takeRateCredits(located, spent: amount.rawValue, at: now)
         draft.created = .routed(candidate: Int(routed.numberedFrom) + chosen, keySource: source)
     }
 
@@ -177,7 +206,17 @@ extension Ledger {
             throw .invalidTimeout(millis: timeoutMillis)
         }
         let located = try locate(id)
-        try takeRateTokens(located, amount: amount.rawValue, at: now)
+        let undo = try takeRateIfLimited(located, amount: amount.rawValue, at: now)
+        do {
+            try reserveLocated(located, id, amount, timeoutMillis: timeoutMillis, scope, at: now, sequence: sequence)
+        } catch {
+            if let undo { undoRate(undo) }
+            throw error
+        }
+    }
+
+    private mutating func reserveLocated(_ located: Located, _ id: AccountID, _ amount: Millicredits, timeoutMillis: Int64,
+                                         _ scope: ChargeScope, at now: Int64, sequence: UInt64) throws(LedgerError) {
         draft.note(located)
         let value = amount.rawValue
         try checkMaySpend(located, id, value)
@@ -192,7 +231,6 @@ extension Ledger {
         updateCaps(located) { $0.held += value }
         draft.amount = value
         draft.created = .hold
-        takeRateCredits(located, spent: value, at: now)
     }
 
     /// Finds an open hold and its principal.
