@@ -88,6 +88,8 @@ extension Ledger {
         guard let tenant = tenants[id] else { return }
         if tenant.organisation == none, tenant.firstAccount != none {
             cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
+            // The anomaly guard's velocity of the account, which a successful spend updates.
+            if Int(tenant.firstAccount) < velocities.count { cache_hints_prefetch(velocities.addressHint(tenant.firstAccount)) }
         }
         if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
     }
