@@ -6,7 +6,7 @@
 /// organisation or platform admin may send.
 
 /// What the anomaly guard does for a tenant's accounts.
-public enum AnomalyMode: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+public enum AnomalyMode: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible, FlatMapValue {
     /// Nothing (spend velocity is still tracked, so switching the guard on later judges
     /// against a warm baseline).
     case off = 0
@@ -14,6 +14,8 @@ public enum AnomalyMode: UInt8, Sendable, Equatable, CaseIterable, CustomStringC
     case alert = 1
     /// An alert, and the account is frozen until an admin unfreezes it.
     case freeze = 2
+
+    static var placeholder: AnomalyMode { .off }
 
     public var description: String {
         switch self {

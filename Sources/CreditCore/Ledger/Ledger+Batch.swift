@@ -52,12 +52,14 @@ extension Ledger {
             for index in 0 ..< min(Self.tenantPrefetchDistance, count) {
                 let ahead = position(index)
                 prefetchIndependentLines(tenant: buffer[ahead].tenant, key: buffer[ahead].key)
+                prefetchGovernance(tenant: buffer[ahead].tenant, principal: buffer[ahead].principal)
             }
             for index in 0 ..< min(Self.accountPrefetchDistance, count) { prefetchRecords(tenant: buffer[position(index)].tenant) }
             for index in 0 ..< count {
                 if index + Self.tenantPrefetchDistance < count {
                     let ahead = position(index + Self.tenantPrefetchDistance)
                     prefetchIndependentLines(tenant: buffer[ahead].tenant, key: buffer[ahead].key)
+                    prefetchGovernance(tenant: buffer[ahead].tenant, principal: buffer[ahead].principal)
                 }
                 if index + Self.accountPrefetchDistance < count {
                     prefetchRecords(tenant: buffer[position(index + Self.accountPrefetchDistance)].tenant)
@@ -88,10 +90,25 @@ extension Ledger {
         guard let tenant = tenants[id] else { return }
         if tenant.organisation == none, tenant.firstAccount != none {
             cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
-            // The anomaly guard's velocity of the account, which a successful spend updates.
+            // The anomaly guard's velocity of the account, which a successful spend updates,
+            // and its rate buckets.
             if Int(tenant.firstAccount) < velocities.count { cache_hints_prefetch(velocities.addressHint(tenant.firstAccount)) }
+            if !rateLimits.accounts.isEmpty { cache_hints_prefetch(rateLimits.accounts.addressHint(tenant.firstAccount)) }
         }
         if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
+    }
+
+    /// Starts loading the governance lines of a command's tenant, when there are any: its
+    /// rate limits and buckets, its anomaly mode, and a client's metering role there (the
+    /// role a client's spend is checked for first).
+    @inline(__always)
+    func prefetchGovernance(tenant: TenantID, principal: Principal) {
+        if !rateLimits.byTenant.isEmpty { cache_hints_prefetch(rateLimits.byTenant.addressHint(tenant)) }
+        if !rateLimits.tenants.isEmpty { cache_hints_prefetch(rateLimits.tenants.addressHint(tenant)) }
+        if !anomalyModes.isEmpty { cache_hints_prefetch(anomalyModes.addressHint(tenant)) }
+        if case .client(let client) = principal, !roles.isEmpty {
+            cache_hints_prefetch(roles.addressHint(client, .meteringService(tenant)))
+        }
     }
 
     /// Starts loading the lines a command needs that do not depend on one another — its

@@ -103,7 +103,7 @@ extension Ledger {
             schedules.forEach { _, schedule in schedule.feed(into: &hasher) }
         }
         // Roles only when some client holds one: every state before them had none.
-        if !roles.grants.isEmpty {
+        if !roles.isEmpty {
             hasher.combine(UInt8(0x52))
             for grant in roles.sorted { hasher.combine(grant.client.rawValue); grant.role.feed(into: &hasher) }
         }

@@ -25,20 +25,26 @@ struct TokenBucket: Sendable, Equatable, Hashable {
 }
 
 /// The buckets of one account or one tenant.
-struct RateState: Sendable, Equatable, Hashable {
+struct RateState: Sendable, Equatable, Hashable, FlatMapValue {
     var requests: TokenBucket?
     var credits: TokenBucket?
+
+    static var placeholder: RateState { RateState() }
+}
+
+extension RateLimits: FlatMapValue {
+    static var placeholder: RateLimits { RateLimits() }
 }
 
 /// The limits in force and the buckets' states.
-struct RateLimitTable: Sendable, Equatable {
+struct RateLimitTable: Sendable {
     /// Limits a tenant set for itself, by tenant.
-    var byTenant: [TenantID: RateLimits] = [:]
+    var byTenant = FlatMap<TenantID, RateLimits>()
     /// Limits of every subscriber of a plan, by plan name (a tenant's own limits win).
     var byPlan: [String: RateLimits] = [:]
     /// Bucket states by account slot, and by tenant.
-    var accounts: [UInt32: RateState] = [:]
-    var tenants: [TenantID: RateState] = [:]
+    var accounts = FlatMap<UInt32, RateState>()
+    var tenants = FlatMap<TenantID, RateState>()
 
     var isEmpty: Bool { byTenant.isEmpty && byPlan.isEmpty }
 }
@@ -216,10 +222,10 @@ extension RateLimitTable {
 
     var encodedByteCount: Int {
         var size = 16
-        for limits in byTenant.values { size += 8 + limits.encodedByteCount }
+        byTenant.forEach { _, limits in size += 8 + limits.encodedByteCount }
         for (plan, limits) in byPlan { size += 4 + plan.utf8.count + limits.encodedByteCount }
-        for state in accounts.values { size += 4 + state.encodedByteCount }
-        for state in tenants.values { size += 8 + state.encodedByteCount }
+        accounts.forEach { _, state in size += 4 + state.encodedByteCount }
+        tenants.forEach { _, state in size += 8 + state.encodedByteCount }
         return size
     }
 

@@ -9,21 +9,90 @@ struct RoleGrant: Hashable, Sendable {
 }
 
 /// The roles of a shard's clients. Tenant roles live in the shard of their tenant; platform
-/// roles in every shard (the engine applies a platform command on each).
-struct RoleTable: Sendable, Equatable {
-    private(set) var grants: Set<RoleGrant> = []
+/// roles in every shard (the engine applies a platform command on each). A `FlatMap` keyed by
+/// (client, role): one probe with the core's stable hash per check, on every command a
+/// client sends.
+struct RoleTable: Sendable {
+    /// A role grant as plain words: the client, the role's tenant (0 for a platform role),
+    /// and its kind (top byte) with its department or account number.
+    struct Key: FlatMapKey {
+        var client: UInt64
+        var tenant: UInt64
+        var kindDetail: UInt64
+
+        init(_ client: ClientID, _ role: Role) {
+            let order = role.orderKey
+            self.client = client.rawValue
+            tenant = order.tenant
+            kindDetail = UInt64(order.kind) << 56 | order.detail
+        }
+
+        private init(client: UInt64, tenant: UInt64, kindDetail: UInt64) {
+            self.client = client
+            self.tenant = tenant
+            self.kindDetail = kindDetail
+        }
+
+        var stableHash: UInt64 { StableHasher.mix(client ^ StableHasher.mix(tenant ^ StableHasher.mix(kindDetail))) }
+        static var placeholder: Key { Key(client: 0, tenant: 0, kindDetail: 0) }
+
+        var grant: RoleGrant {
+            let tenant = TenantID(self.tenant)
+            let detail = kindDetail & (1 << 56 - 1)
+            let role: Role = switch Role.Kind(rawValue: UInt8(kindDetail >> 56))! {
+            case .platformAdmin: .platformAdmin
+            case .platformAuditor: .platformAuditor
+            case .organisationAdmin: .organisationAdmin(tenant)
+            case .departmentManager: .departmentManager(tenant, DepartmentID(UInt16(detail)))
+            case .member: .member(AccountID(tenant: tenant, number: UInt32(detail)))
+            case .auditor: .auditor(tenant)
+            case .meteringService: .meteringService(tenant)
+            case .billingService: .billingService(tenant)
+            }
+            return RoleGrant(client: ClientID(client), role: role)
+        }
+    }
+
+    /// A present entry (the map is a set).
+    struct Present: FlatMapValue {
+        static var placeholder: Present { Present() }
+    }
+
+    private var map = FlatMap<Key, Present>()
+
+    var isEmpty: Bool { map.isEmpty }
+
+    /// Where the probe for a grant starts, for prefetching.
+    func addressHint(_ client: ClientID, _ role: Role) -> UnsafeRawPointer { map.addressHint(Key(client, role)) }
 
     @inline(__always)
     func holds(_ client: ClientID, _ role: Role) -> Bool {
-        !grants.isEmpty && grants.contains(RoleGrant(client: client, role: role))
+        !map.isEmpty && map[Key(client, role)] != nil
     }
 
     /// Whether anything changed.
     @discardableResult
-    mutating func insert(_ client: ClientID, _ role: Role) -> Bool { grants.insert(RoleGrant(client: client, role: role)).inserted }
+    mutating func insert(_ client: ClientID, _ role: Role) -> Bool {
+        let key = Key(client, role)
+        if map[key] != nil { return false }
+        map[key] = Present()
+        return true
+    }
 
     @discardableResult
-    mutating func remove(_ client: ClientID, _ role: Role) -> Bool { grants.remove(RoleGrant(client: client, role: role)) != nil }
+    mutating func remove(_ client: ClientID, _ role: Role) -> Bool {
+        let key = Key(client, role)
+        if map[key] == nil { return false }
+        map[key] = nil
+        return true
+    }
+
+    /// Every grant, in no meaningful order.
+    var grants: [RoleGrant] {
+        var grants: [RoleGrant] = []
+        map.forEach { key, _ in grants.append(key.grant) }
+        return grants
+    }
 
     /// Every grant in a stable order (client, then role), for snapshots, the digest and queries.
     var sorted: [RoleGrant] {
@@ -132,7 +201,7 @@ extension Ledger {
         case .client(let id):
             client = id
         }
-        if roles.grants.isEmpty { return false }
+        if roles.isEmpty { return false }
         // The metering service first: the kind every spend a client sends is checked for.
         if permission.isHeld(by: .meteringService) && holdsRole(client, .meteringService, over: target) { return true }
         for kind in Role.Kind.allCases where kind != .meteringService && permission.isHeld(by: kind) {

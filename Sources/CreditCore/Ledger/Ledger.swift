@@ -32,7 +32,7 @@
     var rateLimits = RateLimitTable()
     /// The anomaly guard's mode by tenant (absent: `alert`), and each account's spend
     /// velocity by slot (grown as accounts first spend).
-    var anomalyModes: [TenantID: AnomalyMode] = [:]
+    var anomalyModes = FlatMap<TenantID, AnomalyMode>()
     var velocities = PagedArray<SpendVelocity>()
     /// Whether verdicts are kept as alerts (`takeAnomalyAlerts`): set by a shard once it has
     /// recovered, so a replay does not alert again. Output, not state.

@@ -85,7 +85,7 @@ struct StateDecoder: FieldReading {
     var retired: [RetiredGrants.Retired] = []
     var roleTable = RoleTable()
     var rateLimitTable = RateLimitTable()
-    var anomalyModes: [TenantID: AnomalyMode] = [:]
+    var anomalyModes = FlatMap<TenantID, AnomalyMode>()
     var velocities = PagedArray<SpendVelocity>()
 
     // Where sections start, for the offsets of errors found after reading them.
