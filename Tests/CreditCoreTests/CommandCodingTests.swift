@@ -200,13 +200,60 @@ struct CommandCodingTests {
         for _ in 0 ..< 20_000 {
             let length = Int(random.next() % 80)
             var bytes = (0 ..< length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-            if length > 16 { bytes[16] = UInt8(1 + random.next() % 23) } // mostly valid tags, to reach the fields
+            // Mostly the system's principal and a valid tag, to reach the fields.
+            if length > 17 {
+                bytes[16] = 0
+                bytes[17] = UInt8(1 + random.next() % 44)
+            }
             var reader = ByteReader(bytes)
             // Whether random bytes decode depends on the seed; that a decode stays within
             // its bytes does not.
             if (try? Command(decoding: &reader)) != nil {
                 #expect(reader.offset <= bytes.count, "seed \(seed)")
             }
+        }
+    }
+}
+
+extension CommandCanonicalTests {
+    /// The bounded mutation test of the command decoder that `swift test` keeps beside the
+    /// fuzzer (Fuzz/): samples with 1 to 3 random bytes changed either fail to decode with a
+    /// typed error or decode to a command whose encoding is the mutated bytes again — unless
+    /// a name became the over-long marker, the one second spelling by design.
+    @Test("mutated encodings: a typed error, or a command that re-encodes to the same bytes (seed printed)")
+    func mutatedEncodings() throws {
+        let seed = try #require(PropertySettings.seed, "CREDITS_TEST_SEED must be a decimal or 0x-hex UInt64")
+        print("command mutation seed: \(seed)")
+        var random = SplitMix64(seed: seed)
+        var decoded = 0
+        for round in 0 ..< 20_000 {
+            let action = CommandCodingTests.samples[Int(random.next() % UInt64(CommandCodingTests.samples.count))]
+            let principal = CommandCodingTests.principals[Int(random.next() % UInt64(CommandCodingTests.principals.count))]
+            var bytes = CommandCodingTests.encoded(Command(key: IdempotencyKey(high: 5, low: UInt64(round)), action, by: principal))
+            for _ in 0 ..< 1 + Int(random.next() % 3) {
+                bytes[Int(random.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: random.next())
+            }
+            var reader = ByteReader(bytes)
+            guard let command = try? Command(decoding: &reader), reader.isAtEnd else { continue }
+            decoded += 1
+            let again = CommandCodingTests.encoded(command)
+            if again != bytes {
+                #expect(Self.namesOverLong(command), "seed \(seed), round \(round): \(command.action) re-encodes to other bytes")
+                var second = ByteReader(again)
+                #expect(try Command(decoding: &second) == command, "seed \(seed), round \(round)")
+            }
+        }
+        #expect(decoded > 0, "seed \(seed): some mutations keep a valid command")
+    }
+
+    static func namesOverLong(_ command: Command) -> Bool {
+        switch command.action {
+        case .charge(_, let usage, _), .settleCharge(_, let usage): usage.modelName == .overLong || usage.providerName == .overLong
+        case .chargeRouted(_, let routed, _):
+            routed.candidates.contains { $0.modelName == .overLong || $0.providerName == .overLong }
+        case .subscribe(_, let terms): terms.plan == .overLong
+        case .changePlan(_, let request): request.terms.plan == .overLong || request.replacing == .overLong
+        default: false
         }
     }
 }
