@@ -7,7 +7,7 @@
 /// takes 1,000. A credit bucket counts in millicredits × 60,000: `rate` mc per minute refill
 /// `rate` units per millisecond, and it holds one minute (`rate × 60,000`); spending `a` mc
 /// takes `a × 60,000`. A bucket never seen is full.
-struct TokenBucket: Sendable, Equatable, Hashable {
+struct TokenBucket: Sendable, Equatable {
     var tokens: Int64
     var updatedAt: Int64
 
@@ -25,7 +25,7 @@ struct TokenBucket: Sendable, Equatable, Hashable {
 }
 
 /// The buckets of one account or one tenant.
-struct RateState: Sendable, Equatable, Hashable, FlatMapValue {
+struct RateState: Sendable, Equatable, FlatMapValue {
     var requests: TokenBucket?
     var credits: TokenBucket?
 

@@ -3,7 +3,7 @@
 /// so they are logged, snapshotted and replayed like balances.
 
 /// One role held by one client.
-struct RoleGrant: Hashable, Sendable {
+struct RoleGrant: Equatable, Sendable {
     var client: ClientID
     var role: Role
 }

@@ -75,10 +75,4 @@ struct FlatMap<Key: FlatMapKey, Value: FlatMapValue>: Sendable {
         forEach { pairs.append(($0, $1)) }
         return pairs.sorted(by: areInIncreasingOrder)
     }
-
-    var values: [Value] {
-        var values: [Value] = []
-        forEach { values.append($1) }
-        return values
-    }
 }
