@@ -115,26 +115,27 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
         let gapDecay = advance(to: millis)
         let (hour, day, deviation) = estimates()
         let base = max(hour, day)
-        let prior = Self.rate(Packed.unpack(fastSum), tau: Self.fastTau)
+        let prior = Self.rate(Packed.unpack(fastSum), perMinute: Self.fastPerMinute)
         let amount = spent > 0 ? UInt64(spent) : 0
         let units = amount.multipliedSaturating(by: Packed.one)
         fastSum = Packed.pack(Packed.unpack(fastSum).addingSaturating(units))
         hourSum = Packed.pack(Packed.unpack(hourSum).addingSaturating(units))
         daySum = Packed.pack(Packed.unpack(daySum).addingSaturating(units))
-        let fast = Self.rate(Packed.unpack(fastSum), tau: Self.fastTau)
+        let fast = Self.rate(Packed.unpack(fastSum), perMinute: Self.fastPerMinute)
 
         // The deviation learns from this debit with the weight of the active time it covers.
         let sample = fast > base ? fast - base : base - fast
         deviationSum = Packed.pack(Fixed.scale(Packed.unpack(deviationSum), by: gapDecay)
             .addingSaturating(Fixed.scale(sample, by: Fixed.one - gapDecay)))
 
+        // The threshold ten times over, in 128 bits: compared without a division.
         let floor = UInt64(max(0, policy.floorMillicreditsPerMinute)).multipliedSaturating(by: Packed.one)
-        let byRatio = Fixed.mulDiv(base, UInt64(policy.ratioTenths), 10)
-        let byDeviation = min(base.addingSaturating(Fixed.mulDiv(deviation, UInt64(policy.deviationsTenths), 10)),
-                              Fixed.mulDiv(base, UInt64(policy.ceilingTenths), 10))
-        let threshold = max(floor, byRatio, byDeviation)
+        let base128 = UInt128(base)
+        let byDeviation = min(base128 * 10 + UInt128(deviation) * UInt128(policy.deviationsTenths),
+                              base128 * UInt128(policy.ceilingTenths))
+        let threshold10 = max(UInt128(floor) * 10, base128 * UInt128(policy.ratioTenths), byDeviation)
         let oldEnough = UInt64(activeMillis) >= UInt64(policy.minimumHistoryMinutes) * 60_000
-        guard policy.mode != .off && oldEnough && fast > threshold && prior >= threshold else {
+        guard policy.mode != .off && oldEnough && UInt128(fast) * 10 > threshold10 && UInt128(prior) * 10 >= threshold10 else {
             flags &= ~(Self.latched | Self.streakMask)
             return nil
         }
@@ -142,6 +143,7 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
         flags = (flags & ~Self.streakMask) | (streak << Self.streakShift)
         guard streak >= Self.sustainDebits, !isLatched else { return nil }
         flags |= Self.latched
+        let threshold = UInt64(clamping: threshold10 / 10)
         return Verdict(mode: policy.mode, atMillis: millis, amount: Int64(min(amount, UInt64(Int64.max))),
                        fastRate: Self.figure(fast), priorFastRate: Self.figure(prior), baselineRate: Self.figure(base),
                        hourRate: Self.figure(hour), dayRate: Self.figure(day), deviation: Self.figure(deviation),
@@ -156,7 +158,7 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
         var copy = self
         copy.advance(to: millis)
         let (hour, day, deviation) = copy.estimates()
-        return Figures(fastRate: Self.figure(Self.rate(Packed.unpack(copy.fastSum), tau: Self.fastTau)),
+        return Figures(fastRate: Self.figure(Self.rate(Packed.unpack(copy.fastSum), perMinute: Self.fastPerMinute)),
                        hourRate: Self.figure(hour), dayRate: Self.figure(day), deviation: Self.figure(deviation))
     }
 
@@ -170,7 +172,7 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
         advance(to: millis)
         flags &= ~(Self.latched | Self.streakMask)
         guard trustingCurrentRate else { return }
-        let fast = Self.rate(Packed.unpack(fastSum), tau: Self.fastTau)
+        let fast = Self.rate(Packed.unpack(fastSum), perMinute: Self.fastPerMinute)
         let cold = Fixed.decay(Int64(activeMillis), halfLife: Self.hourHalfLifeMillis)
         // The hour sum whose bias-corrected rate is `fast`: fast × τ / 60,000 × (1 − cold).
         let wanted = Fixed.scale(Fixed.mulDiv(fast, Self.hourTau, 60_000), by: Fixed.one - cold)
@@ -209,20 +211,36 @@ package struct SpendVelocity: Sendable, Equatable, Hashable {
     private func estimates() -> (hour: UInt64, day: UInt64, deviation: UInt64) {
         let hourLived = Fixed.one - Fixed.decay(Int64(activeMillis), halfLife: Self.hourHalfLifeMillis)
         let dayLived = Fixed.one - Fixed.decay(Int64(activeMillis), halfLife: Self.dayHalfLifeMillis)
-        return (Self.corrected(Self.rate(Packed.unpack(hourSum), tau: Self.hourTau), lived: hourLived),
-                Self.corrected(Self.rate(Packed.unpack(daySum), tau: Self.dayTau), lived: dayLived),
-                Self.corrected(Packed.unpack(deviationSum), lived: dayLived))
+        let dayInverse = Self.inverse(dayLived)
+        return (Self.corrected(Self.rate(Packed.unpack(hourSum), perMinute: Self.hourPerMinute), inverse: Self.inverse(hourLived)),
+                Self.corrected(Self.rate(Packed.unpack(daySum), perMinute: Self.dayPerMinute), inverse: dayInverse),
+                Self.corrected(Packed.unpack(deviationSum), inverse: dayInverse))
     }
 
+    /// 1 / `lived` (a Q32 fraction in (0, 1]) in Q32, for `corrected`: one 64-bit division,
+    /// none once the window is full (1) and 0 for a window not begun (0).
     @inline(__always)
-    private static func corrected(_ value: UInt64, lived: UInt64) -> UInt64 {
-        if lived == Fixed.one { return value }
-        return lived == 0 ? 0 : Fixed.mulDiv(value, Fixed.one, lived)
+    private static func inverse(_ lived: UInt64) -> UInt64 {
+        if lived >= Fixed.one { return Fixed.one }
+        return lived == 0 ? 0 : UInt64.max / lived
     }
 
-    /// A decayed sum (1/65,536 mc) as a rate (1/65,536 mc a minute).
+    /// `value` / lived, as `value` × its `inverse`, saturating.
     @inline(__always)
-    private static func rate(_ sum: UInt64, tau: UInt64) -> UInt64 { Fixed.mulDiv(sum, 60_000, tau) }
+    private static func corrected(_ value: UInt64, inverse: UInt64) -> UInt64 {
+        inverse == Fixed.one ? value : Fixed.multiply(value, byQ32: inverse)
+    }
+
+    /// 60,000 / τ in Q32: a decayed sum times it is a rate per minute.
+    static let fastPerMinute: UInt64 = (60_000 << 32) / fastTau
+    static let hourPerMinute: UInt64 = (60_000 << 32) / hourTau
+    static let dayPerMinute: UInt64 = (60_000 << 32) / dayTau
+
+    /// A decayed sum (1/65,536 mc) as a rate (1/65,536 mc a minute): sum × 60,000 / τ, with
+    /// the constant quotient taken once (`fastPerMinute`, …) rather than a 128-bit division
+    /// per call.
+    @inline(__always)
+    private static func rate(_ sum: UInt64, perMinute factor: UInt64) -> UInt64 { Fixed.multiply(sum, byQ32: factor) }
 
     /// 1/65,536 mc a minute as whole millicredits a minute.
     private static func figure(_ units: UInt64) -> Int64 { Int64(units >> 16) }
@@ -319,8 +337,15 @@ enum Fixed {
         return high << 32 | low >> 32
     }
 
-    /// a × b / c rounded down, saturating at UInt64.max; c > 0. One hardware 128-by-64
-    /// division.
+    /// value × factor / 2^32 for any factor, saturating at UInt64.max.
+    @inline(__always)
+    static func multiply(_ value: UInt64, byQ32 factor: UInt64) -> UInt64 {
+        let (high, low) = value.multipliedFullWidth(by: factor)
+        guard high >> 32 == 0 else { return .max }
+        return high << 32 | low >> 32
+    }
+
+    /// a × b / c rounded down, saturating at UInt64.max; c > 0. One 128-by-64 division.
     @inline(__always)
     static func mulDiv(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
         let (high, low) = a.multipliedFullWidth(by: b)

@@ -6,7 +6,7 @@
 /// organisation or platform admin may send.
 
 /// What the anomaly guard does for a tenant's accounts.
-public enum AnomalyMode: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible, FlatMapValue {
+public enum AnomalyMode: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible {
     /// Nothing (spend velocity is still tracked, so switching the guard on later judges
     /// against a warm baseline).
     case off = 0
@@ -14,8 +14,6 @@ public enum AnomalyMode: UInt8, Sendable, Equatable, CaseIterable, CustomStringC
     case alert = 1
     /// An alert, and the account is frozen until an admin unfreezes it.
     case freeze = 2
-
-    static var placeholder: AnomalyMode { .off }
 
     public var description: String {
         switch self {
@@ -65,8 +63,9 @@ extension Ledger {
     /// The policy of `tenant`: its own mode, else `alert`.
     @inline(__always)
     func anomalyPolicy(of tenant: TenantID) -> AnomalyPolicy {
-        if anomalyModes.isEmpty { return Self.defaultAnomalyPolicy }
-        return (anomalyModes[tenant] ?? .alert).policy
+        if guards.modedTenants == 0 { return Self.defaultAnomalyPolicy }
+        let index = tenantGuardIndex(tenant)
+        return index == none ? Self.defaultAnomalyPolicy : guards.tenants[index].mode.policy
     }
 
     static let defaultAnomalyPolicy = AnomalyMode.alert.policy
@@ -78,9 +77,9 @@ extension Ledger {
     @inline(__always)
     mutating func observeSpend(slot: UInt32, tenant: TenantID, amount: Int64, at now: Int64, key: IdempotencyKey,
                                sequence: UInt64) {
-        while velocities.count <= Int(slot) { _ = velocities.append(SpendVelocity()) }
+        reachAccountGuard(slot)
         let policy = anomalyPolicy(of: tenant)
-        guard let verdict = velocities[slot].observe(spent: amount, at: now, policy: policy) else { return }
+        guard let verdict = guards.accounts[slot].velocity.observe(spent: amount, at: now, policy: policy) else { return }
         let froze = verdict.mode == .freeze
         if froze { accounts[slot].flags.insert(.frozen) }
         guard collectsAnomalyAlerts else { return }
@@ -101,8 +100,8 @@ extension Ledger {
     /// the current rate as normal, so spending that is still anomalous freezes it again
     /// within a few spends (docs/anomaly.md, "Unfreezing").
     mutating func resumeVelocity(_ slot: UInt32, at now: Int64) {
-        guard Int(slot) < velocities.count else { return }
-        velocities[slot].resume(at: now, trustingCurrentRate: false)
+        guard Int(slot) < guards.accounts.count else { return }
+        guards.accounts[slot].velocity.resume(at: now, trustingCurrentRate: false)
     }
 
     /// Takes the alerts made since the last call (output, not state).
@@ -115,56 +114,72 @@ extension Ledger {
 
     /// The current figures of an account's velocity (nil before its first spend).
     package func spendFigures(of id: AccountID, at now: Int64) -> SpendVelocity.Figures? {
-        guard let slot = slot(of: id), Int(slot) < velocities.count, velocities[slot].hasObserved else { return nil }
-        return velocities[slot].figures(at: now)
+        guard let slot = slot(of: id), Int(slot) < guards.accounts.count, guards.accounts[slot].velocity.hasObserved else { return nil }
+        return guards.accounts[slot].velocity.figures(at: now)
     }
 
     /// The anomaly mode of a tenant (its own, else the default `alert`).
-    package func anomalyMode(of tenant: TenantID) -> AnomalyMode { anomalyModes[tenant] ?? .alert }
+    package func anomalyMode(of tenant: TenantID) -> AnomalyMode {
+        let index = tenantGuardIndex(tenant)
+        return index == none ? .alert : guards.tenants[index].mode
+    }
 
     mutating func setAnomalyMode(_ tenant: TenantID, _ mode: AnomalyMode) throws(LedgerError) {
         if tenants[tenant] == nil { throw .unknownTenant(tenant) }
-        anomalyModes[tenant] = mode == .alert ? nil : mode
+        let index = mode == .alert ? tenantGuardIndex(tenant) : makeTenantGuard(tenant)
+        guard index != none else { return }
+        if guards.tenants[index].mode != .alert { guards.modedTenants -= 1 }
+        guards.tenants[index].mode = mode
+        if mode != .alert { guards.modedTenants += 1 }
     }
 }
 
 // MARK: - State encoding (version 5, after the rate limits)
 
 extension Ledger {
+    /// The tenants whose mode is not `alert`, in id order, with their modes.
+    private var storedAnomalyModes: [(TenantID, AnomalyMode)] {
+        guards.tenantOrder.compactMap { index in
+            let mode = guards.tenants[index].mode
+            return mode == .alert ? nil : (guards.owners[Int(index)], mode)
+        }
+    }
+
     /// Modes by tenant (u32 count, then tenant u64 and mode u8, ascending), then the
     /// velocities of the accounts that have spent (u32 count, then slot u32 and the
     /// 29-byte state, ascending).
     func encodeAnomalyState(into writer: inout ByteWriter) {
-        writer.write(UInt32(anomalyModes.count))
-        for (tenant, mode) in anomalyModes.sorted(by: { $0.key < $1.key }) { writer.write(tenant); writer.write(mode.rawValue) }
+        let modes = storedAnomalyModes
+        writer.write(UInt32(modes.count))
+        for (tenant, mode) in modes { writer.write(tenant); writer.write(mode.rawValue) }
         var observed = 0
-        velocities.forEach { _, velocity in if velocity.hasObserved { observed += 1 } }
+        guards.accounts.forEach { _, accountGuard in if accountGuard.velocity.hasObserved { observed += 1 } }
         writer.write(UInt32(observed))
-        velocities.forEach { slot, velocity in
-            guard velocity.hasObserved else { return }
+        guards.accounts.forEach { slot, accountGuard in
+            guard accountGuard.velocity.hasObserved else { return }
             writer.write(slot)
-            velocity.encode(into: &writer)
+            accountGuard.velocity.encode(into: &writer)
         }
     }
 
     var encodedAnomalyByteCount: Int {
         var observed = 0
-        velocities.forEach { _, velocity in if velocity.hasObserved { observed += 1 } }
-        return 8 + 9 * anomalyModes.count + observed * (4 + SpendVelocity.encodedSize)
+        guards.accounts.forEach { _, accountGuard in if accountGuard.velocity.hasObserved { observed += 1 } }
+        return 8 + 9 * guards.modedTenants + observed * (4 + SpendVelocity.encodedSize)
     }
 
     /// Fed into the state digest only when something is set (every state before had nothing).
     func feedAnomalyState(into hasher: inout StableHasher, includingVelocities: Bool) {
         var observed = false
-        if includingVelocities { velocities.forEach { _, velocity in observed = observed || velocity.hasObserved } }
-        guard !anomalyModes.isEmpty || observed else { return }
+        if includingVelocities { guards.accounts.forEach { _, accountGuard in observed = observed || accountGuard.velocity.hasObserved } }
+        guard guards.modedTenants > 0 || observed else { return }
         hasher.combine(UInt8(0x41))
-        for (tenant, mode) in anomalyModes.sorted(by: { $0.key < $1.key }) { hasher.combine(tenant.rawValue); hasher.combine(mode.rawValue) }
+        for (tenant, mode) in storedAnomalyModes { hasher.combine(tenant.rawValue); hasher.combine(mode.rawValue) }
         guard includingVelocities else { return }
-        velocities.forEach { slot, velocity in
-            guard velocity.hasObserved else { return }
+        guards.accounts.forEach { slot, accountGuard in
+            guard accountGuard.velocity.hasObserved else { return }
             hasher.combine(slot)
-            velocity.feed(into: &hasher)
+            accountGuard.velocity.feed(into: &hasher)
         }
     }
 }
@@ -183,7 +198,9 @@ extension StateDecoder {
             guard let mode = AnomalyMode(rawValue: try reader.read(UInt8.self)), mode != .alert else {
                 throw invalid(modeAt, "anomaly mode")
             }
-            anomalyModes[TenantID(tenant)] = mode
+            let index = Ledger.makeTenantGuard(TenantID(tenant), tenants: &tenants, guards: &guards)
+            guards.tenants[index].mode = mode
+            guards.modedTenants += 1
         }
         var previousSlot: UInt32?
         for _ in 0 ..< (try count(max: accounts.count, bytesEach: 4 + SpendVelocity.encodedSize, "spend velocity count")) {
@@ -195,8 +212,8 @@ extension StateDecoder {
             previousSlot = slot
             let velocity = try SpendVelocity(decoding: &reader)
             guard velocity.hasObserved else { throw invalid(at + 4, "spend velocity of account slot \(slot) never observed") }
-            while velocities.count < Int(slot) { _ = velocities.append(SpendVelocity()) }
-            _ = velocities.append(velocity)
+            while guards.accounts.count <= Int(slot) { _ = guards.accounts.append(AccountGuard()) }
+            guards.accounts[slot].velocity = velocity
         }
     }
 }

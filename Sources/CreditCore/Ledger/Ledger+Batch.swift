@@ -90,22 +90,21 @@ extension Ledger {
         guard let tenant = tenants[id] else { return }
         if tenant.organisation == none, tenant.firstAccount != none {
             cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
-            // The anomaly guard's velocity of the account, which a successful spend updates,
-            // and its rate buckets.
-            if Int(tenant.firstAccount) < velocities.count { cache_hints_prefetch(velocities.addressHint(tenant.firstAccount)) }
-            if !rateLimits.accounts.isEmpty { cache_hints_prefetch(rateLimits.accounts.addressHint(tenant.firstAccount)) }
+            // The account's governance line (spend velocity, rate buckets), which a
+            // successful spend updates.
+            if Int(tenant.firstAccount) < guards.accounts.count {
+                cache_hints_prefetch(guards.accounts.addressHint(tenant.firstAccount))
+            }
         }
+        if tenant.guardIndex != none { cache_hints_prefetch(guards.tenants.addressHint(tenant.guardIndex)) }
         if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
     }
 
-    /// Starts loading the governance lines of a command's tenant, when there are any: its
-    /// rate limits and buckets, its anomaly mode, and a client's metering role there (the
-    /// role a client's spend is checked for first).
+    /// Starts loading a client's metering role in the command's tenant (the role a client's
+    /// spend is checked for first). The tenant's and the account's governance lines come
+    /// with the account record (`prefetchRecords`).
     @inline(__always)
     func prefetchGovernance(tenant: TenantID, principal: Principal) {
-        if !rateLimits.byTenant.isEmpty { cache_hints_prefetch(rateLimits.byTenant.addressHint(tenant)) }
-        if !rateLimits.tenants.isEmpty { cache_hints_prefetch(rateLimits.tenants.addressHint(tenant)) }
-        if !anomalyModes.isEmpty { cache_hints_prefetch(anomalyModes.addressHint(tenant)) }
         if case .client(let client) = principal, !roles.isEmpty {
             cache_hints_prefetch(roles.addressHint(client, .meteringService(tenant)))
         }

@@ -107,7 +107,7 @@ extension Ledger {
             hasher.combine(UInt8(0x52))
             for grant in roles.sorted { hasher.combine(grant.client.rawValue); grant.role.feed(into: &hasher) }
         }
-        rateLimits.feed(into: &hasher)
+        feedRateLimits(into: &hasher)
         feedAnomalyState(into: &hasher, includingVelocities: includingSpendVelocities)
         return hasher.finish()
     }

@@ -14,6 +14,8 @@ extension Ledger {
             if !condition { problems.append(message()) }
         }
 
+        // Governance lines: each tenant's points back to it; the counts are right.
+        problems += guardViolations()
         // Roles: each names a tenant, department or account that exists.
         for grant in roles.grants {
             switch grant.role {

@@ -108,7 +108,7 @@ extension Ledger {
     var encodedRolesByteCount: Int {
         var size = 4
         for grant in roles.grants { size += 8 + grant.role.encodedByteCount }
-        return size + rateLimits.encodedByteCount + encodedAnomalyByteCount
+        return size + encodedRateLimitsByteCount + encodedAnomalyByteCount
     }
 
     /// The length of the refund provenance, the last part of the encoding (version 4).
@@ -161,9 +161,7 @@ extension Ledger {
         providerKeys = decoder.providerKeys
         schedules = decoder.schedules
         roles = decoder.roleTable
-        rateLimits = decoder.rateLimitTable
-        anomalyModes = decoder.anomalyModes
-        velocities = decoder.velocities
+        guards = decoder.guards
         rebuildKeyIndex()
         restoreClock(nextSequence: decoder.nextSequence, lastTime: Timestamp(millisSinceEpoch: decoder.lastTime))
         let problems = invariantViolations()

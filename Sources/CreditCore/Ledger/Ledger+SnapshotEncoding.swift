@@ -141,7 +141,7 @@ extension Ledger {
             writer.write(grant.client.rawValue)
             grant.role.encode(into: &writer)
         }
-        rateLimits.encode(into: &writer)
+        encodeRateLimits(into: &writer)
         encodeAnomalyState(into: &writer)
     }
 

@@ -37,7 +37,7 @@ extension Ledger {
     mutating func debit(_ id: AccountID, _ amount: Millicredits, _ scope: ChargeScope, at now: Int64) throws(LedgerError) {
         try checkAmount(amount)
         let located = try locate(id)
-        if rateLimits.isEmpty {
+        if !guards.limitsApply {
             try debit(located, id, amount, scope, at: now)
             return
         }

@@ -11,11 +11,19 @@ extension Ledger {
         var organisation: UInt32
         /// Index in the organisation's members, or nil.
         var member: Int?
+        /// The tenant's governance line (`Ledger.guards.tenants`), or `none`.
+        var tenantGuard: UInt32 = none
     }
 
     @inline(__always)
     func slot(of id: AccountID) -> UInt32? {
         guard let tenant = tenants[id.tenant] else { return nil }
+        return slot(of: id, in: tenant)
+    }
+
+    /// The slot of an account of the tenant whose entry is `tenant`.
+    @inline(__always)
+    func slot(of id: AccountID, in tenant: TenantSlot) -> UInt32? {
         if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
         if tenant.organisation != none {
             let organisation = organisations[Int(tenant.organisation)]
@@ -33,11 +41,11 @@ extension Ledger {
     /// a throwing call is copied in and out, a few hundred bytes per command.)
     @inline(__always)
     func locate(_ id: AccountID) throws(LedgerError) -> Located {
-        guard let slot = slot(of: id) else { throw .unknownAccount(id) }
+        guard let tenant = tenants[id.tenant], let slot = slot(of: id, in: tenant) else { throw .unknownAccount(id) }
         let record = accounts[slot]
-        var located = Located(id: id, slot: slot, funding: slot, organisation: none, member: nil)
+        var located = Located(id: id, slot: slot, funding: slot, organisation: none, member: nil, tenantGuard: tenant.guardIndex)
         if record.flags.contains(.member) {
-            located.organisation = tenants[id.tenant]!.organisation
+            located.organisation = tenant.organisation
             located.funding = organisations[Int(located.organisation)].pool
             located.member = Int(record.link)
         } else if record.flags.contains(.pool) {

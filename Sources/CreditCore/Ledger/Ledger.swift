@@ -28,12 +28,10 @@
     var totals = LedgerTotals()
     /// Who may do what (docs/security.md).
     var roles = RoleTable()
-    /// Rate limits and their buckets (docs/security.md).
-    var rateLimits = RateLimitTable()
-    /// The anomaly guard's mode by tenant (absent: `alert`), and each account's spend
-    /// velocity by slot (grown as accounts first spend).
-    var anomalyModes = FlatMap<TenantID, AnomalyMode>()
-    var velocities = PagedArray<SpendVelocity>()
+    /// Rate limits and their buckets, the anomaly guard's modes by tenant and spend
+    /// velocities by account (docs/security.md), laid out for the spend path
+    /// (`Ledger+Guards`).
+    var guards = GuardTable()
     /// Whether verdicts are kept as alerts (`takeAnomalyAlerts`): set by a shard once it has
     /// recovered, so a replay does not alert again. Output, not state.
     package var collectsAnomalyAlerts = false

@@ -10,6 +10,9 @@ struct TenantSlot: Sendable, Equatable {
     /// The first grant of `firstAccount` (an organisation's pool): lets a lookup fetch the
     /// account and its grant in parallel rather than one after the other.
     var grantHint: UInt32 = none
+    /// The tenant's governance line in `Ledger.guards.tenants`, or `none` (derived: rebuilt
+    /// when a snapshot is decoded). Fits the entry's padding.
+    var guardIndex: UInt32 = none
 }
 
 struct AccountRecord: Sendable, Equatable {

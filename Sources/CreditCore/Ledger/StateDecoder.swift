@@ -84,9 +84,7 @@ struct StateDecoder: FieldReading {
     var currentSourceLists: [UInt32: [RefundSource]] = [:]
     var retired: [RetiredGrants.Retired] = []
     var roleTable = RoleTable()
-    var rateLimitTable = RateLimitTable()
-    var anomalyModes = FlatMap<TenantID, AnomalyMode>()
-    var velocities = PagedArray<SpendVelocity>()
+    var guards = GuardTable()
 
     // Where sections start, for the offsets of errors found after reading them.
     var tenantsStart = 0

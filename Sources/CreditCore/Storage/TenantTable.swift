@@ -36,6 +36,11 @@ struct TenantTable: Sendable {
         table[slot: index].slot.grantHint = grantHint
     }
 
+    mutating func setGuardIndex(of id: TenantID, to index: UInt32) {
+        let found = table.find(id.rawValue)!
+        table[slot: found].slot.guardIndex = index
+    }
+
     mutating func setGrantHint(of id: TenantID, to grant: UInt32) {
         let index = table.find(id.rawValue)!
         table[slot: index].slot.grantHint = grant
