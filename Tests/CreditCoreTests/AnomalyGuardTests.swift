@@ -461,10 +461,13 @@ struct AnomalyGuardTests {
         print("determinism: \(debits.count) debits, state \(a.bytes.map { String($0, radix: 16) }.joined(separator: " "))")
     }
 
-    @Test("the state is small: 29 bytes, 32 with padding")
+    @Test("the state is small: 29 bytes, 32 with padding; an account's and a tenant's governance lines are 64 bytes each")
     func size() {
         #expect(MemoryLayout<SpendVelocity>.size == 29)
         #expect(MemoryLayout<SpendVelocity>.stride == 32)
+        // The governance lines a spend reads (Ledger+Guards.swift): one cache line each.
+        #expect(MemoryLayout<AccountGuard>.stride == 64)
+        #expect(MemoryLayout<TenantGuard>.stride == 64)
     }
 }
 

@@ -327,6 +327,37 @@ struct PermissionTableTests {
         #expect(f.h.ledger.roles(of: Self.client) == [.auditor(Self.org)])
     }
 
+    @Test("two metering clients of one tenant: revoking either leaves the other charging, the revoked one refused, also after a snapshot")
+    func meteringClientsComeAndGo() throws {
+        var f = try Fixture()
+        let other = ClientID(8)
+        func debit(by client: ClientID) -> LedgerError? {
+            f.h.apply(.debit(Self.member, credits(1), scope: .unscoped), by: .client(client)).outcome.failure
+        }
+        try f.h.succeed(.grantRole(Self.client, .meteringService(Self.org)))
+        try f.h.succeed(.grantRole(other, .meteringService(Self.org)))
+        #expect(debit(by: Self.client) == nil && debit(by: other) == nil)
+        // The tenant's line remembers the last granted; revoke that one, then the other.
+        try f.h.succeed(.revokeRole(other, .meteringService(Self.org)))
+        #expect(debit(by: other) == .forbidden(.spend) && debit(by: Self.client) == nil)
+        try f.h.succeed(.grantRole(other, .meteringService(Self.org)))
+        try f.h.succeed(.revokeRole(Self.client, .meteringService(Self.org)))
+        #expect(debit(by: Self.client) == .forbidden(.spend) && debit(by: other) == nil)
+        var writer = ByteWriter()
+        f.h.ledger.encodeState(into: &writer)
+        var reader = ByteReader(writer.bytes)
+        var restored = try Ledger(decodingState: &reader, configuration: f.h.ledger.configuration)
+        #expect(restored.invariantViolations().isEmpty)
+        let now = f.h.now
+        #expect(restored.apply(Command(key: f.h.freshKey(), .debit(Self.member, credits(1), scope: .unscoped), by: .client(other)),
+                               at: now).outcome.failure == nil)
+        #expect(restored.apply(Command(key: f.h.freshKey(), .debit(Self.member, credits(1), scope: .unscoped),
+                                       by: .client(Self.client)), at: now).outcome.failure == .forbidden(.spend))
+        try f.h.succeed(.revokeRole(other, .meteringService(Self.org)))
+        #expect(debit(by: other) == .forbidden(.spend))
+        #expect(f.h.ledger.invariantViolations().isEmpty)
+    }
+
     @Test("every entry records who asked; a retry by another principal is a key conflict, by the same one the first outcome")
     func entriesRecordThePrincipal() throws {
         var f = try Fixture()

@@ -52,17 +52,18 @@ extension Ledger {
             for index in 0 ..< min(Self.tenantPrefetchDistance, count) {
                 let ahead = position(index)
                 prefetchIndependentLines(tenant: buffer[ahead].tenant, key: buffer[ahead].key)
-                prefetchGovernance(tenant: buffer[ahead].tenant, principal: buffer[ahead].principal)
             }
-            for index in 0 ..< min(Self.accountPrefetchDistance, count) { prefetchRecords(tenant: buffer[position(index)].tenant) }
+            for index in 0 ..< min(Self.accountPrefetchDistance, count) {
+                prefetchRecords(tenant: buffer[position(index)].tenant, principal: buffer[position(index)].principal)
+            }
             for index in 0 ..< count {
                 if index + Self.tenantPrefetchDistance < count {
                     let ahead = position(index + Self.tenantPrefetchDistance)
                     prefetchIndependentLines(tenant: buffer[ahead].tenant, key: buffer[ahead].key)
-                    prefetchGovernance(tenant: buffer[ahead].tenant, principal: buffer[ahead].principal)
                 }
                 if index + Self.accountPrefetchDistance < count {
-                    prefetchRecords(tenant: buffer[position(index + Self.accountPrefetchDistance)].tenant)
+                    let ahead = position(index + Self.accountPrefetchDistance)
+                    prefetchRecords(tenant: buffer[ahead].tenant, principal: buffer[ahead].principal)
                 }
                 // Matched here, through the pointer: passing `buffer[i]` as a `Command` makes
                 // the compiler copy the whole enum (the buffer is memory it cannot reason about).
@@ -86,7 +87,7 @@ extension Ledger {
     /// Starts loading the account record and first grant of the command's tenant, from its
     /// tenant entry (which `prefetchIndependentLines` asked for earlier).
     @inline(__always)
-    func prefetchRecords(tenant id: TenantID) {
+    func prefetchRecords(tenant id: TenantID, principal: Principal) {
         guard let tenant = tenants[id] else { return }
         if tenant.organisation == none, tenant.firstAccount != none {
             cache_hints_prefetch(accounts.addressHint(tenant.firstAccount))
@@ -96,18 +97,14 @@ extension Ledger {
                 cache_hints_prefetch(guards.accounts.addressHint(tenant.firstAccount))
             }
         }
-        if tenant.guardIndex != none { cache_hints_prefetch(guards.tenants.addressHint(tenant.guardIndex)) }
-        if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
-    }
-
-    /// Starts loading a client's metering role in the command's tenant (the role a client's
-    /// spend is checked for first). The tenant's and the account's governance lines come
-    /// with the account record (`prefetchRecords`).
-    @inline(__always)
-    func prefetchGovernance(tenant: TenantID, principal: Principal) {
-        if case .client(let client) = principal, !roles.isEmpty {
-            cache_hints_prefetch(roles.addressHint(client, .meteringService(tenant)))
+        if tenant.guardIndex != none {
+            // Its limits, buckets, mode and metering memo.
+            cache_hints_prefetch(guards.tenants.addressHint(tenant.guardIndex))
+        } else if case .client(let client) = principal, !roles.isEmpty {
+            // No memo: a client's spend is checked in the role table.
+            cache_hints_prefetch(roles.addressHint(client, .meteringService(id)))
         }
+        if tenant.grantHint != none { cache_hints_prefetch(grants.addressHint(tenant.grantHint)) }
     }
 
     /// Starts loading the lines a command needs that do not depend on one another — its

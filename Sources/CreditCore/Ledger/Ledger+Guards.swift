@@ -6,13 +6,15 @@
 /// and a spend of a tenant with limits and a mode ran at half the speed.) The snapshot
 /// encoding and the digest are those of the maps: only the layout in memory changed.
 
-/// An account's or a tenant's two token buckets in 32 bytes. A bucket never taken is full;
-/// its time is `absent`.
+/// An account's or a tenant's two token buckets in 28 bytes (a tenant's guard keeps its flags
+/// in the 4 after them). A bucket never taken is full; its time is `absent`. A request
+/// bucket holds at most `requestsPerSecondMax` × 1,000 < 2^31 tokens and is kept only when it
+/// held a request, so its tokens fit 32 bits.
 struct PackedRates: Sendable, Equatable {
-    var requestTokens: Int64 = 0
     var requestsAt: Int64 = Self.absent
     var creditTokens: Int64 = 0
     var creditsAt: Int64 = Self.absent
+    var requestTokens: Int32 = 0
 
     /// No command time is negative, so a decoded state never holds this.
     static let absent = Int64.min
@@ -20,12 +22,12 @@ struct PackedRates: Sendable, Equatable {
     init() {}
 
     init(_ state: RateState) {
-        if let bucket = state.requests { (requestTokens, requestsAt) = (bucket.tokens, bucket.updatedAt) }
+        if let bucket = state.requests { (requestTokens, requestsAt) = (Int32(bucket.tokens), bucket.updatedAt) }
         if let bucket = state.credits { (creditTokens, creditsAt) = (bucket.tokens, bucket.updatedAt) }
     }
 
     var state: RateState {
-        RateState(requests: requestsAt == Self.absent ? nil : TokenBucket(tokens: requestTokens, updatedAt: requestsAt),
+        RateState(requests: requestsAt == Self.absent ? nil : TokenBucket(tokens: Int64(requestTokens), updatedAt: requestsAt),
                   credits: creditsAt == Self.absent ? nil : TokenBucket(tokens: creditTokens, updatedAt: creditsAt))
     }
 }
@@ -63,7 +65,7 @@ struct AccountGuard: Sendable {
     var rates = PackedRates()
 }
 
-/// A tenant's governance state: one cache line.
+/// A tenant's governance state: one cache line (64 bytes; the flags fill the buckets' tail).
 struct TenantGuard: Sendable {
     var limits = PackedLimits()
     var rates = PackedRates()
@@ -71,6 +73,11 @@ struct TenantGuard: Sendable {
     var hasLimits = false
     var hasRates = false
     var mode = AnomalyMode.alert
+    /// Whether `meteringClient` holds the tenant's metering-service role: a memo of one
+    /// holder (derived from the role table, not state), so the role check of a client's
+    /// spend reads this line instead of probing the role table.
+    var hasMeteringClient = false
+    var meteringClient = ClientID(0)
 }
 
 /// The governance state of a shard besides its roles.
@@ -153,6 +160,21 @@ extension Ledger {
         if limited != guards.limitedTenants { problems.append("\(guards.limitedTenants) tenants counted with limits, \(limited) have them") }
         if moded != guards.modedTenants { problems.append("\(guards.modedTenants) tenants counted with a mode, \(moded) have one") }
         if guards.accounts.count > accounts.count { problems.append("more account guards than accounts") }
+        // The metering memo names a holder of the role, and every tenant with a metering
+        // client has one.
+        for grant in roles.grants {
+            guard case .meteringService(let tenant) = grant.role else { continue }
+            let index = tenantGuardIndex(tenant)
+            if index == none || !guards.tenants[index].hasMeteringClient {
+                problems.append("tenant \(tenant.rawValue) has a metering client but no memo of one")
+            }
+        }
+        for (index, owner) in guards.owners.enumerated() where index < guards.tenants.count {
+            let tenantGuard = guards.tenants[UInt32(index)]
+            if tenantGuard.hasMeteringClient && !roles.holds(tenantGuard.meteringClient, .meteringService(owner)) {
+                problems.append("tenant \(owner.rawValue)'s metering memo names \(tenantGuard.meteringClient), which lacks the role")
+            }
+        }
         return problems
     }
 }

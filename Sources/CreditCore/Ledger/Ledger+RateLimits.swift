@@ -116,9 +116,11 @@ extension Ledger {
                              wait: inout Int64) {
         if requests != 0 {
             let rate = Int64(requests)
-            let tokens = level(rates.requestTokens, at: rates.requestsAt, now: now, rate: rate, units: TokenBucket.requestUnits)
+            let tokens = level(Int64(rates.requestTokens), at: rates.requestsAt, now: now, rate: rate,
+                               units: TokenBucket.requestUnits)
             if tokens < TokenBucket.requestUnits { wait = max(wait, (TokenBucket.requestUnits - tokens + rate - 1) / rate) }
-            rates.requestTokens = tokens - TokenBucket.requestUnits
+            // Kept only when no bucket is short (then 0 ≤ tokens − 1,000 < capacity < 2^31).
+            rates.requestTokens = Int32(truncatingIfNeeded: tokens - TokenBucket.requestUnits)
             rates.requestsAt = now
         }
         if credits != 0 {
@@ -183,19 +185,21 @@ extension RateState {
 
     var encodedByteCount: Int { 2 + (requests == nil ? 0 : 16) + (credits == nil ? 0 : 16) }
 
-    /// A bucket's time is a command time (not negative) and its tokens within 2^62 either
-    /// way (a bucket holds at most its capacity and owes at most one), so refilling one
-    /// cannot overflow.
+    /// A bucket's time is a command time (not negative); a request bucket's tokens are
+    /// within its capacity (never negative: it is kept only when it held a request), a credit
+    /// bucket's within 2^62 either way (it holds at most its capacity and owes at most one),
+    /// so refilling one cannot overflow.
     init(decoding reader: inout ByteReader) throws(BinaryDecodingError) {
-        func bucket(_ field: String) throws(BinaryDecodingError) -> TokenBucket? {
+        func bucket(_ field: String, tokens range: ClosedRange<Int64>) throws(BinaryDecodingError) -> TokenBucket? {
             guard try reader.readBool(field) else { return nil }
             let at = reader.offset
             let bucket = TokenBucket(tokens: try reader.read(Int64.self), updatedAt: try reader.read(Int64.self))
-            guard bucket.updatedAt >= 0, bucket.tokens.magnitude <= 1 << 62 else { throw .invalid(offset: at, field: "rate bucket") }
+            guard bucket.updatedAt >= 0, range.contains(bucket.tokens) else { throw .invalid(offset: at, field: "rate bucket") }
             return bucket
         }
-        let requests = try bucket("request bucket presence")
-        self.init(requests: requests, credits: try bucket("credit bucket presence"))
+        let requests = try bucket("request bucket presence",
+                                  tokens: 0 ... Int64(RateLimits.requestsPerSecondMax) * TokenBucket.requestUnits)
+        self.init(requests: requests, credits: try bucket("credit bucket presence", tokens: -(1 << 62) ... 1 << 62))
     }
 
     func feed(into hasher: inout StableHasher) {

@@ -218,7 +218,12 @@ extension Ledger {
         case .platformAuditor: return roles.holds(client, .platformAuditor)
         case .organisationAdmin: return tenant != .platform && roles.holds(client, .organisationAdmin(tenant))
         case .auditor: return tenant != .platform && roles.holds(client, .auditor(tenant))
-        case .meteringService: return tenant != .platform && roles.holds(client, .meteringService(tenant))
+        case .meteringService:
+            guard tenant != .platform else { return false }
+            // The memo in the tenant's guard line first: the one line a client's spend reads.
+            let index = tenantGuardIndex(tenant)
+            if index != none, guards.tenants[index].hasMeteringClient, guards.tenants[index].meteringClient == client { return true }
+            return roles.holds(client, .meteringService(tenant))
         case .billingService: return tenant != .platform && roles.holds(client, .billingService(tenant))
         case .member:
             guard let account = target.account else { return false }
@@ -261,10 +266,28 @@ extension Ledger {
     mutating func grantRole(_ client: ClientID, _ role: Role) throws(LedgerError) {
         try checkRoleScope(role)
         if roles.insert(client, role) { draft.amount = 1 }
+        if case .meteringService(let tenant) = role { Self.noteMeteringClient(client, of: tenant, tenants: &tenants, guards: &guards) }
     }
 
     mutating func revokeRole(_ client: ClientID, _ role: Role) throws(LedgerError) {
         if roles.remove(client, role) { draft.amount = 1 }
+        guard case .meteringService(let tenant) = role else { return }
+        let index = tenantGuardIndex(tenant)
+        guard index != none, guards.tenants[index].hasMeteringClient, guards.tenants[index].meteringClient == client else { return }
+        // Another holder, if any, takes the memo (rare: a scan of the role table).
+        if let other = roles.grants.first(where: { $0.role == role }) {
+            guards.tenants[index].meteringClient = other.client
+        } else {
+            guards.tenants[index].hasMeteringClient = false
+            guards.tenants[index].meteringClient = ClientID(0)
+        }
+    }
+
+    /// Makes `client` the tenant's metering memo (`TenantGuard.meteringClient`).
+    static func noteMeteringClient(_ client: ClientID, of tenant: TenantID, tenants: inout TenantTable, guards: inout GuardTable) {
+        let index = makeTenantGuard(tenant, tenants: &tenants, guards: &guards)
+        guards.tenants[index].hasMeteringClient = true
+        guards.tenants[index].meteringClient = client
     }
 
     /// A tenant role names a tenant that exists (and its department or member account).

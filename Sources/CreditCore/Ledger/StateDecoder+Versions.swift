@@ -49,6 +49,10 @@ extension StateDecoder {
             }
             previous = grant
             roleTable.insert(grant.client, grant.role)
+            // The metering memo (a role naming no tenant is refused by the invariants after).
+            if case .meteringService(let tenant) = grant.role, tenants[tenant] != nil {
+                Ledger.noteMeteringClient(grant.client, of: tenant, tenants: &tenants, guards: &guards)
+            }
         }
     }
 
