@@ -308,8 +308,10 @@
         /// Where a charge's `refundable` credits came from: the grants its `consumed`
         /// movements took from, in order (the rest is debt). One grant that paid it all is
         /// `Remembered.source` alone; several, or a grant and debt, need the list.
+        /// `mutating` although it changes nothing: called on the ledger's stored draft, a
+        /// non-mutating call copied the whole draft (225 bytes) for every charge.
         @inline(__always)
-        func refundSources() -> (source: UInt64, list: [RefundSource]?) {
+        mutating func refundSources() -> (source: UInt64, list: [RefundSource]?) {
             // The common charge: one grant paid it all (no walk over the movements).
             if movements.count == 1 {
                 let only = movements[0]
