@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CreditEngine
+import DurabilityTestSupport
+import Testing
+@_spi(Plumbing) import CreditCore
+@_spi(Plumbing) import CreditPersistence
+
+/// Encryption at rest through the engine (docs/encryption.md): round trip, no plaintext on
+/// disk, a wrong or missing key refused naming it with nothing changed, rotation and rekey.
+@Suite("Encryption at rest: engine")
+struct EncryptionEngineTests {
+    static let keyA = [UInt8](repeating: 0xA1, count: 16) + [UInt8](repeating: 0x5A, count: 16)
+    static let keyB = [UInt8](repeating: 0xB2, count: 16) + [UInt8](repeating: 0x6B, count: 16)
+    static let costCentre = "CC-Zanzibar-Observatory-4711"
+    static let reason = "goodwill after the Quokka outage 0xBEEF"
+    static let model = "Narwhal-Ultra-9000-preview"
+
+    static func ring(_ keys: [UInt8]...) throws -> EncryptionKeyRing { try EncryptionKeyRing(keys: keys) }
+
+    static func configuration(_ directory: String, keys: EncryptionKeyRing?, shards: Int = 2) -> EngineConfiguration {
+        var storage = StorageConfiguration(directory: directory, log: LogConfiguration(segmentSize: StorageLimits.segmentBytesMin,
+                                                                                       unsyncedBytesMax: StorageLimits.segmentBytesMin),
+                                           snapshotEveryRecords: nil, snapshotEveryMillis: nil)
+        storage.encryption = keys
+        return EngineConfiguration(shardCount: shards, storage: storage)
+    }
+
+    /// Opens organisations with a department (its cost centre; the pool is account 0), grants, adjusts with a reason,
+    /// charges a named model: every text the test then looks for on disk. `round` keeps keys apart.
+    static func writeSecrets(_ engine: CreditEngine, round: UInt64) async throws {
+        for index in 0 ..< UInt64(8) {
+            let tenant = TenantID(round * 1_000 + index + 1)
+            let account = AccountID(tenant: tenant, number: 0)
+            let department = DepartmentTerms(id: DepartmentID(1), costCentre: costCentre)
+            func key(_ step: UInt64) -> IdempotencyKey { IdempotencyKey(high: 0xE0C + round, low: index * 100 + step) }
+            let actions: [Action] = [
+                .openTenant(tenant, .organisation(departments: [department])),
+                .grant(account, GrantTerms(kind: .purchase, amount: Millicredits(1_000_000))),
+                .adjust(account, Millicredits(5_000), reason: reason),
+                .charge(account, UsageCharge(model: model, provider: "OpenAI", units: 1_000, providerCostNanoUSD: 10,
+                                             listPrice: Millicredits(2_000), keySource: .system), scope: .unscoped),
+            ]
+            for (step, action) in actions.enumerated() {
+                _ = try await engine.execute(Command(key: key(UInt64(step)), action)).get()
+            }
+        }
+    }
+
+    /// Every regular file below `directory`: path → bytes.
+    static func files(_ directory: String) throws -> [String: [UInt8]] {
+        var result: [String: [UInt8]] = [:]
+        let fileSystem = PosixFileSystem()
+        func walk(_ path: String) throws {
+            for name in try fileSystem.contentsOfDirectory(path) {
+                let child = path + "/" + name
+                var info = stat()
+                guard stat(child, &info) == 0 else { continue }
+                if info.st_mode & S_IFMT == S_IFDIR { try walk(child) } else { result[child] = try fileSystem.readFile(child) }
+            }
+        }
+        try walk(directory)
+        return result
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: String) -> Bool {
+        let bytes = Array(needle.utf8)
+        guard haystack.count >= bytes.count else { return false }
+        let first = bytes[0]
+        var index = 0
+        while index <= haystack.count - bytes.count {
+            if haystack[index] == first, haystack[index ..< index + bytes.count].elementsEqual(bytes) { return true }
+            index += 1
+        }
+        return false
+    }
+
+    /// The files (if any) that hold one of the secrets in clear.
+    static func plaintextFiles(_ directory: String) throws -> [String] {
+        try files(directory).compactMap { path, bytes in
+            [costCentre, reason, model].contains { contains(bytes, $0) } ? path : nil
+        }.sorted()
+    }
+
+    @Test("round trip: a sealed directory recovers to the same state, and no file holds a cost centre, a reason or a model name in clear")
+    func roundTripWithoutPlaintext() async throws {
+        let directory = try makeTemporaryDirectory("encryption-roundtrip")
+        let keys = try Self.ring(Self.keyA)
+        let engine = try await CreditEngine.open(configuration: Self.configuration(directory, keys: keys))
+        try await Self.writeSecrets(engine, round: 1)
+        _ = try await engine.snapshot()
+        try await Self.writeSecrets(engine, round: 2) // after the snapshot: in the log only
+        let digests = await engine.stateDigests()
+        await engine.close()
+        #expect(try Self.plaintextFiles(directory) == [], "secrets in clear in an encrypted data directory")
+
+        let reopened = try await CreditEngine.open(configuration: Self.configuration(directory, keys: keys))
+        #expect(await reopened.stateDigests() == digests)
+        #expect(reopened.recoveryReports.allSatisfy { $0.snapshot != nil })
+        #expect(reopened.recoveryReports.reduce(0) { $0 + $1.recordsReplayed } > 0)
+        await reopened.expectInvariants()
+        await reopened.close()
+
+        // The control: without a key the same texts are there in clear (the search works).
+        let plain = try makeTemporaryDirectory("encryption-control")
+        let unsealed = try await CreditEngine.open(configuration: Self.configuration(plain, keys: nil))
+        try await Self.writeSecrets(unsealed, round: 1)
+        _ = try await unsealed.snapshot()
+        try await Self.writeSecrets(unsealed, round: 2)
+        await unsealed.close()
+        #expect(try Self.plaintextFiles(plain).count >= 2, "the control directory should hold the texts in clear")
+    }
+
+    @Test("a missing or wrong key is refused naming the key id, and no file changes")
+    func wrongOrMissingKey() async throws {
+        let directory = try makeTemporaryDirectory("encryption-wrong-key")
+        let engine = try await CreditEngine.open(configuration: Self.configuration(directory, keys: try Self.ring(Self.keyA)))
+        try await Self.writeSecrets(engine, round: 1)
+        _ = try await engine.snapshot()
+        try await Self.writeSecrets(engine, round: 2)
+        await engine.close()
+        let before = try Self.files(directory)
+        let idA = EncryptionKeyRing.describe(EncryptionKeyRing.id(of: Self.keyA))
+        for keys in [nil, try Self.ring(Self.keyB)] {
+            do {
+                let opened = try await CreditEngine.open(configuration: Self.configuration(directory, keys: keys))
+                await opened.close()
+                Issue.record("opened with \(keys.map(\.description) ?? "no key")")
+            } catch {
+                #expect(error.code == "data_key_missing", "\(error)")
+                #expect(error.description.contains(idA), "the refusal names the key id: \(error)")
+                guard case .keyUnavailable(let keyID, _) = error.problem else {
+                    Issue.record("not keyUnavailable: \(error)")
+                    continue
+                }
+                #expect(keyID == idA)
+            }
+            #expect(try Self.files(directory) == before, "a refused open changed files")
+        }
+        // No key byte is ever in a message: the id is a hash prefix.
+        #expect(!idA.contains("a1a1a1a1"))
+    }
+
+    @Test("rotation: new segments and snapshots under the newest key, old ones readable; rekey, then the old key is needed only for the audit trail")
+    func rotationAndRekey() async throws {
+        let directory = try makeTemporaryDirectory("encryption-rotation")
+        let idA = EncryptionKeyRing.id(of: Self.keyA)
+        let idB = EncryptionKeyRing.id(of: Self.keyB)
+        let first = try await CreditEngine.open(configuration: Self.configuration(directory, keys: try Self.ring(Self.keyA)))
+        try await Self.writeSecrets(first, round: 1)
+        _ = try await first.snapshot()
+        try await Self.writeSecrets(first, round: 2)
+        await first.close()
+
+        let both = try Self.ring(Self.keyA, Self.keyB)
+        let second = try await CreditEngine.open(configuration: Self.configuration(directory, keys: both))
+        try await Self.writeSecrets(second, round: 3)
+        let digests = await second.stateDigests()
+        await second.close()
+        let storage = Self.configuration(directory, keys: both).storage!
+        let fileSystem = PosixFileSystem()
+        for shard in 0 ..< 2 {
+            let segments = try fileSystem.contentsOfDirectory(storage.walDirectory(shard))
+                .filter { WALFormat.firstLSN(ofSegmentNamed: $0) != nil }.sorted()
+            let headers = try segments.map { try SegmentHeader(decoding: try fileSystem.readFile(storage.walDirectory(shard) + "/" + $0)) }
+            #expect(headers.first?.keyID == idA, "shard \(shard): the first segment stays under key A")
+            #expect(headers.last?.keyID == idB, "shard \(shard): the segment written after the rotation is under key B")
+            #expect(headers.map(\.generation) == headers.map(\.generation).sorted() && Set(headers.map(\.generation)).count == headers.count,
+                    "shard \(shard): generations rise: \(headers.map(\.generation))")
+        }
+
+        // rekey: a snapshot at the log's end, then every older snapshot, under B.
+        let third = try await CreditEngine.open(configuration: Self.configuration(directory, keys: both))
+        _ = try await third.snapshot()
+        await third.close()
+        for shard in 0 ..< 2 {
+            let (rewritten, skipped) = try ShardStorage.resealSnapshots(shard: shard, storage: storage)
+            #expect(skipped.isEmpty)
+            #expect(rewritten >= 0)
+            for name in try SnapshotFile.list(directory: storage.snapshotDirectory(shard), fileSystem: fileSystem) {
+                let header = try SnapshotHeader(decoding: try fileSystem.readFile(storage.snapshotDirectory(shard) + "/" + name))
+                #expect(header.keyID == idB, "shard \(shard): \(name) is still under another key")
+            }
+        }
+        // Drop A: start-up needs only B (the snapshots cover every record under A) ...
+        let onlyB = try Self.ring(Self.keyB)
+        let fourth = try await CreditEngine.open(configuration: Self.configuration(directory, keys: onlyB))
+        #expect(await fourth.stateDigests() == digests)
+        await fourth.close()
+        // ... but the audit trail (every record from the log's start) refuses, naming A.
+        var storageB = storage
+        storageB.encryption = onlyB
+        #expect(throws: RecoveryError.self) { try ShardStorage.verifyLog(shard: 0, shardCount: 2, storage: storageB) }
+        do {
+            _ = try ShardStorage.verifyLog(shard: 0, shardCount: 2, storage: storageB)
+        } catch {
+            #expect(error.code == "data_key_missing")
+            #expect(error.description.contains(EncryptionKeyRing.describe(idA)))
+        }
+        _ = try ShardStorage.verifyLog(shard: 0, shardCount: 2, storage: storage)
+        #expect(try Self.plaintextFiles(directory) == [])
+    }
+
+    @Test("a key ring refuses a key of the wrong size and the same key twice; a key id names the key without its bytes")
+    func keyRingRules() throws {
+        #expect(throws: EncryptionKeyError.wrongSize(bytes: 31)) { try EncryptionKeyRing(keys: [[UInt8](repeating: 1, count: 31)]) }
+        #expect(throws: EncryptionKeyError.noKey) { try EncryptionKeyRing(keys: []) }
+        #expect(throws: EncryptionKeyError.self) { try EncryptionKeyRing(keys: [Self.keyA, Self.keyA]) }
+        let ring = try Self.ring(Self.keyA, Self.keyB)
+        #expect(ring.newestID == EncryptionKeyRing.id(of: Self.keyB))
+        #expect(ring.keyIDs.count == 2 && ring.keyIDs.allSatisfy { $0.count == 16 })
+        #expect(!ring.description.contains("a1a1") && !ring.description.contains("5a5a"))
+    }
+}
