@@ -94,6 +94,17 @@ struct EncryptionEngineTests {
         let digests = await engine.stateDigests()
         await engine.close()
         #expect(try Self.plaintextFiles(directory) == [], "secrets in clear in an encrypted data directory")
+        // Every segment is sealed (version 3), and the audit chain verifies without the data key.
+        let fileSystem = PosixFileSystem()
+        for shard in 0 ..< 2 {
+            let wal = Self.configuration(directory, keys: keys).storage!.walDirectory(shard)
+            for name in try fileSystem.contentsOfDirectory(wal) where WALFormat.firstLSN(ofSegmentNamed: name) != nil {
+                #expect(try SegmentHeader(decoding: try fileSystem.readFile(wal + "/" + name)).version == 3)
+            }
+        }
+        let audit = AuditVerifier.verify(directory: directory, publicKeys: [], fileSystem: fileSystem)
+        #expect(audit.ok, "\(String(describing: audit.firstBad))")
+        #expect(audit.records >= 64 && audit.unsealedRecords == 0, "\(audit.records) records verified")
 
         let reopened = try await CreditEngine.open(configuration: Self.configuration(directory, keys: keys))
         #expect(await reopened.stateDigests() == digests)
