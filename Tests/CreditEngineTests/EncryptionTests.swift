@@ -213,6 +213,68 @@ struct EncryptionEngineTests {
         #expect(try Self.plaintextFiles(directory) == [])
     }
 
+    @Test("CLI: --data-key is refused inside the data directory or at the wrong size; a wrong key changes nothing; rekey, then start-up needs only the new key, the archive the old one, audit verify none",
+          .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
+    func commandLine() async throws {
+        let credits = try #require(creditsExecutable)
+        let root = try makeTemporaryDirectory("encryption-cli")
+        defer { removeTree(root) }
+        let data = root + "/data", errors = root + "/stderr.txt"
+        let fileSystem = PosixFileSystem()
+        func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+            let file = try fileSystem.open(path, create: true)
+            try file.write(bytes, at: 0)
+            file.close()
+        }
+        func stderr() -> String { (try? fileSystem.readFile(errors)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        try writeFile(root + "/a.key", Self.keyA)
+        try writeFile(root + "/b.key", Self.keyB)
+        try writeFile(root + "/short.key", Array(Self.keyA.prefix(31)))
+        let engine = try await CreditEngine.open(configuration: Self.configuration(data, keys: try Self.ring(Self.keyA)))
+        try await Self.writeSecrets(engine, round: 1)
+        _ = try await engine.snapshot()
+        try await Self.writeSecrets(engine, round: 2)
+        let digests = await engine.stateDigests()
+        await engine.close()
+        try writeFile(data + "/inside.key", Self.keyA)
+        let idA = EncryptionKeyRing.describe(EncryptionKeyRing.id(of: Self.keyA))
+
+        // Refused before anything is opened: a key inside the data directory, a key of 31 bytes.
+        for key in [data + "/inside.key", root + "/short.key"] {
+            let run = try runToEnd(credits, ["recover", "--data", data, "--data-key", key, "--json"], errors: errors)
+            #expect(run.exitCode == 64, "--data-key \(key): exit \(String(describing: run.exitCode)): \(stderr())")
+        }
+        // A wrong key: data_key_missing naming A's id, and not one byte of the directory changed.
+        let before = try Self.files(data)
+        let wrong = try runToEnd(credits, ["recover", "--data", data, "--data-key", root + "/b.key", "--json"], errors: errors)
+        #expect(wrong.exitCode == 1 && wrong.output.contains("data_key_missing") && wrong.output.contains(idA), "\(wrong.output)")
+        #expect(try Self.files(data) == before, "a refused recover changed files")
+
+        // Rotation: rekey under B, then B alone starts; the archive (export) still needs A.
+        let rekey = try runToEnd(credits, ["rekey", "--data", data, "--data-key", root + "/a.key", "--data-key", root + "/b.key", "--json"],
+                                 errors: errors)
+        #expect(rekey.exitCode == 0 && rekey.output.contains("\"ok\": true"), "\(rekey.output) \(stderr())")
+        let onlyB = try runToEnd(credits, ["recover", "--data", data, "--data-key", root + "/b.key", "--json"], errors: errors)
+        #expect(onlyB.exitCode == 0, "\(onlyB.output) \(stderr())")
+        let reopened = try await CreditEngine.open(configuration: Self.configuration(data, keys: try Self.ring(Self.keyB)))
+        #expect(await reopened.stateDigests() == digests)
+        await reopened.close()
+        let exportB = try runToEnd(credits, ["export", "--data", data, "--data-key", root + "/b.key"], errors: errors)
+        #expect(exportB.exitCode != 0 && stderr().contains(idA), "export without A: \(stderr())")
+        let exportAB = try runToEnd(credits, ["export", "--data", data, "--data-key", root + "/a.key", "--data-key", root + "/b.key"],
+                                    errors: errors)
+        #expect(exportAB.exitCode == 0 && exportAB.output.contains("\"type\": \"summary\""), "\(stderr())")
+        #expect(exportAB.output.contains(Self.reason), "the export shows the plain records")
+        let walVerify = try runToEnd(credits, ["wal", "verify", data, "--data-key", root + "/a.key", "--data-key", root + "/b.key"],
+                                     errors: errors)
+        #expect(walVerify.exitCode == 0, "\(walVerify.output) \(stderr())")
+        // The auditor needs no data key.
+        let audit = try runToEnd(credits, ["audit", "verify", "--data", data, "--json"], errors: errors)
+        #expect(audit.exitCode == 0 && audit.output.contains("\"ok\": true"), "\(audit.output) \(stderr())")
+        try fileSystem.remove(data + "/inside.key")
+        #expect(try Self.plaintextFiles(data) == [])
+    }
+
     @Test("a key ring refuses a key of the wrong size and the same key twice; a key id names the key without its bytes")
     func keyRingRules() throws {
         #expect(throws: EncryptionKeyError.wrongSize(bytes: 31)) { try EncryptionKeyRing(keys: [[UInt8](repeating: 1, count: 31)]) }
