@@ -87,10 +87,11 @@ public enum EncryptionKeyError: Error, Sendable, Equatable, CustomStringConverti
 /// the log and one per snapshot), so a nonce must be unique only within one shard's log, or
 /// within one snapshot; docs/encryption.md has the argument.
 ///
-/// - Log records: key = HKDF(data key, info "aideon-credits wal v3" + shard index); nonce =
-///   the segment's generation (u32, from the segment header) then the record's LSN (u64),
-///   little-endian; authenticated data = the record's 40-byte header with its checksum
-///   field zeroed (the CRC is computed after sealing).
+/// - Log frames (`WALFrame`, one per write batch): key = HKDF(data key, info "aideon-credits
+///   wal v3" + shard index); nonce = the segment's generation (u32, from the segment header)
+///   then the frame's first LSN (u64), little-endian; authenticated data = the frame's
+///   40-byte header with its checksum field zeroed (the CRC is computed after sealing) and
+///   its 16 clear bytes.
 /// - Snapshots: key = HKDF(data key, salt = the snapshot's 16 random bytes, info
 ///   "aideon-credits snapshot v1" + shard index); nonce = 8 zero bytes then the chunk number
 ///   (u32); authenticated data = the snapshot header then the chunk number.
@@ -111,7 +112,7 @@ package enum Sealing {
         return HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: key), salt: salt, info: info, outputByteCount: 32)
     }
 
-    /// The 12-byte nonce of a log record: generation u32, LSN u64.
+    /// The 12-byte nonce of a log frame: the segment generation u32, the frame's first LSN u64.
     package static func logNonce(generation: UInt32, lsn: UInt64) -> AES.GCM.Nonce {
         var bytes = [UInt8](repeating: 0, count: 12)
         withUnsafeBytes(of: generation.littleEndian) { bytes.replaceSubrange(0 ..< 4, with: $0) }

@@ -275,6 +275,40 @@ struct EncryptionEngineTests {
         #expect(try Self.plaintextFiles(data) == [])
     }
 
+    @Test("the statement stream reads sealed frames: an encrypted directory's statement equals the plain one's; without the key it is refused naming it")
+    func statementOnEncryptedDirectory() async throws {
+        var lines: [[Statement.Line]] = []
+        var sealedConfiguration: EngineConfiguration?
+        for keys in [nil, try Self.ring(Self.keyA)] {
+            let directory = try makeTemporaryDirectory(keys == nil ? "encryption-statement-plain" : "encryption-statement-sealed")
+            let configuration = Self.configuration(directory, keys: keys)
+            let engine = try await CreditEngine.open(configuration: configuration, clock: ManualClock())
+            try await Self.writeSecrets(engine, round: 1)
+            _ = try await engine.snapshot()
+            try await Self.writeSecrets(engine, round: 2)
+            await engine.close()
+            var collected: [Statement.Line] = []
+            let subject = Statement.Subject.account(AccountID(tenant: TenantID(1_001), number: 0))
+            for try await line in try Statement(subject, configuration: configuration) { collected.append(line) }
+            lines.append(collected)
+            if keys != nil { sealedConfiguration = configuration }
+        }
+        #expect(lines[0].count >= 4, "header, the entries, summary")
+        #expect(lines[1] == lines[0], "the statement of the sealed directory differs from the plain one's")
+        // The same directory without its key: refused, naming the key.
+        var keyless = try #require(sealedConfiguration)
+        keyless.storage?.encryption = nil
+        do {
+            for try await _ in try Statement(.account(AccountID(tenant: TenantID(1_001), number: 0)), configuration: keyless) {}
+            Issue.record("a statement was made without the data key")
+        } catch {
+            let refusal = try #require(error as? StatementError, "\(error)")
+            #expect(refusal.code == "data_key_missing" || { if case .recovery(let inner) = refusal { inner.code == "data_key_missing" } else { false } }(),
+                    "\(refusal) [\(refusal.code)]")
+            #expect("\(error)".contains(EncryptionKeyRing.describe(EncryptionKeyRing.id(of: Self.keyA))), "\(error)")
+        }
+    }
+
     @Test("a key ring refuses a key of the wrong size and the same key twice; a key id names the key without its bytes")
     func keyRingRules() throws {
         #expect(throws: EncryptionKeyError.wrongSize(bytes: 31)) { try EncryptionKeyRing(keys: [[UInt8](repeating: 1, count: 31)]) }
