@@ -111,7 +111,7 @@ public final class CreditEngine: Sendable {
             do {
                 log = try ShardLog(directory: storage.walDirectory(index), fileSystem: storage.fileSystem, shard: UInt32(index),
                                    shardCount: UInt32(shardCount), configuration: storage.log, resumingAfter: walReport,
-                                   writer: writers.writer(for: index))
+                                   keys: storage.encryption, writer: writers.writer(for: index))
             } catch {
                 throw RecoveryError(shard: index, .logOpenFailed(error.error))
             }

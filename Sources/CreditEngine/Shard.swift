@@ -377,7 +377,7 @@ actor Shard {
                 do {
                     let header = try SnapshotFile.write(frozen, shard: UInt32(shard), shardCount: log.shardCount, lsn: lsn,
                                                         chain: chain, directory: storage.snapshotDirectory(shard),
-                                                        fileSystem: storage.fileSystem)
+                                                        fileSystem: storage.fileSystem, keys: storage.encryption)
                     try ShardStorage.retire(shard: shard, storage: storage, currentSegmentFirstLSN: currentSegment)
                     continuation.resume(returning: header)
                 } catch {

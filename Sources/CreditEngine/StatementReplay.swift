@@ -30,7 +30,7 @@ package enum LogReplay {
         do {
             report = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
                                         fileSystem: storage.fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount),
-                                        mode: storage.recovery) { record in
+                                        mode: storage.recovery, keys: storage.encryption) { record in
                 guard record.time >= lastTime else {
                     throw WALReader.Failure(file: storage.walDirectory(shard), offset: 0,
                                             problem: .timeOutOfOrder(lsn: record.lsn, time: record.time, previous: lastTime))
@@ -40,6 +40,9 @@ package enum LogReplay {
                 try visit(record.lsn, record.time, record.command, &ledger)
             }
         } catch let failure as WALReader.Failure {
+            if case .keyUnavailable(let keyID) = failure.problem {
+                throw RecoveryError(shard: shard, .keyUnavailable(keyID: keyID, path: failure.file))
+            }
             throw RecoveryError(shard: shard, .log(failure))
         }
         let problems = ledger.invariantViolations()

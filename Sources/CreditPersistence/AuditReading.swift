@@ -50,15 +50,17 @@ struct AuditTrack {
         }
     }
 
-    /// A command record at `offset` of a version 2 segment.
-    mutating func command(lsn: UInt64, at offset: Int, path: String) {
+    /// A command record (or a sealed frame of `records` of them, version 3) at `offset` of a
+    /// version 2 or 3 segment. A frame is hashed as written (its ciphertext), so the chain is
+    /// verified without the data key.
+    mutating func command(lsn: UInt64, records: Int, at offset: Int, path: String) {
         if unsealedStart == nil { unsealedStart = offset }
         if runFirstLSN == nil {
             runFirstLSN = lsn
             runFile = path
             runOffset = offset
         }
-        if head == nil { unverifiable += 1 }
+        if head == nil { unverifiable += records }
     }
 
     /// A seal record at `offset` whose CRC, LSN and CRC link already held.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Crypto
 @_spi(Plumbing) import CreditCore
 
 /// The write-ahead log of one shard: the shard actor appends records (in memory, cheap);
@@ -77,6 +78,28 @@ package final class ShardLog: @unchecked Sendable {
     var auditHead: [UInt8]
     var auditCarry: [UInt8]
     var auditCarryFirstLSN: UInt64?
+    /// Sealing (docs/encryption.md): the shard's log subkey under the newest data key (nil:
+    /// not sealing, version 2 segments), that key's id, the generation of the segment frames
+    /// go to, and the highest generation this shard has given a segment.
+    var sealKey: SymmetricKey?
+    var sealingKeyID: UInt64 = 0
+    var segmentGeneration: UInt32 = 0
+    var highestGeneration: UInt32 = 0
+    /// The batch's frames and seal as they go to disk, where each frame ends and goes, and
+    /// the compression buffer (all reused between appends).
+    var framed = ByteWriter(capacity: 64 * 1_024)
+    var framePlacements: [FramePlacement] = []
+    var compressed: [UInt8] = []
+
+    /// Where a frame goes: its segment, offset, the header of the segment it starts (if
+    /// any), where it ends in `framed`, and its last LSN.
+    struct FramePlacement {
+        var segmentFirstLSN: UInt64
+        var offset: Int
+        var newSegment: SegmentHeader?
+        var end: Int
+        var lastLSN: UInt64
+    }
 
     /// Whether fewer than `pendingBytesMax` bytes were pending after the last append. Only
     /// the writer lowers pending bytes, so true stays true until the next append; false
@@ -129,7 +152,7 @@ package final class ShardLog: @unchecked Sendable {
     /// good record ended (the torn tail, if any, is zeroed here before anything is written).
     package init(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32,
                 configuration: LogConfiguration, resumingAfter report: WALReader.Report,
-                writer: LogWriter? = nil) throws(LogFailure) {
+                keys: EncryptionKeyRing? = nil, writer: LogWriter? = nil) throws(LogFailure) {
         self.directory = directory
         self.fileSystem = fileSystem
         self.shard = shard
@@ -157,6 +180,22 @@ package final class ShardLog: @unchecked Sendable {
             hasSegment = false
         }
         do {
+            if let keys, let key = keys.bytes(of: keys.newestID) {
+                // Sealed: always a new segment, with a generation above every segment this
+                // shard made. A torn tail's LSNs are written again with other contents: in a
+                // new generation, their nonces are new (docs/encryption.md).
+                sealingKeyID = keys.newestID
+                sealKey = Sealing.logKey(key, shard: shard)
+                highestGeneration = try Self.highestGeneration(walDirectory: directory, fileSystem: fileSystem)
+                hasSegment = false
+                appendSegmentFirstLSN = nextLSN
+                currentOffset = 0
+            } else if report.tailVersion == WALFormat.sealedVersion {
+                // Not sealing any more (no key given): plain records go to a new, plain segment.
+                hasSegment = false
+                appendSegmentFirstLSN = nextLSN
+                currentOffset = 0
+            }
             try Self.cleanTail(directory: directory, fileSystem: fileSystem, report: report)
             if let key = configuration.auditSigningKey {
                 checkpoints = try AuditCheckpointFile(walDirectory: directory, fileSystem: fileSystem, key: key,
@@ -167,6 +206,30 @@ package final class ShardLog: @unchecked Sendable {
         }
         self.writer = writer ?? LogWriter()
         self.writer.add(self)
+    }
+
+    /// The highest generation of a sealed segment of the shard: in the live log `walDirectory`
+    /// (set-aside `*.dropped` segments included) and in its archive beside it. Only headers
+    /// are read.
+    static func highestGeneration(walDirectory: String, fileSystem: any FileSystem) throws(FileError) -> UInt32 {
+        var highest: UInt32 = 0
+        var directories = [walDirectory]
+        if walDirectory.hasSuffix("/wal") {
+            let archive = String(walDirectory.dropLast(4)) + "/archive"
+            if fileSystem.fileExists(archive) { directories.append(archive) }
+        }
+        for directory in directories {
+            for name in try fileSystem.contentsOfDirectory(directory) {
+                let segment = name.hasSuffix(".dropped") ? String(name.dropLast(".dropped".count)) : name
+                guard WALFormat.firstLSN(ofSegmentNamed: segment) != nil else { continue }
+                let file = try fileSystem.open(directory + "/" + name, create: false)
+                defer { file.close() }
+                guard let bytes = try? file.read(at: 0, count: WALFormat.segmentHeaderSize),
+                      let header = try? SegmentHeader(decoding: bytes) else { continue }
+                highest = max(highest, header.generation)
+            }
+        }
+        return highest
     }
 
     /// Makes the log end where recovery decided it ends: zeroes the cut-off bytes of the

@@ -27,6 +27,11 @@ public struct StorageConfiguration: Sendable {
     public var recovery: WALReader.Mode
     /// Threads that write and sync the shards' logs (nil: one per core).
     public var writerThreads: Int?
+    /// The data keys (docs/encryption.md): with a ring, new log segments and snapshots are
+    /// sealed under its newest key, and files sealed under any of its keys are read. Without
+    /// one, nothing new is sealed and a sealed file that must be opened stops start-up with
+    /// `RecoveryProblem.keyUnavailable` (naming the key's id).
+    public var encryption: EncryptionKeyRing?
 
     public init(directory: String, log: LogConfiguration = LogConfiguration(),
                 snapshotEveryRecords: Int? = 5_000_000, snapshotEveryMillis: Int? = 15 * 60_000, snapshotsKept: Int = 2,
@@ -109,6 +114,9 @@ public enum RecoveryProblem: Sendable, Equatable, CustomStringConvertible {
     case invariantsBroken([String])
     /// Preparing the log for appending failed (after every shard recovered).
     case logOpenFailed(FileError)
+    /// The file at `path` is sealed with data key `keyID` (16 hex digits: the first 8 bytes
+    /// of the key's SHA-256), which is not among the keys given. Nothing was changed.
+    case keyUnavailable(keyID: String, path: String)
 
     /// A stable machine-readable name.
     public var code: String {
@@ -125,6 +133,7 @@ public enum RecoveryProblem: Sendable, Equatable, CustomStringConvertible {
         case .createFailed: "create_failed"
         case .invariantsBroken: "invariants_broken"
         case .logOpenFailed: "log_open_failed"
+        case .keyUnavailable: "data_key_missing"
         }
     }
 
@@ -142,6 +151,8 @@ public enum RecoveryProblem: Sendable, Equatable, CustomStringConvertible {
         case .createFailed(let error): "cannot create the data directory: \(error)"
         case .invariantsBroken(let problems): "recovered state breaks invariants: \(problems.prefix(3).joined(separator: "; "))"
         case .logOpenFailed(let error): "cannot prepare the log for appending: \(error)"
+        case .keyUnavailable(let keyID, let path):
+            "\(path) is sealed with data key \(keyID), which is not among the keys given (a wrong or missing --data-key); nothing was changed"
         }
     }
 }
@@ -216,7 +227,8 @@ public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible
             for name in names {
                 let path = storage.snapshotDirectory(shard) + "/" + name
                 do {
-                    let (header, restored) = try SnapshotFile.read(path: path, fileSystem: fileSystem, configuration: configuration)
+                    let (header, restored) = try SnapshotFile.read(path: path, fileSystem: fileSystem, configuration: configuration,
+                                                                   keys: storage.encryption)
                     guard header.shardIndex == UInt32(shard), header.shardCount == UInt32(shardCount),
                           SnapshotFile.lsn(ofNamed: name) == header.lsn else {
                         report.snapshotsRejected.append(SnapshotRejection(
@@ -231,6 +243,11 @@ public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible
                     report.snapshotBytes = header.fileBytes
                     break
                 } catch {
+                    // A missing key is not damage: falling back to an older snapshot would hide
+                    // it. Start-up stops, naming the key, before anything changes.
+                    if case .keyUnavailable(let keyID) = error {
+                        throw RecoveryError(shard: shard, .keyUnavailable(keyID: keyID, path: path))
+                    }
                     report.snapshotsRejected.append(SnapshotRejection(path: path, problem: error))
                 }
             }
@@ -249,7 +266,7 @@ public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible
             walReport = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
                                            fileSystem: fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount),
                                            afterLSN: afterLSN, chain: chain,
-                                           mode: storage.recovery) { entry in
+                                           mode: storage.recovery, keys: storage.encryption) { entry in
                 guard entry.time >= lastTime else {
                     throw WALReader.Failure(file: storage.walDirectory(shard), offset: 0,
                                             problem: .timeOutOfOrder(lsn: entry.lsn, time: entry.time, previous: lastTime))
@@ -270,6 +287,9 @@ public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible
             }
             ledger.replay(pending, times: pendingTimes)
         } catch let failure as WALReader.Failure {
+            if case .keyUnavailable(let keyID) = failure.problem {
+                throw RecoveryError(shard: shard, .keyUnavailable(keyID: keyID, path: failure.file))
+            }
             throw RecoveryError(shard: shard, .log(failure))
         } catch {
             // The reader and the replay throw nothing else.
@@ -287,6 +307,40 @@ public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible
         }
         report.millis = monotonicMillis() - started
         return (ledger, walReport, report)
+    }
+
+    /// Rewrites every snapshot of `shard` sealed with another key than the ring's newest (or
+    /// not sealed) under the newest key (`credits rekey`): the compressed frame is opened and
+    /// sealed again with a fresh salt, then stored like any snapshot (temporary file, sync,
+    /// rename). Returns the snapshots rewritten and those left as they were because they do
+    /// not verify (recovery already falls back past those).
+    package static func resealSnapshots(shard: Int, storage: StorageConfiguration) throws
+        -> (rewritten: Int, skipped: [SnapshotRejection]) {
+        guard let ring = storage.encryption else { return (0, []) }
+        let fileSystem = storage.fileSystem
+        let directory = storage.snapshotDirectory(shard)
+        var rewritten = 0
+        var skipped: [SnapshotRejection] = []
+        for name in try SnapshotFile.list(directory: directory, fileSystem: fileSystem) {
+            let path = directory + "/" + name
+            let header: SnapshotHeader
+            let frame: [UInt8]
+            do throws(SnapshotProblem) {
+                (header, frame) = try SnapshotFile.frame(of: try SnapshotFile.readBytes(path: path, fileSystem: fileSystem), keys: ring)
+            } catch {
+                if case .keyUnavailable(let keyID) = error { throw RecoveryError(shard: shard, .keyUnavailable(keyID: keyID, path: path)) }
+                skipped.append(SnapshotRejection(path: path, problem: error))
+                continue
+            }
+            if header.isSealed, header.keyID == ring.newestID { continue }
+            var plain = header
+            plain.version = SnapshotHeader.version
+            plain.frameBytes = UInt64(frame.count)
+            let (sealed, body) = SnapshotFile.seal(plain, frame: frame, keys: ring)
+            try SnapshotFile.store(header: sealed, body: body, directory: directory, fileSystem: fileSystem)
+            rewritten += 1
+        }
+        return (rewritten, skipped)
     }
 
     /// The shard count of an existing data directory, nil if `storage.directory` is not one
@@ -389,8 +443,12 @@ public struct RecoveryError: Error, Sendable, Equatable, CustomStringConvertible
         let report: WALReader.Report
         do {
             report = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
-                                        fileSystem: storage.fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount)) { _ in }
+                                        fileSystem: storage.fileSystem, shard: UInt32(shard), shardCount: UInt32(shardCount),
+                                        keys: storage.encryption) { _ in }
         } catch let failure as WALReader.Failure {
+            if case .keyUnavailable(let keyID) = failure.problem {
+                throw RecoveryError(shard: shard, .keyUnavailable(keyID: keyID, path: failure.file))
+            }
             throw RecoveryError(shard: shard, .log(failure))
         } catch {
             preconditionFailure("unexpected error from the log reader: \(error)")

@@ -1,3 +1,4 @@
+import Crypto
 @_spi(Plumbing) import CreditCore
 /// Snapshot files (docs/formats.md, "Snapshot", version 1): a 64-byte header, then the
 /// shard's ledger state (`Ledger.encodeState`) as one LZ4 frame with block and content
@@ -12,6 +13,12 @@ public struct SnapshotHeader: Sendable, Equatable {
     package static let magic: UInt64 = 0x4853_5041_4E53_4341
     package static let version: UInt16 = 1
     package static let size = 64
+    /// Version 2: the frame is sealed (AES-256-GCM, in chunks); the header is 96 bytes and
+    /// carries the data key's id, the snapshot's random salt and the chunk size.
+    package static let sealedVersion: UInt16 = 2
+    package static let sealedSize = 96
+    /// Plain bytes per sealed chunk (each chunk has its own nonce and 16-byte tag).
+    package static let sealedChunkBytes = 4 << 20
 
     public var version: UInt16 = Self.version
     public var stateFormatVersion: UInt32 = Ledger.stateFormatVersion
@@ -22,7 +29,17 @@ public struct SnapshotHeader: Sendable, Equatable {
     public var lsn: UInt64
     public var chain: UInt32
     public var stateBytes: UInt64
+    /// The bytes after the header: the LZ4 frame (version 1) or the sealed chunks (version 2).
     public var frameBytes: UInt64
+    /// Version 2: the id of the data key the frame is sealed with, the snapshot's salt and
+    /// the plain bytes per chunk.
+    package var keyID: UInt64 = 0
+    package var salt: [UInt8] = []
+    package var chunkBytes: UInt32 = 0
+
+    package var isSealed: Bool { version == Self.sealedVersion }
+    /// Bytes of the header itself.
+    package var headerBytes: Int { isSealed ? Self.sealedSize : Self.size }
 
     public init(shardIndex: UInt32, shardCount: UInt32, lsn: UInt64, chain: UInt32, stateBytes: UInt64, frameBytes: UInt64) {
         self.shardIndex = shardIndex
@@ -37,6 +54,7 @@ public struct SnapshotHeader: Sendable, Equatable {
     /// index u32 | shard count u32 | LSN u64 | chain u32 | 4 zero bytes | state bytes u64 |
     /// frame bytes u64 | CRC32C of bytes 0..<60 u32 at 60 (bytes 56..<60 zero).
     package func encoded() -> [UInt8] {
+        if isSealed { return encodedSealed() }
         var writer = ByteWriter(capacity: Self.size)
         writer.write(Self.magic)
         writer.write(version)
@@ -55,6 +73,30 @@ public struct SnapshotHeader: Sendable, Equatable {
         return writer.bytes
     }
 
+    /// Version 2 (96 bytes): bytes 0..<56 as version 1 | key id u64 | salt 16 bytes | chunk
+    /// bytes u32 | 8 zero bytes | CRC32C of bytes 0..<92 u32.
+    private func encodedSealed() -> [UInt8] {
+        var writer = ByteWriter(capacity: Self.sealedSize)
+        writer.write(Self.magic)
+        writer.write(version)
+        writer.write(UInt16(0))
+        writer.write(stateFormatVersion)
+        writer.write(shardIndex)
+        writer.write(shardCount)
+        writer.write(lsn)
+        writer.write(chain)
+        writer.write(UInt32(0))
+        writer.write(stateBytes)
+        writer.write(frameBytes)
+        writer.write(keyID)
+        writer.write(bytes: salt)
+        writer.write(chunkBytes)
+        writer.write(UInt64(0))
+        writer.write(CRC32C.checksum(writer.bytes))
+        assert(writer.count == Self.sealedSize)
+        return writer.bytes
+    }
+
     /// A header field whose value no writer produces.
     public enum Field: String, Sendable, Equatable {
         case shardCount = "shard count"
@@ -62,21 +104,29 @@ public struct SnapshotHeader: Sendable, Equatable {
         case lsn = "LSN"
         case stateBytes = "state size"
         case frameBytes = "compressed size"
+        case chunkBytes = "sealed chunk size"
     }
 
     /// Where the reserved (zero) bytes lie: after the version, after the chain, and before
     /// the checksum.
     static let reservedRanges = [10 ..< 12, 36 ..< 40, 56 ..< 60]
+    static let sealedReservedRanges = [10 ..< 12, 36 ..< 40, 84 ..< 92]
 
     package init(decoding bytes: [UInt8]) throws(SnapshotProblem) {
         guard bytes.count >= Self.size else { throw .cutShort(bytes: bytes.count) }
         var reader = ByteReader(bytes, to: Self.size)
         do {
             guard try reader.read(UInt64.self) == Self.magic else { throw SnapshotProblem.badMagic }
-            let stored = UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 60, as: UInt32.self) })
-            guard CRC32C.checksum(bytes[..<60]) == stored else { throw SnapshotProblem.headerChecksumMismatch }
+            let sealed = bytes[8] == UInt8(Self.sealedVersion) && bytes[9] == 0
+            if sealed {
+                guard bytes.count >= Self.sealedSize else { throw SnapshotProblem.cutShort(bytes: bytes.count) }
+                reader = ByteReader(bytes, from: 8, to: Self.sealedSize)
+            }
+            let crcOffset = sealed ? Self.sealedSize - 4 : 60
+            let stored = UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: crcOffset, as: UInt32.self) })
+            guard CRC32C.checksum(bytes[..<crcOffset]) == stored else { throw SnapshotProblem.headerChecksumMismatch }
             version = try reader.read()
-            guard version == Self.version else { throw SnapshotProblem.unsupportedVersion(version) }
+            guard version == Self.version || version == Self.sealedVersion else { throw SnapshotProblem.unsupportedVersion(version) }
             _ = try reader.read(UInt16.self)
             stateFormatVersion = try reader.read()
             guard Ledger.stateFormatVersionsReadable.contains(stateFormatVersion) else {
@@ -89,7 +139,17 @@ public struct SnapshotHeader: Sendable, Equatable {
             _ = try reader.read(UInt32.self)
             stateBytes = try reader.read()
             frameBytes = try reader.read()
-            guard Self.reservedRanges.allSatisfy({ bytes[$0].allSatisfy { $0 == 0 } }) else { throw SnapshotProblem.reservedBytesSet }
+            if sealed {
+                keyID = try reader.read()
+                salt = Array(bytes[64 ..< 80])
+                reader = ByteReader(bytes, from: 80, to: Self.sealedSize)
+                chunkBytes = try reader.read()
+                guard keyID != 0, Self.sealedReservedRanges.allSatisfy({ bytes[$0].allSatisfy { $0 == 0 } }) else {
+                    throw SnapshotProblem.reservedBytesSet
+                }
+            } else {
+                guard Self.reservedRanges.allSatisfy({ bytes[$0].allSatisfy { $0 == 0 } }) else { throw SnapshotProblem.reservedBytesSet }
+            }
         } catch let problem as SnapshotProblem {
             throw problem
         } catch {
@@ -106,13 +166,17 @@ public struct SnapshotHeader: Sendable, Equatable {
         guard shardIndex < shardCount else { throw .valueOutOfRange(.shardIndex, UInt64(shardIndex)) }
         guard lsn <= StorageLimits.lsnMax else { throw .valueOutOfRange(.lsn, lsn) }
         guard stateBytes <= UInt64(StorageLimits.snapshotStateBytesMax) else { throw .valueOutOfRange(.stateBytes, stateBytes) }
-        guard frameBytes >= 1, frameBytes <= UInt64(StorageLimits.snapshotFrameBytesMax) else {
+        if isSealed {
+            guard chunkBytes >= 4_096, chunkBytes <= 64 << 20 else { throw .valueOutOfRange(.chunkBytes, UInt64(chunkBytes)) }
+        }
+        let sealingBytesMax = isSealed ? (StorageLimits.snapshotFrameBytesMax / 4_096 + 1) * Sealing.tagBytes : 0
+        guard frameBytes >= 1, frameBytes <= UInt64(StorageLimits.snapshotFrameBytesMax + sealingBytesMax) else {
             throw .valueOutOfRange(.frameBytes, frameBytes)
         }
     }
 
     /// The file's size the header promises; the fields are range-checked, so no overflow.
-    package var fileBytes: Int { Self.size + Int(frameBytes) }
+    package var fileBytes: Int { headerBytes + Int(frameBytes) }
 }
 
 /// Why a snapshot was not used. Recovery falls back to an older snapshot or the log's
@@ -135,6 +199,11 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
     case stateDamaged(offset: Int, BinaryDecodingError)
     /// A valid snapshot of another shard, shard count or LSN than its place says.
     case misplaced(shard: UInt32, shardCount: UInt32, lsn: UInt64)
+    /// A sealed snapshot whose data key (named by its id) is not among the keys given.
+    case keyUnavailable(keyID: String)
+    /// A sealed chunk (starting at file byte `offset`) does not authenticate: its bytes were
+    /// changed (AES-GCM tag mismatch).
+    case authenticationFailed(offset: Int)
 
     /// A stable machine-readable name.
     public var code: String {
@@ -153,6 +222,8 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
         case .stateSizeMismatch: "snapshot_state_size_mismatch"
         case .stateDamaged: "snapshot_state_damaged"
         case .misplaced: "snapshot_misplaced"
+        case .keyUnavailable: "data_key_missing"
+        case .authenticationFailed: "snapshot_authentication_failed"
         }
     }
 
@@ -171,6 +242,8 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
         case .stateSizeMismatch(let bytes, let expected): "state is \(bytes) bytes, the header says \(expected)"
         case .stateDamaged(let offset, let error): "ledger state damaged (uncompressed byte \(offset)): \(error)"
         case .misplaced(let shard, let count, let lsn): "written for shard \(shard) of \(count) at LSN \(lsn)"
+        case .keyUnavailable(let keyID): "sealed with data key \(keyID), which is not among the keys given (--data-key)"
+        case .authenticationFailed(let offset): "sealed bytes at \(offset) do not authenticate (AES-GCM tag mismatch): damaged"
         }
     }
 }
@@ -199,7 +272,7 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
     /// header written (with the sizes).
     @discardableResult
     @_spi(Plumbing) public static func write(_ ledger: Ledger, shard: UInt32, shardCount: UInt32, lsn: UInt64, chain: UInt32,
-                             directory: String, fileSystem: any FileSystem) throws -> SnapshotHeader {
+                             directory: String, fileSystem: any FileSystem, keys: EncryptionKeyRing? = nil) throws -> SnapshotHeader {
         var writer = ByteWriter(capacity: 1 << 20)
         ledger.encodeState(into: &writer)
         // Readers refuse a larger state: never write one they would refuse.
@@ -207,15 +280,59 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
             throw SnapshotProblem.valueOutOfRange(.stateBytes, UInt64(writer.count))
         }
         let frame = try LZ4Frame.compress(writer.bytes)
-        let header = SnapshotHeader(shardIndex: shard, shardCount: shardCount, lsn: lsn, chain: chain,
-                                    stateBytes: UInt64(writer.count), frameBytes: UInt64(frame.count))
+        let (header, body) = seal(SnapshotHeader(shardIndex: shard, shardCount: shardCount, lsn: lsn, chain: chain,
+                                                 stateBytes: UInt64(writer.count), frameBytes: UInt64(frame.count)),
+                                  frame: frame, keys: keys)
+        try store(header: header, body: body, directory: directory, fileSystem: fileSystem)
+        return header
+    }
+
+    /// `header` (its frame bytes set) and the frame as they go to disk: unchanged without a
+    /// key ring; sealed under the ring's newest key otherwise (compressed first, then sealed).
+    package static func seal(_ header: SnapshotHeader, frame: [UInt8], keys: EncryptionKeyRing?) -> (SnapshotHeader, [UInt8]) {
+        guard let keys, let key = keys.bytes(of: keys.newestID) else { return (header, frame) }
+        var sealed = header
+        sealed.version = SnapshotHeader.sealedVersion
+        sealed.keyID = keys.newestID
+        sealed.salt = Sealing.randomSalt()
+        sealed.chunkBytes = UInt32(SnapshotHeader.sealedChunkBytes)
+        let chunks = (frame.count + SnapshotHeader.sealedChunkBytes - 1) / SnapshotHeader.sealedChunkBytes
+        sealed.frameBytes = UInt64(frame.count + chunks * Sealing.tagBytes)
+        let headerBytes = sealed.encoded()
+        let subkey = Sealing.snapshotKey(key, shard: header.shardIndex, salt: sealed.salt)
+        var body = ByteWriter(capacity: Int(sealed.frameBytes))
+        frame.withUnsafeBytes { frame in
+            for chunk in 0 ..< chunks {
+                let start = chunk * SnapshotHeader.sealedChunkBytes
+                let end = min(frame.count, start + SnapshotHeader.sealedChunkBytes)
+                let context = chunkContext(headerBytes, chunk: UInt32(chunk))
+                context.withUnsafeBytes { context in
+                    Sealing.seal(UnsafeRawBufferPointer(rebasing: frame[start ..< end]), key: subkey,
+                                 nonce: Sealing.chunkNonce(UInt32(chunk)), authenticating: context, into: &body)
+                }
+            }
+        }
+        return (sealed, body.bytes)
+    }
+
+    /// A chunk's authenticated data: the whole header, then the chunk number.
+    private static func chunkContext(_ header: [UInt8], chunk: UInt32) -> [UInt8] {
+        var context = header
+        withUnsafeBytes(of: chunk.littleEndian) { context.append(contentsOf: $0) }
+        return context
+    }
+
+    /// Writes a snapshot file durably: temporary file, sync, rename, directory sync.
+    package static func store(header: SnapshotHeader, body: [UInt8], directory: String, fileSystem: any FileSystem) throws {
+        let lsn = header.lsn
+        let frame = body
         let final = directory + "/" + name(lsn: lsn)
         let temporary = directory + "/.tmp-" + name(lsn: lsn)
         let file = try fileSystem.open(temporary, create: true)
         do {
             try file.truncate(0)
             try file.write(header.encoded(), at: 0)
-            try file.write(frame, at: Int64(SnapshotHeader.size))
+            try file.write(frame, at: Int64(header.headerBytes))
             try file.sync()
             file.close()
         } catch {
@@ -231,31 +348,64 @@ public enum SnapshotProblem: Error, Sendable, Equatable, CustomStringConvertible
                 try? fileSystem.remove(directory + "/" + name)
             }
         }
-        return header
     }
 
     /// Reads and fully verifies a snapshot: header checksum and fields, LZ4 block and
     /// content checksums, the state's own structure and the ledger invariants. Reads at most
     /// what a snapshot can be (`StorageLimits`), and only a regular file.
-    package static func read(path: String, fileSystem: any FileSystem,
-                            configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
-        try decode(try readBytes(path: path, fileSystem: fileSystem), configuration: configuration)
+    package static func read(path: String, fileSystem: any FileSystem, configuration: LedgerConfiguration,
+                            keys: EncryptionKeyRing? = nil) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
+        try decode(try readBytes(path: path, fileSystem: fileSystem), configuration: configuration, keys: keys)
     }
 
     /// The bytes of the snapshot file `path`, bounded by the largest snapshot the format allows.
     package static func readBytes(path: String, fileSystem: any FileSystem) throws(SnapshotProblem) -> [UInt8] {
-        do { return try fileSystem.readFile(path, bytesMax: SnapshotHeader.size + StorageLimits.snapshotFrameBytesMax) } catch {
+        let sealingBytesMax = (StorageLimits.snapshotFrameBytesMax / 4_096 + 1) * Sealing.tagBytes
+        do {
+            return try fileSystem.readFile(path, bytesMax: SnapshotHeader.sealedSize + StorageLimits.snapshotFrameBytesMax + sealingBytesMax)
+        } catch {
             throw .unreadable(error)
         }
     }
 
-    /// Verifies and decodes the bytes of a snapshot file (see `read`).
-    @_spi(Plumbing) public static func decode(_ bytes: [UInt8], configuration: LedgerConfiguration) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
+    /// The header and the LZ4 frame of a snapshot file's bytes, opened when sealed.
+    package static func frame(of bytes: [UInt8], keys: EncryptionKeyRing?) throws(SnapshotProblem) -> (SnapshotHeader, [UInt8]) {
         let header = try SnapshotHeader(decoding: bytes)
         guard bytes.count == header.fileBytes else { throw .sizeMismatch(bytes: bytes.count, expected: header.fileBytes) }
+        guard header.isSealed else { return (header, Array(bytes[SnapshotHeader.size...])) }
+        guard let key = keys?.bytes(of: header.keyID) else {
+            throw .keyUnavailable(keyID: EncryptionKeyRing.describe(header.keyID))
+        }
+        let subkey = Sealing.snapshotKey(key, shard: header.shardIndex, salt: header.salt)
+        let headerBytes = Array(bytes[..<SnapshotHeader.sealedSize])
+        let sealedChunk = Int(header.chunkBytes) + Sealing.tagBytes
+        var frame: [UInt8] = []
+        frame.reserveCapacity(bytes.count)
+        var offset = SnapshotHeader.sealedSize
+        var chunk: UInt32 = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + sealedChunk)
+            let opened = bytes.withUnsafeBytes { raw in
+                chunkContext(headerBytes, chunk: chunk).withUnsafeBytes { context in
+                    Sealing.open(UnsafeRawBufferPointer(rebasing: raw[offset ..< end]), key: subkey,
+                                 nonce: Sealing.chunkNonce(chunk), authenticating: context)
+                }
+            }
+            guard let opened else { throw .authenticationFailed(offset: offset) }
+            frame.append(contentsOf: opened)
+            offset = end
+            chunk += 1
+        }
+        return (header, frame)
+    }
+
+    /// Verifies and decodes the bytes of a snapshot file (see `read`).
+    @_spi(Plumbing) public static func decode(_ bytes: [UInt8], configuration: LedgerConfiguration,
+                                              keys: EncryptionKeyRing? = nil) throws(SnapshotProblem) -> (SnapshotHeader, Ledger) {
+        let (header, frame) = try frame(of: bytes, keys: keys)
         let state: [UInt8]
         do {
-            state = try LZ4Frame.decompress(Array(bytes[SnapshotHeader.size...]), maxOutputBytes: Int(header.stateBytes))
+            state = try LZ4Frame.decompress(frame, maxOutputBytes: Int(header.stateBytes))
         } catch {
             throw .frameDamaged(error)
         }

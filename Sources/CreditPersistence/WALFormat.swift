@@ -11,13 +11,20 @@
 /// Version 2 adds the audit chain (docs/audit.md): every write batch of command records is
 /// followed by a seal record holding the SHA-256 chain head over those records' bytes.
 /// Version 1 segments (no seals) are still read; a writer appends only to version 2 ones.
+///
+/// Version 3 is a sealed segment (docs/encryption.md): its header names the data key and the
+/// segment's generation, and each write batch is one sealed frame record (kind 3) holding
+/// the batch's command records, compressed then encrypted (AES-256-GCM), followed by the
+/// batch's audit seal as in version 2.
 @_spi(Plumbing) public enum WALFormat {
     /// "ACWALSEG" — Aideon Credits write-ahead log segment.
     package static let segmentMagic: UInt64 = 0x4745_534C_4157_4341
     /// The version a writer writes.
     package static let version: UInt16 = 2
-    /// The versions a reader reads (1: no audit seals).
-    package static let versionsRead: ClosedRange<UInt16> = 1 ... 2
+    /// The version a writer with a data key writes: sealed frames (docs/encryption.md).
+    package static let sealedVersion: UInt16 = 3
+    /// The versions a reader reads (1: no audit seals; 3: sealed frames).
+    package static let versionsRead: ClosedRange<UInt16> = 1 ... 3
     @_spi(Plumbing) public static let segmentHeaderSize = 64
     @_spi(Plumbing) public static let recordHeaderSize = 40
     /// Where a record holds the previous record's checksum (its chain link).
@@ -29,8 +36,25 @@
     package static let sealRecordKind: UInt8 = 2
     /// A seal record's size: the 40-byte header, first covered LSN u64, previous head, head.
     package static let sealRecordSize = 40 + 8 + 2 * AuditChain.headSize
+    /// A sealed frame (version 3): one write batch's command records (kind 1, exactly as a
+    /// version 2 log holds them) compressed with LZ4 then sealed with AES-256-GCM. Its header
+    /// is in clear; its LSN is its first record's; its payload starts with `frameClearBytes`
+    /// clear bytes (last LSN u64 | last record's checksum u32 | plain bytes u32), then the
+    /// ciphertext and the 16-byte tag. Like a seal it stays out of the CRC chain: its previous
+    /// field is the link of its first inner record, the clear last checksum the next link.
+    package static let frameRecordKind: UInt8 = 3
+    /// The clear fields at the start of a frame's payload (authenticated).
+    package static let frameClearBytes = 16
+    /// The smallest frame: header, clear fields, at least one compressed byte, tag.
+    package static let frameSizeMin = 40 + 16 + 1 + 16
     /// Longest record a reader accepts (a command with a very long text field).
     package static let recordSizeMax = 4 << 20
+    /// Longest frame: one record of `recordSizeMax` that LZ4 could not shrink (its bound is
+    /// n + n/255 + 16) with the frame's header, clear fields and tag.
+    package static let frameSizeMax = recordSizeMax + recordSizeMax / 255 + 16 + 40 + 16 + 16
+    /// Plain bytes a frame holds at most: records are added while they fit, a single larger
+    /// record gets a frame of its own.
+    package static let framePlainBytesTarget = 256 << 10
 
     /// File name of the segment whose first record has `lsn`: 16 hex digits, so names
     /// sort in log order.
@@ -63,9 +87,27 @@ public struct SegmentHeader: Sendable, Equatable {
     /// only that many bytes at the tail; bytes written beyond that distance from a bad
     /// record prove it is not a torn tail but corruption.
     package var unsyncedBytesMax: UInt64
+    /// Version 3 (sealed): the id of the data key its frames are sealed with (0: not sealed).
+    package var keyID: UInt64 = 0
+    /// Version 3: the segment's generation, above every segment the shard made before it
+    /// (the first 4 bytes of each frame's nonce; docs/encryption.md). 0 when not sealed.
+    package var generation: UInt32 = 0
+
+    package var isSealed: Bool { version == WALFormat.sealedVersion }
 
     @_spi(Plumbing) public init(shardIndex: UInt32, shardCount: UInt32, firstLSN: UInt64, previousChecksum: UInt32,
                 segmentSize: UInt64, unsyncedBytesMax: UInt64) {
+        self.init(shardIndex: shardIndex, shardCount: shardCount, firstLSN: firstLSN, previousChecksum: previousChecksum,
+                  segmentSize: segmentSize, unsyncedBytesMax: unsyncedBytesMax, keyID: 0, generation: 0)
+    }
+
+    /// A sealed (version 3) segment's header when `keyID` is not 0.
+    package init(shardIndex: UInt32, shardCount: UInt32, firstLSN: UInt64, previousChecksum: UInt32,
+                 segmentSize: UInt64, unsyncedBytesMax: UInt64, keyID: UInt64, generation: UInt32) {
+        precondition((keyID == 0) == (generation == 0), "a sealed segment has a key id and a generation")
+        self.version = keyID == 0 ? WALFormat.version : WALFormat.sealedVersion
+        self.keyID = keyID
+        self.generation = generation
         self.shardIndex = shardIndex
         self.shardCount = shardCount
         self.firstLSN = firstLSN
@@ -76,7 +118,8 @@ public struct SegmentHeader: Sendable, Equatable {
 
     /// Layout: magic u64 | version u16 | command encoding version u16 | shard index u32 |
     /// shard count u32 | previous checksum u32 | first LSN u64 | segment size u64 |
-    /// unsynced bytes max u64 | 12 zero bytes | CRC32C of bytes 0..<60 u32.
+    /// unsynced bytes max u64 | 12 zero bytes (version 3: data key id u64, generation u32) |
+    /// CRC32C of bytes 0..<60 u32.
     @_spi(Plumbing) public func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: WALFormat.segmentHeaderSize)
         writer.write(WALFormat.segmentMagic)
@@ -88,7 +131,12 @@ public struct SegmentHeader: Sendable, Equatable {
         writer.write(firstLSN)
         writer.write(segmentSize)
         writer.write(unsyncedBytesMax)
-        writer.write(bytes: [UInt8](repeating: 0, count: 12))
+        if isSealed {
+            writer.write(keyID)
+            writer.write(generation)
+        } else {
+            writer.write(bytes: [UInt8](repeating: 0, count: 12))
+        }
         writer.write(CRC32C.checksum(writer.bytes))
         assert(writer.count == WALFormat.segmentHeaderSize)
         return writer.bytes
@@ -101,6 +149,8 @@ public struct SegmentHeader: Sendable, Equatable {
         case firstLSN = "first LSN"
         case segmentSize = "segment size"
         case unsyncedBytesMax = "unsynced bytes max"
+        case keyID = "data key id"
+        case generation = "generation"
     }
 
     public enum Problem: Error, Sendable, Equatable, CustomStringConvertible {
@@ -164,7 +214,14 @@ public struct SegmentHeader: Sendable, Equatable {
             firstLSN = try reader.read()
             segmentSize = try reader.read()
             unsyncedBytesMax = try reader.read()
-            guard bytes[Self.reservedBytes].allSatisfy({ $0 == 0 }) else { throw Problem.reservedBytesSet }
+            if version == WALFormat.sealedVersion {
+                keyID = try reader.read()
+                generation = try reader.read()
+                guard keyID != 0 else { throw Problem.valueOutOfRange(.keyID, 0) }
+                guard generation != 0 else { throw Problem.valueOutOfRange(.generation, 0) }
+            } else {
+                guard bytes[Self.reservedBytes].allSatisfy({ $0 == 0 }) else { throw Problem.reservedBytesSet }
+            }
         } catch let problem as Problem {
             throw problem
         } catch {
@@ -307,6 +364,18 @@ public enum WALRecord {
         case sealMalformed(length: Int)
         /// A seal in a version 1 segment (which has none).
         case sealInVersion1
+        /// A record of a kind its segment's version does not hold: a sealed frame outside a
+        /// version 3 segment, or a bare command record inside one.
+        case kindOutOfPlace(kind: UInt8, version: UInt16)
+        /// A frame whose clear fields are impossible (its last LSN before its first, more
+        /// records than bytes, plain bytes out of range).
+        case frameMalformed
+        /// A frame whose checksum holds but whose AES-GCM tag does not verify under its key:
+        /// its bytes were changed and the checksum recomputed.
+        case authenticationFailed
+        /// An authentic frame whose contents do not match its clear fields or do not
+        /// decompress to command records (`reason` says which): only a writer bug makes one.
+        case frameContents(String)
         /// A valid record out of place (found by the reader, not by `scan`): another LSN
         /// than the next one, or another predecessor than the record before it.
         case unexpectedLSN(found: UInt64, expected: UInt64)
@@ -326,6 +395,10 @@ public enum WALRecord {
             case .chainBroken: "chain_broken"
             case .sealMalformed: "audit_seal_malformed"
             case .sealInVersion1: "audit_seal_in_version_1"
+            case .kindOutOfPlace: "record_kind_out_of_place"
+            case .frameMalformed: "frame_malformed"
+            case .authenticationFailed: "frame_authentication_failed"
+            case .frameContents: "frame_contents_invalid"
             }
         }
 
@@ -343,6 +416,10 @@ public enum WALRecord {
                 "hash chain broken: record names \(WALReader.hex(found)) as the previous record, the log has \(WALReader.hex(expected))"
             case .sealMalformed(let length): "audit seal record of \(length) bytes (\(WALFormat.sealRecordSize) expected)"
             case .sealInVersion1: "audit seal record in a version 1 segment"
+            case .kindOutOfPlace(let kind, let version): "record of kind \(kind) in a version \(version) segment"
+            case .frameMalformed: "sealed frame with impossible clear fields (last LSN, checksum or plain size)"
+            case .authenticationFailed: "sealed frame does not authenticate (AES-GCM tag mismatch): its bytes were changed"
+            case .frameContents(let reason): "sealed frame authenticates but its contents are invalid: \(reason)"
             }
         }
     }
@@ -354,9 +431,19 @@ public enum WALRecord {
         package var kind: UInt8
         package var time: Timestamp
         package var syncedLSN: UInt64
+        /// A frame's last LSN and its last record's checksum (its clear fields); a command
+        /// record's own LSN and checksum.
+        package var lastLSN: UInt64
+        package var lastChecksum: UInt32
+        /// A frame's plain (decompressed) bytes; 0 for other kinds.
+        package var plainBytes: Int = 0
 
         /// A seal of the audit chain, not a command.
         package var isSeal: Bool { kind == WALFormat.sealRecordKind }
+        /// A sealed frame of command records.
+        package var isFrame: Bool { kind == WALFormat.frameRecordKind }
+        /// The command records it holds (a seal: none).
+        package var recordCount: Int { isSeal ? 0 : Int(lastLSN - lsn) + 1 }
     }
 
     /// Looks at the record starting at `offset` of `bytes` (which ends at `end`).
@@ -370,7 +457,7 @@ public enum WALRecord {
             // followed by anything but zeros is checked by the reader's tail rule.)
             return .end
         }
-        guard length >= WALFormat.recordHeaderSize + 17, length <= WALFormat.recordSizeMax else {
+        guard length >= WALFormat.recordHeaderSize + 17, length <= WALFormat.frameSizeMax else {
             return .invalid(.lengthOutOfRange(length))
         }
         guard length <= end - offset else { return .invalid(.cutShort(length: length, bytesLeft: end - offset)) }
@@ -382,18 +469,37 @@ public enum WALRecord {
         let kind = bytes[offset + 20]
         if kind == WALFormat.sealRecordKind {
             guard length == WALFormat.sealRecordSize else { return .invalid(.sealMalformed(length: length)) }
+        } else if kind == WALFormat.frameRecordKind {
+            guard length >= WALFormat.frameSizeMin else { return .invalid(.frameMalformed) }
         } else if kind != WALFormat.commandRecordKind {
             return .invalid(.unknownKind(kind))
+        } else if length > WALFormat.recordSizeMax {
+            return .invalid(.lengthOutOfRange(length))
         }
         guard bytes[offset + 21] == 0, bytes[offset + 22] == 0, bytes[offset + 23] == 0 else { return .invalid(.reservedBytesSet) }
         let millis = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 24, as: Int64.self))
         guard millis >= 0, millis <= StorageLimits.recordTimeMillisMax else { return .invalid(.timeOutOfRange(millis: millis)) }
+        let lsn = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
+        var lastLSN = lsn
+        var lastChecksum = stored
+        var plainBytes = 0
+        if kind == WALFormat.frameRecordKind {
+            lastLSN = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 40, as: UInt64.self))
+            lastChecksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 48, as: UInt32.self))
+            plainBytes = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 52, as: UInt32.self)))
+            // Each record has a 40-byte header and a command of at least 17 bytes.
+            guard lastLSN >= lsn, lastLSN <= StorageLimits.lsnMax, plainBytes <= WALFormat.recordSizeMax + WALFormat.framePlainBytesTarget,
+                  UInt64(plainBytes) / UInt64(WALFormat.recordHeaderSize + 17) >= lastLSN - lsn + 1 else {
+                return .invalid(.frameMalformed)
+            }
+        }
         return .record(Header(checksum: stored,
-                              lsn: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
+                              lsn: lsn,
                               previous: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + WALFormat.previousChecksumOffset, as: UInt32.self)),
                               kind: kind,
                               time: Timestamp(millisSinceEpoch: millis),
-                              syncedLSN: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 32, as: UInt64.self))),
+                              syncedLSN: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 32, as: UInt64.self)),
+                              lastLSN: lastLSN, lastChecksum: lastChecksum, plainBytes: plainBytes),
                        length: length)
     }
 }

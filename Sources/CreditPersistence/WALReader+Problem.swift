@@ -43,6 +43,13 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
     case recordCorrupt(WALRecord.Damage, lsn: UInt64, declaredSynced: Bool, bytesAfter: Int, unsyncedBytesMax: UInt64)
     case commandUndecodable(lsn: UInt64, BinaryDecodingError)
     case timeOutOfOrder(lsn: UInt64, time: Timestamp, previous: Timestamp)
+    /// A sealed frame (records `lsn...`) whose checksum holds but which does not open: its tag
+    /// does not verify, or its contents do not match its clear fields. Corruption or
+    /// tampering, never a torn tail (a torn write fails the checksum first).
+    case frameUnreadable(WALRecord.Damage, lsn: UInt64)
+    /// A sealed segment's frames must be opened and its data key (named by its id) is not in
+    /// the ring, or no ring was given. Never cut: nothing changes until the key is supplied.
+    case keyUnavailable(keyID: String)
 
     // The log against its snapshot.
     /// The record at the snapshot's LSN is not the one the snapshot was taken after.
@@ -90,6 +97,8 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
         case .logStartMissing: "log_start_missing"
         case .recordCorrupt(let damage, _, _, _, _): damage.code
         case .commandUndecodable: "command_undecodable"
+        case .frameUnreadable(let damage, _): damage.code
+        case .keyUnavailable: "data_key_missing"
         case .timeOutOfOrder: "time_out_of_order"
         case .snapshotMismatch: "snapshot_log_mismatch"
         case .logBehindSnapshot: "log_behind_snapshot"
@@ -131,6 +140,8 @@ public enum WALProblem: Sendable, Equatable, CustomStringConvertible {
                        ? "\(bytesAfter) bytes were written after it, more than the \(unsyncedBytesMax) a crash can tear" : nil]
                 .compactMap { $0 }.joined(separator: "; ") + ")"
         case .commandUndecodable(let lsn, let error): "record \(lsn) passed its checksum but its command does not decode: \(error)"
+        case .frameUnreadable(let damage, let lsn): "sealed frame from record \(lsn) passed its checksum but cannot be opened: \(damage)"
+        case .keyUnavailable(let keyID): "sealed with data key \(keyID), which is not among the keys given (--data-key)"
         case .timeOutOfOrder(let lsn, let time, let previous): "record \(lsn) is stamped \(time), before the previous record (\(previous))"
         case .snapshotMismatch(let lsn, let record, let snapshot):
             "the snapshot does not match the log: record \(lsn) has checksum \(WALReader.hex(record)), the snapshot ends with \(WALReader.hex(snapshot))"

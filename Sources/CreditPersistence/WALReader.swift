@@ -1,3 +1,4 @@
+import Crypto
 @_spi(Plumbing) import CreditCore
 /// Reads and verifies a shard's write-ahead log: segment headers, record checksums, LSN
 /// continuity and the hash chain, and tells a torn tail from corruption.
@@ -135,9 +136,10 @@ public enum WALReader {
     ///     count (nil: not checked, for a bare directory of segments).
     @_spi(Plumbing) public static func read(directory: String, fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
                             afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
+                            keys: EncryptionKeyRing? = nil,
                             visit: (Entry) throws -> Void) throws -> Report {
         try read(directories: [directory], fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,
-                 chain: chain, mode: mode, visit: visit)
+                 chain: chain, mode: mode, keys: keys, visit: visit)
     }
 
     /// A segment file and the directory it was found in.
@@ -182,10 +184,11 @@ public enum WALReader {
     /// live log), taken together in LSN order.
     package static func read(directories: [String], fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32? = nil,
                             afterLSN: UInt64 = 0, chain: UInt32? = nil, mode: Mode = .strict,
-                            audit: AuditOptions? = nil,
+                            audit: AuditOptions? = nil, keys: EncryptionKeyRing? = nil,
                             visit: (Entry) throws -> Void) throws -> Report {
         var walk = SegmentWalk(fileSystem: fileSystem, shard: shard, shardCount: shardCount, afterLSN: afterLSN,
                                chain: chain, mode: mode)
+        walk.keys = keys
         walk.track.options = audit ?? AuditOptions(verifyHeads: false, decodeCommands: true, onSeal: nil)
         let located = try locateSegments(directories, fileSystem: fileSystem, afterLSN: afterLSN, mode: mode, report: &walk.report)
         walk.report.segments = located.map(\.name)
@@ -223,6 +226,10 @@ public enum WALReader {
         var previousUnsyncedBytesMax: UInt64 = 0
         /// The audit chain so far.
         var track = AuditTrack()
+        /// The data keys sealed segments are opened with (nil: none given).
+        var keys: EncryptionKeyRing?
+        /// Log subkeys already derived, by data key id (one derivation per key, not per segment).
+        var logKeys: [UInt64: SymmetricKey] = [:]
 
         init(fileSystem: any FileSystem, shard: UInt32, shardCount: UInt32?, afterLSN: UInt64, chain: UInt32?, mode: Mode) {
             self.fileSystem = fileSystem
@@ -254,8 +261,18 @@ public enum WALReader {
             guard try continuesLog(header, segment: segment, withLater: located[index...]) else { return }
             previousUnsyncedBytesMax = header.unsyncedBytesMax
             try track.enter(header, path: segment.path, isFirst: index == 0 || track.segments == 0, report: &report)
+            // A sealed segment's key is looked up here but needed only when a frame must be
+            // opened (frames a snapshot covers are verified by their checksums alone): after a
+            // rekey, the old key is needed for the audit trail, not for start-up.
+            var opener: FrameOpener?
+            if header.isSealed {
+                let keyID = header.keyID
+                let known = logKeys[keyID] ?? keys?.bytes(of: keyID).map { Sealing.logKey($0, shard: header.shardIndex) }
+                if let known { logKeys[keyID] = known }
+                opener = FrameOpener(key: known, keyID: keyID, generation: header.generation)
+            }
             cut = try readRecords(bytes, header: header, segment: segment, later: isLast ? [] : located[(index + 1)...].map(\.path),
-                                  afterLSN: afterLSN, chain: chain, fileSystem: fileSystem, mode: mode,
+                                  afterLSN: afterLSN, chain: chain, fileSystem: fileSystem, mode: mode, opener: opener,
                                   position: &position, report: &report, track: &track, visit: visit)
         }
 
@@ -366,6 +383,14 @@ public enum WALReader {
         }
     }
 
+    /// How a sealed segment's frames are opened: the shard's log subkey under the segment's
+    /// data key (nil: the key is not in the ring) and the segment's generation.
+    struct FrameOpener {
+        var key: SymmetricKey?
+        var keyID: UInt64
+        var generation: UInt32
+    }
+
     /// The LSN and predecessor checksum the next record must have (nil: not known yet).
     struct ChainPosition {
         var expectedLSN: UInt64?
@@ -378,8 +403,8 @@ public enum WALReader {
     /// damage otherwise.
     private static func readRecords(_ bytes: [UInt8], header: SegmentHeader, segment: Located, later: [String],
                                     afterLSN: UInt64, chain: UInt32?, fileSystem: any FileSystem, mode: Mode,
-                                    position: inout ChainPosition, report: inout Report, track: inout AuditTrack,
-                                    visit: (Entry) throws -> Void) throws -> Bool {
+                                    opener: FrameOpener?, position: inout ChainPosition, report: inout Report,
+                                    track: inout AuditTrack, visit: (Entry) throws -> Void) throws -> Bool {
         let (name, path) = (segment.name, segment.path)
         let end = min(bytes.count, Int(header.segmentSize))
         var offset = WALFormat.segmentHeaderSize
@@ -416,7 +441,66 @@ public enum WALReader {
                     offset += length
                     report.tailOffset = offset
                     continue
+                case .record(let record, let length) where record.isFrame:
+                    guard let opener else {
+                        damage = .kindOutOfPlace(kind: record.kind, version: header.version)
+                        break
+                    }
+                    if record.lsn != position.expectedLSN {
+                        damage = .unexpectedLSN(found: record.lsn, expected: position.expectedLSN ?? 0)
+                        break
+                    }
+                    if let previous = position.expectedPrevious, record.previous != previous {
+                        damage = .chainBroken(found: record.previous, expected: previous)
+                        break
+                    }
+                    if record.lastLSN == afterLSN, let chain, record.lastChecksum != chain {
+                        throw Failure(file: path, offset: offset, problem: .snapshotMismatch(
+                            lsn: record.lastLSN, recordChecksum: record.lastChecksum, snapshotChecksum: chain))
+                    }
+                    // Opened only when its commands are wanted, or when the snapshot's LSN lies
+                    // inside it (its inner record's checksum is the one to compare).
+                    let wanted = record.lastLSN > afterLSN && track.options.decodeCommands
+                    let snapshotInside = chain != nil && record.lsn <= afterLSN && afterLSN < record.lastLSN
+                    if wanted || snapshotInside {
+                        guard let key = opener.key else {
+                            // Never cut, whatever the mode: a missing key is the operator's to
+                            // supply, and nothing may change before it is.
+                            throw Failure(file: path, offset: offset,
+                                          problem: .keyUnavailable(keyID: EncryptionKeyRing.describe(opener.keyID)))
+                        }
+                        let frameDamage: WALRecord.Damage?
+                        switch WALFrame.open(raw, at: offset, length: length, header: record, key: key, generation: opener.generation) {
+                        case .damaged(let why):
+                            frameDamage = why
+                        case .plain(let plain):
+                            frameDamage = try walkFrame(plain, frame: record, at: offset, path: path, afterLSN: afterLSN, chain: chain,
+                                                        visit: wanted, version: header.commandEncodingVersion,
+                                                        report: &report, visitor: visit)
+                        }
+                        if let damage = frameDamage {
+                            guard mode == .pointInTime else {
+                                throw Failure(file: path, offset: offset, problem: .frameUnreadable(damage, lsn: record.lsn))
+                            }
+                            try judgeBadSpot(raw, at: offset, end: end, damage: damage, badLSN: record.lsn, header: header,
+                                             later: later, path: path, fileSystem: fileSystem, mode: mode, report: &report)
+                            return true
+                        }
+                    }
+                    track.command(lsn: record.lsn, records: record.recordCount, at: offset, path: path)
+                    report.recordsVerified += record.recordCount
+                    report.lastLSN = record.lastLSN
+                    report.lastChecksum = record.lastChecksum
+                    position.expectedLSN = record.lastLSN + 1
+                    position.expectedPrevious = record.lastChecksum
+                    offset += length
+                    report.tailOffset = offset
+                    continue
                 case .record(let record, let length):
+                    if opener != nil {
+                        damage = .kindOutOfPlace(kind: record.kind, version: header.version)
+                        break
+                    }
                     if record.lsn != position.expectedLSN {
                         damage = .unexpectedLSN(found: record.lsn, expected: position.expectedLSN ?? 0)
                         break
@@ -436,7 +520,7 @@ public enum WALReader {
                         report.recordsVisited += 1
                     }
                     if chained {
-                        track.command(lsn: record.lsn, at: offset, path: path)
+                        track.command(lsn: record.lsn, records: 1, at: offset, path: path)
                     } else {
                         report.unchainedRecords += 1
                     }
@@ -463,16 +547,59 @@ public enum WALReader {
         }
     }
 
-    /// The command of a record whose checksum held.
+    /// The inner records of an opened frame (`plain`, the frame at file `offset`): each a
+    /// command record whose checksum holds, continuing the LSNs and the CRC chain from the
+    /// frame's first LSN and link and ending at its clear last LSN and checksum. Visits those
+    /// above `afterLSN` when `visit`. Returns the damage when the contents do not fit.
+    private static func walkFrame(_ plain: [UInt8], frame: WALRecord.Header, at offset: Int, path: String, afterLSN: UInt64,
+                                  chain: UInt32?, visit: Bool, version: UInt16, report: inout Report,
+                                  visitor: (Entry) throws -> Void) throws -> WALRecord.Damage? {
+        var expectedLSN = frame.lsn
+        var expectedPrevious = frame.previous
+        var inner = 0
+        let damage: WALRecord.Damage? = try plain.withUnsafeBytes { raw in
+            while inner < raw.count {
+                guard case .record(let record, let length) = WALRecord.scan(raw, at: inner, end: raw.count),
+                      record.kind == WALFormat.commandRecordKind else {
+                    return .frameContents("no valid command record at plain byte \(inner)")
+                }
+                guard record.lsn == expectedLSN, record.previous == expectedPrevious, record.lsn <= frame.lastLSN else {
+                    return .frameContents("record \(record.lsn) at plain byte \(inner) does not continue the frame's records")
+                }
+                if record.lsn == afterLSN, let chain, record.checksum != chain {
+                    throw Failure(file: path, offset: offset,
+                                  problem: .snapshotMismatch(lsn: record.lsn, recordChecksum: record.checksum, snapshotChecksum: chain))
+                }
+                if visit && record.lsn > afterLSN {
+                    try visitor(Entry(lsn: record.lsn, time: record.time,
+                                      command: try decodeCommand(plain, record: record, at: inner, length: length, path: path,
+                                                                 reportedOffset: offset, version: version)))
+                    report.recordsVisited += 1
+                }
+                expectedLSN = record.lsn + 1
+                expectedPrevious = record.checksum
+                inner += length
+            }
+            return nil
+        }
+        if let damage { return damage }
+        guard expectedLSN == frame.lastLSN + 1, expectedPrevious == frame.lastChecksum else {
+            return .frameContents("its records end at \(expectedLSN - 1), the frame says \(frame.lastLSN)")
+        }
+        return nil
+    }
+
+    /// The command of a record whose checksum held (`reportedOffset`: where a failure is
+    /// reported, the frame's offset for a record inside one).
     private static func decodeCommand(_ bytes: [UInt8], record: WALRecord.Header, at offset: Int, length: Int,
-                                      path: String, version: UInt16) throws(Failure) -> Command {
+                                      path: String, reportedOffset: Int? = nil, version: UInt16) throws(Failure) -> Command {
         var reader = ByteReader(bytes, from: offset + WALFormat.recordHeaderSize, to: offset + length)
         do {
             let command = try Command(decoding: &reader, version: version)
             try reader.expectEnd("the command")
             return command
         } catch {
-            throw Failure(file: path, offset: offset, problem: .commandUndecodable(lsn: record.lsn, error))
+            throw Failure(file: path, offset: reportedOffset ?? offset, problem: .commandUndecodable(lsn: record.lsn, error))
         }
     }
 
@@ -544,7 +671,7 @@ public enum WALReader {
                 continue
             }
             if header.lsn > after {
-                if !header.isSeal { found.records += 1 }
+                found.records += header.recordCount
                 found.maxSyncedLSN = max(found.maxSyncedLSN, header.syncedLSN)
             }
             offset += length
@@ -566,8 +693,10 @@ public enum WALReader {
     static func isRecordCandidate(_ raw: UnsafeRawBufferPointer, at offset: Int, end: Int) -> Bool {
         guard end - offset >= WALFormat.recordHeaderSize else { return false }
         let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-        return length >= WALFormat.recordHeaderSize && length <= min(WALFormat.recordSizeMax, end - offset)
-            && (raw[offset + 20] == WALFormat.commandRecordKind || raw[offset + 20] == WALFormat.sealRecordKind)
+        let kind = raw[offset + 20]
+        return length >= WALFormat.recordHeaderSize
+            && length <= min(kind == WALFormat.frameRecordKind ? WALFormat.frameSizeMax : WALFormat.recordSizeMax, end - offset)
+            && (kind == WALFormat.commandRecordKind || kind == WALFormat.sealRecordKind || kind == WALFormat.frameRecordKind)
             && raw[offset + 21] == 0 && raw[offset + 22] == 0 && raw[offset + 23] == 0
     }
 

@@ -41,6 +41,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Exponent of the hot scenario's Zipf law, \(OptionLimits.zipfExponentMin)...\(OptionLimits.zipfExponentMax), not 1.") var zipfS = 1.1
     @Option(help: "Durability: memory (no log, the default), strict (ack after fsync, group commit), interval (fsync every 10 ms) or none (log written, never waited for). All but memory need --data.")
     var durability = "memory"
+    @OptionGroup var keys: DataKeyOptions
     @Option(help: "Data directory for the log and snapshots (a fresh one per run is best: an existing one is recovered first).")
     var data: String?
     @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (with --data); never inside --data.")
@@ -129,6 +130,7 @@ struct Bench: AsyncParsableCommand {
             configuration.storage = StorageConfiguration(directory: data, log: log,
                                                          snapshotEveryRecords: snapshotEvery, snapshotEveryMillis: nil)
             configuration.storage?.writerThreads = writerThreads
+            configuration.storage?.encryption = try keys.ring(dataDirectory: data)
             engine = try await CreditEngine.open(configuration: configuration)
         } else {
             engine = CreditEngine(configuration: configuration)

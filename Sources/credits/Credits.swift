@@ -10,7 +10,7 @@ struct Credits: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "credits",
         abstract: "Aideon Credits: a credit ledger engine for AI usage.",
-        subcommands: [Bench.self, Load.self, Export.self, StatementCommand.self, Drill.self, Recover.self, SnapshotCommand.self,
+        subcommands: [Rekey.self, Bench.self, Load.self, Export.self, StatementCommand.self, Drill.self, Recover.self, SnapshotCommand.self,
                       WALCommand.self, CatalogCommand.self, QuoteCommand.self, MonthEnd.self, AuditCommand.self, Version.self]
     )
 }

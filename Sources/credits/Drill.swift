@@ -32,6 +32,7 @@ struct Drill: AsyncParsableCommand {
     @Option(help: "Seed of the kill moment (default: random).") var seed: UInt64?
     @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (the child's and the restart's); never inside --data.")
     var auditKey: String?
+    @OptionGroup var keys: DataKeyOptions
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
@@ -63,6 +64,7 @@ struct Drill: AsyncParsableCommand {
                          "--snapshot-every", String(snapshotEvery)]
         if let shards { arguments += ["--shards", String(shards)] }
         if let auditKey { arguments += ["--audit-key", auditKey] }
+        for key in keys.dataKeys { arguments += ["--data-key", key] }
         let child = try ChildProcess.spawn(executablePath(), arguments)
         var output: [UInt8] = []
         var firstAck: UInt64?
@@ -103,7 +105,8 @@ struct Drill: AsyncParsableCommand {
         if let last = output.last, last != UInt8(ascii: "\n") {
             printError("drill: ignoring a partial last line (never a complete acknowledgement)")
         }
-        let storage = StorageConfiguration(directory: data)
+        var storage = StorageConfiguration(directory: data)
+        storage.encryption = try keys.ring(dataDirectory: data)
         guard let shardCount = try ShardStorage.existingShardCount(storage: storage) else {
             throw ValidationError("\(data) was not created by the load child")
         }
@@ -134,7 +137,8 @@ struct Drill: AsyncParsableCommand {
         // The real start-up, as a service does it (this one cuts a torn tail).
         var log = LogConfiguration()
         log.auditSigningKey = try loadAuditKey(auditKey, data: data)
-        let storage = StorageConfiguration(directory: data, log: log)
+        var storage = StorageConfiguration(directory: data, log: log)
+        storage.encryption = try keys.ring(dataDirectory: data)
         let started = monotonicNanos()
         let engine = try await CreditEngine.open(configuration: EngineConfiguration(shardCount: check.shardCount, storage: storage))
         let recoveryMillis = Double(monotonicNanos() - started) / 1e6

@@ -21,11 +21,13 @@ struct Export: AsyncParsableCommand {
     )
 
     @Option(help: "Data directory.") var data: String
+    @OptionGroup var keys: DataKeyOptions
 
     func validate() throws { try checkPath("--data", data) }
 
     func run() async throws {
-        let storage = StorageConfiguration(directory: data)
+        var storage = StorageConfiguration(directory: data)
+        storage.encryption = try keys.ring(dataDirectory: data)
         let shardCount = try LogReplay.shardCount(of: storage)
         let configuration = EngineConfiguration(shardCount: shardCount, storage: storage).shardLedgerConfiguration
         let entries = Counter()

@@ -14,17 +14,23 @@ struct SnapshotCommand: AsyncParsableCommand {
 
         @Argument(help: "The snapshot file (DIR/shard-NN/snapshots/<lsn>.snap).") var file: String
         @Flag(help: "Print one JSON object.") var json = false
+        @OptionGroup var keys: DataKeyOptions
 
         func validate() throws { try checkPath("FILE", file) }
 
         func run() async throws {
             let fileSystem = PosixFileSystem()
+            // The data directory the file lies in (DIR/shard-NN/snapshots/FILE): no key may lie there.
+            var components = file.split(separator: "/", omittingEmptySubsequences: false)
+            components.removeLast(min(3, components.count))
+            let dataDirectory = components.isEmpty ? "." : (components == [""] ? "/" : components.joined(separator: "/"))
+            let ring = try keys.ring(dataDirectory: dataDirectory)
             do throws(SnapshotProblem) {
                 let bytes = try SnapshotFile.readBytes(path: file, fileSystem: fileSystem)
                 // The header's shard count is range-checked before it configures anything.
                 let header = try SnapshotHeader(decoding: bytes)
                 let configuration = EngineConfiguration(shardCount: Int(header.shardCount)).shardLedgerConfiguration
-                let (_, ledger) = try SnapshotFile.decode(bytes, configuration: configuration)
+                let (_, ledger) = try SnapshotFile.decode(bytes, configuration: configuration, keys: ring)
                 let ratio = Double(header.stateBytes) / Double(max(1, header.frameBytes))
                 if json {
                     print("{\"ok\": true, \"file\": \(jsonString(file)), \"shard\": \(header.shardIndex), "
@@ -66,12 +72,14 @@ struct WALCommand: AsyncParsableCommand {
 
         @Argument(help: "A data directory, or a directory of .wal segments.") var directory: String
         @Flag(help: "Print one JSON object per shard or log directory.") var json = false
+        @OptionGroup var keys: DataKeyOptions
 
         func validate() throws { try checkPath("DIR", directory) }
 
         func run() async throws {
             let fileSystem = PosixFileSystem()
-            let storage = StorageConfiguration(directory: directory, fileSystem: fileSystem)
+            var storage = StorageConfiguration(directory: directory, fileSystem: fileSystem)
+            storage.encryption = try keys.ring(dataDirectory: directory)
             let shardCount: Int?
             do throws(RecoveryError) { shardCount = try ShardStorage.existingShardCount(storage: storage) } catch {
                 reportFailure(code: error.code, problem: error.description, label: directory)
@@ -91,11 +99,11 @@ struct WALCommand: AsyncParsableCommand {
                 if failed { throw ExitCode.failure }
                 return
             }
-            try verifySegmentDirectory(fileSystem: fileSystem)
+            try verifySegmentDirectory(fileSystem: fileSystem, keys: storage.encryption)
         }
 
         /// DIR is a bare directory of segments: the shard is the one its first segment names.
-        private func verifySegmentDirectory(fileSystem: PosixFileSystem) throws {
+        private func verifySegmentDirectory(fileSystem: PosixFileSystem, keys ring: EncryptionKeyRing?) throws {
             let names = try fileSystem.contentsOfDirectory(directory).filter { WALFormat.firstLSN(ofSegmentNamed: $0) != nil }
             guard let first = names.first else { throw ValidationError("\(directory) holds no data directory and no .wal segments") }
             do {
@@ -109,7 +117,7 @@ struct WALCommand: AsyncParsableCommand {
                 do { header = try SegmentHeader(decoding: bytes) } catch {
                     throw WALReader.Failure(file: directory + "/" + first, offset: 0, problem: .segmentHeader(error))
                 }
-                report(try WALReader.read(directories: [directory], fileSystem: fileSystem, shard: header.shardIndex) { _ in },
+                report(try WALReader.read(directories: [directory], fileSystem: fileSystem, shard: header.shardIndex, keys: ring) { _ in },
                        label: directory)
             } catch let failure as WALReader.Failure {
                 reportFailure(code: failure.code, problem: failure.description, label: directory)

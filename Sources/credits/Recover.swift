@@ -22,6 +22,7 @@ struct Recover: AsyncParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (its close checkpoint); never inside --data.")
     var auditKey: String?
+    @OptionGroup var keys: DataKeyOptions
 
     func validate() throws {
         try checkPath("--data", data)
@@ -32,6 +33,7 @@ struct Recover: AsyncParsableCommand {
         var log = LogConfiguration()
         log.auditSigningKey = try loadAuditKey(auditKey, data: data)
         var storage = StorageConfiguration(directory: data, log: log)
+        storage.encryption = try keys.ring(dataDirectory: data)
         storage.recovery = pointInTime ? .pointInTime : .strict
         let started = monotonicNanos()
         let engine: CreditEngine

@@ -21,6 +21,7 @@ struct StatementCommand: AsyncParsableCommand {
     )
 
     @Option(help: "Data directory.") var data: String
+    @OptionGroup var keys: DataKeyOptions
     @Option(help: "Account: t<tenant>/a<number> (a member's statement reconciles its organisation's pool).") var account: String?
     @Option(help: "Department of an organisation (cost centre): t<tenant>/d<id>.") var department: String?
     @Option(help: "Whole organisation: t<tenant>.") var organisation: String?
@@ -79,7 +80,8 @@ struct StatementCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (subject, from, to) = try request()
-        let storage = StorageConfiguration(directory: data)
+        var storage = StorageConfiguration(directory: data)
+        storage.encryption = try keys.ring(dataDirectory: data)
         let output = BufferedOutput()
         do {
             let shardCount: Int

@@ -12,6 +12,7 @@ struct StorageOptions: ParsableArguments {
     var shards: Int?
     @Option(help: "PEM file of the Ed25519 key that signs the audit checkpoints (openssl genpkey -algorithm ed25519); never inside --data.")
     var auditKey: String?
+    @OptionGroup var keys: DataKeyOptions
 
     func validate() throws {
         try checkPath("--data", data)
@@ -25,7 +26,9 @@ struct StorageOptions: ParsableArguments {
     func storage(snapshotEveryRecords: Int? = 5_000_000) throws -> StorageConfiguration {
         var log = LogConfiguration(durability: Durability(rawValue: durability)!)
         log.auditSigningKey = try loadAuditKey(auditKey, data: data)
-        return StorageConfiguration(directory: data, log: log, snapshotEveryRecords: snapshotEveryRecords)
+        var storage = StorageConfiguration(directory: data, log: log, snapshotEveryRecords: snapshotEveryRecords)
+        storage.encryption = try keys.ring(dataDirectory: data)
+        return storage
     }
 
     /// The shard count to use: the directory's own if it exists (a different --shards is an

@@ -62,16 +62,26 @@ func removeTree(_ path: String) {
 
 @Suite("Crash test: a real `credits load` process killed with SIGKILL, again and again")
 struct CrashTests {
-    @Test("SIGKILL `credits load --durability strict` 4 times on one directory: every acknowledged debit is there exactly once, invariants hold",
-          .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"))
-    func killRepeatedly() async throws {
-        let seed = DurabilitySeed.make("CrashTests.killRepeatedly")
+    @Test("SIGKILL `credits load --durability strict` 4 times on one directory: every acknowledged debit is there exactly once, invariants hold (also with --data-key: encryption at rest)",
+          .enabled(if: creditsExecutable != nil, "the credits executable was not found next to the test bundle"),
+          arguments: [false, true])
+    func killRepeatedly(sealed: Bool) async throws {
+        let seed = DurabilitySeed.make("CrashTests.killRepeatedly" + (sealed ? " sealed" : ""))
         var random = DurabilityRandom(seed: seed)
         let credits = try #require(creditsExecutable)
         let root = try makeTemporaryDirectory("crash")
         defer { removeTree(root) }
         let data = root + "/data"
         let errors = root + "/stderr.txt"
+        // Encryption at rest (docs/encryption.md): a data key outside the data directory.
+        let keyBytes = (0 ..< 32).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        var keyArguments: [String] = []
+        if sealed {
+            let keyFile = try PosixFileSystem().open(root + "/data.key", create: true)
+            try keyFile.write(keyBytes, at: 0)
+            keyFile.close()
+            keyArguments = ["--data-key", root + "/data.key"]
+        }
         func childErrors() -> String {
             (try? PosixFileSystem().readFile(errors)).map { String(decoding: $0.suffix(2_000), as: UTF8.self) } ?? ""
         }
@@ -86,7 +96,7 @@ struct CrashTests {
             // snapshots are taken, used and interrupted by kills too.
             let snapshotEvery = ["1000", "5000", "300", "5000"][round]
             let child = try DurabilityChild.spawn(credits, ["load", "--data", data, "--accounts", "2000", "--durability", "strict",
-                                                            "--shards", "4", "--snapshot-every", snapshotEvery], errors: errors)
+                                                            "--shards", "4", "--snapshot-every", snapshotEvery] + keyArguments, errors: errors)
             var output: [UInt8] = []
             let started = durabilityNanos()
             var firstAcknowledgement: UInt64?
@@ -126,11 +136,11 @@ struct CrashTests {
         #expect(repeatedAcknowledgements == 0, "a key was acknowledged twice (keys are unique per run)")
 
         // The log is whole (a torn tail would be reported, not an error) ...
-        let verify = try runToEnd(credits, ["wal", "verify", data], errors: errors)
+        let verify = try runToEnd(credits, ["wal", "verify", data] + keyArguments, errors: errors)
         #expect(verify.exitCode == 0, "credits wal verify: \(verify.output) \(childErrors())")
 
         // ... every acknowledged debit is in the export exactly once ...
-        let export = try runToEnd(credits, ["export", "--data", data], errors: errors)
+        let export = try runToEnd(credits, ["export", "--data", data] + keyArguments, errors: errors)
         try #require(export.exitCode == 0, "credits export failed: \(childErrors())")
         var debits: [String: Int] = [:]
         var summary = false
@@ -151,7 +161,9 @@ struct CrashTests {
 
         // ... and the engine opens on it with every invariant holding; retrying each acknowledged
         // debit returns its original success and changes nothing.
-        let configuration = EngineConfiguration(shardCount: 4, storage: StorageConfiguration(directory: data))
+        var storage = StorageConfiguration(directory: data)
+        if sealed { storage.encryption = try EncryptionKeyRing(keys: [keyBytes]) }
+        let configuration = EngineConfiguration(shardCount: 4, storage: storage)
         let engine = try await CreditEngine.open(configuration: configuration)
         await engine.expectInvariants()
         let before = await engine.stateDigests()

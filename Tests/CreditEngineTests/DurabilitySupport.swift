@@ -87,7 +87,7 @@ func durableConfiguration(disk: LightDisk, shards: Int, log: LogConfiguration = 
 func logEntries(_ storage: StorageConfiguration, shard: Int) throws -> [WALReader.Entry] {
     var entries: [WALReader.Entry] = []
     _ = try WALReader.read(directories: [storage.archiveDirectory(shard), storage.walDirectory(shard)],
-                           fileSystem: storage.fileSystem, shard: UInt32(shard)) { entries.append($0) }
+                           fileSystem: storage.fileSystem, shard: UInt32(shard), keys: storage.encryption) { entries.append($0) }
     return entries
 }
 

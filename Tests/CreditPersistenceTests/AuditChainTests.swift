@@ -19,13 +19,16 @@ struct AuditFixture {
     let storage: StorageConfiguration
     let key: AuditSigningKey
     let shardCount: Int
+    /// The data keys the logs are sealed with (nil: plain version 2 segments).
+    var keys: EncryptionKeyRing?
     /// Command records logged per shard, and the LSN each asked a snapshot checkpoint at.
     var records: [Int] = []
     var snapshotLSNs: [UInt64] = []
 
     var fileSystem: SimulatedFileSystem { disk.simulated }
 
-    static func make(_ label: String, shards: Int = 2, batches: Int = 40, close: Bool = true) async throws -> AuditFixture {
+    static func make(_ label: String, shards: Int = 2, batches: Int = 40, close: Bool = true,
+                     keys: EncryptionKeyRing? = nil) async throws -> AuditFixture {
         let seed = DurabilitySeed.make(label)
         let key = AuditSigningKey.generate()
         var log = smallLogConfiguration()
@@ -35,11 +38,12 @@ struct AuditFixture {
         let storage = StorageConfiguration(directory: "/data", fileSystem: disk, log: log, snapshotEveryRecords: nil,
                                            snapshotEveryMillis: nil)
         _ = try ShardStorage.prepare(storage: storage, shardCount: shards, create: true)
-        var fixture = AuditFixture(disk: disk, storage: storage, key: key, shardCount: shards)
+        var fixture = AuditFixture(disk: disk, storage: storage, key: key, shardCount: shards, keys: keys)
         var random = DurabilityRandom(seed: seed)
         for shard in 0 ..< shards {
             let shardLog = try ShardLog(directory: storage.walDirectory(shard), fileSystem: disk, shard: UInt32(shard),
-                                        shardCount: UInt32(shards), configuration: log, resumingAfter: WALReader.Report())
+                                        shardCount: UInt32(shards), configuration: log, resumingAfter: WALReader.Report(),
+                                        keys: keys)
             var workload = DurabilityWorkload(seed: seed &+ UInt64(shard), tenantBase: 1 + UInt64(shard) * 1_000)
             var model = ShardModel(configuration: LedgerConfiguration())
             let prologue = workload.prologue()
@@ -139,11 +143,16 @@ struct AuditFixture {
             file.close()
             segment = []
         }
+        var generation: UInt32 = 0
         func startSegment() {
             segmentFirst = lsn + 1
+            // A sealed log's segments name the key and a rising generation (the forger needs
+            // no key for that: the header is in clear).
+            if keys != nil { generation += 1 }
             segment = SegmentHeader(shardIndex: UInt32(shard), shardCount: UInt32(shardCount), firstLSN: segmentFirst,
                                     previousChecksum: previous, segmentSize: UInt64(storage.log.segmentSize),
-                                    unsyncedBytesMax: UInt64(storage.log.unsyncedBytesMax)).encoded()
+                                    unsyncedBytesMax: UInt64(storage.log.unsyncedBytesMax),
+                                    keyID: keys?.newestID ?? 0, generation: generation).encoded()
         }
         startSegment()
         for (index, batch) in log.batches.enumerated() {
@@ -155,8 +164,19 @@ struct AuditFixture {
             var covered: [UInt8] = []
             for var record in batch {
                 lsn += 1
-                patch(&record, lsn: lsn, previous: previous)
-                previous = crc(of: record)
+                if record[20] == WALFormat.frameRecordKind {
+                    // A sealed frame: its clear fields renumbered, its inner chain value kept
+                    // (the forger cannot open it) and named by the next record as its link.
+                    let count = UInt64(littleEndian: record.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 40, as: UInt64.self) })
+                        - UInt64(littleEndian: record.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) })
+                    put(lsn + count, into: &record, at: 40)
+                    patch(&record, lsn: lsn, previous: previous)
+                    previous = UInt32(littleEndian: record.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 48, as: UInt32.self) })
+                    lsn += count
+                } else {
+                    patch(&record, lsn: lsn, previous: previous)
+                    previous = crc(of: record)
+                }
                 covered += record
             }
             var seal = log.seals[index]

@@ -291,7 +291,7 @@ struct HeaderRangeTests {
         ("unsynced bytes max beyond a segment", { put(UInt64(1) << 50, at: 40, in: &$0) },
          .valueOutOfRange(.unsyncedBytesMax, 1 << 50)),
         ("a reserved byte set", { $0[50] = 0xFF }, .reservedBytesSet),
-        ("an unknown version", { put(UInt16(3), at: 8, in: &$0) }, .unsupportedVersion(3)),
+        ("an unknown version", { put(UInt16(4), at: 8, in: &$0) }, .unsupportedVersion(4)), // 3 is a sealed segment
         ("an unknown command encoding", { put(UInt16(9), at: 10, in: &$0) }, .unsupportedCommandEncoding(9)),
     ]
 

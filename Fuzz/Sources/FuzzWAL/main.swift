@@ -2,9 +2,14 @@
 // disk (no file system I/O, so millions of runs a minute). The read verifies the header,
 // every record's checksum, LSN and chain, decodes each command, and tells a torn tail from
 // corruption: it returns a report or throws a typed `WALReader.Failure`. Never a trap.
+// Sealed segments (version 3, docs/encryption.md) are read with the fuzz data key, bytes
+// 0...31 — public by design, the key of the sealed seed — so their frames are opened,
+// decompressed and their inner records checked.
 @_spi(Plumbing) import CreditCore
 @_spi(Plumbing) import CreditPersistence
 import FuzzSupport
+
+let fuzzKeys = try! EncryptionKeyRing(keys: [(0 ..< 32).map { UInt8($0) }])
 
 func fuzzWAL(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let fileSystem = SimulatedFileSystem()
@@ -22,7 +27,8 @@ func fuzzWAL(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     for mode in [WALReader.Mode.strict, .pointInTime] {
         do {
             var visited = 0
-            let report = try WALReader.read(directory: directory, fileSystem: fileSystem, shard: 0, mode: mode) { _ in visited += 1 }
+            let report = try WALReader.read(directory: directory, fileSystem: fileSystem, shard: 0, mode: mode,
+                                            keys: fuzzKeys) { _ in visited += 1 }
             precondition(report.recordsVisited == visited, "the report counts other records than it visited")
         } catch let failure as WALReader.Failure {
             _ = failure.code
