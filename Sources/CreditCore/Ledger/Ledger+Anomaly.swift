@@ -110,7 +110,8 @@ extension Ledger {
         return anomalyAlerts
     }
 
-    package var hasAnomalyAlerts: Bool { !anomalyAlerts.isEmpty }
+    /// Whether alerts wait (`mutating` for the reason `hasDueNotes` is).
+    package mutating func hasAnomalyAlerts() -> Bool { !anomalyAlerts.isEmpty }
 
     /// The current figures of an account's velocity (nil before its first spend).
     package func spendFigures(of id: AccountID, at now: Int64) -> SpendVelocity.Figures? {

@@ -42,6 +42,10 @@ extension Ledger {
     @inline(__always)
     func locate(_ id: AccountID) throws(LedgerError) -> Located {
         guard let tenant = tenants[id.tenant], let slot = slot(of: id, in: tenant) else { throw .unknownAccount(id) }
+        // The governance lines a spend updates at its end (velocity, buckets): started now,
+        // their misses overlap the account's own (a single call has no batch prefetching).
+        if Int(slot) < guards.accounts.count { cache_hints_prefetch(guards.accounts.addressHint(slot)) }
+        if tenant.guardIndex != none { cache_hints_prefetch(guards.tenants.addressHint(tenant.guardIndex)) }
         let record = accounts[slot]
         var located = Located(id: id, slot: slot, funding: slot, organisation: none, member: nil, tenantGuard: tenant.guardIndex)
         if record.flags.contains(.member) {
