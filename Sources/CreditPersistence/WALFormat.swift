@@ -270,25 +270,44 @@ public enum WALRecord {
         precondition(time.millisSinceEpoch >= 0 && time.millisSinceEpoch <= StorageLimits.recordTimeMillisMax,
                      "readers refuse a record stamped \(time)")
         let start = writer.count
-        writer.write(UInt32(0)) // length, patched below
-        writer.write(UInt32(0)) // checksum, patched below
-        writer.write(lsn)
-        writer.write(previous)
-        writer.write(WALFormat.commandRecordKind)
-        writer.write(UInt8(0)) // three reserved bytes
-        writer.write(UInt16(0))
-        writer.write(time)
-        writer.write(syncedLSN)
+        writeHeader(length: 0, lsn: lsn, previous: previous, kind: WALFormat.commandRecordKind, time: time,
+                    syncedLSN: syncedLSN, to: &writer) // length patched below
         command.encode(into: &writer)
         let length = writer.count - start
         precondition(length <= WALFormat.recordSizeMax, "a command record of \(length) bytes exceeds the log's limit")
         writer.patch(UInt32(length), at: start)
-        let checksum = writer.bytes.withUnsafeBytes { raw in
-            let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start ..< start + 4]))
-            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start + 8 ..< start + length]), continuing: lengthCRC)
-        }
-        writer.patch(checksum, at: start + 4)
-        return checksum
+        return patchChecksum(in: &writer, start: start, length: length)
+    }
+
+    /// Writes the 40-byte header every record starts with, its checksum zero (the
+    /// authenticated data of a frame has it so; `patchChecksum` sets it once the record is whole).
+    package static func writeHeader(length: UInt32, lsn: UInt64, previous: UInt32, kind: UInt8, time: Timestamp,
+                                    syncedLSN: UInt64, to writer: inout ByteWriter) {
+        writer.write(length)
+        writer.write(UInt32(0)) // checksum
+        writer.write(lsn)
+        writer.write(previous)
+        writer.write(kind)
+        writer.write(UInt8(0)) // three reserved bytes
+        writer.write(UInt16(0))
+        writer.write(time)
+        writer.write(syncedLSN)
+    }
+
+    /// A record's checksum: CRC32C over its length field, then over bytes 8..<length (all but
+    /// the checksum field itself).
+    package static func checksum(_ raw: UnsafeRawBufferPointer, at start: Int, length: Int) -> UInt32 {
+        let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start ..< start + 4]))
+        return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start + 8 ..< start + length]), continuing: lengthCRC)
+    }
+
+    /// Computes the checksum of the whole record at `start` of `writer` and writes it into its
+    /// header; returns it.
+    @discardableResult
+    package static func patchChecksum(in writer: inout ByteWriter, start: Int, length: Int) -> UInt32 {
+        let value = writer.withUnsafeBytes { Self.checksum($0, at: start, length: length) }
+        writer.patch(value, at: start + 4)
+        return value
     }
 
     /// Appends the seal of the command records `firstLSN...lastLSN` (the last appended ones,
@@ -301,25 +320,13 @@ public enum WALRecord {
                                                   head: [UInt8], at time: Timestamp, syncedLSN: UInt64, to writer: inout ByteWriter) {
         precondition(previousHead.count == AuditChain.headSize && head.count == AuditChain.headSize && firstLSN <= lastLSN)
         let start = writer.count
-        writer.write(UInt32(WALFormat.sealRecordSize))
-        writer.write(UInt32(0)) // checksum, patched below
-        writer.write(lastLSN)
-        writer.write(previous)
-        writer.write(WALFormat.sealRecordKind)
-        writer.write(UInt8(0))
-        writer.write(UInt16(0))
-        writer.write(time)
-        writer.write(min(syncedLSN, lastLSN))
+        writeHeader(length: UInt32(WALFormat.sealRecordSize), lsn: lastLSN, previous: previous, kind: WALFormat.sealRecordKind,
+                    time: time, syncedLSN: min(syncedLSN, lastLSN), to: &writer)
         writer.write(firstLSN)
         writer.write(bytes: previousHead)
         writer.write(bytes: head)
         assert(writer.count - start == WALFormat.sealRecordSize)
-        let checksum = writer.bytes.withUnsafeBytes { raw in
-            let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start ..< start + 4]))
-            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start + 8 ..< start + WALFormat.sealRecordSize]),
-                                   continuing: lengthCRC)
-        }
-        writer.patch(checksum, at: start + 4)
+        patchChecksum(in: &writer, start: start, length: WALFormat.sealRecordSize)
     }
 
     /// A seal's fields after its header.
@@ -462,10 +469,7 @@ public enum WALRecord {
         }
         guard length <= end - offset else { return .invalid(.cutShort(length: length, bytesLeft: end - offset)) }
         let stored = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
-        let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[offset ..< offset + 4]))
-        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[offset + 8 ..< offset + length]),
-                                       continuing: lengthCRC)
-        guard computed == stored else { return .invalid(.checksumMismatch) }
+        guard checksum(bytes, at: offset, length: length) == stored else { return .invalid(.checksumMismatch) }
         let kind = bytes[offset + 20]
         if kind == WALFormat.sealRecordKind {
             guard length == WALFormat.sealRecordSize else { return .invalid(.sealMalformed(length: length)) }

@@ -52,15 +52,9 @@ package enum WALFrame {
         let start = writer.count
         let length = length(compressed: count)
         precondition(length <= WALFormat.frameSizeMax, "a frame of \(length) bytes exceeds the log's limit")
-        writer.write(UInt32(length))
-        writer.write(UInt32(0)) // checksum: zero in the authenticated data, patched below
-        writer.write(firstLSN)
-        writer.write(previous)
-        writer.write(WALFormat.frameRecordKind)
-        writer.write(UInt8(0))
-        writer.write(UInt16(0))
-        writer.write(time)
-        writer.write(min(syncedLSN, firstLSN - 1))
+        // The checksum stays zero in the authenticated data; patched once the frame is sealed.
+        WALRecord.writeHeader(length: UInt32(length), lsn: firstLSN, previous: previous, kind: WALFormat.frameRecordKind,
+                              time: time, syncedLSN: min(syncedLSN, firstLSN - 1), to: &writer)
         writer.write(lastLSN)
         writer.write(lastChecksum)
         writer.write(UInt32(plainCount))
@@ -73,11 +67,7 @@ package enum WALFrame {
             }
         }
         assert(writer.count - start == length)
-        let checksum = writer.bytes.withUnsafeBytes { raw in
-            let lengthCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start ..< start + 4]))
-            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start + 8 ..< start + length]), continuing: lengthCRC)
-        }
-        writer.patch(checksum, at: start + 4)
+        WALRecord.patchChecksum(in: &writer, start: start, length: length)
     }
 
     /// Opens the frame at `offset` (`length` bytes, its CRC verified, `header` scanned) in a
