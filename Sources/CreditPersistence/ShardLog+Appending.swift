@@ -38,16 +38,8 @@ extension ShardLog {
         if let key = sealKey { return appendFramed(key: key, time: time, synced: synced) }
         // The audit seal of this batch (and of any records recovery found unsealed).
         let recordsEnd = encoded.count
-        let sealFirstLSN = auditCarryFirstLSN ?? (nextLSN - UInt64(encodedEnds.count))
-        let head = encoded.bytes.withUnsafeBytes { raw in
-            AuditChain.head(previous: auditHead, carry: auditCarry, records: UnsafeRawBufferPointer(rebasing: raw[0 ..< recordsEnd]))
-        }
-        WALRecord.appendSeal(firstLSN: sealFirstLSN, lastLSN: nextLSN - 1, previous: lastChecksum, previousHead: auditHead,
-                             head: head, at: time, syncedLSN: synced, to: &encoded)
-        auditHead = head
-        if !auditCarry.isEmpty { auditCarry = [] }
-        auditCarryFirstLSN = nil
-        let seal = SealedHead(lsn: nextLSN - 1, time: time, head: head)
+        let seal = appendAuditSeal(to: &encoded, covering: recordsEnd, batchFirstLSN: nextLSN - UInt64(encodedEnds.count),
+                                   at: time, synced: synced)
         var newChunkStarted = false
         lock.withLock {
             var lsn = appendedLSN
@@ -56,54 +48,21 @@ extension ShardLog {
                 for end in encodedEnds {
                     lsn += 1
                     let size = end - start
-                    var newSegment: SegmentHeader?
-                    // Room for the record and a seal after it, so the batch's seal always
-                    // fits after its last record.
-                    if !hasSegment || currentOffset + size + WALFormat.sealRecordSize > configuration.segmentSize {
-                        // Roll over: the record goes first in a new segment, whose header
-                        // repeats the record's chain link (the previous record's checksum).
-                        let previous = UInt32(littleEndian: UnsafeRawBufferPointer(bytes).loadUnaligned(
-                            fromByteOffset: start + WALFormat.previousChecksumOffset, as: UInt32.self))
-                        newSegment = SegmentHeader(shardIndex: shard, shardCount: shardCount, firstLSN: lsn,
-                                                   previousChecksum: previous,
-                                                   segmentSize: UInt64(configuration.segmentSize),
-                                                   unsyncedBytesMax: UInt64(configuration.unsyncedBytesMax))
-                        appendSegmentFirstLSN = lsn
-                        currentOffset = WALFormat.segmentHeaderSize
-                        hasSegment = true
-                    }
-                    let record = UnsafeBufferPointer(rebasing: bytes[start ..< end])
-                    if newSegment == nil, let last = pending.indices.last, pending[last].segmentFirstLSN == appendSegmentFirstLSN,
-                       pending[last].bytes.count < configuration.chunkBytesTarget {
-                        pending[last].bytes.write(bytes: record)
-                        pending[last].lastLSN = lsn
-                    } else {
-                        var chunk = ByteWriter(capacity: max(size, 4_096))
-                        chunk.write(bytes: record)
-                        pending.append(Chunk(segmentFirstLSN: appendSegmentFirstLSN, newSegment: newSegment,
-                                             offset: currentOffset, bytes: chunk, lastLSN: lsn, seal: nil))
-                        // A first chunk (the writer may sleep with no timer set) or a full one.
+                    let newSegment = rollOver(ifFull: size, firstLSN: lsn, previous: UInt32(littleEndian:
+                        UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: start + WALFormat.previousChecksumOffset,
+                                                                    as: UInt32.self)))
+                    if enqueue(UnsafeBufferPointer(rebasing: bytes[start ..< end]), segmentFirstLSN: appendSegmentFirstLSN,
+                               newSegment: newSegment, offset: currentOffset, lastLSN: lsn) {
                         newChunkStarted = true
                     }
-                    pendingBytes += size
                     currentOffset += size
                     start = end
                 }
-                // The seal goes after the last record, in the same chunk.
-                let last = pending.count - 1
-                pending[last].bytes.write(bytes: UnsafeBufferPointer(rebasing: bytes[recordsEnd ..< bytes.count]))
-                pending[last].seal = seal
-                pendingBytes += WALFormat.sealRecordSize
                 currentOffset += WALFormat.sealRecordSize
+                enqueueSeal(UnsafeBufferPointer(rebasing: bytes[recordsEnd ..< bytes.count]), seal)
             }
-            appendedLSN = lsn
-            pendingBytesHighWater = max(pendingBytesHighWater, pendingBytes)
-            roomAfterAppend = pendingBytes < configuration.pendingBytesMax
         }
-        // Strict: someone waits for these records. Otherwise the writer comes by itself (see
-        // writerWork) once it knows there is a chunk: it is told when one starts.
-        if configuration.durability == .strict || newChunkStarted { writer.wake() }
-        return nextLSN - 1
+        return handedOver(newChunkStarted: newChunkStarted)
     }
 
     /// The sealed path of `append` (version 3, docs/encryption.md): the batch's records, just
@@ -131,20 +90,7 @@ extension ShardLog {
                 let lastChecksum = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: lastStart + 4, as: UInt32.self))
                 let compressedCount = WALFrame.compress(UnsafeRawBufferPointer(rebasing: raw[start ..< end]), into: &compressed)
                 let length = WALFrame.length(compressed: compressedCount)
-                var newSegment: SegmentHeader?
-                // Room for the frame and a seal after it, so the batch's seal always fits.
-                if !hasSegment || currentOffset + length + WALFormat.sealRecordSize > configuration.segmentSize {
-                    precondition(highestGeneration < UInt32.max, "segment generations of shard \(shard) exhausted: rotate the data key")
-                    highestGeneration += 1
-                    segmentGeneration = highestGeneration
-                    newSegment = SegmentHeader(shardIndex: shard, shardCount: shardCount, firstLSN: lsn, previousChecksum: previous,
-                                               segmentSize: UInt64(configuration.segmentSize),
-                                               unsyncedBytesMax: UInt64(configuration.unsyncedBytesMax),
-                                               keyID: sealingKeyID, generation: segmentGeneration)
-                    appendSegmentFirstLSN = lsn
-                    currentOffset = WALFormat.segmentHeaderSize
-                    hasSegment = true
-                }
+                let newSegment = rollOver(ifFull: length, firstLSN: lsn, previous: previous)
                 let offset = currentOffset
                 WALFrame.append(compressed: compressed, count: compressedCount, plainCount: end - start, firstLSN: lsn,
                                 lastLSN: lastLSN, previous: previous, lastChecksum: lastChecksum, time: time, syncedLSN: synced,
@@ -159,47 +105,98 @@ extension ShardLog {
         }
         // The audit seal covers the frames as written (ciphertext): verifiable without the key.
         let framesEnd = framed.count
-        let sealFirstLSN = auditCarryFirstLSN ?? batchFirstLSN
-        let head = framed.bytes.withUnsafeBytes { raw in
-            AuditChain.head(previous: auditHead, carry: auditCarry, records: UnsafeRawBufferPointer(rebasing: raw[0 ..< framesEnd]))
-        }
-        WALRecord.appendSeal(firstLSN: sealFirstLSN, lastLSN: nextLSN - 1, previous: lastChecksum, previousHead: auditHead,
-                             head: head, at: time, syncedLSN: synced, to: &framed)
-        auditHead = head
-        if !auditCarry.isEmpty { auditCarry = [] }
-        auditCarryFirstLSN = nil
+        let seal = appendAuditSeal(to: &framed, covering: framesEnd, batchFirstLSN: batchFirstLSN, at: time, synced: synced)
         currentOffset += WALFormat.sealRecordSize
-        let seal = SealedHead(lsn: nextLSN - 1, time: time, head: head)
         var newChunkStarted = false
         lock.withLock {
             framed.bytes.withUnsafeBufferPointer { bytes in
                 var start = 0
                 for placement in framePlacements {
-                    let frame = UnsafeBufferPointer(rebasing: bytes[start ..< placement.end])
-                    if placement.newSegment == nil, let last = pending.indices.last,
-                       pending[last].segmentFirstLSN == placement.segmentFirstLSN,
-                       pending[last].bytes.count < configuration.chunkBytesTarget {
-                        pending[last].bytes.write(bytes: frame)
-                        pending[last].lastLSN = placement.lastLSN
-                    } else {
-                        var chunk = ByteWriter(capacity: max(frame.count + WALFormat.sealRecordSize, 4_096))
-                        chunk.write(bytes: frame)
-                        pending.append(Chunk(segmentFirstLSN: placement.segmentFirstLSN, newSegment: placement.newSegment,
-                                             offset: placement.offset, bytes: chunk, lastLSN: placement.lastLSN, seal: nil))
+                    if enqueue(UnsafeBufferPointer(rebasing: bytes[start ..< placement.end]), segmentFirstLSN: placement.segmentFirstLSN,
+                               newSegment: placement.newSegment, offset: placement.offset, lastLSN: placement.lastLSN) {
                         newChunkStarted = true
                     }
-                    pendingBytes += frame.count
                     start = placement.end
                 }
-                let last = pending.count - 1
-                pending[last].bytes.write(bytes: UnsafeBufferPointer(rebasing: bytes[framesEnd ..< bytes.count]))
-                pending[last].seal = seal
-                pendingBytes += WALFormat.sealRecordSize
+                enqueueSeal(UnsafeBufferPointer(rebasing: bytes[framesEnd ..< bytes.count]), seal)
             }
-            appendedLSN = nextLSN - 1
-            pendingBytesHighWater = max(pendingBytesHighWater, pendingBytes)
-            roomAfterAppend = pendingBytes < configuration.pendingBytesMax
         }
+        return handedOver(newChunkStarted: newChunkStarted)
+    }
+
+    /// The header of a new segment when a record or frame of `length` bytes, and a seal after
+    /// it (a batch's seal always fits after its last one), does not fit the current segment:
+    /// it goes first in the new one, whose header repeats its chain link (`previous`). A sealed
+    /// log gives every new segment the next generation, so its nonces are new
+    /// (docs/encryption.md). Nil when it fits. Appender state only (the plain path calls it
+    /// under `lock`).
+    private func rollOver(ifFull length: Int, firstLSN: UInt64, previous: UInt32) -> SegmentHeader? {
+        guard !hasSegment || currentOffset + length + WALFormat.sealRecordSize > configuration.segmentSize else { return nil }
+        if sealingKeyID != 0 {
+            precondition(highestGeneration < UInt32.max, "segment generations of shard \(shard) exhausted: rotate the data key")
+            highestGeneration += 1
+            segmentGeneration = highestGeneration
+        }
+        appendSegmentFirstLSN = firstLSN
+        currentOffset = WALFormat.segmentHeaderSize
+        hasSegment = true
+        return SegmentHeader(shardIndex: shard, shardCount: shardCount, firstLSN: firstLSN, previousChecksum: previous,
+                             segmentSize: UInt64(configuration.segmentSize), unsyncedBytesMax: UInt64(configuration.unsyncedBytesMax),
+                             keyID: sealingKeyID, generation: sealingKeyID == 0 ? 0 : segmentGeneration)
+    }
+
+    /// Appends the batch's audit seal to `buffer` after its first `end` bytes — the batch's
+    /// records, or its frames, as written — covering them and any records recovery found
+    /// unsealed, and moves the audit chain on. Returns what a checkpoint signs once the seal
+    /// is synced. Shard actor only.
+    private func appendAuditSeal(to buffer: inout ByteWriter, covering end: Int, batchFirstLSN: UInt64, at time: Timestamp,
+                                 synced: UInt64) -> SealedHead {
+        let head = buffer.withUnsafeBytes { raw in
+            AuditChain.head(previous: auditHead, carry: auditCarry, records: UnsafeRawBufferPointer(rebasing: raw[0 ..< end]))
+        }
+        WALRecord.appendSeal(firstLSN: auditCarryFirstLSN ?? batchFirstLSN, lastLSN: nextLSN - 1, previous: lastChecksum,
+                             previousHead: auditHead, head: head, at: time, syncedLSN: synced, to: &buffer)
+        auditHead = head
+        if !auditCarry.isEmpty { auditCarry = [] }
+        auditCarryFirstLSN = nil
+        return SealedHead(lsn: nextLSN - 1, time: time, head: head)
+    }
+
+    /// Hands one record or frame to the writer: onto the last pending chunk when it continues
+    /// that chunk's segment and the chunk is not full, else as a new chunk. Returns whether a
+    /// chunk started (a first chunk — the writer may sleep with no timer set — or a full one).
+    /// Under `lock`.
+    private func enqueue(_ piece: UnsafeBufferPointer<UInt8>, segmentFirstLSN: UInt64, newSegment: SegmentHeader?, offset: Int,
+                         lastLSN: UInt64) -> Bool {
+        pendingBytes += piece.count
+        if newSegment == nil, let last = pending.indices.last, pending[last].segmentFirstLSN == segmentFirstLSN,
+           pending[last].bytes.count < configuration.chunkBytesTarget {
+            pending[last].bytes.write(bytes: piece)
+            pending[last].lastLSN = lastLSN
+            return false
+        }
+        var chunk = ByteWriter(capacity: max(piece.count + WALFormat.sealRecordSize, 4_096))
+        chunk.write(bytes: piece)
+        pending.append(Chunk(segmentFirstLSN: segmentFirstLSN, newSegment: newSegment, offset: offset, bytes: chunk,
+                             lastLSN: lastLSN, seal: nil))
+        return true
+    }
+
+    /// Puts the batch's seal after its last record or frame, in the same chunk, and records
+    /// the batch as appended. Under `lock`.
+    private func enqueueSeal(_ bytes: UnsafeBufferPointer<UInt8>, _ seal: SealedHead) {
+        let last = pending.count - 1
+        pending[last].bytes.write(bytes: bytes)
+        pending[last].seal = seal
+        pendingBytes += WALFormat.sealRecordSize
+        appendedLSN = nextLSN - 1
+        pendingBytesHighWater = max(pendingBytesHighWater, pendingBytes)
+        roomAfterAppend = pendingBytes < configuration.pendingBytesMax
+    }
+
+    /// After a batch's hand-over: wakes the writer when someone waits for the records (strict)
+    /// or a chunk started (otherwise it comes by itself, see `writerWork`); returns the last LSN.
+    private func handedOver(newChunkStarted: Bool) -> UInt64 {
         if configuration.durability == .strict || newChunkStarted { writer.wake() }
         return nextLSN - 1
     }
