@@ -56,27 +56,15 @@ public struct SnapshotHeader: Sendable, Equatable {
     package func encoded() -> [UInt8] {
         if isSealed { return encodedSealed() }
         var writer = ByteWriter(capacity: Self.size)
-        writer.write(Self.magic)
-        writer.write(version)
-        writer.write(UInt16(0))
-        writer.write(stateFormatVersion)
-        writer.write(shardIndex)
-        writer.write(shardCount)
-        writer.write(lsn)
-        writer.write(chain)
-        writer.write(UInt32(0))
-        writer.write(stateBytes)
-        writer.write(frameBytes)
+        writeCommonFields(to: &writer)
         writer.write(UInt32(0))
         writer.write(CRC32C.checksum(writer.bytes))
         assert(writer.count == Self.size)
         return writer.bytes
     }
 
-    /// Version 2 (96 bytes): bytes 0..<56 as version 1 | key id u64 | salt 16 bytes | chunk
-    /// bytes u32 | 8 zero bytes | CRC32C of bytes 0..<92 u32.
-    private func encodedSealed() -> [UInt8] {
-        var writer = ByteWriter(capacity: Self.sealedSize)
+    /// Bytes 0..<56, the same in both versions.
+    private func writeCommonFields(to writer: inout ByteWriter) {
         writer.write(Self.magic)
         writer.write(version)
         writer.write(UInt16(0))
@@ -88,6 +76,13 @@ public struct SnapshotHeader: Sendable, Equatable {
         writer.write(UInt32(0))
         writer.write(stateBytes)
         writer.write(frameBytes)
+    }
+
+    /// Version 2 (96 bytes): bytes 0..<56 as version 1 | key id u64 | salt 16 bytes | chunk
+    /// bytes u32 | 8 zero bytes | CRC32C of bytes 0..<92 u32.
+    private func encodedSealed() -> [UInt8] {
+        var writer = ByteWriter(capacity: Self.sealedSize)
+        writeCommonFields(to: &writer)
         writer.write(keyID)
         writer.write(bytes: salt)
         writer.write(chunkBytes)

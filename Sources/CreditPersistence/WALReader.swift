@@ -395,6 +395,19 @@ public enum WALReader {
     struct ChainPosition {
         var expectedLSN: UInt64?
         var expectedPrevious: UInt32?
+
+        /// How `record` (a command record or a frame) breaks the chain here: another LSN than
+        /// the next, or a link to another checksum; nil when it follows.
+        func breach(by record: WALRecord.Header) -> WALRecord.Damage? {
+            if record.lsn != expectedLSN { return .unexpectedLSN(found: record.lsn, expected: expectedLSN ?? 0) }
+            return linkBreach(by: record)
+        }
+
+        /// How `record`'s link breaks the chain (a seal takes no LSN of its own but still links).
+        func linkBreach(by record: WALRecord.Header) -> WALRecord.Damage? {
+            guard let expectedPrevious, record.previous != expectedPrevious else { return nil }
+            return .chainBroken(found: record.previous, expected: expectedPrevious)
+        }
     }
 
     /// Verifies one segment's records from byte 64 on, visiting those above `afterLSN`, and
@@ -433,8 +446,8 @@ public enum WALReader {
                         damage = .unexpectedLSN(found: record.lsn, expected: report.lastLSN)
                         break
                     }
-                    if let previous = position.expectedPrevious, record.previous != previous {
-                        damage = .chainBroken(found: record.previous, expected: previous)
+                    if let broken = position.linkBreach(by: record) {
+                        damage = broken
                         break
                     }
                     try track.seal(record, WALRecord.Seal(raw, at: offset), raw, at: offset, path: path, mode: mode, report: &report)
@@ -446,12 +459,8 @@ public enum WALReader {
                         damage = .kindOutOfPlace(kind: record.kind, version: header.version)
                         break
                     }
-                    if record.lsn != position.expectedLSN {
-                        damage = .unexpectedLSN(found: record.lsn, expected: position.expectedLSN ?? 0)
-                        break
-                    }
-                    if let previous = position.expectedPrevious, record.previous != previous {
-                        damage = .chainBroken(found: record.previous, expected: previous)
+                    if let broken = position.breach(by: record) {
+                        damage = broken
                         break
                     }
                     if record.lastLSN == afterLSN, let chain, record.lastChecksum != chain {
@@ -501,12 +510,8 @@ public enum WALReader {
                         damage = .kindOutOfPlace(kind: record.kind, version: header.version)
                         break
                     }
-                    if record.lsn != position.expectedLSN {
-                        damage = .unexpectedLSN(found: record.lsn, expected: position.expectedLSN ?? 0)
-                        break
-                    }
-                    if let previous = position.expectedPrevious, record.previous != previous {
-                        damage = .chainBroken(found: record.previous, expected: previous)
+                    if let broken = position.breach(by: record) {
+                        damage = broken
                         break
                     }
                     if record.lsn == afterLSN, let chain, record.checksum != chain {
