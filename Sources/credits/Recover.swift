@@ -39,11 +39,7 @@ struct Recover: AsyncParsableCommand {
         let engine: CreditEngine
         let shardCount: Int
         do throws(RecoveryError) {
-            guard let count = try ShardStorage.existingShardCount(storage: storage) else {
-                throw RecoveryError(shard: nil, .notDataDirectory(path: data))
-            }
-            shardCount = count
-            engine = try await CreditEngine.open(configuration: EngineConfiguration(shardCount: shardCount, storage: storage))
+            (engine, shardCount) = try await openExistingEngine(storage)
         } catch {
             if json {
                 print("{\"ok\": false, \"code\": \(jsonString(error.code)), \"shard\": \(error.shard.map(String.init) ?? "null"), "

@@ -34,11 +34,7 @@ struct Rekey: AsyncParsableCommand {
         let shardCount: Int
         let engine: CreditEngine
         do throws(RecoveryError) {
-            guard let count = try ShardStorage.existingShardCount(storage: storage) else {
-                throw RecoveryError(shard: nil, .notDataDirectory(path: data))
-            }
-            shardCount = count
-            engine = try await CreditEngine.open(configuration: EngineConfiguration(shardCount: count, storage: storage))
+            (engine, shardCount) = try await openExistingEngine(storage)
         } catch {
             if json {
                 print("{\"ok\": false, \"code\": \(jsonString(error.code)), \"problem\": \(jsonString(error.description))}")

@@ -57,6 +57,16 @@ struct StorageOptions: ParsableArguments {
     }
 }
 
+/// Opens the engine of the data directory `storage` names, with the shard count it holds:
+/// `not_data_directory` when it holds none (what `recover` and `rekey` need; a command that
+/// may create the directory uses `StorageOptions.open`).
+func openExistingEngine(_ storage: StorageConfiguration) async throws(RecoveryError) -> (engine: CreditEngine, shardCount: Int) {
+    guard let count = try ShardStorage.existingShardCount(storage: storage) else {
+        throw RecoveryError(shard: nil, .notDataDirectory(path: storage.directory))
+    }
+    return (try await CreditEngine.open(configuration: EngineConfiguration(shardCount: count, storage: storage)), count)
+}
+
 /// The audit signing key of `--audit-key FILE` (nil without the option): a PEM Ed25519
 /// private key outside the data directory, or a validation error saying what is wrong.
 func loadAuditKey(_ path: String?, data: String?) throws -> AuditSigningKey? {
