@@ -78,6 +78,11 @@ struct TenantGuard: Sendable {
     /// spend reads this line instead of probing the role table.
     var hasMeteringClient = false
     var meteringClient = ClientID(0)
+
+    /// Whether `client` is the metering client this line remembers (then it holds the
+    /// tenant's metering-service role; another holder may not be remembered).
+    @inline(__always)
+    func remembers(meteringClient client: ClientID) -> Bool { hasMeteringClient && meteringClient == client }
 }
 
 /// The governance state of a shard besides its roles.

@@ -162,9 +162,12 @@ extension Ledger {
         switch principal {
         case .system: return
         case .account(let own) where own == account: return
-        // The tenant's metering memo, read here in line: a call into the role check would copy
-        // the whole ledger to pass it (it is borrowed from an inout access).
-        case .client(let client) where isMeteringMemo(client, of: account.tenant): return
+        case .client(let client):
+            // The tenant's metering memo, read here in line: a call into the role check would
+            // copy the whole ledger to pass it (it is borrowed from an inout access).
+            let index = tenantGuardIndex(account.tenant)
+            if index != none, guards.tenants[index].remembers(meteringClient: client) { return }
+            try authorize(principal, .spend, PermissionTarget(tenant: account.tenant, account: account))
         default: try authorize(principal, .spend, PermissionTarget(tenant: account.tenant, account: account))
         }
     }
@@ -228,7 +231,9 @@ extension Ledger {
         case .meteringService:
             guard tenant != .platform else { return false }
             // The memo in the tenant's guard line first: the one line a client's spend reads.
-            return isMeteringMemo(client, of: tenant) || roles.holds(client, .meteringService(tenant))
+            let index = tenantGuardIndex(tenant)
+            if index != none, guards.tenants[index].remembers(meteringClient: client) { return true }
+            return roles.holds(client, .meteringService(tenant))
         case .billingService: return tenant != .platform && roles.holds(client, .billingService(tenant))
         case .member:
             guard let account = target.account else { return false }
@@ -277,8 +282,8 @@ extension Ledger {
     mutating func revokeRole(_ client: ClientID, _ role: Role) throws(LedgerError) {
         if roles.remove(client, role) { draft.amount = 1 }
         guard case .meteringService(let tenant) = role else { return }
-        guard isMeteringMemo(client, of: tenant) else { return }
         let index = tenantGuardIndex(tenant)
+        guard index != none, guards.tenants[index].remembers(meteringClient: client) else { return }
         // Another holder, if any, takes the memo (rare: a scan of the role table).
         if let other = roles.grants.first(where: { $0.role == role }) {
             guards.tenants[index].meteringClient = other.client
@@ -286,14 +291,6 @@ extension Ledger {
             guards.tenants[index].hasMeteringClient = false
             guards.tenants[index].meteringClient = ClientID(0)
         }
-    }
-
-    /// Whether `client` is the metering client the tenant's guard line remembers (then it holds
-    /// the tenant's metering-service role; another holder may not be remembered).
-    @inline(__always)
-    func isMeteringMemo(_ client: ClientID, of tenant: TenantID) -> Bool {
-        let index = tenantGuardIndex(tenant)
-        return index != none && guards.tenants[index].hasMeteringClient && guards.tenants[index].meteringClient == client
     }
 
     /// Makes `client` the tenant's metering memo (`TenantGuard.meteringClient`).
